@@ -1,0 +1,3 @@
+"""relay: an anonymising SMTP relay for marketplace buyer-seller messaging."""
+
+__version__ = "0.1.0"

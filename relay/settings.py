@@ -1,0 +1,254 @@
+"""Settings: one TOML file plus ``RELAY_*`` environment variables.
+
+Unknown keys and bad values must stop start-up with a message naming the key, because a
+typo in a mail relay's configuration silently changes who may send mail where.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+class SettingsError(Exception):
+    """A configuration problem, worded for the operator (names the key)."""
+
+
+def parse_duration(value: Any) -> timedelta:
+    """Accept ``30s``, ``5m``, ``1h``, ``5d`` or a number of seconds."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return timedelta(seconds=value)
+    if isinstance(value, str):
+        m = _DURATION.match(value)
+        if m:
+            return timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)])
+    raise ValueError(f"not a duration: {value!r} (use e.g. 30s, 5m, 1h, 5d)")
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+
+
+def parse_hostport(value: str, default_port: int) -> tuple[str, int]:
+    """Split ``host:port`` (``[v6]:port`` too); raises ValueError with a plain reason."""
+    value = value.strip()
+    if value.startswith("["):
+        host, _, rest = value[1:].partition("]")
+        port = rest.lstrip(":") or str(default_port)
+    elif value.count(":") == 1:
+        host, port = value.split(":")
+    else:
+        host, port = value, str(default_port)
+    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"not a host:port: {value!r}")
+    return host, int(port)
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RelaySection(_Section):
+    domain: str = "relay.example"
+    marketplace: str = "Marketplace"
+    hostname: str = Field(default="", description="SMTP banner / EHLO name; defaults to domain")
+    max_hops: int = Field(default=30, ge=5, le=100)
+    alias_ttl_days: int = Field(default=0, ge=0, description="0: aliases live until closed")
+
+    @field_validator("domain")
+    @classmethod
+    def _domain(cls, v: str) -> str:
+        v = v.strip().lower().rstrip(".")
+        if not re.fullmatch(r"[a-z0-9-]+(\.[a-z0-9-]+)+", v):
+            raise ValueError(f"not a domain name: {v!r}")
+        return v
+
+    @property
+    def helo_name(self) -> str:
+        return self.hostname or self.domain
+
+
+class SmtpSection(_Section):
+    listen: str = "127.0.0.1:2525"
+    max_message_size: int = Field(default=40 * 1024 * 1024, ge=1024)
+    max_recipients: int = Field(default=20, ge=1)
+    max_connections: int = Field(default=200, ge=1)
+    timeout: Duration = timedelta(minutes=5)
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, v: str) -> str:
+        parse_hostport(v, 25)
+        return v
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        return parse_hostport(self.listen, 25)
+
+
+class DatabaseSection(_Section):
+    url: str = "sqlite+aiosqlite:///var/relay.sqlite3"
+    pool_size: int = Field(default=10, ge=1)
+    group_commit_max: int = Field(default=64, ge=1, le=1000)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not (v.startswith("sqlite+aiosqlite://") or v.startswith("postgresql+asyncpg://")):
+            raise ValueError("use sqlite+aiosqlite:///PATH or postgresql+asyncpg://...")
+        return v
+
+
+class DeliverySection(_Section):
+    smarthost: str = Field(default="", description="host:port; empty for direct MX delivery")
+    smarthost_tls: Literal["none", "starttls", "implicit"] = "none"
+    smarthost_username: str = ""
+    smarthost_password: str = ""
+    mx_port: int = Field(default=25, ge=1, le=65535)
+    retry: list[Duration] = Field(
+        default_factory=lambda: [timedelta(minutes=m) for m in (5, 10, 20, 40, 60)]
+    )
+    give_up_after: Duration = timedelta(days=5)
+    concurrency: int = Field(default=20, ge=1)
+    batch: int = Field(default=50, ge=1)
+    timeout: Duration = timedelta(seconds=60)
+    poll_interval: Duration = timedelta(seconds=1)
+    claim_lease: Duration = timedelta(minutes=10)
+
+    @field_validator("smarthost")
+    @classmethod
+    def _smarthost(cls, v: str) -> str:
+        if v:
+            parse_hostport(v, 25)
+        return v
+
+    @field_validator("retry")
+    @classmethod
+    def _retry(cls, v: list[timedelta]) -> list[timedelta]:
+        if not v:
+            raise ValueError("the retry schedule needs at least one interval")
+        return v
+
+
+class PolicySection(_Section):
+    file: Path | None = Field(default=None, description="policy TOML; None: the shipped default")
+    enabled: bool = True
+    workers: int = Field(default=0, ge=0, description="policy processes; 0: in-process threads")
+
+
+class AuthSection(_Section):
+    mode: Literal["enforce", "report", "off"] = "enforce"
+
+
+class DnsSection(_Section):
+    nameservers: list[str] = Field(default_factory=list)
+    port: int = Field(default=53, ge=1, le=65535)
+    timeout: Duration = timedelta(seconds=5)
+
+
+class DkimSection(_Section):
+    selector: str = "s1"
+    key_file: Path | None = None
+    algorithm: Literal["rsa-sha256", "ed25519-sha256"] = "rsa-sha256"
+
+
+class BounceSection(_Section):
+    secret: str = Field(default="", description="HMAC key for signed return paths")
+    local_prefix: str = "bounce"
+
+
+class LogSection(_Section):
+    format: Literal["json", "console", "auto"] = "auto"
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    hash_key: str = Field(default="", description="key for hashing addresses in logs")
+
+
+class ApiSection(_Section):
+    listen: str = "127.0.0.1:8025"
+    marketplace_tokens: list[str] = Field(default_factory=list)
+    ops_tokens: list[str] = Field(default_factory=list)
+
+
+class MetricsSection(_Section):
+    listen: str = ""
+
+
+class Settings(BaseSettings):
+    """The whole configuration. Sections are frozen; pass the object, never mutate it."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="RELAY_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+    _toml_file: ClassVar[Path | None] = None
+
+    relay: RelaySection = RelaySection()
+    smtp: SmtpSection = SmtpSection()
+    database: DatabaseSection = DatabaseSection()
+    delivery: DeliverySection = DeliverySection()
+    policy: PolicySection = PolicySection()
+    auth: AuthSection = AuthSection()
+    dns: DnsSection = DnsSection()
+    dkim: DkimSection = DkimSection()
+    bounce: BounceSection = BounceSection()
+    log: LogSection = LogSection()
+    api: ApiSection = ApiSection()
+    metrics: MetricsSection = MetricsSection()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if cls._toml_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=cls._toml_file))
+        return tuple(sources)
+
+
+def _format_errors(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"])
+        if e["type"] == "extra_forbidden":
+            lines.append(f"unknown setting {key!r}")
+        else:
+            lines.append(f"setting {key!r}: {e['msg']}")
+    return "; ".join(lines)
+
+
+def load_settings(path: Path | str | None = None, **overrides: Any) -> Settings:
+    """Load TOML (if given) + environment; raise SettingsError naming the bad key."""
+    toml_path = Path(path) if path else None
+    if toml_path is not None and not toml_path.is_file():
+        raise SettingsError(f"settings file not found: {toml_path}")
+
+    class _Loaded(Settings):
+        _toml_file: ClassVar[Path | None] = toml_path
+
+    try:
+        loaded = _Loaded(**overrides)
+    except ValidationError as err:
+        raise SettingsError(_format_errors(err)) from None
+    except ValueError as err:  # TOML syntax errors surface as ValueError subclasses
+        raise SettingsError(f"cannot read {toml_path}: {err}") from None
+    return Settings.model_validate(loaded.model_dump())
