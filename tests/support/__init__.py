@@ -1,0 +1,1 @@
+"""Test support: loopback servers (DNS) and fixtures shared across the suite."""
