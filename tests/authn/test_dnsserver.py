@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import dns.asyncresolver
 import dns.exception
-import dns.query
 import dns.message
+import dns.query
 import dns.rcode
 import dns.resolver
 import pytest
 
 from tests.support.dnsserver import DNSServer
-from tests.support.fixtures import dns_server  # noqa: F401
 
 
 async def test_mx_a_and_long_txt(dns_server: DNSServer) -> None:
