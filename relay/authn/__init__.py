@@ -1,0 +1,208 @@
+"""Inbound sender authentication: SPF, DKIM and DMARC, and the participant decision.
+
+``authenticate()`` gathers the evidence (all DNS asynchronous, under one time budget);
+``judge_sender()`` turns it into an SMTP answer. They are separate so the evidence can be
+archived even when the decision is "refuse", and so ``auth.mode = "report"`` can record
+what enforcement would have done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import email.utils
+from collections.abc import Collection
+from dataclasses import dataclass
+
+import dns.asyncresolver
+
+from relay.authn import dmarc as _dmarc
+from relay.authn.dkimverify import DkimResult, verify_all
+from relay.authn.dnsutil import Deadline, DnsTempError
+from relay.authn.fromaddr import FromError, header_values, single_from
+from relay.authn.spf import check_host, is_domain
+
+__all__ = [
+    "AuthResults",
+    "DkimResult",
+    "SenderDecision",
+    "authenticate",
+    "header_values",
+    "judge_sender",
+]
+
+
+@dataclass(frozen=True)
+class AuthResults:
+    """The evidence about one message. Archive ``as_dict()``; never put it in a header.
+
+    ``spf`` is for the MAIL FROM identity (HELO when MAIL FROM is null), ``spf_domain`` its
+    domain. ``aligned_pass`` means an aligned DKIM pass or an aligned SPF pass (relaxed
+    alignment unless the domain's DMARC record asks for strict). ``passed_by`` prefers DKIM.
+    ``temperror`` is set when any check hit a temporary DNS failure.
+    """
+
+    spf: str
+    spf_domain: str
+    helo_spf: str
+    dkim: tuple[DkimResult, ...]
+    dmarc: str
+    dmarc_policy: str
+    from_domain: str
+    aligned_pass: bool
+    passed_by: str | None
+    temperror: bool
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "spf": self.spf,
+            "spf_domain": self.spf_domain,
+            "helo_spf": self.helo_spf,
+            "dkim": [d.as_dict() for d in self.dkim],
+            "dmarc": self.dmarc,
+            "dmarc_policy": self.dmarc_policy,
+            "from_domain": self.from_domain,
+            "aligned_pass": self.aligned_pass,
+            "passed_by": self.passed_by,
+            "temperror": self.temperror,
+        }
+
+
+@dataclass(frozen=True)
+class SenderDecision:
+    """The SMTP answer. ``reason`` is plain text that never contains an address.
+
+    When ``ok`` is True the message goes on. In report mode ``ok`` is always True and
+    ``code``/``enhanced``/``reason`` say what enforce mode would have answered.
+    """
+
+    ok: bool
+    code: int
+    enhanced: str
+    reason: str
+
+
+async def _guard(coro: object, limit: float, fallback: object) -> object:
+    try:
+        return await asyncio.wait_for(coro, limit)  # type: ignore[arg-type]
+    except (TimeoutError, DnsTempError):
+        return fallback
+
+
+def _replay_check(
+    raw: bytes, results: tuple[DkimResult, ...], recipients: Collection[str]
+) -> tuple[DkimResult, ...]:
+    """Downgrade passes whose signed To/Cc do not name any envelope recipient."""
+    named = {
+        addr.lower()
+        for _, addr in email.utils.getaddresses(
+            header_values(raw, b"to") + header_values(raw, b"cc")
+        )
+    }
+    wanted = {r.strip().strip("<>").lower() for r in recipients}
+    out = []
+    for r in results:
+        if r.result == "pass" and not (r.signs_to and named & wanted):
+            r = dataclasses.replace(r, result="fail", reason="signed for other recipients")
+        out.append(r)
+    return tuple(out)
+
+
+async def authenticate(
+    raw: bytes,
+    *,
+    mail_from: str,
+    helo: str,
+    client_ip: str,
+    resolver: dns.asyncresolver.Resolver,
+    timeout: float = 5.0,  # noqa: ASYNC109 - a budget shared by many lookups, not one await
+    recipients: Collection[str] = (),
+) -> AuthResults:
+    """Check SPF (MAIL FROM and HELO), every DKIM signature and DMARC for ``raw``.
+
+    Never raises for DNS trouble: temporary failures become ``temperror`` results.
+
+    ``recipients`` (the envelope RCPT TO addresses, i.e. our aliases) turns on the replay
+    check: a DKIM pass only counts when the signature covers To (and Cc, if present) and
+    those headers name one of the recipients; otherwise it becomes ``fail`` with reason
+    "signed for other recipients". This stops a stranger from replaying a genuinely signed
+    message of the seller, written to someone else, into a buyer alias (RFC 6376 §8.6).
+    """
+    deadline = Deadline.after(timeout)
+    helo_domain = helo.strip().rstrip(".").lower()
+    mail_from = mail_from.strip().strip("<>")
+    if "@" in mail_from:
+        spf_domain = mail_from.rpartition("@")[2].rstrip(".").lower()
+        sender = mail_from
+    else:  # null sender: RFC 7208 §2.4 uses the HELO identity
+        spf_domain, sender = helo_domain, f"postmaster@{helo_domain}"
+    try:
+        from_domain = single_from(header_values(raw)).rpartition("@")[2]
+    except FromError:
+        from_domain = ""
+
+    async def spf_for(domain: str, who: str) -> str:
+        if not is_domain(domain):
+            return "none"
+        return await check_host(
+            client_ip, domain, who, helo=helo_domain, resolver=resolver, deadline=deadline
+        )
+
+    async def dmarc_record() -> _dmarc.DmarcRecord | str | None:
+        if not from_domain:
+            return None
+        try:
+            return await _dmarc.fetch(from_domain, resolver, deadline)
+        except DnsTempError:
+            return "temperror"
+
+    limit = timeout + 1.0
+    spf, helo_spf, dkim_results, record = await asyncio.gather(
+        _guard(spf_for(spf_domain, sender), limit, "temperror"),
+        _guard(spf_for(helo_domain, f"postmaster@{helo_domain}"), limit, "temperror"),
+        _guard(verify_all(raw, resolver, deadline), limit, None),
+        _guard(dmarc_record(), limit, "temperror"),
+    )
+    assert isinstance(spf, str) and isinstance(helo_spf, str)
+    dkim: tuple[DkimResult, ...] = (
+        dkim_results  # type: ignore[assignment]
+        if dkim_results is not None
+        else (DkimResult("", "", "temperror", "verification timed out"),)
+    )
+    if recipients:
+        dkim = _replay_check(raw, dkim, recipients)
+    rec = record if isinstance(record, _dmarc.DmarcRecord) else None
+    strict_spf = rec.strict_spf if rec else False
+    strict_dkim = rec.strict_dkim if rec else False
+    dkim_ok = [
+        d for d in dkim if d.result == "pass" and _dmarc.aligned(d.domain, from_domain, strict_dkim)
+    ]
+    spf_ok = spf == "pass" and _dmarc.aligned(spf_domain, from_domain, strict_spf)
+    passed_by = (
+        f"dkim:{dkim_ok[0].domain}" if dkim_ok else (f"spf:{spf_domain}" if spf_ok else None)
+    )
+    if not from_domain:
+        dmarc_result = "permerror"
+    elif record == "temperror":
+        dmarc_result = "temperror"
+    elif rec is None:
+        dmarc_result = "none"
+    else:
+        dmarc_result = "pass" if passed_by else "fail"
+    return AuthResults(
+        spf=spf,
+        spf_domain=spf_domain,
+        helo_spf=helo_spf,
+        dkim=dkim,
+        dmarc=dmarc_result,
+        dmarc_policy=rec.policy if rec else "",
+        from_domain=from_domain,
+        aligned_pass=passed_by is not None,
+        passed_by=passed_by,
+        temperror=spf == "temperror"
+        or dmarc_result == "temperror"
+        or any(d.result == "temperror" for d in dkim),
+    )
+
+
+from relay.authn.judge import judge_sender  # noqa: E402

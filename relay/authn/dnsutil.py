@@ -1,0 +1,82 @@
+"""DNS lookups for authentication, with errors folded into three outcomes.
+
+SPF, DKIM and DMARC all need the same distinction: an answer (possibly empty, a "void"
+lookup), or a temporary failure (timeout, SERVFAIL) that must turn into 451 and never into
+a permanent reject or a pass.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import dns.asyncresolver
+import dns.exception
+import dns.name
+import dns.rdata
+import dns.resolver
+
+
+class DnsTempError(Exception):
+    """A lookup that may succeed later: timeout, SERVFAIL, no reachable server."""
+
+
+@dataclass
+class Deadline:
+    """An absolute time budget shared by every lookup of one check."""
+
+    at: float
+
+    @classmethod
+    def after(cls, seconds: float) -> Deadline:
+        return cls(time.monotonic() + seconds)
+
+    def remaining(self) -> float:
+        left = self.at - time.monotonic()
+        if left <= 0:
+            raise DnsTempError("time budget exhausted")
+        return left
+
+
+async def lookup(
+    resolver: dns.asyncresolver.Resolver, name: str, rtype: str, deadline: Deadline
+) -> tuple[list[dns.rdata.Rdata], bool]:
+    """Return ``(records, void)``; ``void`` is True for NXDOMAIN or an empty answer.
+
+    Raises DnsTempError for anything temporary. Names are taken as absolute (no search
+    list), because a search suffix would let a local zone answer for a sender's domain.
+    """
+    try:
+        qname = dns.name.from_text(name.rstrip(".") + ".")
+    except (dns.exception.DNSException, UnicodeError, ValueError):
+        return [], True
+    try:
+        answer = await resolver.resolve(
+            qname,
+            rtype,
+            search=False,
+            raise_on_no_answer=False,
+            lifetime=min(resolver.lifetime, deadline.remaining()),
+        )
+    except dns.resolver.NXDOMAIN:
+        return [], True
+    except dns.resolver.NoAnswer:
+        return [], True
+    except (dns.exception.Timeout, dns.resolver.NoNameservers) as err:
+        raise DnsTempError(type(err).__name__) from None
+    except dns.resolver.YXDOMAIN:
+        return [], True
+    except dns.exception.DNSException as err:
+        raise DnsTempError(type(err).__name__) from None
+    records = list(answer.rrset) if answer.rrset is not None else []
+    return records, not records
+
+
+def txt_strings(records: list[dns.rdata.Rdata]) -> list[str]:
+    """Join each TXT record's character strings (RFC 7208 §3.3, RFC 6376 §3.6.2.2)."""
+    out = []
+    for r in records:
+        strings = getattr(r, "strings", None)
+        if strings is not None:
+            out.append(b"".join(strings).decode("utf-8", "replace"))
+    return out
