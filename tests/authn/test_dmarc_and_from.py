@@ -1,0 +1,91 @@
+"""DMARC discovery/alignment and the strict From reader."""
+
+from __future__ import annotations
+
+import pytest
+
+from relay.authn.dmarc import aligned, fetch, org_domain, parse_record
+from relay.authn.dnsutil import Deadline, DnsTempError
+from relay.authn.fromaddr import FromError, header_values, parse_mailbox, same_address
+from relay.authn.headers import STRIP_HEADERS, strip_auth_headers
+from tests.support.dnsserver import DNSServer
+
+
+def test_org_domain_uses_bundled_psl() -> None:
+    assert org_domain("a.b.shop.example.co.uk") == "example.co.uk"
+    assert org_domain("mail.shop.example") == "shop.example"
+    assert org_domain("Shop.Example.") == "shop.example"
+
+
+def test_alignment() -> None:
+    assert aligned("mail.shop.example", "shop.example")
+    assert not aligned("mail.shop.example", "shop.example", strict=True)
+    assert not aligned("shop.example.evil.example", "shop.example")
+    assert not aligned("", "shop.example")
+
+
+def test_parse_record() -> None:
+    rec = parse_record("v=DMARC1; p=reject; sp=none; adkim=s", subdomain=True)
+    assert rec is not None and rec.policy == "none" and rec.strict_dkim and not rec.strict_spf
+    assert parse_record("v=DMARC1; p=bogus", subdomain=False) is None
+    assert parse_record("v=spf1 -all", subdomain=False) is None
+
+
+async def test_fetch_falls_back_to_org_domain(dns_server: DNSServer) -> None:
+    dns_server.add("_dmarc.shop.example", "TXT", "v=DMARC1; p=reject; sp=quarantine")
+    res = dns_server.resolver()
+    rec = await fetch("mail.shop.example", res, Deadline.after(2))
+    assert rec is not None and rec.policy == "quarantine"
+    rec = await fetch("shop.example", res, Deadline.after(2))
+    assert rec is not None and rec.policy == "reject"
+    assert await fetch("nodmarc.example", res, Deadline.after(2)) is None
+    dns_server.fail("_dmarc.broken.example")
+    with pytest.raises(DnsTempError):
+        await fetch("broken.example", res, Deadline.after(2))
+
+
+def test_header_values_reads_raw_folded_and_obsolete() -> None:
+    raw = (
+        b"Subject: x\r\nFROM: =?utf-8?q?a?=\r\n <a@b.example>\r\nFrom : c@d.example\r\n"
+        b"\r\nFrom: body@x.example\r\n"
+    )
+    assert header_values(raw) == ["=?utf-8?q?a?= <a@b.example>", "c@d.example"]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "a@b.example, c@d.example",
+        "a@b.example <c@d.example>",
+        "<a@b.example> <c@d.example>",
+        '"a"@b.example',
+        "=?utf-8?b?YQ==?=@b.example",
+        "a@b.example (c@d.example)",
+        "a@[192.0.2.1]",
+        "a@localhost",
+        "a@b.example\x00",
+        "a@b\u0435xample.example",
+        "undisclosed-recipients:;",
+        "",
+    ],
+)
+def test_parse_mailbox_refuses(value: str) -> None:
+    with pytest.raises(FromError) as err:
+        parse_mailbox(value)
+    assert "@" not in str(err.value)
+
+
+def test_same_address() -> None:
+    assert same_address("a@B.example", "a@b.EXAMPLE.")
+    assert not same_address("A@b.example", "a@b.example")
+    assert not same_address("a@b.example", "a@b.example.evil")
+
+
+def test_strip_auth_headers() -> None:
+    raw = (
+        b"Authentication-Results: mx; dkim=pass header.d=shop.example\r\n"
+        b"ARC-Seal: i=1; d=shop.example\r\nReceived-SPF: pass\r\n"
+        b"DKIM-Signature: v=1;\r\n d=shop.example\r\nSubject: hi\r\n\r\nbody\r\n"
+    )
+    assert strip_auth_headers(raw) == b"Subject: hi\r\n\r\nbody\r\n"
+    assert "authentication-results" in STRIP_HEADERS
