@@ -201,7 +201,7 @@ class DNSServer:
         udp.daemon_threads = tcp.daemon_threads = True
         self._udp, self._tcp, self.port = udp, tcp, port
         for srv in (udp, tcp):
-            t = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05})
+            t = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.01})
             t.daemon = True
             t.start()
             self._threads.append(t)
