@@ -20,7 +20,7 @@ _COMMANDS: dict[str, str] = {
     "db": "relay.cli.db:db",
     "order": "relay.cli.order:order",
     "party": "relay.cli.order:party",
-    "archive": "relay.cli.archive:archive",
+    "archive": "relay.cli.archive:archive_group",
     "policy": "relay.cli.policy:policy",
     "dkim": "relay.cli.dkim:dkim",
     "dns": "relay.cli.dns:dns",
@@ -84,3 +84,22 @@ def run_async(coro: Any) -> Any:
         raise click.ClickException(str(err)) from None
     except KeyboardInterrupt:
         sys.exit(130)
+
+
+async def with_engine(state: CliState, fn: Any) -> Any:
+    """Open the configured database (creating or migrating its schema) and run ``fn``."""
+    from relay.db import create_engine
+    from relay.db.migrate import upgrade
+
+    engine = create_engine(state.settings.database.url)
+    try:
+        await upgrade(engine)
+        return await fn(engine)
+    finally:
+        await engine.dispose()
+
+
+def echo_json(data: Any) -> None:
+    import json
+
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))

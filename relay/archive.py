@@ -1,0 +1,239 @@
+"""The permanent archive: append-only records chained by hash.
+
+Each record's hash covers the previous record's hash and every field of the record
+(message bytes by their sha256), so removing, reordering or editing a record breaks the
+chain from that point on, and ``relay archive verify`` says where. The database triggers
+stop honest mistakes; the chain detects the rest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from relay.db import read_tx
+from relay.db.schema import archive, deliveries, delivery_events
+
+GENESIS = "0" * 64
+_CHAINED = (
+    "created_at", "session_id", "kind", "order_id", "direction", "alias", "mail_from", "rcpt",
+    "client_ip", "helo", "from_header", "subject", "message_id", "relay_message_id", "verdict",
+    "reason", "findings", "auth", "sha256",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Record:
+    """One archive row before insertion: what arrived, what (if anything) leaves, why."""
+
+    created_at: datetime
+    verdict: str
+    original: bytes
+    sha256: str
+    delivered: bytes | None = None
+    session_id: str = ""
+    kind: str = "message"
+    order_id: str | None = None
+    direction: str = ""
+    alias: str = ""
+    mail_from: str = ""
+    rcpt: str = ""
+    client_ip: str = ""
+    helo: str = ""
+    from_header: str = ""
+    subject: str = ""
+    message_id: str = ""
+    relay_message_id: str = ""
+    reason: str = ""
+    findings: str = "[]"
+    auth: str = "{}"
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def row(self) -> dict[str, Any]:
+        d = {k: getattr(self, k) for k in _CHAINED}
+        d["original"] = self.original
+        d["delivered"] = self.delivered
+        return d
+
+
+def chain_hash(prev_hash: str, row: dict[str, Any]) -> str:
+    canonical = {k: row[k] for k in _CHAINED}
+    canonical["created_at"] = row["created_at"].isoformat()
+    delivered = row.get("delivered")
+    canonical["delivered_sha256"] = hashlib.sha256(delivered).hexdigest() if delivered else ""
+    blob = json.dumps(canonical, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(f"{prev_hash}\n{blob}".encode()).hexdigest()
+
+
+async def last_hash(conn: AsyncConnection) -> str:
+    """Call only while holding the chain lock (see relay.commit)."""
+    row = (
+        await conn.execute(sa.select(archive.c.hash).order_by(archive.c.id.desc()).limit(1))
+    ).first()
+    return row.hash if row else GENESIS
+
+
+async def append(conn: AsyncConnection, record: Record, prev_hash: str) -> tuple[int, str]:
+    row = record.row()
+    digest = chain_hash(prev_hash, row)
+    result = await conn.execute(archive.insert().values(**row, prev_hash=prev_hash, hash=digest))
+    return int(result.inserted_primary_key[0]), digest
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    records: int
+    first_bad: int | None
+    problem: str
+
+    @property
+    def ok(self) -> bool:
+        return self.first_bad is None
+
+
+async def verify(engine: AsyncEngine, batch: int = 500) -> VerifyResult:
+    """Walk the whole chain in id order, recomputing every hash."""
+    prev, count, last_id = GENESIS, 0, 0
+    cols = [archive.c[k] for k in (*_CHAINED, "id", "prev_hash", "hash", "original", "delivered")]
+    while True:
+        async with read_tx(engine) as conn:
+            rows = (
+                await conn.execute(
+                    sa.select(*cols)
+                    .where(archive.c.id > last_id)
+                    .order_by(archive.c.id)
+                    .limit(batch)
+                )
+            ).all()
+        if not rows:
+            return VerifyResult(count, None, "")
+        for r in rows:
+            m = r._mapping
+            if r.prev_hash != prev:
+                return VerifyResult(
+                    count, r.id, "previous-hash link broken (record missing or reordered)"
+                )
+            if hashlib.sha256(r.original).hexdigest() != r.sha256:
+                return VerifyResult(count, r.id, "original bytes do not match their sha256")
+            if chain_hash(prev, dict(m)) != r.hash:
+                return VerifyResult(count, r.id, "record content does not match its hash")
+            prev, count, last_id = r.hash, count + 1, r.id
+
+
+@dataclass(frozen=True)
+class SearchFilter:
+    order_id: str | None = None
+    party: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    verdict: str | None = None
+    direction: str | None = None
+    limit: int = 100
+    before_id: int | None = None
+
+
+_LIST_COLS = (
+    "id", "created_at", "kind", "order_id", "direction", "alias", "mail_from", "rcpt",
+    "subject", "verdict", "reason", "findings", "sha256", "relay_message_id",
+)  # fmt: skip
+
+
+async def search(engine: AsyncEngine, f: SearchFilter) -> list[dict[str, Any]]:
+    """Newest first; ``party`` matches the sender's or the recipient's real address."""
+    q = sa.select(*(archive.c[k] for k in _LIST_COLS)).order_by(archive.c.id.desc()).limit(f.limit)
+    if f.order_id:
+        q = q.where(archive.c.order_id == f.order_id)
+    if f.party:
+        email = f.party.strip().lower()
+        q = q.where(
+            sa.or_(
+                archive.c.mail_from == email,
+                archive.c.rcpt == email,
+                sa.func.lower(archive.c.from_header).contains(email),
+            )
+        )
+    if f.since:
+        q = q.where(archive.c.created_at >= f.since)
+    if f.until:
+        q = q.where(archive.c.created_at < f.until)
+    if f.verdict:
+        q = q.where(archive.c.verdict == f.verdict)
+    if f.direction:
+        q = q.where(archive.c.direction == f.direction)
+    if f.before_id:
+        q = q.where(archive.c.id < f.before_id)
+    async with read_tx(engine) as conn:
+        rows = (await conn.execute(q)).all()
+        ids = [r.id for r in rows]
+        states = await _delivery_states(conn, ids)
+    out = []
+    for r in rows:
+        d = dict(r._mapping)
+        d["created_at"] = d["created_at"].isoformat()
+        d["findings"] = json.loads(d["findings"])
+        d["deliveries"] = states.get(r.id, [])
+        out.append(d)
+    return out
+
+
+async def _delivery_states(
+    conn: AsyncConnection, ids: list[int]
+) -> dict[int, list[dict[str, Any]]]:
+    if not ids:
+        return {}
+    rows = await conn.execute(
+        sa.select(
+            deliveries.c.archive_id,
+            deliveries.c.id,
+            deliveries.c.status,
+            deliveries.c.attempts,
+            deliveries.c.last_code,
+        ).where(deliveries.c.archive_id.in_(ids))
+    )
+    out: dict[int, list[dict[str, Any]]] = {}
+    for r in rows:
+        out.setdefault(r.archive_id, []).append(
+            {"id": r.id, "status": r.status, "attempts": r.attempts, "last_code": r.last_code}
+        )
+    return out
+
+
+async def get_record(engine: AsyncEngine, record_id: int) -> dict[str, Any] | None:
+    async with read_tx(engine) as conn:
+        row = (await conn.execute(sa.select(archive).where(archive.c.id == record_id))).first()
+        if row is None:
+            return None
+        events = await conn.execute(
+            sa.select(delivery_events)
+            .where(delivery_events.c.archive_id == record_id)
+            .order_by(delivery_events.c.id)
+        )
+        d = dict(row._mapping)
+        d["events"] = [
+            {"at": e.at.isoformat(), "event": e.event, "code": e.code, "detail": e.detail}
+            for e in events
+        ]
+    return d
+
+
+async def count_review_requests(conn: AsyncConnection, order_id: str) -> int:
+    """Review requests the seller already got through to this order's buyer."""
+    rows = await conn.execute(
+        sa.select(archive.c.findings).where(
+            archive.c.order_id == order_id,
+            archive.c.direction == "seller-to-buyer",
+            archive.c.verdict.in_(("deliver", "redact")),
+            archive.c.findings.contains("review_solicitation"),
+        )
+    )
+    return sum(
+        1
+        for r in rows
+        if any(f.get("kind") == "review_solicitation" for f in json.loads(r.findings))
+    )

@@ -1,0 +1,135 @@
+"""Bounce notices: telling a sender their message did not arrive, without saying where.
+
+A remote server's error text usually quotes the recipient's address ("550 5.1.1
+<support@shop.example>: no such user"), so a notice never carries it: it explains the
+enhanced status code in plain words and names the order and the alias the sender used.
+Notices go from the null return path with ``Auto-Submitted: auto-replied`` so they can
+never start a loop, and never to the null sender.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import format_datetime, formataddr, getaddresses
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from relay.archive import Record
+from relay.commit import Entry, Outgoing
+from relay.db.schema import archive
+from relay.mail.rewrite import new_message_id
+from relay.mail.verp import new_token
+
+_CLASSES = {
+    "1": "the recipient's mailbox address is no longer valid",
+    "2": "the recipient's mailbox is full or unavailable",
+    "3": "the recipient's mail system is not accepting mail",
+    "4": "the message could not be routed to the recipient's mail system",
+    "5": "the recipient's mail system rejected the mail protocol exchange",
+    "6": "the recipient's mail system could not accept the message content",
+    "7": "the recipient's mail system refused the message for security or policy reasons",
+}
+
+
+def explain(code: int | None, enhanced: str = "", *, expired: bool = False) -> str:
+    """A plain sentence from the codes alone: never from the remote server's text."""
+    if expired:
+        return "the recipient's mail system could not be reached for several days"
+    parts = enhanced.split(".") if enhanced else []
+    if len(parts) == 3 and parts[1] in _CLASSES:
+        return _CLASSES[parts[1]]
+    if code and code >= 500:
+        return "the recipient's mail system refused the message permanently"
+    return "the message could not be delivered"
+
+
+@dataclass(frozen=True)
+class Original:
+    """What a notice may say about the message it is about."""
+
+    order_id: str
+    alias: str
+    subject: str
+    sent_at: datetime
+    sender: str  # the original sender's real address: the notice goes there
+
+
+def sender_of(from_header: str) -> str:
+    pairs = getaddresses([from_header])
+    return pairs[0][1].lower() if len(pairs) == 1 and "@" in pairs[0][1] else ""
+
+
+async def load_original(conn: AsyncConnection, archive_id: int) -> Original | None:
+    """The notice's view of an archived message; None for notices and DSNs themselves."""
+    row = (
+        await conn.execute(
+            sa.select(
+                archive.c.order_id,
+                archive.c.alias,
+                archive.c.subject,
+                archive.c.created_at,
+                archive.c.from_header,
+                archive.c.kind,
+            ).where(archive.c.id == archive_id)
+        )
+    ).first()
+    if row is None or row.kind != "message":
+        return None
+    return Original(
+        row.order_id or "", row.alias, row.subject, row.created_at, sender_of(row.from_header)
+    )
+
+
+def compose_notice(
+    original: Original, *, reason: str, domain: str, marketplace: str, now: datetime
+) -> bytes:
+    msg = EmailMessage(policy=SMTP)
+    msg["From"] = formataddr((f"{marketplace} mail delivery", f"mailer-daemon@{domain}"))
+    msg["To"] = original.sender
+    msg["Subject"] = f"Undelivered message about order {original.order_id}"
+    msg["Date"] = format_datetime(now)
+    msg["Message-ID"] = f"<{new_message_id(domain)}>"
+    msg["Auto-Submitted"] = "auto-replied"
+    subject = " ".join(original.subject.split())[:200] or "(no subject)"
+    msg.set_content(
+        f"Your message about order {original.order_id} could not be delivered.\n\n"
+        f"  To:      {original.alias}\n"
+        f"  Subject: {subject}\n"
+        f"  Sent:    {format_datetime(original.sent_at)}\n\n"
+        f"Reason: {reason}.\n\n"
+        f"The message is kept in the {marketplace} archive. You can write again through the\n"
+        f"same address, or contact {marketplace} support about this order.\n"
+    )
+    return msg.as_bytes()
+
+
+def notice_entry(
+    original: Original, *, reason: str, domain: str, marketplace: str, now: datetime
+) -> Entry | None:
+    """Archive record + queued delivery for a notice; None when there is no one to tell."""
+    if not original.sender:
+        return None
+    body = compose_notice(original, reason=reason, domain=domain, marketplace=marketplace, now=now)
+    record = Record(
+        created_at=now,
+        verdict="deliver",
+        kind="notice",
+        original=body,
+        sha256=hashlib.sha256(body).hexdigest(),
+        delivered=body,
+        order_id=original.order_id,
+        direction="notice",
+        alias=original.alias,
+        rcpt=original.sender,
+        from_header=f"mailer-daemon@{domain}",
+        subject=f"Undelivered message about order {original.order_id}",
+        reason=reason,
+    )
+    return Entry(
+        record, Outgoing(mail_from="", rcpt=original.sender, token=new_token(), notify=False)
+    )

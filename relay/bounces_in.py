@@ -1,0 +1,138 @@
+"""Mail to a signed return path: a bounce (DSN) about one of our deliveries.
+
+Only a return path whose HMAC verifies is accepted at RCPT; forged or malformed ones get
+the same 550 5.1.1 as an unknown alias. A DSN that reports failure marks the delivery
+failed and tells the original sender through a notice (never naming the recipient); a
+delay report is recorded only. The DSN itself is archived (kind ``dsn``) for ops.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+import structlog
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from relay import replies
+from relay.archive import Record, last_hash
+from relay.bounce import explain, load_original, notice_entry
+from relay.commit import Entry, GroupCommitter, lock_chain, write_entries
+from relay.db import read_tx, write_tx
+from relay.db.schema import deliveries, delivery_events, utcnow
+from relay.mail.verp import parse_return_path
+from relay.pipeline import SessionInfo
+from relay.settings import Settings
+
+log = structlog.get_logger("relay.bounce")
+
+
+@dataclass(frozen=True)
+class DsnOutcome:
+    action: str  # failed|delayed|delivered|relayed|expanded
+    status: str  # enhanced status code, e.g. 5.1.1
+
+
+def read_dsn(raw: bytes) -> DsnOutcome | None:
+    """The first recipient's action and status from an RFC 3464 report (or a known
+    non-standard bounce); None when the message is not a bounce at all."""
+    from relay.mail.dsn import parse_dsn
+
+    report = parse_dsn(raw)
+    if report is None or not report.recipients:
+        return None
+    first = report.recipients[0]
+    return DsnOutcome(first.action, first.status or "")
+
+
+class SignedBounces:
+    def __init__(
+        self, settings: Settings, engine: AsyncEngine, committer: GroupCommitter, key: bytes
+    ) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.committer = committer
+        self.key = key
+
+    def check(self, local: str) -> str | None:
+        return parse_return_path(local, key=self.key, prefix=self.settings.bounce.local_prefix)
+
+    async def accept(self, info: SessionInfo, tokens: list[str], raw: bytes) -> str:
+        outcome = read_dsn(raw)
+        now = utcnow()
+        async with read_tx(self.engine) as conn:
+            rows = (
+                await conn.execute(
+                    sa.select(
+                        deliveries.c.id,
+                        deliveries.c.archive_id,
+                        deliveries.c.status,
+                        deliveries.c.notify,
+                        deliveries.c.mail_from,
+                    ).where(deliveries.c.token.in_(tokens))
+                )
+            ).all()
+        record = Record(
+            created_at=now,
+            verdict="absorbed",
+            kind="dsn",
+            original=raw,
+            sha256=hashlib.sha256(raw).hexdigest(),
+            session_id=info.session_id,
+            mail_from=info.mail_from.lower(),
+            client_ip=info.client_ip,
+            helo=info.helo[:255],
+            reason=f"{outcome.action} {outcome.status}"
+            if outcome
+            else "not a delivery status report",
+        )
+        async with write_tx(self.engine) as conn:
+            await lock_chain(conn)
+            prev = await last_hash(conn)
+            entries = [Entry(record)]
+            for row in rows:
+                if outcome is None:
+                    continue
+                failed = outcome.action == "failed"
+                await conn.execute(
+                    delivery_events.insert().values(
+                        delivery_id=row.id,
+                        archive_id=row.archive_id,
+                        at=now,
+                        event="bounced" if failed else outcome.action[:16],
+                        code=None,
+                        detail=f"DSN {outcome.action} {outcome.status}",
+                    )
+                )
+                if failed and row.status != "failed":
+                    await conn.execute(
+                        deliveries.update()
+                        .where(deliveries.c.id == row.id)
+                        .values(status="failed", updated_at=now)
+                    )
+                    if row.notify and row.mail_from:
+                        notice = await self._notice(conn, row.archive_id, outcome)
+                        if notice is not None:
+                            entries.append(notice)
+            await write_entries(conn, entries, prev)
+        self.committer.committed.set()
+        log.info(
+            "bounce.received", action=outcome.action if outcome else "none", deliveries=len(rows)
+        )
+        return str(replies.OK.with_text("Bounce received"))
+
+    async def _notice(
+        self, conn: AsyncConnection, archive_id: int, outcome: DsnOutcome
+    ) -> Entry | None:
+        original = await load_original(conn, archive_id)
+        if original is None:
+            return None
+        code = 550 if outcome.status.startswith("5") else 450
+        return notice_entry(
+            original,
+            reason=explain(code, outcome.status),
+            domain=self.settings.relay.domain,
+            marketplace=self.settings.relay.marketplace,
+            now=utcnow(),
+        )

@@ -1,0 +1,162 @@
+"""``relay order ...`` and ``relay party ...``: provisioning from a shell."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import click
+
+from relay import orders
+from relay.cli import CliState, echo_json, run_async, with_engine
+
+
+def _run(state: CliState, fn: Any) -> Any:
+    try:
+        return run_async(with_engine(state, fn))
+    except orders.OrderError as err:
+        raise click.ClickException(str(err)) from None
+
+
+def _print(view: orders.OrderView, as_json: bool) -> None:
+    if as_json:
+        echo_json(view.as_dict())
+        return
+    click.echo(f"order {view.id} ({view.status})")
+    click.echo(f"  buyer  {view.buyer_name or '-'}  reached at {view.buyer_alias}")
+    click.echo(f"  seller {view.seller_name or '-'}  reached at {view.seller_alias}")
+    click.echo(f"  buyer locale {view.buyer_locale}, created {view.created_at:%Y-%m-%d %H:%M} UTC")
+
+
+@click.group()
+def order() -> None:
+    """Orders and their two aliases."""
+
+
+@order.command("create")
+@click.argument("order_id")
+@click.option("--buyer", required=True, help="the buyer's real address")
+@click.option("--seller", required=True, help="the seller's real address")
+@click.option("--buyer-locale", default="en-US", show_default=True)
+@click.option("--buyer-name", default="")
+@click.option("--seller-name", default="")
+@click.option(
+    "--delivered-at", type=click.DateTime(), default=None, help="parcel delivery date (UTC)"
+)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def create(
+    state: CliState,
+    order_id: str,
+    buyer: str,
+    seller: str,
+    buyer_locale: str,
+    buyer_name: str,
+    seller_name: str,
+    delivered_at: datetime | None,
+    as_json: bool,
+) -> None:
+    """Register an order and mint its buyer and seller aliases."""
+    from datetime import UTC
+
+    domain = state.settings.relay.domain
+    when = delivered_at.replace(tzinfo=UTC) if delivered_at else None
+    view = _run(
+        state,
+        lambda e: orders.create_order(
+            e,
+            domain,
+            order_id,
+            buyer=buyer,
+            seller=seller,
+            buyer_locale=buyer_locale,
+            buyer_name=buyer_name,
+            seller_name=seller_name,
+            delivered_at=when,
+        ),
+    )
+    _print(view, as_json)
+
+
+@order.command("show")
+@click.argument("order_id")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def show(state: CliState, order_id: str, as_json: bool) -> None:
+    """Show one order."""
+    _print(
+        _run(state, lambda e: orders.get_order(e, state.settings.relay.domain, order_id)), as_json
+    )
+
+
+@order.command("list")
+@click.option("--party", default=None, help="only orders of this buyer or seller")
+@click.option("--status", type=click.Choice(["open", "closed"]), default=None)
+@click.option("--limit", default=100, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def list_(
+    state: CliState, party: str | None, status: str | None, limit: int, as_json: bool
+) -> None:
+    """List orders, newest first."""
+    views = _run(
+        state,
+        lambda e: orders.list_orders(
+            e, state.settings.relay.domain, party=party, status=status, limit=limit
+        ),
+    )
+    if as_json:
+        echo_json([v.as_dict() for v in views])
+        return
+    for v in views:
+        click.echo(f"{v.id}  {v.status:6}  {v.buyer_alias}  {v.seller_alias}")
+
+
+def _status_command(name: str, status: str, doc: str) -> None:
+    @order.command(name, help=doc)
+    @click.argument("order_id")
+    @click.option("--json", "as_json", is_flag=True)
+    @click.pass_obj
+    def command(state: CliState, order_id: str, as_json: bool) -> None:
+        view = _run(
+            state, lambda e: orders.set_status(e, state.settings.relay.domain, order_id, status)
+        )
+        _print(view, as_json)
+
+
+_status_command("close", "closed", "Close an order: its aliases stop accepting mail.")
+_status_command("reopen", "open", "Reopen a closed order.")
+
+
+@click.group()
+def party() -> None:
+    """Buyers and sellers: authorised sender addresses."""
+
+
+@party.command("add-sender")
+@click.argument("party_email")
+@click.argument("sender")
+@click.pass_obj
+def add_sender(state: CliState, party_email: str, sender: str) -> None:
+    """Authorise SENDER to write on behalf of PARTY_EMAIL."""
+    _run(state, lambda e: orders.add_sender(e, party_email, sender))
+    click.echo(f"{sender} may now send for {party_email}")
+
+
+@party.command("remove-sender")
+@click.argument("party_email")
+@click.argument("sender")
+@click.pass_obj
+def remove_sender(state: CliState, party_email: str, sender: str) -> None:
+    """Withdraw an authorised sender."""
+    _run(state, lambda e: orders.remove_sender(e, party_email, sender))
+    click.echo(f"{sender} may no longer send for {party_email}")
+
+
+@party.command("senders")
+@click.argument("party_email")
+@click.pass_obj
+def senders(state: CliState, party_email: str) -> None:
+    """List a party's authorised senders (besides its own address)."""
+    for email in _run(state, lambda e: orders.list_senders(e, party_email)):
+        click.echo(email)

@@ -1,0 +1,49 @@
+"""``relay serve`` and ``relay worker``."""
+
+from __future__ import annotations
+
+import click
+
+from relay.cli import CliState, run_async
+from relay.log import configure
+
+
+def _settings(state: CliState, config: str | None):  # type: ignore[no-untyped-def]
+    if config:
+        state.config = config
+    return state.settings
+
+
+@click.command()
+@click.option(
+    "--config", "-c", "config", type=click.Path(dir_okay=False), help="settings TOML file"
+)
+@click.option("--no-worker", is_flag=True, help="accept mail only; run `relay worker` elsewhere")
+@click.pass_obj
+def serve(state: CliState, config: str | None, no_worker: bool) -> None:
+    """Run the SMTP relay (and, unless --no-worker, the delivery worker)."""
+    from relay.service import Relay, run_forever
+
+    settings = _settings(state, config)
+    configure(settings.log.format, settings.log.level)
+    run_async(run_forever(Relay(settings, worker=not no_worker, **_auth_parts(settings))))
+
+
+@click.command()
+@click.option(
+    "--config", "-c", "config", type=click.Path(dir_okay=False), help="settings TOML file"
+)
+@click.pass_obj
+def worker(state: CliState, config: str | None) -> None:
+    """Run the delivery worker alone."""
+    from relay.service import Relay, run_forever
+
+    settings = _settings(state, config)
+    configure(settings.log.format, settings.log.level)
+    run_async(run_forever(Relay(settings, smtp=False, **_auth_parts(settings))))
+
+
+def _auth_parts(settings):  # type: ignore[no-untyped-def]
+    from relay.wiring import auth_parts
+
+    return auth_parts(settings)

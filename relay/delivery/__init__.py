@@ -1,0 +1,1 @@
+"""Outbound delivery: routing (smarthost or MX), the connection pool, the worker."""

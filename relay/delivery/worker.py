@@ -1,0 +1,221 @@
+"""The delivery worker: claim due rows, send, record, retry or bounce.
+
+It runs in the relay process (woken by each commit) or alone (``relay worker``); several
+workers share one PostgreSQL queue through leases and ``FOR UPDATE SKIP LOCKED``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+from collections.abc import Callable
+from datetime import timedelta
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from relay import queue
+from relay.archive import last_hash
+from relay.bounce import Original, explain, load_original, notice_entry
+from relay.commit import lock_chain, write_entries
+from relay.db import read_tx, write_tx
+from relay.db.schema import deliveries, delivery_events, utcnow
+from relay.delivery.route import Router
+from relay.delivery.transport import Outcome, Pool, send
+from relay.log import mask
+from relay.settings import Settings
+
+log = structlog.get_logger("relay.delivery")
+Signer = Callable[[bytes], bytes]
+
+
+class DeliveryWorker:
+    def __init__(
+        self,
+        settings: Settings,
+        engine: AsyncEngine,
+        router: Router,
+        *,
+        signer: Signer | None = None,
+        wake: asyncio.Event | None = None,
+    ) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.router = router
+        self.signer = signer
+        self.wake = wake or asyncio.Event()
+        self.name = f"worker-{secrets.token_hex(4)}"
+        d = settings.delivery
+        self.pool = Pool(settings.relay.helo_name, d.timeout.total_seconds())
+        self._slots = asyncio.Semaphore(d.concurrency)
+        self._running: set[asyncio.Task[None]] = set()
+        self._stopping = asyncio.Event()
+
+    async def run(self) -> None:
+        d = self.settings.delivery
+        while not self._stopping.is_set():
+            free = d.concurrency - len(self._running)
+            items = []
+            if free > 0:
+                try:
+                    items = await queue.claim(
+                        self.engine, self.name, limit=min(free, d.batch), lease=d.claim_lease
+                    )
+                except Exception as err:  # database trouble: keep the worker alive
+                    log.error("delivery.claim_failed", error=type(err).__name__)
+            for item in items:
+                task = asyncio.create_task(self._deliver(item))
+                self._running.add(task)
+                task.add_done_callback(self._running.discard)
+            if not items or free <= len(items):
+                await self._idle(d.poll_interval.total_seconds())
+
+    async def _idle(self, seconds: float) -> None:
+        self.wake.clear()
+        waiters = [
+            asyncio.create_task(self.wake.wait()),
+            asyncio.create_task(self._stopping.wait()),
+        ]
+        if self._running:
+            waiters.append(
+                asyncio.create_task(asyncio.wait(set(self._running), return_when="FIRST_COMPLETED"))
+            )
+        _, pending = await asyncio.wait(waiters, timeout=seconds, return_when="FIRST_COMPLETED")
+        for p in pending:
+            p.cancel()
+
+    async def stop(self, grace: float = 30.0) -> None:
+        """Stop claiming; let in-flight deliveries finish within ``grace`` seconds."""
+        self._stopping.set()
+        if self._running:
+            _, pending = await asyncio.wait(set(self._running), timeout=grace)
+            for task in pending:
+                task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.gather(*pending, return_exceptions=True)
+        await self.pool.close()
+
+    async def drain(self, timeout: float = 30.0) -> None:
+        """Deliver until nothing is due (tests and `relay worker --once`)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline:
+            items = await queue.claim(
+                self.engine,
+                self.name,
+                limit=self.settings.delivery.batch,
+                lease=self.settings.delivery.claim_lease,
+            )
+            if not items and not self._running:
+                return
+            await asyncio.gather(*(self._deliver(i) for i in items))
+
+    async def _deliver(self, item: queue.Claimed) -> None:
+        async with self._slots:
+            try:
+                data = await queue.message_bytes(self.engine, item.archive_id)
+                if self.signer is not None:
+                    data = self.signer(data)
+                outcome = await send(self.router, self.pool, item.mail_from, item.rcpt, data)
+                await self._record(item, outcome)
+            except Exception as err:
+                log.error(
+                    "delivery.internal_error",
+                    delivery=item.id,
+                    error=type(err).__name__,
+                    exc_info=err,
+                )
+                with contextlib.suppress(Exception):
+                    await self._record(item, Outcome("deferred", None, "4.3.0", "internal error"))
+
+    async def _record(self, item: queue.Claimed, outcome: Outcome) -> None:
+        d = self.settings.delivery
+        now = utcnow()
+        if outcome.status == "deferred" and now - item.created_at >= d.give_up_after:
+            outcome = Outcome(
+                "failed", outcome.code, outcome.enhanced, "expired: " + outcome.detail
+            )
+        if outcome.status == "delivered":
+            await queue.record(
+                self.engine,
+                item,
+                status="delivered",
+                event="delivered",
+                code=outcome.code,
+                detail=outcome.detail,
+            )
+            log.info("delivery.delivered", delivery=item.id, attempts=item.attempts + 1)
+        elif outcome.status == "deferred":
+            delay = retry_delay(d.retry, item.attempts)
+            await queue.record(
+                self.engine,
+                item,
+                status="deferred",
+                event="deferred",
+                code=outcome.code,
+                detail=outcome.detail,
+                next_attempt_at=now + delay,
+            )
+            log.info(
+                "delivery.deferred",
+                delivery=item.id,
+                code=outcome.code,
+                retry_in=int(delay.total_seconds()),
+                rcpt=mask(item.rcpt),
+            )
+        else:
+            await self._fail(item, outcome)
+
+    async def _fail(self, item: queue.Claimed, outcome: Outcome) -> None:
+        """Mark failed and queue the notice in the same transaction: never one without the other."""
+        now = utcnow()
+        expired = outcome.detail.startswith("expired")
+        entry = None
+        if item.notify and item.mail_from:
+            original = await self._original(item.archive_id)
+            if original is not None:
+                entry = notice_entry(
+                    original,
+                    reason=explain(outcome.code, outcome.enhanced, expired=expired),
+                    domain=self.settings.relay.domain,
+                    marketplace=self.settings.relay.marketplace,
+                    now=now,
+                )
+        async with write_tx(self.engine) as conn:
+            await conn.execute(
+                deliveries.update()
+                .where(deliveries.c.id == item.id)
+                .values(
+                    status="failed",
+                    attempts=item.attempts + 1,
+                    claimed_by="",
+                    claimed_until=None,
+                    last_code=outcome.code,
+                    last_error=outcome.detail[:1000],
+                    updated_at=now,
+                )
+            )
+            await conn.execute(
+                delivery_events.insert().values(
+                    delivery_id=item.id,
+                    archive_id=item.archive_id,
+                    at=now,
+                    event="expired" if expired else "failed",
+                    code=outcome.code,
+                    detail=outcome.detail[:1000],
+                )
+            )
+            if entry is not None:
+                await lock_chain(conn)
+                await write_entries(conn, [entry], await last_hash(conn))
+        self.wake.set()
+        log.info("delivery.failed", delivery=item.id, code=outcome.code, notice=entry is not None)
+
+    async def _original(self, archive_id: int) -> Original | None:
+        async with read_tx(self.engine) as conn:
+            return await load_original(conn, archive_id)
+
+
+def retry_delay(schedule: list[timedelta], attempts: int) -> timedelta:
+    return schedule[min(attempts, len(schedule) - 1)]

@@ -1,0 +1,1 @@
+"""Message handling that is not content policy: intake checks, header rewrite, notices."""

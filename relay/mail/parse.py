@@ -1,0 +1,84 @@
+"""DATA intake: raw bytes -> Inbound, refusing smuggling and ambiguous headers first.
+
+Bare CR, bare LF and NUL are refused outright rather than repaired: different parsers
+split such lines differently, which is how SMTP smuggling and header injection work.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesHeaderParser
+
+from relay import replies
+from relay.replies import Reply
+
+_SMUGGLING = re.compile(rb"\r(?!\n)|(?<!\r)\n|\x00")
+_HEADER_END = re.compile(rb"\r\n\r\n")
+HOPS_HEADER = "X-Relay-Hops"
+_PARSER = BytesHeaderParser(policy=policy.default)
+
+
+@dataclass(frozen=True)
+class Inbound:
+    raw: bytes
+    sha256: str
+    headers: EmailMessage  # the header section only; the body stays bytes in ``raw``
+    header_bytes: bytes
+    body: bytes
+
+    def values(self, name: str) -> list[str]:
+        return [str(v) for v in (self.headers.get_all(name) or [])]
+
+    def first(self, name: str) -> str:
+        values = self.raw_values(name)
+        return values[0] if values else ""
+
+    def raw_values(self, name: str) -> list[str]:
+        """Header values as sent (unfolded, not decoded): safe to copy verbatim."""
+        out = []
+        for key, value in self.headers.raw_items():
+            if key.lower() == name.lower():
+                out.append(" ".join(str(value).split()))
+        return out
+
+    @property
+    def hops(self) -> int:
+        received = len(self.headers.get_all("Received") or [])
+        carried = self.first(HOPS_HEADER).strip()
+        return received + (int(carried) if carried.isdigit() and len(carried) < 4 else 0)
+
+
+def split_message(raw: bytes) -> tuple[bytes, bytes]:
+    """Header section (with its final CRLF) and body; a message may have no body."""
+    if raw.startswith(b"\r\n"):
+        return b"", raw[2:]
+    m = _HEADER_END.search(raw)
+    if m is None:
+        return raw, b""
+    return raw[: m.start() + 2], raw[m.end() :]
+
+
+def intake(raw: bytes, *, max_hops: int) -> Inbound | Reply:
+    if _SMUGGLING.search(raw):
+        return replies.BAD_LINE_ENDINGS
+    header_bytes, body = split_message(raw)
+    try:
+        headers = _PARSER.parsebytes(header_bytes + b"\r\n")
+    except Exception:  # the stdlib parser is lenient; anything it raises is malformed input
+        return replies.BAD_HEADER
+    if len(headers.get_all("From") or []) > 1:
+        return replies.MULTIPLE_FROM
+    inbound = Inbound(
+        raw=raw,
+        sha256=hashlib.sha256(raw).hexdigest(),
+        headers=headers,
+        header_bytes=header_bytes,
+        body=body,
+    )
+    if inbound.hops > max_hops:
+        return replies.LOOP
+    return inbound

@@ -1,0 +1,270 @@
+"""The message pipeline after DATA: inbound -> sender check -> policy -> rewrite -> commit.
+
+Each stage is a plain function of frozen values. The pipeline answers for the whole
+transaction: every alias recipient gets its own archive record and delivery, and if any
+recipient must refuse the message, none of them receives it (SMTP has one reply for DATA,
+and a partial delivery would be a silent one).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from relay import replies
+from relay.archive import Record
+from relay.commit import Entry, GroupCommitter, Outgoing
+from relay.db.schema import utcnow
+from relay.mail import rewrite as rw
+from relay.mail.parse import Inbound, intake
+from relay.mail.verp import new_token, return_path
+from relay.policy.model import PolicyContext, Verdict
+from relay.replies import Reply
+from relay.resolve import Resolution
+from relay.settings import Settings
+from relay.threads import ThreadIndex, load_thread_index, prior_review_requests
+
+log = structlog.get_logger("relay.pipeline")
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    session_id: str
+    client_ip: str
+    helo: str
+    mail_from: str
+
+
+@dataclass(frozen=True)
+class SenderCheck:
+    """Outcome of the sender check: ``refusal`` is None for a participant."""
+
+    refusal: Reply | None
+    auth: dict[str, Any] = field(default_factory=dict)
+
+
+# (inbound, session, recipient, from-address) -> SenderCheck; the authentication seam.
+Authenticator = Callable[[Inbound, SessionInfo, Resolution, str | None], Awaitable[SenderCheck]]
+
+
+class Policy:
+    """What the pipeline needs of a content policy (relay.policy.PolicyEngine)."""
+
+    def evaluate(self, raw: bytes, ctx: PolicyContext) -> Verdict:  # pragma: no cover
+        raise NotImplementedError
+
+
+def from_mailbox(inbound: Inbound) -> str | None:
+    """The single From mailbox, lower-cased; None when there is not exactly one."""
+    values = inbound.headers.get_all("From") or []
+    if len(values) != 1:
+        return None
+    try:
+        addresses = values[0].addresses
+    except (AttributeError, IndexError, ValueError):
+        return None
+    if len(addresses) != 1 or not addresses[0].domain:
+        return None
+    return addresses[0].addr_spec.lower()
+
+
+async def registered_sender(
+    inbound: Inbound, info: SessionInfo, res: Resolution, sender: str | None
+) -> SenderCheck:
+    """The minimum check: the From mailbox is the counterpart's registered address."""
+    if sender is None or sender not in res.sender_emails:
+        return SenderCheck(replies.STRANGER)
+    return SenderCheck(None)
+
+
+@dataclass
+class _Judged:
+    res: Resolution
+    verdict: str
+    reason: str = ""
+    findings: list[dict[str, str]] = field(default_factory=list)
+    auth: dict[str, Any] = field(default_factory=dict)
+    message: bytes | None = None
+    refusal: Reply | None = None
+    relay_id: str = ""
+
+
+class Pipeline:
+    def __init__(
+        self,
+        settings: Settings,
+        engine: AsyncEngine,
+        committer: GroupCommitter,
+        policy: Policy | None,
+        *,
+        verp_key: bytes,
+        authenticator: Authenticator = registered_sender,
+        executor: Executor | None = None,
+    ) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.committer = committer
+        self.policy = policy
+        self.verp_key = verp_key
+        self.authenticator = authenticator
+        self.executor = executor
+
+    async def accept(self, info: SessionInfo, rcpts: list[Resolution], raw: bytes) -> Reply:
+        now = utcnow()
+        inbound = intake(raw, max_hops=self.settings.relay.max_hops)
+        if isinstance(inbound, Reply):
+            await self._archive_refused(info, rcpts, raw, inbound, now)
+            return inbound
+        sender = from_mailbox(inbound)
+        judged = [await self._judge(inbound, info, res, sender) for res in rcpts]
+        refusal = next((j.refusal for j in judged if j.refusal), None)
+        entries = [self._entry(inbound, info, j, now, refused=refusal is not None) for j in judged]
+        await self.committer.submit(entries)
+        if refusal is not None:
+            log.info("message.refused", reply=str(refusal), recipients=len(rcpts))
+            return refusal
+        ids = ", ".join(e.record.relay_message_id.split("@")[0][:12] for e in entries)
+        log.info("message.accepted", recipients=len(rcpts), queued=ids)
+        return replies.QUEUED.with_text(f"Queued as {ids}")
+
+    async def _judge(
+        self, inbound: Inbound, info: SessionInfo, res: Resolution, sender: str | None
+    ) -> _Judged:
+        check = await self.authenticator(inbound, info, res, sender)
+        if check.refusal is not None:
+            reason = "stranger" if check.refusal == replies.STRANGER else check.refusal.text
+            return _Judged(res, "refused", reason, auth=check.auth, refusal=check.refusal)
+        index = await load_thread_index(self.engine, res.order_id, inbound)
+        verdict = await self._evaluate(inbound.raw, await self._context(res, index))
+        findings = [f.as_dict() for f in verdict.findings]
+        if verdict.action == "reject" or verdict.message is None:
+            reply = replies.POLICY_REJECT.with_text(verdict.reason or replies.POLICY_REJECT.text)
+            return _Judged(res, "reject", verdict.reason, findings, check.auth, refusal=reply)
+        relay_id = rw.new_message_id(self.settings.relay.domain)
+        delivered = rw.rewrite_message(
+            verdict.message, self._rewrite(inbound, res, relay_id, index)
+        )
+        return _Judged(res, verdict.action, "", findings, check.auth, delivered, relay_id=relay_id)
+
+    async def _context(self, res: Resolution, index: ThreadIndex) -> PolicyContext:
+        days = None
+        if res.delivered_at is not None:
+            days = (utcnow() - res.delivered_at).days
+        return PolicyContext(
+            direction=res.direction,  # type: ignore[arg-type]
+            order_id=res.order_id,
+            buyer_locale=res.buyer_locale,
+            thread="reply" if index.answers(res.stands_for) else "proactive",
+            prior_review_requests=await prior_review_requests(self.engine, res.order_id),
+            days_since_delivery=days,
+            relay_domain=self.settings.relay.domain,
+        )
+
+    async def _evaluate(self, raw: bytes, ctx: PolicyContext) -> Verdict:
+        if self.policy is None or not self.settings.policy.enabled:
+            return Verdict("deliver", (), raw)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, self.policy.evaluate, raw, ctx)
+
+    def _rewrite(
+        self, inbound: Inbound, res: Resolution, relay_id: str, index: ThreadIndex
+    ) -> rw.Rewrite:
+        market = self.settings.relay.marketplace
+        role = res.stands_for
+        return rw.Rewrite(
+            from_name=rw.display_name(res.sender_name, res.sender_role.capitalize(), market),
+            from_alias=res.sender_alias,
+            to_name=res.recipient_name,
+            to_address=res.recipient_email,
+            marketplace=market,
+            message_id=relay_id,
+            in_reply_to=rw.map_thread_ids(index.in_reply_to, lambda i: index.for_reader(i, role)),
+            references=rw.map_thread_ids(index.references, lambda i: index.for_reader(i, role)),
+            hops=inbound.hops,
+            relay_host=self.settings.relay.helo_name,
+            now=utcnow(),
+        )
+
+    def _entry(
+        self, inbound: Inbound, info: SessionInfo, j: _Judged, now: datetime, *, refused: bool
+    ) -> Entry:
+        res = j.res
+        delivered = None if refused else j.message
+        verdict = j.verdict
+        reason = j.reason
+        if refused and j.refusal is None:
+            verdict, reason = "refused", "another recipient of the same transaction refused it"
+        record = Record(
+            created_at=now,
+            verdict=verdict,
+            original=inbound.raw,
+            sha256=inbound.sha256,
+            delivered=delivered,
+            session_id=info.session_id,
+            order_id=res.order_id,
+            direction=res.direction,
+            alias=res.alias,
+            mail_from=info.mail_from.lower(),
+            rcpt=res.recipient_email,
+            client_ip=info.client_ip,
+            helo=info.helo[:255],
+            from_header=inbound.first("From")[:2000],
+            subject=str(inbound.headers.get("Subject", ""))[:2000],
+            message_id=inbound.first("Message-ID")[:998],
+            relay_message_id=j.relay_id if delivered else "",
+            reason=reason,
+            findings=json.dumps(j.findings, ensure_ascii=False),
+            auth=json.dumps(j.auth, ensure_ascii=False, default=str),
+        )
+        if delivered is None:
+            return Entry(record)
+        token = new_token()
+        original_ids = rw.message_ids(inbound.first("Message-ID"))
+        outgoing = Outgoing(
+            mail_from=return_path(
+                token,
+                key=self.verp_key,
+                domain=self.settings.relay.domain,
+                prefix=self.settings.bounce.local_prefix,
+            ),
+            rcpt=res.recipient_email,
+            token=token,
+            author=res.sender_role,
+            original_message_id=original_ids[0] if original_ids else "",
+        )
+        return Entry(record, outgoing)
+
+    async def _archive_refused(
+        self, info: SessionInfo, rcpts: list[Resolution], raw: bytes, reply: Reply, now: datetime
+    ) -> None:
+        digest = hashlib.sha256(raw).hexdigest()
+        entries = [
+            Entry(
+                Record(
+                    created_at=now,
+                    verdict="refused",
+                    original=raw,
+                    sha256=digest,
+                    session_id=info.session_id,
+                    order_id=res.order_id,
+                    direction=res.direction,
+                    alias=res.alias,
+                    mail_from=info.mail_from.lower(),
+                    rcpt=res.recipient_email,
+                    client_ip=info.client_ip,
+                    helo=info.helo[:255],
+                    reason=reply.text,
+                )
+            )
+            for res in rcpts
+        ]
+        await self.committer.submit(entries)

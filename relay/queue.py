@@ -1,0 +1,133 @@
+"""The delivery queue: claim due rows, record each attempt's outcome.
+
+Claims are leases: a row being sent carries ``claimed_until``; if its worker dies the
+lease runs out and another worker takes the row. That is the one window in which a
+message can be delivered twice (sent, then the worker dies before recording it), the
+same trade Postfix makes: a duplicate rather than a loss.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from relay.db import read_tx, write_tx
+from relay.db.schema import UTCDateTime, archive, deliveries, delivery_events, utcnow
+
+DUE_STATES = ("queued", "deferred")
+
+
+@dataclass(frozen=True)
+class Claimed:
+    id: int
+    archive_id: int
+    mail_from: str
+    rcpt: str
+    attempts: int
+    created_at: datetime
+    notify: bool
+
+
+async def claim(engine: AsyncEngine, worker: str, *, limit: int, lease: timedelta) -> list[Claimed]:
+    now = utcnow()
+    due = sa.or_(
+        sa.and_(deliveries.c.status.in_(DUE_STATES), deliveries.c.next_attempt_at <= now),
+        sa.and_(deliveries.c.status == "sending", deliveries.c.claimed_until < now),
+    )
+    query = (
+        sa.select(
+            deliveries.c.id,
+            deliveries.c.archive_id,
+            deliveries.c.mail_from,
+            deliveries.c.rcpt,
+            deliveries.c.attempts,
+            deliveries.c.created_at,
+            deliveries.c.notify,
+        )
+        .where(due)
+        .order_by(deliveries.c.next_attempt_at)
+        .limit(limit)
+    )
+    async with write_tx(engine) as conn:
+        if conn.dialect.name != "sqlite":
+            query = query.with_for_update(skip_locked=True)
+        rows = (await conn.execute(query)).all()
+        if not rows:
+            return []
+        await conn.execute(
+            deliveries.update()
+            .where(deliveries.c.id.in_([r.id for r in rows]))
+            .values(status="sending", claimed_by=worker, claimed_until=now + lease, updated_at=now)
+        )
+    return [Claimed(**r._mapping) for r in rows]
+
+
+async def message_bytes(engine: AsyncEngine, archive_id: int) -> bytes:
+    async with read_tx(engine) as conn:
+        row = (
+            await conn.execute(sa.select(archive.c.delivered).where(archive.c.id == archive_id))
+        ).first()
+    if row is None or row.delivered is None:
+        raise LookupError(f"archive record {archive_id} has no delivered copy")
+    return bytes(row.delivered)
+
+
+async def record(
+    engine: AsyncEngine,
+    item: Claimed,
+    *,
+    status: str,
+    event: str,
+    code: int | None,
+    detail: str,
+    next_attempt_at: datetime | None = None,
+) -> None:
+    """Set the row's new state and append the attempt to the permanent event log."""
+    now = utcnow()
+    async with write_tx(engine) as conn:
+        await conn.execute(
+            deliveries.update()
+            .where(deliveries.c.id == item.id)
+            .values(
+                status=status,
+                attempts=item.attempts + 1,
+                next_attempt_at=next_attempt_at or now,
+                claimed_by="",
+                claimed_until=None,
+                last_code=code,
+                last_error=detail[:1000],
+                updated_at=now,
+            )
+        )
+        await conn.execute(
+            delivery_events.insert().values(
+                delivery_id=item.id,
+                archive_id=item.archive_id,
+                at=now,
+                event=event,
+                code=code,
+                detail=detail[:1000],
+            )
+        )
+
+
+async def queue_stats(engine: AsyncEngine) -> dict[str, int | float]:
+    async with read_tx(engine) as conn:
+        rows = await conn.execute(
+            sa.select(
+                deliveries.c.status,
+                sa.func.count(),
+                sa.func.min(deliveries.c.created_at, type_=UTCDateTime()),
+            ).group_by(deliveries.c.status)
+        )
+        stats: dict[str, int | float] = {}
+        oldest = None
+        for status, count, first in rows:
+            stats[status] = int(count)
+            if status in (*DUE_STATES, "sending") and first is not None:
+                oldest = first if oldest is None or first < oldest else oldest
+    stats["oldest_age_seconds"] = (utcnow() - oldest).total_seconds() if oldest else 0.0
+    return stats

@@ -1,0 +1,59 @@
+"""Every SMTP reply the relay gives, as named constants with RFC 3463 enhanced codes.
+
+Replies never carry internal detail or any real address: an error text is read by the
+other party's mail client and sometimes shown verbatim in a bounce.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Reply:
+    code: int
+    enhanced: str
+    text: str
+
+    def __str__(self) -> str:
+        return f"{self.code} {self.enhanced} {self.text}"
+
+    def with_text(self, text: str) -> Reply:
+        return Reply(self.code, self.enhanced, text)
+
+    @property
+    def permanent(self) -> bool:
+        return self.code >= 500
+
+
+OK = Reply(250, "2.0.0", "OK")
+SENDER_OK = Reply(250, "2.1.0", "Sender OK")
+RECIPIENT_OK = Reply(250, "2.1.5", "Recipient OK")
+QUEUED = Reply(250, "2.0.0", "Queued")  # text replaced with "queued as <id>"
+
+TOO_MANY_CONNECTIONS = Reply(421, "4.7.0", "Too many connections, try again later")
+SHUTTING_DOWN = Reply(421, "4.3.2", "Service shutting down, try again later")
+TEMP_FAILURE = Reply(451, "4.3.0", "Temporary failure, please try again later")
+DNS_TEMP_FAILURE = Reply(451, "4.4.3", "Temporary DNS failure checking the sender, try later")
+TOO_MANY_RECIPIENTS = Reply(452, "4.5.3", "Too many recipients")
+
+SYNTAX_ADDRESS = Reply(501, "5.1.3", "Bad address syntax")
+NO_SUCH_ALIAS = Reply(550, "5.1.1", "No such recipient")
+RELAY_DENIED = Reply(
+    550, "5.7.1", "Relaying denied: this server only accepts mail for its own domain"
+)
+STRANGER = Reply(
+    550,
+    "5.7.1",
+    "Sender is not a participant of this order: write from the address the marketplace has on file",
+)
+POLICY_REJECT = Reply(550, "5.7.1", "Message refused by the messaging policy")
+TOO_BIG = Reply(552, "5.3.4", "Message too big")
+BAD_LINE_ENDINGS = Reply(
+    554, "5.6.0", "Message refused: bare CR or LF, or NUL, in the message data (RFC 5322 2.3)"
+)
+LINE_TOO_LONG = Reply(554, "5.6.0", "Message refused: a line is longer than 998 characters")
+MULTIPLE_FROM = Reply(554, "5.6.0", "Message refused: more than one From header")
+BAD_HEADER = Reply(554, "5.6.0", "Message refused: malformed header section")
+LOOP = Reply(554, "5.4.6", "Message refused: too many hops, possible mail loop")
+BAD_BOUNCE = Reply(550, "5.1.1", "No such recipient")

@@ -1,0 +1,114 @@
+"""RCPT TO: address -> alias, the party it reaches, and the counterpart allowed to write.
+
+Unknown, closed and expired aliases get one uniform answer, so the reply never tells a
+prober whether an alias ever existed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from relay import replies
+from relay.db import read_tx
+from relay.db.schema import aliases, orders, parties, party_senders, utcnow
+from relay.replies import Reply
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """An alias recipient, with everything the rest of the pipeline needs about its order."""
+
+    alias: str
+    order_id: str
+    stands_for: str  # the party this alias reaches: buyer|seller
+    recipient_email: str
+    recipient_name: str
+    sender_role: str  # the counterpart, the only party allowed to write here
+    sender_emails: frozenset[str]
+    sender_name: str
+    sender_alias: str  # the counterpart's own alias: From of the delivered copy
+    sender_allow_spf_only: bool
+    buyer_locale: str
+    delivered_at: datetime | None
+
+    @property
+    def direction(self) -> str:
+        return f"{self.sender_role}-to-{self.stands_for}"
+
+
+def split_address(address: str) -> tuple[str, str]:
+    local, at, domain = address.strip().strip("<>").rpartition("@")
+    if not at or not local or not domain:
+        raise ValueError("no domain")
+    return local.lower(), domain.lower().rstrip(".")
+
+
+async def resolve_alias(engine: AsyncEngine, relay_domain: str, address: str) -> Resolution | Reply:
+    try:
+        local, domain = split_address(address)
+    except ValueError:
+        return replies.SYNTAX_ADDRESS
+    if domain != relay_domain:
+        return replies.RELAY_DENIED
+    me, other = aliases.alias("me"), aliases.alias("other")
+    rp, sp = parties.alias("rp"), parties.alias("sp")
+    query = (
+        sa.select(
+            me.c.stands_for,
+            other.c.local_part.label("other_local"),
+            orders.c.id,
+            orders.c.status,
+            orders.c.expires_at,
+            orders.c.buyer_locale,
+            orders.c.buyer_name,
+            orders.c.seller_name,
+            orders.c.delivered_at,
+            rp.c.email.label("recipient_email"),
+            sp.c.id.label("sender_id"),
+            sp.c.email.label("sender_email"),
+            sp.c.allow_spf_only,
+        )
+        .join(orders, orders.c.id == me.c.order_id)
+        .join(
+            other, sa.and_(other.c.order_id == me.c.order_id, other.c.stands_for != me.c.stands_for)
+        )
+        .join(
+            rp,
+            rp.c.id
+            == sa.case((me.c.stands_for == "buyer", orders.c.buyer_id), else_=orders.c.seller_id),
+        )
+        .join(
+            sp,
+            sp.c.id
+            == sa.case((me.c.stands_for == "buyer", orders.c.seller_id), else_=orders.c.buyer_id),
+        )
+        .where(me.c.local_part == local)
+    )
+    async with read_tx(engine) as conn:
+        row = (await conn.execute(query)).first()
+        if row is None or row.status != "open" or (row.expires_at and row.expires_at <= utcnow()):
+            return replies.NO_SUCH_ALIAS
+        extra = await conn.execute(
+            sa.select(party_senders.c.email).where(party_senders.c.party_id == row.sender_id)
+        )
+        senders = frozenset([row.sender_email, *(r.email for r in extra)])
+    names = {"buyer": row.buyer_name, "seller": row.seller_name}
+    sender_role = "seller" if row.stands_for == "buyer" else "buyer"
+    return Resolution(
+        alias=f"{local}@{relay_domain}",
+        order_id=row.id,
+        stands_for=row.stands_for,
+        recipient_email=row.recipient_email,
+        recipient_name=names[row.stands_for],
+        sender_role=sender_role,
+        sender_emails=senders,
+        sender_name=names[sender_role],
+        sender_alias=f"{row.other_local}@{relay_domain}",
+        sender_allow_spf_only=bool(row.allow_spf_only),
+        buyer_locale=row.buyer_locale,
+        delivered_at=row.delivered_at,
+    )

@@ -1,0 +1,1 @@
+"""The SMTP front: aiosmtpd protocol (server.py) and the relay's hooks (handler.py)."""

@@ -1,0 +1,132 @@
+"""aiosmtpd hooks: refuse at RCPT whatever can be refused there, hand DATA to the pipeline.
+
+Every reply comes from relay.replies. Database trouble at any step answers 451 4.3.0:
+the sender's MTA keeps the message and tries again, and nothing is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import structlog
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from relay import replies
+from relay.log import mask
+from relay.pipeline import Pipeline, SessionInfo
+from relay.resolve import Resolution, resolve_alias, split_address
+from relay.settings import Settings
+
+log = structlog.get_logger("relay.smtp")
+
+
+class BounceIntake:
+    """What the handler needs to accept mail for signed return paths."""
+
+    def check(self, local: str) -> str | None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    async def accept(
+        self, info: SessionInfo, tokens: list[str], raw: bytes
+    ) -> str:  # pragma: no cover
+        raise NotImplementedError
+
+
+class RelayHandler:
+    def __init__(
+        self, settings: Settings, pipeline: Pipeline, bounces: BounceIntake | None = None
+    ) -> None:
+        self.settings = settings
+        self.pipeline = pipeline
+        self.bounces = bounces
+        self.accepting = True
+
+    async def handle_MAIL(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        mail_options: list[str],
+    ) -> str:
+        for option in mail_options:
+            key, _, value = option.partition("=")
+            if (
+                key.upper() == "SIZE"
+                and value.isdigit()
+                and int(value) > self.settings.smtp.max_message_size
+            ):
+                return str(replies.TOO_BIG)
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        envelope.resolutions = []  # type: ignore[attr-defined]
+        envelope.bounce_tokens = []  # type: ignore[attr-defined]
+        return str(replies.SENDER_OK)
+
+    async def handle_RCPT(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        rcpt_options: list[str],
+    ) -> str:
+        if not self.accepting:
+            return str(replies.SHUTTING_DOWN)
+        if len(envelope.rcpt_tos) >= self.settings.smtp.max_recipients:
+            return str(replies.TOO_MANY_RECIPIENTS)
+        reply = await self._rcpt(envelope, address)
+        if reply.code >= 400:
+            log.info(
+                "smtp.rcpt.refused", code=reply.code, enhanced=reply.enhanced, rcpt=mask(address)
+            )
+            return str(reply)
+        envelope.rcpt_tos.append(address)
+        return str(reply)
+
+    async def _rcpt(self, envelope: Envelope, address: str) -> replies.Reply:
+        relay = self.settings.relay
+        try:
+            local, domain = split_address(address)
+        except ValueError:
+            return replies.SYNTAX_ADDRESS
+        if self.bounces is not None and domain == relay.domain:
+            token = self.bounces.check(local)
+            if token is not None:
+                envelope.bounce_tokens.append(token)  # type: ignore[attr-defined]
+                return replies.RECIPIENT_OK
+        try:
+            res = await resolve_alias(self.pipeline.engine, relay.domain, address)
+        except Exception as err:
+            log.error("smtp.rcpt.db_error", error=type(err).__name__)
+            return replies.TEMP_FAILURE
+        if isinstance(res, replies.Reply):
+            return res
+        envelope.resolutions.append(res)  # type: ignore[attr-defined]
+        return replies.RECIPIENT_OK
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        peer = session.peer
+        info = SessionInfo(
+            session_id=getattr(session, "relay_id", ""),
+            client_ip=peer[0] if isinstance(peer, tuple) else str(peer),
+            helo=session.host_name or "",
+            mail_from=envelope.mail_from or "",
+        )
+        raw: bytes = envelope.original_content or b""
+        resolutions: list[Resolution] = getattr(envelope, "resolutions", [])
+        tokens: list[str] = getattr(envelope, "bounce_tokens", [])
+        # Shielded: once the message is in the commit queue, a client hanging up does not
+        # cancel the commit. The message is then ours and will be delivered.
+        try:
+            if tokens and self.bounces is not None:
+                status = await asyncio.shield(self.bounces.accept(info, tokens, raw))
+                if not resolutions:
+                    return status
+            reply = await asyncio.shield(self.pipeline.accept(info, resolutions, raw))
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:
+            log.error("smtp.data.internal_error", error=type(err).__name__, exc_info=err)
+            return str(replies.TEMP_FAILURE)
+        return str(reply)

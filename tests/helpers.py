@@ -1,0 +1,164 @@
+"""Real parts for the tests: an aiosmtpd sink MTA on port 0, settings, a running relay,
+and DKIM-signing mail clients for the buyer and the seller."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.policy import SMTP as SMTP_POLICY
+from email.utils import format_datetime, make_msgid
+from typing import Any
+
+import aiosmtplib
+import dkim
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from relay.settings import Settings
+
+DOMAIN = "relay.example"
+BUYER = "alice@buyer.example"
+SELLER = "support@shop.example"
+ORDER = "113-4829301-5520417"
+
+
+@dataclass
+class Received:
+    mail_from: str
+    rcpt_tos: list[str]
+    data: bytes
+
+
+@dataclass
+class Sink:
+    """The recipient's mail server: records what arrives; answers can be scripted."""
+
+    messages: list[Received] = field(default_factory=list)
+    rcpt_reply: Callable[[str], str | None] = lambda rcpt: None
+    data_reply: Callable[[bytes], str | None] = lambda data: None
+    port: int = 0
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
+    _server: asyncio.Server | None = None
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        reply = self.rcpt_reply(address)
+        if reply:
+            return reply
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        data = envelope.original_content or b""
+        reply = self.data_reply(data)
+        if reply:
+            return reply
+        self.messages.append(Received(envelope.mail_from or "", list(envelope.rcpt_tos), data))
+        self.arrived.set()
+        return "250 OK sink"
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: SMTP(self, hostname="sink.test", decode_data=False, loop=loop), "127.0.0.1", 0
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self._server:
+            self._server.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 2)
+
+    async def wait_for(self, count: int, timeout: float = 10.0) -> list[Received]:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while len(self.messages) < count:
+            left = deadline - loop.time()
+            if left <= 0:
+                raise AssertionError(f"sink got {len(self.messages)} of {count} messages")
+            self.arrived.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.arrived.wait(), left)
+        return self.messages
+
+
+def test_settings(db_url: str, **sections: dict[str, Any]) -> Settings:
+    base: dict[str, dict[str, Any]] = {
+        "relay": {"domain": DOMAIN, "marketplace": "Marketplace"},
+        "smtp": {"listen": "127.0.0.1:0"},
+        "database": {"url": db_url},
+        "delivery": {"retry": ["1s"], "poll_interval": "0.2s", "timeout": "5s"},
+        "auth": {"mode": "off"},
+        "policy": {"enabled": True},
+    }
+    for name, values in sections.items():
+        base.setdefault(name, {}).update(values)
+    return Settings.model_validate(base)
+
+
+def message(
+    sender: str,
+    to: str,
+    subject: str = "Question about my order",
+    body: str = "Hello, when will my parcel arrive?\n",
+    **headers: str,
+) -> EmailMessage:
+    msg = EmailMessage(policy=SMTP_POLICY)
+    msg["From"] = sender
+    msg["To"] = to
+    msg["Subject"] = subject
+    msg["Date"] = format_datetime(datetime.now(UTC))
+    msg["Message-ID"] = make_msgid(domain=sender.rpartition("@")[2])
+    for name, value in headers.items():
+        msg[name.replace("_", "-")] = value
+    msg.set_content(body)
+    return msg
+
+
+def dkim_sign(data: bytes, domain: str, selector: str, key_pem: bytes) -> bytes:
+    sig = dkim.sign(
+        data,
+        selector.encode(),
+        domain.encode(),
+        key_pem,
+        include_headers=[b"from", b"to", b"subject", b"date", b"message-id"],
+    )
+    return sig + data
+
+
+async def send(
+    port: int, sender: str, rcpts: list[str], data: bytes, *, helo: str = "client.test"
+) -> tuple[int, str]:
+    """Send with aiosmtplib; returns the final reply (code, text), never raises on 4xx/5xx."""
+    client = aiosmtplib.SMTP(
+        hostname="127.0.0.1", port=port, local_hostname=helo, start_tls=False, timeout=30
+    )
+    await client.connect()
+    try:
+        _, response = await client.sendmail(sender, rcpts, data)
+        return 250, response
+    except aiosmtplib.SMTPRecipientsRefused as err:
+        r = err.recipients[0]
+        return r.code, r.message
+    except aiosmtplib.SMTPResponseException as err:
+        return err.code, err.message
+    finally:
+        with contextlib.suppress(Exception):
+            await client.quit()
+
+
+@contextlib.asynccontextmanager
+async def running_relay(settings: Settings, **kwargs: Any) -> AsyncIterator[Any]:
+    from relay.service import Relay
+
+    relay = Relay(settings, **kwargs)
+    await relay.start()
+    try:
+        yield relay
+    finally:
+        await relay.stop(grace=5)
