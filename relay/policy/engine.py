@@ -1,49 +1,206 @@
-"""The engine (first cut): email addresses only; grows into the full rule set."""
+"""The policy engine: decode every part, run the rules, decide, and redact a copy.
+
+``evaluate`` is pure and CPU-bound; all state is built in ``load`` and never mutated, so
+one engine can serve many threads. It never raises: a message it cannot judge safely is
+refused with a plain reason.
+"""
 
 from __future__ import annotations
 
-import email
-import email.policy
+import logging
 import pathlib
-import re
+from dataclasses import dataclass, field
+from email.message import Message
 
+from relay.policy import attachments, mime
+from relay.policy.config import MESSAGE_KINDS, TOKEN_KINDS, Policy, PolicyError, load_policy
+from relay.policy.htmlpart import HtmlJudge
+from relay.policy.markers import marker
+from relay.policy.messages import MessageRules
 from relay.policy.model import Finding, PolicyContext, Verdict, strongest
+from relay.policy.rules import RULES, describe_rules
+from relay.policy.textscan import TextScanner
+
+__all__ = ["PolicyEngine", "PolicyError"]
+log = logging.getLogger("relay.policy")
+
+_CONTENT_HEADERS = ("Subject", "Thread-Topic", "Comments", "Keywords", "Summary")
+_NESTED_HEADERS = ("From", "To", "Cc", "Bcc", "Reply-To", "Sender", "Subject", "Organization",
+                   "Thread-Topic", "Comments", "Keywords", "Return-Path")
 
 
-class PolicyError(ValueError):
-    """A bad policy file; the message names the offending key."""
+@dataclass
+class _Run:
+    """Mutable scratch state of one evaluation (never shared between calls)."""
 
-
-_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
+    ctx: PolicyContext
+    findings: list[Finding] = field(default_factory=list)
+    changed: bool = False
+    subject: str = ""
+    plain: list[str] = field(default_factory=list)
+    html_text: list[str] = field(default_factory=list)
 
 
 class PolicyEngine:
-    """Judges messages; immutable after load so it is safe to share between threads."""
+    """Judges messages against one loaded policy; immutable after ``load``."""
 
-    def __init__(self) -> None:
-        self._rules = [{"name": "contact.email", "description": "email addresses", "action": "redact"}]
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+        self.scanner = TextScanner(policy)
+        self.html = HtmlJudge(self.scanner)
+        self.messages = MessageRules(policy)
 
     @classmethod
     def load(cls, path: pathlib.Path | None = None) -> PolicyEngine:
-        return cls()
+        """Load and validate a policy file (None: the shipped default)."""
+        return cls(load_policy(path))
 
     def describe(self) -> list[dict]:
-        return list(self._rules)
+        return describe_rules(self.policy)
 
+    # -- evaluation ---------------------------------------------------------------------
     def evaluate(self, raw: bytes, ctx: PolicyContext) -> Verdict:
         try:
-            msg = email.message_from_bytes(raw, policy=email.policy.default)
-            findings = []
-            for part in msg.walk():
-                if part.get_content_maintype() == "text":
-                    text = part.get_content()
-                    for m in _EMAIL.finditer(text):
-                        if not m.group().lower().endswith("@" + ctx.relay_domain):
-                            findings.append(Finding("email_address", "contact.email", "redact",
-                                                    "body.text", m.group()))
-            action = strongest([f.action for f in findings])
-            if action == "reject":
-                return Verdict("reject", tuple(findings), None, "Message refused")
-            return Verdict(action, tuple(findings), raw, "")
-        except Exception:  # noqa: BLE001
-            return Verdict("reject", (), None, "Message refused: it could not be parsed")
+            return self._evaluate(raw, ctx)
+        except mime.Refused as why:
+            return Verdict("reject", (), None, f"Message refused by rule structure: {why}")
+        except RecursionError:
+            return Verdict("reject", (), None,
+                           "Message refused by rule structure: the message is nested too deeply")
+        except Exception:  # noqa: BLE001 - contract: never raise on any input
+            log.exception("policy.evaluate.failed")
+            return Verdict("reject", (), None,
+                           "Message refused by rule structure: the message could not be checked")
+
+    def _evaluate(self, raw: bytes, ctx: PolicyContext) -> Verdict:
+        limits = self.policy.file.limits
+        mime.precheck(raw, limits)
+        msg = mime.parse(raw)
+        entities = list(mime.walk(msg, limits))
+        run = _Run(ctx)
+        self._headers(msg, _CONTENT_HEADERS, run, top=True)
+        total = 0
+        for ent in entities:
+            part = ent.part
+            if ent.nested_headers:
+                self._headers(part, _NESTED_HEADERS, run, top=False)
+            if part.is_multipart():
+                continue
+            if mime.is_attachment(part):
+                total += self._attachment(part, ent.parent, run)
+            elif part.get_content_type() == "text/html":
+                self._html(part, run)
+            else:
+                self._text(part, run, "body.text")
+        if total > limits.max_attachment_bytes:
+            self._add(run, "attachment_too_large", "attachment.size", "attachment:*",
+                      f"{total} bytes")
+        body = "\n".join(run.plain) if run.plain else "\n".join(run.html_text)
+        for mf in self.messages.judge(run.subject, body, ctx):
+            self._add(run, mf.kind, mf.kind, "body.text", mf.excerpt)
+        return self._verdict(msg, raw, run)
+
+    def _verdict(self, msg: Message, raw: bytes, run: _Run) -> Verdict:
+        findings = tuple(run.findings)
+        action = strongest([f.action for f in findings])
+        if action == "reject":
+            first = next(f for f in findings if f.action == "reject")
+            return Verdict("reject", findings, None, self.reason(first))
+        if action == "redact" and run.changed:
+            return Verdict("redact", findings, mime.to_bytes(msg), "")
+        return Verdict(action, findings, raw, "")
+
+    def reason(self, f: Finding) -> str:
+        rule = RULES.get(f.kind)
+        text = rule.description if rule else "content not allowed"
+        return f"Message refused by rule {f.rule}: {text}"
+
+    # -- pieces -------------------------------------------------------------------------
+    def _add(self, run: _Run, kind: str, rule: str, where: str, excerpt: str,
+             allowed: bool = False) -> Finding:
+        action = "allow" if allowed else getattr(self.policy.file.actions, kind, "redact")
+        f = Finding(kind, rule, action, where, excerpt[:200])
+        run.findings.append(f)
+        return f
+
+    def _redact(self, text: str, where: str, run: _Run) -> str:
+        hits = self.scanner.scan(text, run.ctx)
+        out, last = [], 0
+        for h in hits:
+            f = self._add(run, h.kind, h.rule, where, h.excerpt, h.allowed)
+            if f.action != "redact":
+                continue
+            out.append(text[last:h.start])
+            out.append(marker(h.kind))
+            last = h.end
+        out.append(text[last:])
+        return "".join(out)
+
+    def _headers(self, part: Message, names: tuple[str, ...], run: _Run, top: bool) -> None:
+        for name in names:
+            values = mime.header_text(part, name)
+            if not values:
+                continue
+            where = "subject" if name == "Subject" and top else f"header:{name}"
+            new = [self._redact(v, where, run) for v in values]
+            if top and name == "Subject":
+                run.subject = values[0]
+            if new != values:
+                del part[name]
+                for v in new:
+                    part[name] = v.replace("\r", " ").replace("\n", " ")
+                run.changed = True
+
+    def _text(self, part: Message, run: _Run, where: str) -> None:
+        text = mime.text_of(part, self.policy.file.limits.max_text_bytes)
+        if where == "body.text":
+            run.plain.append(text)
+        new = self._redact(text, where, run)
+        if new != text:
+            mime.set_text(part, new)
+            run.changed = True
+
+    def _html(self, part: Message, run: _Run) -> None:
+        limits = self.policy.file.limits
+        src = mime.text_of(part, limits.max_html_bytes + 1)
+        if len(src) > limits.max_html_bytes:
+            raise mime.Refused("an HTML part is too large to check")
+        res = self.html.judge(src, run.ctx)
+        run.html_text.append(res.text)
+        redact = False
+        for h in res.hits:
+            f = self._add(run, h.kind, h.rule, "body.html", h.excerpt, h.allowed)
+            redact |= f.action == "redact"
+        if res.html is not None and redact:
+            mime.set_text(part, res.html)
+            run.changed = True
+
+    def _attachment(self, part: Message, parent: Message | None, run: _Run) -> int:
+        name = mime.filename_of(part)
+        where = f"attachment:{name or part.get_content_type()}"
+        data = mime.payload_bytes(part)
+        if name:
+            new = self._redact(name, where, run)
+            if new != name:
+                part.set_param("filename", new, header="Content-Disposition")
+                if part.get_param("name"):
+                    part.set_param("name", new)
+                run.changed = True
+        j = attachments.judge(name, part.get_content_type(), data)
+        if j.kind is None:
+            if part.get_content_maintype() == "text" and attachments.sniff(data) == "unknown":
+                self._text(part, run, where)
+            return len(data)
+        f = self._add(run, j.kind, RULES[j.kind].name, where, j.detail)
+        if f.action != "redact":
+            return len(data)
+        if j.kind == "image_metadata" and j.cleaned is not None:
+            mime.set_bytes(part, j.cleaned)
+            run.changed = True
+        elif j.kind == "attachment_removed" and parent is not None:
+            mime.remove_part(parent, part)
+            run.changed = True
+        return len(data)
+
+
+assert set(TOKEN_KINDS) | set(MESSAGE_KINDS) == set(RULES)

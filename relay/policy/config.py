@@ -1,0 +1,232 @@
+"""Policy file: TOML validated with pydantic (unknown keys refused) plus compiled lexicons.
+
+A typo in a policy file silently weakens what the relay blocks, so every key is checked at
+load and the error names the key (``actions.promotionl: unknown key``).
+"""
+
+from __future__ import annotations
+
+import pathlib
+import tomllib
+from dataclasses import dataclass, field
+from typing import Literal
+
+import regex
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+import relay
+
+KindAction = Literal["allow", "redact", "reject"]
+
+TOKEN_KINDS = (
+    "email_address", "phone_number", "external_link", "messaging_app_link", "social_handle",
+    "tracking_pixel", "remote_image", "hidden_content", "opt_out_link", "emoji",
+    "attachment_removed", "image_metadata",
+)
+MESSAGE_KINDS = (
+    "shipping_confirmation", "thank_you_only", "promotional", "review_solicitation",
+    "review_incentive", "wrong_language", "deceptive_link", "off_platform",
+    "important_tag_misuse", "dangerous_attachment", "attachment_too_large",
+)
+LEXICON_KEYS = (
+    "phone_cue", "personal_cue", "service_cue", "id_label", "thanks", "contact_offer",
+    "well_wishes", "shipping_confirmation", "promotional", "review_word", "review_request",
+    "review_positive", "review_selective", "review_edit", "review_incentive", "off_platform",
+    "opt_out", "important_tag", "critical", "messaging_cue", "social_cue", "username_cue",
+)
+
+
+class PolicyError(ValueError):
+    """A bad policy file; the message names the offending key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Actions(_Strict):
+    email_address: KindAction = "redact"
+    phone_number: KindAction = "redact"
+    external_link: KindAction = "redact"
+    messaging_app_link: KindAction = "redact"
+    social_handle: KindAction = "redact"
+    tracking_pixel: KindAction = "redact"
+    remote_image: KindAction = "redact"
+    hidden_content: KindAction = "redact"
+    opt_out_link: KindAction = "redact"
+    emoji: KindAction = "redact"
+    attachment_removed: KindAction = "redact"
+    image_metadata: KindAction = "redact"
+    shipping_confirmation: KindAction = "reject"
+    thank_you_only: KindAction = "reject"
+    promotional: KindAction = "reject"
+    review_solicitation: KindAction = "reject"
+    review_incentive: KindAction = "reject"
+    wrong_language: KindAction = "reject"
+    deceptive_link: KindAction = "reject"
+    off_platform: KindAction = "reject"
+    important_tag_misuse: KindAction = "reject"
+    dangerous_attachment: KindAction = "reject"
+    attachment_too_large: KindAction = "reject"
+
+
+class Domains(_Strict):
+    marketplace: list[str] = Field(default_factory=list)
+    carriers: list[str] = Field(default_factory=list)
+    allow: list[str] = Field(default_factory=list)
+    messaging: list[str] = Field(default_factory=list)
+    social: list[str] = Field(default_factory=list)
+    shorteners: list[str] = Field(default_factory=list)
+
+
+class Phones(_Strict):
+    allowed_numbers: list[str] = Field(default_factory=list)
+    extra_regions: list[str] = Field(default_factory=lambda: ["US"])
+
+
+class Limits(_Strict):
+    max_attachment_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
+    max_depth: int = Field(default=12, gt=0)
+    max_parts: int = Field(default=500, gt=0)
+    max_header_bytes: int = Field(default=262144, gt=0)
+    max_header_field_bytes: int = Field(default=65536, gt=0)
+    max_html_bytes: int = Field(default=2_000_000, gt=0)
+    max_text_bytes: int = Field(default=2_000_000, gt=0)
+
+
+class Review(_Strict):
+    window_min_days: int = Field(default=5, ge=0)
+    window_max_days: int = Field(default=30, ge=0)
+    max_requests: int = Field(default=1, ge=0)
+
+
+class Language(_Strict):
+    min_letters: int = Field(default=40, ge=0)
+    min_confidence: float = Field(default=0.9, ge=0, le=1)
+
+
+class Lexicons(_Strict):
+    dir: str = "lexicons"
+    languages: list[str] = Field(default_factory=lambda: ["en"])
+
+
+class PolicyFile(_Strict):
+    actions: Actions = Field(default_factory=Actions)
+    domains: Domains = Field(default_factory=Domains)
+    phones: Phones = Field(default_factory=Phones)
+    limits: Limits = Field(default_factory=Limits)
+    review: Review = Field(default_factory=Review)
+    language: Language = Field(default_factory=Language)
+    lexicons: Lexicons = Field(default_factory=Lexicons)
+
+
+class LexiconFile(_Strict):
+    digits: dict[str, str] = Field(default_factory=dict)
+    phone_cue: list[str] = Field(default_factory=list)
+    personal_cue: list[str] = Field(default_factory=list)
+    service_cue: list[str] = Field(default_factory=list)
+    id_label: list[str] = Field(default_factory=list)
+    thanks: list[str] = Field(default_factory=list)
+    contact_offer: list[str] = Field(default_factory=list)
+    well_wishes: list[str] = Field(default_factory=list)
+    shipping_confirmation: list[str] = Field(default_factory=list)
+    promotional: list[str] = Field(default_factory=list)
+    review_word: list[str] = Field(default_factory=list)
+    review_request: list[str] = Field(default_factory=list)
+    review_positive: list[str] = Field(default_factory=list)
+    review_selective: list[str] = Field(default_factory=list)
+    review_edit: list[str] = Field(default_factory=list)
+    review_incentive: list[str] = Field(default_factory=list)
+    off_platform: list[str] = Field(default_factory=list)
+    opt_out: list[str] = Field(default_factory=list)
+    important_tag: list[str] = Field(default_factory=list)
+    critical: list[str] = Field(default_factory=list)
+    messaging_cue: list[str] = Field(default_factory=list)
+    social_cue: list[str] = Field(default_factory=list)
+    username_cue: list[str] = Field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Lexicon:
+    """All languages merged: one compiled alternation per key, plus the digit words."""
+
+    patterns: dict[str, regex.Pattern[str]]
+    digits: dict[str, str] = field(default_factory=dict)
+
+    def search(self, key: str, text: str) -> regex.Match[str] | None:
+        pat = self.patterns.get(key)
+        return pat.search(text) if pat is not None else None
+
+    def finditer(self, key: str, text: str) -> list[regex.Match[str]]:
+        pat = self.patterns.get(key)
+        return list(pat.finditer(text)) if pat is not None else []
+
+
+@dataclass(frozen=True)
+class Policy:
+    file: PolicyFile
+    lexicon: Lexicon
+    source: pathlib.Path
+
+
+def shipped_dir() -> pathlib.Path:
+    """``relay/_policies`` in a wheel, the top-level ``policies/`` in a source checkout."""
+    base = pathlib.Path(relay.__file__).parent
+    installed = base / "_policies"
+    return installed if installed.exists() else base.parent / "policies"
+
+
+def _key_of(err: ValidationError, prefix: str = "") -> str:
+    first = err.errors()[0]
+    key = ".".join(str(p) for p in first["loc"])
+    what = "unknown key" if first["type"] == "extra_forbidden" else first["msg"]
+    return f"{prefix}{key}: {what}"
+
+
+def _read_toml(path: pathlib.Path) -> dict:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise PolicyError(f"policy file not found: {path}") from None
+    except tomllib.TOMLDecodeError as err:
+        raise PolicyError(f"{path}: not valid TOML: {err}") from None
+
+
+def _compile(key: str, pats: list[str], where: str) -> regex.Pattern[str]:
+    for p in pats:
+        try:
+            regex.compile(p)
+        except regex.error as err:
+            raise PolicyError(f"{where}.{key}: bad pattern {p!r}: {err}") from None
+    return regex.compile("|".join(f"(?:{p})" for p in pats), regex.IGNORECASE | regex.V0)
+
+
+def load_policy(path: pathlib.Path | None = None) -> Policy:
+    """Read and validate a policy file and its lexicons; raises PolicyError naming the key."""
+    path = pathlib.Path(path) if path is not None else shipped_dir() / "default.toml"
+    try:
+        pf = PolicyFile.model_validate(_read_toml(path))
+    except ValidationError as err:
+        raise PolicyError(f"{path}: {_key_of(err)}") from None
+    lexdir = pathlib.Path(pf.lexicons.dir)
+    if not lexdir.is_absolute():
+        lexdir = path.parent / lexdir
+        if not lexdir.exists():
+            lexdir = shipped_dir() / pf.lexicons.dir
+    merged: dict[str, list[str]] = {k: [] for k in LEXICON_KEYS}
+    digits: dict[str, str] = {}
+    for lang in pf.lexicons.languages:
+        lpath = lexdir / f"{lang}.toml"
+        try:
+            lex = LexiconFile.model_validate(_read_toml(lpath))
+        except ValidationError as err:
+            raise PolicyError(f"{lpath}: {_key_of(err)}") from None
+        for k in LEXICON_KEYS:
+            merged[k].extend(getattr(lex, k))
+        for word, digit in lex.digits.items():
+            if len(digit) != 1 or not digit.isdigit():
+                raise PolicyError(f"{lpath}: digits.{word}: must be one digit")
+            digits[word.lower()] = digit
+    patterns = {k: _compile(k, v, "lexicons") for k, v in merged.items() if v}
+    return Policy(pf, Lexicon(patterns, digits), path)

@@ -1,0 +1,260 @@
+"""Judge and clean one HTML part with a real parser (selectolax/lexbor), output via nh3.
+
+Order matters: hidden content and remote resources are found on the parsed tree *before*
+sanitising; then text is scanned as the reader would see it (adjacent inline text nodes
+joined, so a phone number split across ``<span>``s is still one number), and each hit is
+cut from the text nodes it spans. Attributes that carry text (alt, title) are scanned too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import nh3
+import regex
+from selectolax.lexbor import LexborHTMLParser, LexborNode
+
+from relay.policy import css, links
+from relay.policy.markers import marker
+from relay.policy.model import PolicyContext
+from relay.policy.textscan import Hit, TextScanner
+
+_INLINE = {"a", "span", "b", "i", "u", "em", "strong", "font", "small", "big", "sup", "sub",
+           "abbr", "code", "mark", "s", "strike", "o:p", "wbr", "label", "bdi", "bdo", "q",
+           "cite", "tt", "var", "ins", "del", "time", "data"}
+_SKIP_TEXT = {"style", "script", "head", "title", "noscript", "template", "xml"}
+_DROP = {"script", "iframe", "object", "embed", "form", "frame", "frameset", "applet",
+         "base", "link", "meta"}
+_TEXT_ATTRS = ("alt", "title", "aria-label")
+_TAGS = {"a", "abbr", "b", "blockquote", "br", "caption", "center", "cite", "code", "col",
+         "colgroup", "dd", "del", "div", "dl", "dt", "em", "font", "h1", "h2", "h3", "h4", "h5",
+         "h6", "hr", "i", "img", "ins", "li", "ol", "p", "pre", "q", "s", "small", "span",
+         "strike", "strong", "sub", "sup", "table", "tbody", "td", "tfoot", "th", "thead",
+         "tr", "u", "ul"}
+_ATTRS = {"*": {"style", "class", "dir", "lang", "align", "valign", "width", "height",
+                "title", "bgcolor", "color", "border", "cellpadding", "cellspacing", "colspan",
+                "rowspan"},
+          "a": {"href"}, "img": {"src", "alt"}}
+
+
+@dataclass
+class HtmlHit:
+    kind: str
+    rule: str
+    excerpt: str
+    allowed: bool = False
+
+
+@dataclass
+class HtmlResult:
+    hits: list[HtmlHit] = field(default_factory=list)
+    html: str | None = None        # cleaned HTML when something was removed
+    text: str = ""                 # visible text, for message-level rules
+
+
+def _remote(url: str) -> bool:
+    return url.strip().lower().startswith(("http:", "https:", "//"))
+
+
+class HtmlJudge:
+    def __init__(self, scanner: TextScanner) -> None:
+        self.scanner = scanner
+        self.policy = scanner.policy
+
+    def judge(self, source: str, ctx: PolicyContext) -> HtmlResult:
+        tree = LexborHTMLParser(source)
+        res = HtmlResult()
+        changed = False
+        sheets = [n.text() for n in tree.css("style")]
+        hid_cls, hid_ids, hid_tags = set(), set(), set()
+        for sheet in sheets:
+            c, i, t = css.hidden_selectors(sheet)
+            hid_cls |= c
+            hid_ids |= i
+            hid_tags |= t
+            for url, printing in css.remote_urls(sheet):
+                kind = "tracking_pixel" if printing or links.is_tracky(url) else "remote_image"
+                res.hits.append(HtmlHit(kind, f"html.{kind}", url))
+                changed = True
+        hidden: dict[int, bool] = {}
+        fg: dict[int, str | None] = {}
+        bg: dict[int, str | None] = {}
+        remove: list[LexborNode] = []
+        segs: list[tuple[LexborNode, int, int]] = []
+        buf: list[str] = []
+        pos = 0
+        brk = False
+        skip_depth_nodes: set[int] = set()
+        for node in tree.root.traverse(include_text=True) if tree.root else []:
+            tag = node.tag
+            parent = node.parent
+            pid = parent.mem_id if parent is not None else 0
+            if tag == "-text":
+                if pid in skip_depth_nodes or hidden.get(pid):
+                    continue
+                txt = node.text_content or ""
+                if brk and buf:
+                    buf.append("\n")
+                    pos += 1
+                brk = False
+                buf.append(txt)
+                segs.append((node, pos, pos + len(txt)))
+                pos += len(txt)
+                continue
+            if tag.startswith("-"):
+                if tag == "-comment":
+                    changed = True
+                    remove.append(node)
+                continue
+            nid = node.mem_id
+            if pid in skip_depth_nodes or tag in _SKIP_TEXT:
+                skip_depth_nodes.add(nid)
+            attrs = node.attributes
+            decl = css.declarations(attrs.get("style") or "")
+            p_fg, p_bg = fg.get(pid), bg.get(pid)
+            my_fg = css.colour(decl.get("color") or attrs.get("color")) or p_fg
+            my_bg = css.background_of(decl) or css.colour(attrs.get("bgcolor")) or p_bg
+            fg[nid], bg[nid] = my_fg, my_bg
+            classes = {c.lower() for c in (attrs.get("class") or "").split()}
+            is_hidden = (
+                css.hides(decl) or "hidden" in attrs
+                or bool(classes & hid_cls) or (attrs.get("id") or "").lower() in hid_ids
+                or tag in hid_tags
+                or (my_fg is not None and decl.get("color") is not None
+                    and my_fg == (my_bg or "#ffffff"))
+            )
+            if tag not in _INLINE:
+                brk = True
+            # remote resources in attributes
+            for att in ("src", "background", "srcset", "poster", "data-src"):
+                val = attrs.get(att)
+                if not val or not _remote(val.split(",")[0].split()[0] if val.split() else val):
+                    continue
+                if tag in ("img", "image", "input") or att != "src":
+                    kind = self._image_kind(val, attrs, decl, is_hidden or bool(hidden.get(pid)))
+                    res.hits.append(HtmlHit(kind, f"html.{kind}", val))
+                    changed = True
+                    if tag in ("img", "image", "input"):
+                        remove.append(node)
+                    else:
+                        del node.attrs[att]
+            style = attrs.get("style") or ""
+            if "url(" in style.lower() and css.remote_urls(style):
+                for url, _ in css.remote_urls(style):
+                    kind = "tracking_pixel" if links.is_tracky(url) or is_hidden else "remote_image"
+                    res.hits.append(HtmlHit(kind, f"html.{kind}", url))
+                node.attrs["style"] = css.strip_remote(style)
+                changed = True
+            if tag in _DROP:
+                remove.append(node)
+                changed = True
+                skip_depth_nodes.add(nid)
+                continue
+            if tag == "a" and attrs.get("href"):
+                changed |= self._anchor(node, attrs["href"], ctx, res)
+            for att in _TEXT_ATTRS:
+                val = attrs.get(att)
+                if val:
+                    new = self._redact_string(val, ctx, res, "attr")
+                    if new != val:
+                        node.attrs[att] = new
+                        changed = True
+            if is_hidden and not hidden.get(pid):
+                text = node.text(deep=True, separator=" ").strip()
+                if text:
+                    res.hits.append(HtmlHit("hidden_content", "html.hidden", text[:80]))
+                remove.append(node)
+                changed = True
+            hidden[nid] = is_hidden or bool(hidden.get(pid))
+        visible = "".join(buf)
+        res.text = visible
+        hits = [h for h in self.scanner.scan(visible, ctx) if not h.allowed]
+        for h in self.scanner.scan(visible, ctx):
+            res.hits.append(HtmlHit(h.kind, h.rule, h.excerpt, h.allowed))
+        if hits:
+            changed = True
+            self._cut(segs, hits)
+        for node in remove:
+            try:
+                node.decompose()
+            except Exception:  # noqa: BLE001 - already gone with an ancestor
+                pass
+        if changed:
+            res.html = sanitise(tree.html or "")
+        return res
+
+    # -- helpers ------------------------------------------------------------------------
+    def _image_kind(self, url: str, attrs: dict, decl: dict, hidden: bool) -> str:
+        w, h = attrs.get("width") or decl.get("width", ""), attrs.get("height") or decl.get("height", "")
+        tiny = any(regex.fullmatch(r"\s*[01](?:px)?\s*", v or "") for v in (w, h))
+        return "tracking_pixel" if tiny or hidden or links.is_tracky(url) else "remote_image"
+
+    def _anchor(self, node: LexborNode, href: str, ctx: PolicyContext, res: HtmlResult) -> bool:
+        low = href.strip().lower()
+        label = node.text(deep=True, separator=" ").strip()
+        if low.startswith(("mailto:", "tel:", "callto:", "sms:")):
+            hits = self.scanner.scan(href.strip(), ctx)
+            if not hits:
+                return False
+            for h in hits:
+                res.hits.append(HtmlHit(h.kind, h.rule, h.excerpt, h.allowed))
+            if all(h.allowed for h in hits):
+                return False
+            del node.attrs["href"]
+            if label and not self.scanner.scan(label, ctx):
+                node.insert_after(" " + marker(hits[0].kind))
+            return True
+        if not regex.match(r"(?:https?:)?//|www\.", low):
+            return False
+        v = links.classify(href.strip(), ctx, self.policy, label)
+        shown = links.looks_like_url(label)
+        if shown and v.kind != "deceptive_link":
+            sh, th = links.host_of(shown), links.host_of(href.strip())
+            if sh and th and not (sh == th or sh.endswith("." + th) or th.endswith("." + sh)):
+                res.hits.append(HtmlHit("deceptive_link", "deceptive_link", href.strip()))
+                v = links.LinkVerdict(v.kind, False, v.rule)
+        res.hits.append(HtmlHit(v.kind, v.rule, href.strip(), v.allowed))
+        if v.allowed:
+            return False
+        del node.attrs["href"]
+        if label and not self.scanner.scan(label, ctx):
+            node.insert_after(" " + marker(v.kind))
+        return True
+
+    def _redact_string(self, s: str, ctx: PolicyContext, res: HtmlResult, _: str) -> str:
+        hits = self.scanner.scan(s, ctx)
+        out, last = [], 0
+        for h in hits:
+            res.hits.append(HtmlHit(h.kind, h.rule, h.excerpt, h.allowed))
+            if h.allowed:
+                continue
+            out.append(s[last:h.start])
+            out.append(marker(h.kind))
+            last = h.end
+        out.append(s[last:])
+        return "".join(out)
+
+    @staticmethod
+    def _cut(segs: list[tuple[LexborNode, int, int]], hits: list[Hit]) -> None:
+        """Replace each hit's span across the text nodes it touches with one marker."""
+        edits: dict[int, list[tuple[int, int, str]]] = {}
+        for h in hits:
+            first = True
+            for idx, (_, a, b) in enumerate(segs):
+                if b <= h.start or a >= h.end:
+                    continue
+                lo, hi = max(a, h.start) - a, min(b, h.end) - a
+                edits.setdefault(idx, []).append((lo, hi, marker(h.kind) if first else ""))
+                first = False
+        for idx, spans in edits.items():
+            node, a, b = segs[idx]
+            txt = node.text_content or ""
+            for lo, hi, rep in sorted(spans, reverse=True):
+                txt = txt[:lo] + rep + txt[hi:]
+            node.replace_with(txt)
+
+
+def sanitise(html: str) -> str:
+    """nh3 with a mail-friendly allowlist; remote images are already gone by now."""
+    return nh3.clean(html, tags=_TAGS, attributes=_ATTRS, url_schemes={"https", "cid"},
+                     strip_comments=True, link_rel=None)

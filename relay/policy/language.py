@@ -1,0 +1,48 @@
+"""Offline language identification (py3langid ships its model; no network needed).
+
+The model takes ~0.6 s to load, so it is loaded once, lazily, under a lock; classify is
+pure and thread-safe afterwards.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import regex
+
+_LOCK = threading.Lock()
+_IDENT = None
+CANDIDATES = ["en", "de", "fr", "es", "it", "ja", "pl", "nl", "pt", "sv", "da", "no", "cs",
+              "sk", "hu", "ro", "tr", "ru", "zh", "ko", "fi", "el"]
+_NOISE = regex.compile(
+    r"(?:https?://|www\.)\S+|\S+@\S+|[\w.\-]+\.(?:com|de|fr|es|it|nl|pl|jp)\S*|\d[\d\s.,:/\-]*"
+    r"|\b[A-Z0-9]+(?:-[A-Z0-9]+)+\b",
+)
+
+
+def _identifier():
+    global _IDENT
+    if _IDENT is None:
+        with _LOCK:
+            if _IDENT is None:
+                from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
+                ident = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+                ident.set_languages(CANDIDATES)
+                _IDENT = ident
+    return _IDENT
+
+
+def letters(text: str) -> int:
+    return len(regex.findall(r"\p{L}", text))
+
+
+def detect(text: str) -> tuple[str, float]:
+    """(language, confidence) of ``text`` with links, numbers and codes removed."""
+    clean = _NOISE.sub(" ", text)
+    if regex.search(r"[\p{Hiragana}\p{Katakana}]", clean):
+        kana = len(regex.findall(r"[\p{Hiragana}\p{Katakana}\p{Han}]", clean))
+        if kana >= letters(clean) * 0.3:
+            return "ja", 1.0
+    lang, conf = _identifier().classify(clean)
+    return lang, float(conf)

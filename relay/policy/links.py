@@ -1,0 +1,141 @@
+"""Links: find them in text and decide what each one is (spec: external_link and friends).
+
+A link is judged by its target: ``http`` is never allowed; ``https`` to the marketplace, a
+carrier, a listed allow-domain, or carrying this order's id is allowed; messaging apps,
+social profiles, shorteners and unsubscribe pages have their own kinds. Look-alike hosts
+of the known domains are ``deceptive_link``.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from dataclasses import dataclass
+
+import regex
+
+from relay.policy.config import Policy
+from relay.policy.model import PolicyContext
+
+_TLDS = (
+    "com|net|org|info|biz|io|co|me|ly|gl|to|tv|app|dev|shop|store|online|site|eu|de|at|ch|fr|"
+    "es|it|nl|be|pl|jp|uk|us|ca|mx|br|pt|se|dk|no|fi|ie|cz|sk|hu|ro|gr|ru|cn|kr|in|au|nz|"
+    "link|page|club|xyz|top|social|email|blog"
+)
+URL_RE = regex.compile(
+    r"(?:(?:https?|ftp)://|www\.)[^\s<>\"'\]\[{}|\\^`]+"
+    r"|(?:mailto|tel|callto|sms|whatsapp|tg|viber|skype):[^\s<>\"']+"
+    rf"|(?<![\w@.\-/])(?:[a-z0-9](?:[a-z0-9\-]{{0,61}}[a-z0-9])?\.)+(?:{_TLDS})"
+    r"(?![\w\-@])(?:/[^\s<>\"']*)?",
+    regex.IGNORECASE,
+)
+_TRAIL = ".,;:!?)>»”’'\""
+_HOMO = str.maketrans({
+    "а": "a", "е": "e", "о": "o", "р": "p", "с": "c", "у": "y", "х": "x", "і": "i", "ј": "j",
+    "ѕ": "s", "ԁ": "d", "ɡ": "g", "ο": "o", "α": "a", "ν": "v", "ι": "i", "κ": "k", "τ": "t",
+    "0": "o", "1": "l", "|": "l", "!": "l",
+})
+_TRACKY = regex.compile(
+    r"(?:^|[./])(?:trk|track|tracking|ctrk|click|clicks|open|opens|pixel|beacon|mailtrack|"
+    r"list-manage|email|em|links?|mailing\w*)[.\-]"
+    r"|/(?:o|open|opens|p|t|track|trk|pixel|beacon|wf/open|e/o|ss/o|imp)(?:/|\.gif|\.png|\?|$)"
+    r"|(?:open|pixel|beacon|track)\w*\.(?:gif|png)",
+    regex.IGNORECASE,
+)
+_OPT_OUT_URL = regex.compile(
+    r"unsub|opt-?out|abmeld|afmeld|désinscri|desinscri|disiscri|wypisz|/baja\b|preferences|"
+    r"subscriptions?/manage|list-manage|/manage\?|rmftlp",
+    regex.IGNORECASE,
+)
+
+
+@dataclass(frozen=True)
+class LinkVerdict:
+    kind: str          # external_link, messaging_app_link, social_handle, opt_out_link, ...
+    allowed: bool
+    rule: str
+
+
+def clean_url(raw: str) -> str:
+    """Strip trailing punctuation a URL does not own (but keep balanced parentheses)."""
+    url = raw
+    while url and url[-1] in _TRAIL:
+        if url[-1] == ")" and url.count("(") >= url.count(")"):
+            break
+        url = url[:-1]
+    return url
+
+
+def host_of(url: str) -> str:
+    u = url if "://" in url else "http://" + url
+    try:
+        host = urllib.parse.urlsplit(u).hostname or ""
+    except ValueError:
+        return ""
+    if "xn--" in host:
+        try:
+            host = host.encode("ascii").decode("idna")
+        except UnicodeError:
+            pass
+    return host.lower().rstrip(".")
+
+
+def on(host: str, domains: list[str]) -> bool:
+    return any(host == d or host.endswith("." + d) for d in domains)
+
+
+def skeleton(host: str) -> str:
+    s = host.lower().translate(_HOMO)
+    return s.replace("rn", "m").replace("vv", "w").replace("cl", "d")
+
+
+def lookalike(host: str, policy: Policy) -> str | None:
+    """The known domain ``host`` imitates without being it, else None."""
+    d = policy.file.domains
+    known = d.marketplace + d.carriers + d.allow
+    if not host or on(host, known):
+        return None
+    sk = skeleton(host)
+    for k in known:
+        ks = skeleton(k)
+        if sk == ks or sk.endswith("." + ks):
+            return k
+    return None
+
+
+def is_tracky(url: str) -> bool:
+    return bool(_TRACKY.search(url))
+
+
+def classify(url: str, ctx: PolicyContext, policy: Policy, near: str = "") -> LinkVerdict:
+    """Judge one link target; ``near`` is the text around it (for opt-out footers)."""
+    d = policy.file.domains
+    low = url.lower()
+    scheme = low.split(":", 1)[0] if ":" in low.split("/", 1)[0] else ""
+    if scheme in ("whatsapp", "tg", "viber", "skype"):
+        return LinkVerdict("messaging_app_link", False, "link.messaging")
+    host = host_of(url)
+    if on(host, d.messaging):
+        return LinkVerdict("messaging_app_link", False, "link.messaging")
+    if on(host, d.social):
+        return LinkVerdict("social_handle", False, "link.social")
+    if lookalike(host, policy):
+        return LinkVerdict("deceptive_link", False, "deceptive_link")
+    if _OPT_OUT_URL.search(low) or (near and policy.lexicon.search("opt_out", near)):
+        return LinkVerdict("opt_out_link", False, "link.opt_out")
+    if on(host, d.shorteners):
+        return LinkVerdict("external_link", False, "link.external")
+    if scheme not in ("https", ""):
+        return LinkVerdict("external_link", False, "link.external")
+    if on(host, d.marketplace + d.carriers + d.allow):
+        return LinkVerdict("external_link", True, "link.external")
+    if scheme == "https" and ctx.order_id and (ctx.order_id in url or ctx.order_id.replace("-", "") in url):
+        return LinkVerdict("external_link", True, "link.external")
+    return LinkVerdict("external_link", False, "link.external")
+
+
+def looks_like_url(text: str) -> str | None:
+    """The URL or domain a link *label* shows, if it shows one (for text/target mismatch)."""
+    m = URL_RE.search(text.strip())
+    if not m or m.group().lower().startswith(("tel:", "mailto:")):
+        return None
+    return clean_url(m.group())

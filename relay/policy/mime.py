@@ -1,0 +1,174 @@
+"""MIME plumbing: safe limits, decoding every part, and writing parts back.
+
+The stdlib parser (``policy.default``) does the parsing; this module adds what a hostile
+sender forces on us: limits on header size, nesting and part count checked *before* any
+expensive work, and decoding that never raises (unknown charsets fall back to utf-8 with
+replacement, broken transfer encodings to the raw payload).
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+from collections.abc import Iterator
+from dataclasses import dataclass
+from email.message import EmailMessage, Message
+
+import regex
+
+from relay.policy.config import Limits
+
+POLICY = email.policy.default.clone(linesep="\r\n", max_line_length=998)
+
+
+class Refused(Exception):
+    """The message cannot be judged safely; the text is the plain reason."""
+
+
+_HDR_END = regex.compile(rb"\r?\n\r?\n")
+
+
+def precheck(raw: bytes, limits: Limits) -> None:
+    """Header limits on the top-level header block, before parsing anything."""
+    m = _HDR_END.search(raw, 0, limits.max_header_bytes + 4)
+    head = raw[:m.start()] if m else raw[:limits.max_header_bytes + 1]
+    if len(head) > limits.max_header_bytes:
+        raise Refused("the message header is too large")
+    field = 0
+    for line in head.split(b"\n"):
+        if line[:1] in (b" ", b"\t"):
+            field += len(line)
+        else:
+            field = len(line)
+        if field > limits.max_header_field_bytes:
+            raise Refused("a header field is too large")
+
+
+def parse(raw: bytes) -> EmailMessage:
+    try:
+        return email.message_from_bytes(raw, policy=POLICY)  # type: ignore[return-value]
+    except RecursionError:
+        raise Refused("the message structure is nested too deeply") from None
+
+
+@dataclass
+class Entity:
+    part: Message
+    parent: Message | None
+    depth: int
+    nested_headers: bool     # the headers of an attached message (message/rfc822)
+
+
+def walk(msg: Message, limits: Limits) -> Iterator[Entity]:
+    """Every entity, iteratively (no recursion), enforcing nesting and part limits."""
+    stack: list[tuple[Message, Message | None, int, bool]] = [(msg, None, 0, False)]
+    count = 0
+    while stack:
+        part, parent, depth, nested = stack.pop()
+        count += 1
+        if count > limits.max_parts:
+            raise Refused(f"the message has more than {limits.max_parts} MIME parts")
+        if depth > limits.max_depth:
+            raise Refused(f"the message nests MIME parts deeper than {limits.max_depth} levels")
+        for name, value in part._headers:  # raw values: no parsing cost
+            if len(name) + len(value) > limits.max_header_field_bytes:
+                raise Refused("a header field is too large")
+        yield Entity(part, parent, depth, nested)
+        payload = part.get_payload() if part.is_multipart() else None
+        if isinstance(payload, list):
+            is_msg = part.get_content_maintype() == "message"
+            for child in reversed(payload):
+                if isinstance(child, Message):
+                    stack.append((child, part, depth + 1, is_msg))
+
+
+def header_text(part: Message, name: str) -> list[str]:
+    out = []
+    for v in part.get_all(name, []) or []:
+        try:
+            out.append(str(v))
+        except Exception:  # noqa: BLE001 - undecodable header: judge its raw form
+            out.append(str(getattr(v, "_value", v)))
+    return out
+
+
+def payload_bytes(part: Message) -> bytes:
+    try:
+        data = part.get_payload(decode=True)
+    except Exception:  # noqa: BLE001
+        data = None
+    if data is None:
+        raw = part.get_payload()
+        data = raw.encode("utf-8", "surrogateescape") if isinstance(raw, str) else b""
+    return data
+
+
+def text_of(part: Message, limit: int) -> str:
+    data = payload_bytes(part)[:limit]
+    charset = part.get_content_charset() or "utf-8"
+    try:
+        return data.decode(charset, errors="replace")
+    except LookupError:
+        return data.decode("utf-8", errors="replace")
+
+
+def filename_of(part: Message) -> str:
+    try:
+        name = part.get_filename()
+    except Exception:  # noqa: BLE001
+        name = None
+    if not name:
+        ct = part.get("Content-Type")
+        name = getattr(ct, "params", {}).get("name") if ct is not None else None
+    return str(name or "")
+
+
+def is_attachment(part: Message) -> bool:
+    disp = (part.get_content_disposition() or "").lower()
+    if disp == "attachment":
+        return True
+    if part.get_content_maintype() in ("text", "multipart", "message"):
+        return bool(filename_of(part)) and part.get_content_subtype() not in ("plain", "html")
+    return True
+
+
+def set_text(part: Message, text: str) -> None:
+    """Replace a text part's content, keeping its subtype and disposition."""
+    sub = part.get_content_subtype()
+    disp = part.get("Content-Disposition")
+    fn = filename_of(part)
+    for h in ("Content-Transfer-Encoding", "Content-Type", "Content-Disposition"):
+        del part[h]
+    part.set_payload(None)
+    EmailMessage.set_content(  # type: ignore[arg-type]
+        part, text, subtype=sub, charset="utf-8", cte="quoted-printable")
+    if disp is not None:
+        del part["Content-Disposition"]
+        if fn:
+            part.add_header("Content-Disposition", str(disp).split(";")[0], filename=fn)
+        else:
+            part["Content-Disposition"] = str(disp).split(";")[0]
+
+
+def set_bytes(part: Message, data: bytes) -> None:
+    """Replace a binary part's content (base64), keeping its headers."""
+    import base64
+
+    del part["Content-Transfer-Encoding"]
+    part["Content-Transfer-Encoding"] = "base64"
+    part.set_payload(base64.encodebytes(data).decode("ascii"))
+
+
+def replace_header(part: Message, name: str, value: str) -> None:
+    del part[name]
+    part[name] = value
+
+
+def remove_part(parent: Message, child: Message) -> None:
+    payload = parent.get_payload()
+    if isinstance(payload, list):
+        parent.set_payload([p for p in payload if p is not child])
+
+
+def to_bytes(msg: Message) -> bytes:
+    return msg.as_bytes(policy=POLICY)

@@ -1,0 +1,94 @@
+"""Normalised text with an offset map back to the original.
+
+Detection runs on NFKC text without format characters (U+200B, U+2060 ...) and with
+spelled-out digits turned into digits, so ``kamome.support＠gmail.com`` and
+``null-eins-fünf-neun 328`` look like what they are. Redaction must cut the *original*
+span, hence the map: ``orig[i]`` is where normalised character ``i`` came from.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass
+
+import regex
+
+_DASHES = dict.fromkeys(map(ord, "\u2010\u2011\u2012\u2013\u2014\u2212\ufe63\uff0d"), "-")
+
+
+@dataclass(frozen=True)
+class NormText:
+    text: str
+    starts: tuple[int, ...]
+    ends: tuple[int, ...]
+
+    def span(self, start: int, end: int) -> tuple[int, int]:
+        """Original [start, end) covering normalised [start, end)."""
+        if end <= start:
+            return (self.starts[start] if start < len(self.starts) else 0,) * 2
+        return self.starts[start], self.ends[end - 1]
+
+
+def normalize(original: str) -> NormText:
+    out: list[str] = []
+    starts: list[int] = []
+    ends: list[int] = []
+    for i, ch in enumerate(original):
+        cat = unicodedata.category(ch)
+        if cat == "Cf" or ch in "\u00ad":
+            continue
+        if ch.isascii():
+            mapped = ch
+        else:
+            mapped = unicodedata.normalize("NFKC", ch).translate(_DASHES)
+            if ch in "\u00a0\u202f\u2007\u3000":
+                mapped = " "
+        for m in mapped:
+            out.append(m)
+            starts.append(i)
+            ends.append(i + 1)
+    return NormText("".join(out), tuple(starts), tuple(ends))
+
+
+def digit_words(nt: NormText, words: dict[str, str]) -> NormText:
+    """Replace runs of spelled-out digits next to digits (``null-eins-fünf-neun 328``)."""
+    if not words:
+        return nt
+    alt = "|".join(sorted(map(regex.escape, words), key=len, reverse=True))
+    run = regex.compile(
+        rf"(?<![\w])(?:{alt})(?:[\s\-,]+(?:{alt}))+(?![\w])|(?<![\w])(?:{alt})(?=[\s\-]+\d)",
+        regex.IGNORECASE,
+    )
+    text = nt.text
+    hits = []
+    for m in run.finditer(text):
+        tokens = list(regex.finditer(rf"(?:{alt})", m.group(), flags=regex.IGNORECASE))
+        near_digits = bool(regex.match(r"[\s\-]*\d", text[m.end():m.end() + 3]))
+        if len(tokens) >= 3 or (near_digits and len(tokens) >= 1 and _plausible(m, text)):
+            hits.append((m, tokens))
+    if not hits:
+        return nt
+    out, starts, ends = [], [], []
+    pos = 0
+    for m, tokens in hits:
+        for k in range(pos, m.start()):
+            out.append(text[k])
+            starts.append(nt.starts[k])
+            ends.append(nt.ends[k])
+        for t in tokens:
+            a, b = m.start() + t.start(), m.start() + t.end()
+            out.append(words[t.group().lower()])
+            starts.append(nt.starts[a])
+            ends.append(nt.ends[b - 1])
+        pos = m.end()
+    for k in range(pos, len(text)):
+        out.append(text[k])
+        starts.append(nt.starts[k])
+        ends.append(nt.ends[k])
+    return NormText("".join(out), tuple(starts), tuple(ends))
+
+
+def _plausible(m: regex.Match[str], text: str) -> bool:
+    """A single number word before digits only counts inside a longer digit run."""
+    tail = regex.match(r"[\s\-]*[\d\s\-]{6,}", text[m.end():m.end() + 20])
+    return tail is not None or len(m.group()) > 12

@@ -1,0 +1,236 @@
+"""Token detection in one piece of text: emails, phones, links, handles, emoji.
+
+Runs on the normalised text (see :mod:`.normalize`) and reports spans of the *original*
+text, so the caller can cut exactly what the sender wrote.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import phonenumbers
+import regex
+
+from relay.policy import links
+from relay.policy.config import Policy
+from relay.policy.model import PolicyContext
+from relay.policy.normalize import NormText, digit_words, normalize
+
+
+@dataclass(frozen=True)
+class Hit:
+    kind: str
+    rule: str
+    start: int
+    end: int
+    excerpt: str
+    allowed: bool = False
+
+
+EMAIL_RE = regex.compile(
+    r"(?<![\w.%+\-])[\w][\w.%+\-]*@[\w](?:[\w\-]*\w)?(?:\.[\w](?:[\w\-]*\w)?)*\.[^\W\d_]{2,24}(?![\w\-])"
+)
+_AT = r"(?:\s*[\[\(\{<]\s*(?:at|@|arroba|chez|ät|bei)\s*[\]\)\}>]\s*|\s+(?:at|arroba)\s+)"
+_DOT = r"(?:\s*[\[\(\{<]\s*(?:dot|punto|point|punkt|kropka|punt|\.)\s*[\]\)\}>]\s*|\s+(?:dot|punto|punkt)\s+|\.)"
+OBF_EMAIL_RE = regex.compile(
+    rf"(?<![\w.])[\w][\w.+\-]*{_AT}[\w\-]+(?:{_DOT}[\w\-]+)*{_DOT}[a-z]{{2,12}}(?![\w])",
+    regex.IGNORECASE,
+)
+PHONE_CAND = regex.compile(
+    r"(?<![\w.,/+\-])(?:\+\s?|00|\(\s?)?\d(?:[\d\-./()]|[ \t](?=[\d(]))*\d(?![\w]|[.,]\d)"
+)
+_MASKS = [
+    r"\b\d{3}-\d{7}-\d{7}\b",                                     # order ids
+    r"\b\d{1,4}[./\-]\d{1,2}[./\-]\d{2,4}\b",                     # dates
+    r"\b\d{1,2}[:h.]\d{2}\b(?!\s?\d)",                             # times
+    r"(?:[€$£¥]|EUR|USD|GBP|PLN|JPY)\s?\d[\d.,\s]*\d|\b\d[\d.,]*\s?(?:€|EUR|USD|GBP|zł|PLN|円|yen)",
+    r"\b\d+(?:[.,]\d+)?\s?(?:mm|cm|km|m|kg|g|mg|W|kW|Wh|kWh|V|Ah|mAh|ml|cl|l|L|°C|°F|%|rpm|lux|GB|TB|MB|in|ft|lbs?|oz|Hz|pcs|St\.?)\b",
+    r"\b(?:ATU\d{8}|DE\d{9}|FR[0-9A-Z]{2}\d{9}|ESX?\d{8}[0-9A-Z]?|IT\d{11}|NL\d{9}B\d{2}|PL\d{10})\b",
+    r"\b[A-Z]{2}\d{2}(?:\s?[A-Z0-9]{4}){3,7}(?:\s?[A-Z0-9]{1,4})?\b",  # IBAN
+    r"\b1Z[\s0-9A-Z]{16,22}\b",                                     # UPS
+    r"(?<![\w-])(?=[\w-]*\d)(?=[\w-]*[A-Za-z])[A-Za-z0-9]+(?:-[A-Za-z0-9]+)*(?![\w-])",
+    r"\b\d{13,}\b",
+]
+MASK_RE = regex.compile("|".join(f"(?:{m})" for m in _MASKS))
+HANDLE_RE = regex.compile(r"(?<![\w@.\-/])@([A-Za-z0-9_][A-Za-z0-9_.\-]{1,29}[A-Za-z0-9_])(?![\w@])")
+USER_TOKEN = regex.compile(r"\s*[:：]?\s*(@?[A-Za-z0-9_][A-Za-z0-9_.\-]{2,30})")
+EMOJI_RE = regex.compile(
+    r"[\U0001F1E6-\U0001F1FF]{2}|[0-9#*]\uFE0F?\u20E3"
+    r"|\p{Extended_Pictographic}[\uFE0F\U0001F3FB-\U0001F3FF]*"
+    r"(?:\u200D\p{Extended_Pictographic}[\uFE0F\U0001F3FB-\U0001F3FF]*)*"
+)
+_EMOJI_PRES = regex.compile(r"\p{Emoji_Presentation}|\uFE0F|\u20E3|[\U0001F1E6-\U0001F1FF]")
+
+
+def _region(locale: str) -> str | None:
+    parts = locale.replace("_", "-").split("-")
+    return parts[1].upper() if len(parts) > 1 and len(parts[1]) == 2 else None
+
+
+def is_relay_alias(addr: str, ctx: PolicyContext) -> bool:
+    return addr.lower().rsplit("@", 1)[-1] == ctx.relay_domain.lower()
+
+
+class TextScanner:
+    """Stateless scanner bound to one policy; safe to share between threads."""
+
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+        self.lex = policy.lexicon
+        self.allowed_numbers = {regex.sub(r"\D", "", n) for n in policy.file.phones.allowed_numbers}
+
+    # -- public -----------------------------------------------------------------------
+    def scan(self, text: str, ctx: PolicyContext, *, emoji: bool | None = None) -> list[Hit]:
+        """All token hits in ``text`` (original offsets), overlaps resolved left to right."""
+        if not text:
+            return []
+        nt = digit_words(normalize(text), self.lex.digits)
+        hits: list[Hit] = []
+        hits += self._emails(nt, text, ctx)
+        hits += self._links(nt, text, ctx)
+        hits += self._handles(nt, text)
+        hits += self._phones(nt, text, ctx)
+        if emoji if emoji is not None else ctx.direction == "seller-to-buyer":
+            hits += self._emoji(text)
+        return _dedupe(hits)
+
+    # -- detectors ----------------------------------------------------------------------
+    def _emails(self, nt: NormText, text: str, ctx: PolicyContext) -> list[Hit]:
+        out = []
+        for rx in (EMAIL_RE, OBF_EMAIL_RE):
+            for m in rx.finditer(nt.text):
+                addr = m.group()
+                if nt.text[max(0, m.start() - 4):m.start()].lower() == "cid:":
+                    continue
+                if "@" in addr and is_relay_alias(addr, ctx):
+                    continue
+                a, b = nt.span(m.start(), m.end())
+                out.append(Hit("email_address", "contact.email", a, b, text[a:b]))
+        return out
+
+    def _links(self, nt: NormText, text: str, ctx: PolicyContext) -> list[Hit]:
+        out = []
+        for m in links.URL_RE.finditer(nt.text):
+            url = links.clean_url(m.group())
+            a, b = nt.span(m.start(), m.start() + len(url))
+            low = url.lower()
+            if low.startswith("mailto:"):
+                addr = url[7:].split("?", 1)[0]
+                if addr and not is_relay_alias(addr, ctx):
+                    out.append(Hit("email_address", "contact.email", a, b, text[a:b]))
+                continue
+            if low.startswith(("tel:", "callto:", "sms:")):
+                out.append(Hit("phone_number", "contact.phone", a, b, text[a:b]))
+                continue
+            line_start = nt.text.rfind("\n", 0, m.start()) + 1
+            near = nt.text[max(line_start, m.start() - 100):m.start()]
+            v = links.classify(url, ctx, self.policy, near)
+            out.append(Hit(v.kind, v.rule, a, b, text[a:b], v.allowed))
+        return out
+
+    def _handles(self, nt: NormText, text: str) -> list[Hit]:
+        out = []
+        for m in HANDLE_RE.finditer(nt.text):
+            if not regex.search(r"[A-Za-z]", m.group(1)):
+                continue
+            before = nt.text[max(0, m.start() - 50):m.start()]
+            kind, rule = ("messaging_app_link", "link.messaging") if self.lex.search(
+                "messaging_cue", before) else ("social_handle", "link.social")
+            a, b = nt.span(m.start(), m.end())
+            out.append(Hit(kind, rule, a, b, text[a:b]))
+        for key, kind, rule in (("messaging_cue", "messaging_app_link", "link.messaging"),
+                                ("social_cue", "social_handle", "link.social")):
+            for cue in self.lex.finditer(key, nt.text):
+                window = nt.text[cue.end():cue.end() + 40]
+                uc = self.lex.search("username_cue", window)
+                if not uc:
+                    continue
+                tm = USER_TOKEN.match(window, uc.end())
+                if not tm:
+                    continue
+                tok = tm.group(1)
+                if not (tok.startswith("@") or regex.search(r"[\d._\-]", tok)):
+                    continue
+                if not regex.search(r"[A-Za-z]", tok):
+                    continue
+                s = cue.end() + tm.start(1)
+                a, b = nt.span(s, s + len(tok))
+                out.append(Hit(kind, rule, a, b, text[a:b]))
+        return out
+
+    def _phones(self, nt: NormText, text: str, ctx: PolicyContext) -> list[Hit]:
+        t = nt.text
+        if any(m.start() < m.end() for m in MASK_RE.finditer(t)):
+            t = MASK_RE.sub(lambda m: "§" * len(m.group()), t)
+        regions = [r for r in [_region(ctx.buyer_locale), *self.policy.file.phones.extra_regions] if r]
+        regions = list(dict.fromkeys(regions))
+        out = []
+        for m in PHONE_CAND.finditer(t):
+            cand = m.group()
+            digits = regex.sub(r"\D", "", cand)
+            if not 7 <= len(digits) <= 15:
+                continue
+            if self._labelled_id(t, m.start()):
+                continue
+            if not self._valid(cand, regions):
+                continue
+            a, b = nt.span(m.start(), m.end())
+            allowed = digits in self.allowed_numbers or self._service_line(t, m.start())
+            out.append(Hit("phone_number", "contact.phone", a, b, text[a:b], allowed))
+        return out
+
+    def _emoji(self, text: str) -> list[Hit]:
+        out = []
+        for m in EMOJI_RE.finditer(text):
+            g = m.group()
+            if g[0] in "©®™" or not _EMOJI_PRES.search(g):
+                continue
+            out.append(Hit("emoji", "text.emoji", m.start(), m.end(), g))
+        return out
+
+    # -- helpers ------------------------------------------------------------------------
+    @staticmethod
+    def _valid(cand: str, regions: list[str]) -> bool:
+        s = cand.strip()
+        if s.startswith("00"):
+            s = "+" + s[2:]
+        for region in ([None] if s.startswith("+") else regions):
+            try:
+                num = phonenumbers.parse(s, region)
+            except phonenumbers.NumberParseException:
+                continue
+            if phonenumbers.is_valid_number(num):
+                return True
+        return False
+
+    def _labelled_id(self, t: str, start: int) -> bool:
+        """A number right after an id label (``NIP``, ``Sendungsnummer``) is that id."""
+        window = t[max(0, start - 30):start]
+        labels = self.lex.finditer("id_label", window)
+        if not labels:
+            return False
+        tail = window[labels[-1].end():]
+        return not self.lex.search("phone_cue", tail) and len(tail.strip(" :：#.-")) <= 18
+
+    def _service_line(self, t: str, start: int) -> bool:
+        """Presented as a carrier, manufacturer or warranty line in the same sentence."""
+        bound = max(t.rfind(". ", 0, start), t.rfind("\n", 0, start), t.rfind("。", 0, start))
+        sentence = t[max(bound + 1, start - 120):start]
+        cues = self.lex.finditer("service_cue", sentence)
+        if not cues:
+            return False
+        after = sentence[cues[-1].end():]
+        return not self.lex.search("personal_cue", after)
+
+
+def _dedupe(hits: list[Hit]) -> list[Hit]:
+    """Keep the first of overlapping hits in a priority order, then sort by position."""
+    prio = {"email_address": 0, "messaging_app_link": 1, "social_handle": 2,
+            "opt_out_link": 3, "deceptive_link": 3, "external_link": 4, "phone_number": 5,
+            "emoji": 6}
+    kept: list[Hit] = []
+    for h in sorted(hits, key=lambda h: (prio.get(h.kind, 9), h.start)):
+        if any(h.start < k.end and k.start < h.end for k in kept):
+            continue
+        kept.append(h)
+    return sorted(kept, key=lambda h: h.start)
