@@ -49,14 +49,6 @@ class RelayHandler:
         address: str,
         mail_options: list[str],
     ) -> str:
-        for option in mail_options:
-            key, _, value = option.partition("=")
-            if (
-                key.upper() == "SIZE"
-                and value.isdigit()
-                and int(value) > self.settings.smtp.max_message_size
-            ):
-                return str(replies.TOO_BIG)
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         envelope.resolutions = []  # type: ignore[attr-defined]

@@ -12,6 +12,7 @@ Three departures from aiosmtpd's defaults, each for a reason:
 
 from __future__ import annotations
 
+import re
 import secrets
 from typing import Any
 
@@ -23,6 +24,7 @@ from relay import replies
 log = structlog.get_logger("relay.smtp")
 DATA_CHUNK = 1 << 16
 _TERMINATOR = b"\r\n.\r\n"
+_SIZE_PARAM = re.compile(r"(?i)\bSIZE=(\d{1,20})\b")
 
 
 class ConnectionGate:
@@ -58,6 +60,15 @@ class RelaySMTP(SMTP):
     async def handle_exception(self, error: Exception) -> str:
         log.error("smtp.internal_error", error=type(error).__name__, exc_info=error)
         return str(replies.TEMP_FAILURE)
+
+    async def smtp_MAIL(self, arg: str) -> None:
+        """Answer an oversized SIZE= declaration with our enhanced code, not aiosmtpd's text."""
+        m = _SIZE_PARAM.search(arg or "")
+        limit = self.data_size_limit or 0
+        if m and limit and int(m.group(1)) > limit and self.session and self.session.host_name:
+            await self.push(str(replies.TOO_BIG))
+            return
+        await super().smtp_MAIL(arg)
 
     async def smtp_DATA(self, arg: str) -> None:
         if await self.check_helo_needed() or await self.check_auth_needed("DATA"):

@@ -1,0 +1,214 @@
+"""SMTP hardening over real loopback sessions: limits, smuggling, injection, our own faults."""
+
+from __future__ import annotations
+
+import asyncio
+import smtplib
+
+import pytest
+
+from relay import orders
+from relay.db import create_engine
+from tests.helpers import BUYER, DOMAIN, ORDER, SELLER, message, running_relay, send
+
+
+class RawClient:
+    """A byte-exact SMTP client: smtplib would repair the bare line endings we test."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+
+    async def __aenter__(self) -> RawClient:
+        self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+        await self.reply()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.writer.close()
+
+    async def reply(self) -> str:
+        lines = []
+        while True:
+            line = (await asyncio.wait_for(self.reader.readline(), 10)).decode()
+            lines.append(line.rstrip("\r\n"))
+            if len(line) < 4 or line[3] != "-":
+                return "\n".join(lines)
+
+    async def cmd(self, line: bytes) -> str:
+        self.writer.write(line + b"\r\n")
+        return await self.reply()
+
+    async def transaction(self, sender: str, rcpt: str, data: bytes) -> str:
+        assert (await self.cmd(b"EHLO client.test")).startswith("250")
+        assert (await self.cmd(f"MAIL FROM:<{sender}>".encode())).startswith("250")
+        assert (await self.cmd(f"RCPT TO:<{rcpt}>".encode())).startswith("250")
+        assert (await self.cmd(b"DATA")).startswith("354")
+        self.writer.write(data + b"\r\n.\r\n")
+        return await self.reply()
+
+
+@pytest.fixture
+async def relay_order(make_settings, sink):  # type: ignore[no-untyped-def]
+    settings = make_settings(
+        delivery={"smarthost": f"127.0.0.1:{sink.port}"},
+        smtp={"max_message_size": 200_000, "max_recipients": 3},
+    )
+    async with running_relay(settings, policy=None) as relay:
+        order = await orders.create_order(
+            relay.engine,
+            DOMAIN,
+            ORDER,
+            buyer=BUYER,
+            seller=SELLER,
+            buyer_name="Alice",
+            seller_name="Shop",
+        )
+        yield relay, order
+
+
+def _head(sender: str, to: str, extra: bytes = b"") -> bytes:
+    return (
+        f"From: {sender}\r\nTo: {to}\r\nSubject: test\r\n".encode()
+        + extra
+        + b"Message-ID: <m1@buyer.example>\r\n\r\n"
+    )
+
+
+async def test_ehlo_advertises_size_and_8bitmime(relay_order) -> None:
+    relay, _ = relay_order
+    async with RawClient(relay.port) as c:
+        ehlo = await c.cmd(b"EHLO client.test")
+    assert "SIZE 200000" in ehlo and "8BITMIME" in ehlo
+
+
+async def test_size_limit_answers_552_534(relay_order, sink) -> None:
+    relay, order = relay_order
+    big = _head(BUYER, order.seller_alias) + (b"x" * 70 + b"\r\n") * 4000
+    async with RawClient(relay.port) as c:
+        reply = await c.transaction(BUYER, order.seller_alias, big)
+        assert reply.startswith("552 5.3.4")
+        # The session survives and the next transaction works.
+        ok = await c.transaction(
+            BUYER, order.seller_alias, _head(BUYER, order.seller_alias) + b"hi"
+        )
+        assert ok.startswith("250 2.0.0")
+    async with RawClient(relay.port) as c:
+        await c.cmd(b"EHLO client.test")
+        assert (await c.cmd(b"MAIL FROM:<a@buyer.example> SIZE=900000")).startswith("552 5.3.4")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"line one\nBcc: victim@example.org\r\n",
+        b"bare\rCR\r\n",
+        b"nul\x00byte\r\n",
+        b"smuggle\n.\r\nMAIL FROM:<x@evil.example>\r\n",
+    ],
+    ids=["bare-lf", "bare-cr", "nul", "smuggling"],
+)
+async def test_bare_line_endings_and_nul_are_refused(relay_order, sink, body: bytes) -> None:
+    relay, order = relay_order
+    async with RawClient(relay.port) as c:
+        reply = await c.transaction(
+            BUYER, order.seller_alias, _head(BUYER, order.seller_alias) + body
+        )
+    assert reply.startswith("554 5.6.0"), reply
+    await asyncio.sleep(0.3)
+    assert sink.messages == []
+
+
+async def test_header_injection_via_bare_lf_in_subject(relay_order, sink) -> None:
+    relay, order = relay_order
+    data = (
+        f"From: {BUYER}\r\nTo: {order.seller_alias}\r\nSubject: a\nBcc: x@example.org\r\n\r\nhi"
+    ).encode()
+    async with RawClient(relay.port) as c:
+        assert (await c.transaction(BUYER, order.seller_alias, data)).startswith("554 5.6.0")
+
+
+async def test_two_from_headers_are_refused(relay_order) -> None:
+    relay, order = relay_order
+    data = _head(BUYER, order.seller_alias, b"From: other@evil.example\r\n") + b"hi"
+    async with RawClient(relay.port) as c:
+        assert (await c.transaction(BUYER, order.seller_alias, data)).startswith("554 5.6.0")
+
+
+async def test_mail_loop_is_refused(relay_order) -> None:
+    relay, order = relay_order
+    hops = b"".join(
+        b"Received: from hop%d.example by x; Fri, 27 Nov 2026 10:00:00 +0000\r\n" % i
+        for i in range(31)
+    )
+    async with RawClient(relay.port) as c:
+        reply = await c.transaction(
+            BUYER, order.seller_alias, hops + _head(BUYER, order.seller_alias) + b"hi"
+        )
+    assert reply.startswith("554 5.4.6")
+
+
+async def test_recipient_cap_and_outsiders_at_rcpt(relay_order) -> None:
+    relay, order = relay_order
+    async with RawClient(relay.port) as c:
+        await c.cmd(b"EHLO client.test")
+        await c.cmd(f"MAIL FROM:<{BUYER}>".encode())
+        assert (await c.cmd(b"RCPT TO:<friend@elsewhere.example>")).startswith("550 5.7.1")
+        for _ in range(3):
+            assert (await c.cmd(f"RCPT TO:<{order.seller_alias}>".encode())).startswith("250")
+        assert (await c.cmd(f"RCPT TO:<{order.seller_alias}>".encode())).startswith("452 4.5.3")
+
+
+async def test_several_alias_recipients_each_get_a_record_and_delivery(make_settings, sink) -> None:
+    settings = make_settings(delivery={"smarthost": f"127.0.0.1:{sink.port}"})
+    async with running_relay(settings, policy=None) as relay:
+        o1 = await orders.create_order(relay.engine, DOMAIN, ORDER, buyer=BUYER, seller=SELLER)
+        o2 = await orders.create_order(
+            relay.engine,
+            DOMAIN,
+            "113-0000000-0000002",
+            buyer=BUYER,
+            seller="sales@other-shop.example",
+        )
+        data = message(BUYER, o1.seller_alias).as_bytes()
+        code, _ = await send(relay.port, BUYER, [o1.seller_alias, o2.seller_alias], data)
+        assert code == 250
+        got = await sink.wait_for(2)
+        assert sorted(m.rcpt_tos[0] for m in got) == sorted([SELLER, "sales@other-shop.example"])
+        from relay.archive import SearchFilter, search
+
+        rows = await search(relay.engine, SearchFilter())
+        assert sorted(r["order_id"] for r in rows) == sorted([ORDER, "113-0000000-0000002"])
+
+
+async def test_database_down_answers_451_never_5xx(make_settings, sink) -> None:
+    settings = make_settings(delivery={"smarthost": f"127.0.0.1:{sink.port}"})
+    async with running_relay(settings, policy=None) as relay:
+        order = await orders.create_order(relay.engine, DOMAIN, ORDER, buyer=BUYER, seller=SELLER)
+        # The store goes away: nothing listens on port 1.
+        down = create_engine("postgresql+asyncpg://relay@127.0.0.1:1/relay")
+        data = message(BUYER, order.seller_alias).as_bytes()
+        relay.committer.engine = down  # RCPT still resolves; the commit after DATA fails
+        code, text = await send(relay.port, BUYER, [order.seller_alias], data)
+        assert code == 451 and text.startswith("4.3.0"), text
+        relay.handler.pipeline.engine = down  # now RCPT cannot resolve either
+        code, text = await send(relay.port, BUYER, [order.seller_alias], data)
+        assert code == 451 and text.startswith("4.3.0"), text
+        assert "Error" not in text and "postgres" not in text.lower() and "Traceback" not in text
+        await down.dispose()
+        assert sink.messages == []
+
+
+async def test_smtplib_client_round_trip(make_settings, sink) -> None:
+    """The stdlib client, in a thread, against the relay on the test's loop."""
+    settings = make_settings(delivery={"smarthost": f"127.0.0.1:{sink.port}"})
+    async with running_relay(settings, policy=None) as relay:
+        order = await orders.create_order(relay.engine, DOMAIN, ORDER, buyer=BUYER, seller=SELLER)
+
+        def client() -> dict:
+            with smtplib.SMTP("127.0.0.1", relay.port, timeout=10) as s:
+                return s.sendmail(
+                    BUYER, [order.seller_alias], message(BUYER, order.seller_alias).as_bytes()
+                )
+
+        assert await asyncio.to_thread(client) == {}
+        assert (await sink.wait_for(1))[0].rcpt_tos == [SELLER]
