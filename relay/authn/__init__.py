@@ -9,8 +9,6 @@ what enforcement would have done.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import email.utils
 from collections.abc import Collection
 from dataclasses import dataclass
 
@@ -20,6 +18,7 @@ from relay.authn import dmarc as _dmarc
 from relay.authn.dkimverify import DkimResult, verify_all
 from relay.authn.dnsutil import Deadline, DnsTempError
 from relay.authn.fromaddr import FromError, header_values, single_from
+from relay.authn.replay import replay_check
 from relay.authn.spf import check_host, is_domain
 
 __all__ = [
@@ -89,25 +88,6 @@ async def _guard(coro: object, limit: float, fallback: object) -> object:
         return fallback
 
 
-def _replay_check(
-    raw: bytes, results: tuple[DkimResult, ...], recipients: Collection[str]
-) -> tuple[DkimResult, ...]:
-    """Downgrade passes whose signed To/Cc do not name any envelope recipient."""
-    named = {
-        addr.lower()
-        for _, addr in email.utils.getaddresses(
-            header_values(raw, b"to") + header_values(raw, b"cc")
-        )
-    }
-    wanted = {r.strip().strip("<>").lower() for r in recipients}
-    out = []
-    for r in results:
-        if r.result == "pass" and not (r.signs_to and named & wanted):
-            r = dataclasses.replace(r, result="fail", reason="signed for other recipients")
-        out.append(r)
-    return tuple(out)
-
-
 async def authenticate(
     raw: bytes,
     *,
@@ -115,7 +95,7 @@ async def authenticate(
     helo: str,
     client_ip: str,
     resolver: dns.asyncresolver.Resolver,
-    timeout: float = 5.0,  # noqa: ASYNC109 - a budget shared by many lookups, not one await
+    timeout: float = 5.0,
     recipients: Collection[str] = (),
 ) -> AuthResults:
     """Check SPF (MAIL FROM and HELO), every DKIM signature and DMARC for ``raw``.
@@ -123,10 +103,11 @@ async def authenticate(
     Never raises for DNS trouble: temporary failures become ``temperror`` results.
 
     ``recipients`` (the envelope RCPT TO addresses, i.e. our aliases) turns on the replay
-    check: a DKIM pass only counts when the signature covers To (and Cc, if present) and
-    those headers name one of the recipients; otherwise it becomes ``fail`` with reason
-    "signed for other recipients". This stops a stranger from replaying a genuinely signed
-    message of the seller, written to someone else, into a buyer alias (RFC 6376 §8.6).
+    check (``relay.authn.replay``): a DKIM pass only counts when To/Cc name one of the
+    recipients, and, if the signature does not cover To/Cc, only with an aligned SPF pass.
+    Downgraded signatures read ``fail`` with reason REPLAYED or UNSIGNED_TO. This stops a
+    stranger from replaying a genuinely signed message of the seller, written to someone
+    else, into a buyer alias.
     """
     deadline = Deadline.after(timeout)
     helo_domain = helo.strip().rstrip(".").lower()
@@ -169,15 +150,15 @@ async def authenticate(
         if dkim_results is not None
         else (DkimResult("", "", "temperror", "verification timed out"),)
     )
-    if recipients:
-        dkim = _replay_check(raw, dkim, recipients)
     rec = record if isinstance(record, _dmarc.DmarcRecord) else None
     strict_spf = rec.strict_spf if rec else False
     strict_dkim = rec.strict_dkim if rec else False
+    spf_ok = spf == "pass" and _dmarc.aligned(spf_domain, from_domain, strict_spf)
+    if recipients:
+        dkim = replay_check(raw, dkim, recipients, spf_ok)
     dkim_ok = [
         d for d in dkim if d.result == "pass" and _dmarc.aligned(d.domain, from_domain, strict_dkim)
     ]
-    spf_ok = spf == "pass" and _dmarc.aligned(spf_domain, from_domain, strict_spf)
     passed_by = (
         f"dkim:{dkim_ok[0].domain}" if dkim_ok else (f"spf:{spf_domain}" if spf_ok else None)
     )

@@ -18,7 +18,8 @@ not open a buyer's alias):
    do tighten alignment.
 4. If that fails and a relevant lookup failed temporarily: ``451 4.4.3`` (never 5xx for
    DNS trouble). Otherwise ``550`` with an RFC 7372 code: 5.7.20 no passing DKIM, 5.7.21
-   no acceptable DKIM (``l=`` shorter than the body), 5.7.22 DKIM passes but not for the
+   no acceptable DKIM (``l=`` shorter than the body, or a replay: see
+   ``authenticate(recipients=...)``), 5.7.22 DKIM passes but not for the
    author's domain, 5.7.23 SPF failed, 5.7.24 SPF record error, 5.7.26 several failed.
 
 ``mode="off"`` skips everything (ok); ``mode="report"`` computes the decision and returns
@@ -30,6 +31,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from relay.authn.fromaddr import FromError, same_address, single_from
+from relay.authn.replay import REPLAYED, UNSIGNED_TO
 
 if TYPE_CHECKING:
     from relay.authn import AuthResults, SenderDecision
@@ -62,8 +64,8 @@ def _decide(
         return TEMP
 
     sigs = results.dkim
-    if any(d.body_truncated for d in sigs):
-        dkim_code = ("5.7.21", "the DKIM signature does not cover the whole message body")
+    if any(d.body_truncated or d.reason in (REPLAYED, UNSIGNED_TO) for d in sigs):
+        dkim_code = ("5.7.21", "no acceptable DKIM signature (partial body or replayed)")
     elif any(d.result == "pass" for d in sigs):
         dkim_code = ("5.7.22", "no DKIM signature aligned with the author's domain")
     elif sigs:

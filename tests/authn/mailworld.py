@@ -50,6 +50,7 @@ def sign(
     keyname: str | None = None,
     algorithm: str = "rsa",
     length: bool = False,
+    to_signed: bool = True,
 ) -> bytes:
     pem, _ = key(keyname or domain, algorithm)
     if algorithm == "ed25519":
@@ -63,7 +64,7 @@ def sign(
         pem,
         length=length,
         canonicalize=(b"relaxed", b"relaxed"),
-        include_headers=[b"from", b"to", b"subject", b"date", b"message-id"],
+        include_headers=[b"from", b"subject", b"date", b"message-id"] + [b"to"] * to_signed,
     )
     return sig + raw
 

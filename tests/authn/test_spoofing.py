@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.authn.mailworld import ATTACKER_IP, SELLER, SELLER_IP, World, message, sign
+from tests.authn.mailworld import ALIAS, ATTACKER_IP, SELLER, SELLER_IP, World, message, sign
 
 Case = tuple[bytes, dict[str, Any]]
 ATT = {"ip": ATTACKER_IP, "mail_from": "x@evil.example", "helo": "evil.example"}
@@ -43,6 +43,12 @@ def _replay_other_alias() -> Case:
     return sign(message(to="s-0000000000000000000@relay.example"), "shop.example"), ATT
 
 
+def _replay_to_unsigned() -> Case:
+    # A Microsoft-365-style signature (To not signed), re-addressed to the alias by a stranger.
+    signed = sign(message(to="friend@other.example"), "shop.example", to_signed=False)
+    return signed.replace(b"To: friend@other.example", f"To: {ALIAS}".encode()), ATT
+
+
 def _second_from_added() -> Case:
     signed = sign(message(), "shop.example")
     return b"From: evil@evil.example\r\n" + signed, ATT
@@ -57,8 +63,9 @@ CASES: list[tuple[str, Callable[[], Case], int, str]] = [
      lambda: (sign(message(), "evil.example"), ATT), 550, "5.7.22"),
     ("signature-by-lookalike-subdomain",
      lambda: (sign(message(), "shop.example.evil.example"), ATT), 550, "5.7.22"),
-    ("replay-signed-message-to-someone-else", _replay_elsewhere, 550, "5.7.20"),
-    ("replay-signed-message-to-another-alias", _replay_other_alias, 550, "5.7.20"),
+    ("replay-signed-message-to-someone-else", _replay_elsewhere, 550, "5.7.21"),
+    ("replay-signed-message-to-another-alias", _replay_other_alias, 550, "5.7.21"),
+    ("replay-to-unsigned-from-stranger-ip", _replay_to_unsigned, 550, "5.7.21"),
     ("display-name-quoted-address",
      lambda: (sign(message(from_='"seller@shop.example" <x@evil.example>'), "evil.example"),
               ATT), 550, "5.7.1"),
