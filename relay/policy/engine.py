@@ -146,9 +146,13 @@ class PolicyEngine:
             if top and name == "Subject":
                 run.subject = values[0]
             if new != values:
-                del part[name]
-                for v in new:
-                    part[name] = v.replace("\r", " ").replace("\n", " ")
+                new = [" ".join(v.split()) for v in new]
+                if len(new) == 1:
+                    part.replace_header(name, new[0])
+                else:
+                    del part[name]
+                    for v in new:
+                        part[name] = v
                 run.changed = True
 
     def _text(self, part: Message, run: _Run, where: str) -> None:

@@ -123,10 +123,20 @@ class MessageRules:
                 out.append(MessageFinding("shipping_confirmation", ex))
         content = self._content_sentences(body)
         if content and any(self.lex.search("thanks", s) for s in content) and all(
-                self.lex.search("thanks", s) or self.lex.search("contact_offer", s)
-                or self.lex.search("well_wishes", s) for s in content):
+                self._filler(s) for s in content):
             out.append(MessageFinding("thank_you_only", content[0][:80]))
         return out
+
+    def _filler(self, sentence: str) -> bool:
+        """Thanks, an offer to help or good wishes, with at most a few other words."""
+        rest = sentence
+        hit = False
+        for key in ("thanks", "contact_offer", "well_wishes"):
+            pat = self.lex.patterns.get(key)
+            if pat is not None:
+                rest, n = pat.subn(" ", rest)
+                hit |= n > 0
+        return hit and len(regex.findall(r"\w+", rest)) <= 5
 
     def _content_sentences(self, body: str) -> list[str]:
         """Sentences minus the greeting line and the sign-off block."""

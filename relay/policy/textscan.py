@@ -172,7 +172,10 @@ class TextScanner:
                 continue
             if self._labelled_id(t, m.start()):
                 continue
-            if not self._valid(cand, regions):
+            validity = self._valid(cand, regions)
+            if validity == 0:
+                continue
+            if validity == 1 and not self._phone_shaped(t, m.start(), cand):
                 continue
             a, b = nt.span(m.start(), m.end())
             allowed = digits in self.allowed_numbers or self._service_line(t, m.start())
@@ -190,18 +193,30 @@ class TextScanner:
 
     # -- helpers ------------------------------------------------------------------------
     @staticmethod
-    def _valid(cand: str, regions: list[str]) -> bool:
+    def _valid(cand: str, regions: list[str]) -> int:
+        """2: a valid number; 1: only a possible one (fiction ranges); 0: neither."""
         s = cand.strip()
         if s.startswith("00"):
             s = "+" + s[2:]
+        best = 0
         for region in ([None] if s.startswith("+") else regions):
             try:
                 num = phonenumbers.parse(s, region)
             except phonenumbers.NumberParseException:
                 continue
             if phonenumbers.is_valid_number(num):
-                return True
-        return False
+                return 2
+            if phonenumbers.is_possible_number(num):
+                best = 1
+        return best
+
+    def _phone_shaped(self, t: str, start: int, cand: str) -> bool:
+        """A merely possible number counts when written or introduced like a phone."""
+        if self.lex.search("phone_cue", t[max(0, start - 40):start]):
+            return True
+        groups = regex.split(r"[\s\-./()]+", cand.strip("() "))
+        return cand.lstrip().startswith(("+", "(")) or (
+            cand.lstrip().startswith("0") and len(groups) >= 3)
 
     def _labelled_id(self, t: str, start: int) -> bool:
         """A number right after an id label (``NIP``, ``Sendungsnummer``) is that id."""
