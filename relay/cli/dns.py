@@ -98,3 +98,76 @@ def records_cmd(state: CliState, ip: str | None, report_to: str | None) -> None:
         except ValueError:
             raise click.BadParameter(f"not an IP address: {ip!r}", param_hint="--ip") from None
     click.echo(records(state.settings, ip, report_to), nl=False)
+
+
+async def check_published(settings: Settings, ip: str | None) -> list[tuple[str, bool, str]]:
+    """Query the published records and compare them with what ``records`` prints.
+
+    Returns ``(record, ok, detail)`` rows. Uses the ``[dns]`` resolver settings.
+    """
+    from relay.authn.dmarc import parse_record
+    from relay.authn.dnsutil import Deadline, DnsTempError, lookup, txt_strings
+    from relay.authn.spf import check_host
+    from relay.delivery.route import make_resolver
+
+    resolver = make_resolver(settings.dns)
+    deadline = Deadline.after(settings.dns.timeout.total_seconds() * 4)
+    domain, mx = settings.relay.domain, settings.relay.helo_name
+    rows: list[tuple[str, bool, str]] = []
+
+    async def txt(name: str, prefix: str) -> list[str]:
+        records, _ = await lookup(resolver, name, "TXT", deadline)
+        return [t for t in txt_strings(records) if t.lower().startswith(prefix.lower())]
+
+    try:
+        mxs, _ = await lookup(resolver, domain, "MX", deadline)
+        names = {r.exchange.to_text().rstrip(".").lower() for r in mxs}
+        rows.append(("MX", mx in names, ", ".join(sorted(names)) or "no MX record"))
+
+        if ip:
+            result = await check_host(
+                ip, domain, f"postmaster@{domain}", helo=mx, resolver=resolver, deadline=deadline
+            )
+            rows.append(("SPF", result == "pass", f"SPF for {ip}: {result}"))
+        else:
+            spf = await txt(domain, "v=spf1")
+            rows.append(("SPF", len(spf) == 1, spf[0] if len(spf) == 1 else f"{len(spf)} records"))
+
+        name = f"{settings.dkim.selector}._domainkey.{domain}"
+        published = await txt(name, "v=DKIM1")
+        if settings.dkim.key_file is None:
+            rows.append(("DKIM", False, "no dkim.key_file configured"))
+        else:
+            want = public_txt_from_pem(settings.dkim.key_file.read_bytes())
+            key = want.rpartition("p=")[2]
+            same = any(t.replace(" ", "").endswith("p=" + key) for t in published)
+            rows.append(("DKIM", same, "matches the key file" if same else f"{name}: no match"))
+
+        dmarc = await txt(f"_dmarc.{domain}", "v=DMARC1")
+        rec = parse_record(dmarc[0], subdomain=False) if len(dmarc) == 1 else None
+        good = rec is not None and rec.policy in ("reject", "quarantine")
+        rows.append(("DMARC", good, f"p={rec.policy}" if rec else "missing or invalid"))
+
+        sts = await txt(f"_mta-sts.{domain}", "v=STSv1")
+        rows.append(("MTA-STS", len(sts) == 1, sts[0] if sts else "missing"))
+        rpt = await txt(f"_smtp._tls.{domain}", "v=TLSRPTv1")
+        rows.append(("TLS-RPT", len(rpt) == 1, rpt[0] if rpt else "missing"))
+    except DnsTempError as err:
+        rows.append(("DNS", False, f"lookup failed: {err}"))
+    except (OSError, DkimKeyError) as err:
+        rows.append(("DKIM", False, f"setting 'dkim.key_file': {err}"))
+    return rows
+
+
+@dns.command("check")
+@click.option("--ip", default=None, help="the relay's sending address, to evaluate SPF")
+@click.pass_obj
+def check_cmd(state: CliState, ip: str | None) -> None:
+    """Check the published records against the configuration; exit 1 on any problem."""
+    from relay.cli import run_async
+
+    rows = run_async(check_published(state.settings, ip))
+    for name, ok, detail in rows:
+        click.echo(f"{'ok  ' if ok else 'FAIL'} {name:8} {detail}")
+    if not all(ok for _, ok, _ in rows):
+        raise SystemExit(1)

@@ -122,3 +122,44 @@ def test_dns_records_without_key_or_ip(tmp_path: Path) -> None:
     assert ";   mode: testing" in result.stdout
     bad = CliRunner().invoke(main, ["-c", str(cfg), "dns", "records", "--ip", "nope"])
     assert bad.exit_code != 0
+
+
+def load_zone(server: DNSServer, text: str) -> int:
+    """Feed ``relay dns records`` output to the DNS server, as an operator would paste it."""
+    joined = re.sub(r"\(\s*(.*?)\s*\)", lambda m: " ".join(m.group(1).split()), text, flags=re.S)
+    count = 0
+    for line in joined.splitlines():
+        if not line.strip() or line.startswith(";"):
+            continue
+        name, _in, rtype, value = line.split(None, 3)
+        if rtype == "TXT":
+            value = strings_of(value)
+        server.add(name, rtype, value)
+        count += 1
+    return count
+
+
+def test_dns_check_against_pasted_records(tmp_path: Path) -> None:
+    runner = CliRunner()
+    with DNSServer() as server:
+        cfg = config(tmp_path, tls=True)
+        cfg.write_text(
+            cfg.read_text()
+            + f'[dns]\nnameservers = ["{server.host}"]\nport = {server.port}\ntimeout = "1s"\n'
+        )
+        assert runner.invoke(main, ["-c", str(cfg), "dkim", "keygen"]).exit_code == 0
+        before = runner.invoke(main, ["-c", str(cfg), "dns", "check"])
+        assert before.exit_code == 1 and "FAIL MX" in before.stdout
+        printed = runner.invoke(
+            main, ["-c", str(cfg), "dns", "records", "--ip", "127.0.0.1",
+                   "--report-to", "reports@ops.example"],
+        ).stdout  # fmt: skip
+        assert load_zone(server, printed) == 8
+        after = runner.invoke(main, ["-c", str(cfg), "dns", "check", "--ip", "127.0.0.1"])
+        assert after.exit_code == 0, after.stdout
+        assert "ok   DKIM     matches the key file" in after.stdout
+        assert "ok   SPF      SPF for 127.0.0.1: pass" in after.stdout
+        # A rotated key no longer matches what is published.
+        runner.invoke(main, ["-c", str(cfg), "dkim", "keygen", "--force"])
+        rotated = runner.invoke(main, ["-c", str(cfg), "dns", "check"])
+        assert rotated.exit_code == 1 and "FAIL DKIM" in rotated.stdout
