@@ -133,14 +133,15 @@ async def test_corpus_sweep(make_settings, sink, db_url: str) -> None:
         slots = asyncio.Semaphore(CONCURRENCY)
         by_digest: dict[str, str] = {}
 
-        async def one(path: Path) -> None:
-            data = as_buyer(path.read_bytes())
-            name = str(path.relative_to(shared_path("corpus")))
+        root = shared_path("corpus")
+        raws = {str(p.relative_to(root)): as_buyer(p.read_bytes()) for p in files}
+
+        async def one(name: str, data: bytes) -> None:
             by_digest[hashlib.sha256(data).hexdigest()] = name
             async with slots:
                 results[name] = await send(relay.port, BUYER, [order.seller_alias], data)
 
-        await asyncio.gather(*(one(p) for p in files))
+        await asyncio.gather(*(one(n, d) for n, d in raws.items()))
         accepted = {n: queued_ids(t) for n, (c, t) in results.items() if c == 250}
         archived = await archive.search(
             relay.engine, archive.SearchFilter(order_id=ORDER, limit=10_000)
@@ -150,8 +151,11 @@ async def test_corpus_sweep(make_settings, sink, db_url: str) -> None:
             await sink.wait_for(expected, timeout=60)
         finally:
             tally = Counter(" ".join(map(str, reply_key(c, t))) for c, t in results.values())
-            print(f"\ncorpus sweep on {db_url.split(':')[0]}: {len(files)} messages in "
-                  f"{time.monotonic() - started:.1f}s; replies {dict(sorted(tally.items()))}")  # fmt: skip
+            took = time.monotonic() - started
+            print(
+                f"\ncorpus sweep on {db_url.split(':')[0]}: {len(files)} messages in "
+                f"{took:.1f}s; replies {dict(sorted(tally.items()))}"
+            )
             for name, (code, text) in sorted(results.items()):
                 if code != 250:
                     print(f"  {code} {text[:110]}  <- {name}")
