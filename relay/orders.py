@@ -252,6 +252,17 @@ async def add_sender(engine: AsyncEngine, party: str, sender: str) -> None:
             )
 
 
+async def set_party(engine: AsyncEngine, party: str, *, allow_spf_only: bool) -> None:
+    """Per-party authentication relaxation: a domain without DKIM may pass on SPF alone."""
+    party = normalize_email(party)
+    async with write_tx(engine) as conn:
+        result = await conn.execute(
+            parties.update().where(parties.c.email == party).values(allow_spf_only=allow_spf_only)
+        )
+        if result.rowcount == 0:
+            raise OrderError(f"no such party: {party}")
+
+
 async def remove_sender(engine: AsyncEngine, party: str, sender: str) -> None:
     party, sender = normalize_email(party), normalize_email(sender)
     async with write_tx(engine) as conn:

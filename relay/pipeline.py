@@ -141,8 +141,10 @@ class Pipeline:
     ) -> _Judged:
         check = await self.authenticator(inbound, info, res, sender)
         if check.refusal is not None:
-            reason = "stranger" if check.refusal == replies.STRANGER else check.refusal.text
-            return _Judged(res, "refused", reason, auth=check.auth, refusal=check.refusal)
+            reply = check.refusal
+            reason = "stranger" if reply == replies.STRANGER else f"{reply.enhanced} {reply.text}"
+            verdict = "tempfail" if reply.code < 500 else "refused"  # 4xx: the sender retries
+            return _Judged(res, verdict, reason, auth=check.auth, refusal=reply)
         index = await load_thread_index(self.engine, res.order_id, inbound)
         verdict = await self._evaluate(inbound.raw, await self._context(res, index))
         findings = [f.as_dict() for f in verdict.findings]

@@ -20,14 +20,30 @@ NOW = datetime(2026, 11, 27, 12, 0, 0, tzinfo=UTC)
 KNOWN = {"rel0000000000000000000000001@relay.example": "CAF+abc123@mail.buyer.example"}
 
 CASES = {
-    "plain": dict(from_name="Alice via Marketplace", from_alias="b-zyxwvutsrqponmlkjihg@relay.example",
-                  to_name="Shop GmbH", to_address="support@shop.example", irt=(), refs=()),
-    "reply": dict(from_name="Shop GmbH via Marketplace", from_alias="s-abcdefghijklmnopqrst@relay.example",
-                  to_name="Jürgen Müller", to_address="juergen@buyer.example",
-                  irt=("rel0000000000000000000000001@relay.example",),
-                  refs=("unknown-thread@elsewhere.example", "rel0000000000000000000000001@relay.example")),
-    "minimal": dict(from_name="Buyer via Marketplace", from_alias="b-zyxwvutsrqponmlkjihg@relay.example",
-                    to_name="", to_address="support@shop.example", irt=(), refs=()),
+    "plain": dict(
+        from_name="Alice via Marketplace",
+        from_alias="b-zyxwvutsrqponmlkjihg@relay.example",
+        to_name="Shop GmbH",
+        to_address="support@shop.example",
+        irt=(),
+        refs=(),
+    ),
+    "reply": dict(
+        from_name="Shop GmbH via Marketplace",
+        from_alias="s-abcdefghijklmnopqrst@relay.example",
+        to_name="Jürgen Müller",
+        to_address="juergen@buyer.example",
+        irt=("rel0000000000000000000000001@relay.example",),
+        refs=("unknown-thread@elsewhere.example", "rel0000000000000000000000001@relay.example"),
+    ),
+    "minimal": dict(
+        from_name="Buyer via Marketplace",
+        from_alias="b-zyxwvutsrqponmlkjihg@relay.example",
+        to_name="",
+        to_address="support@shop.example",
+        irt=(),
+        refs=(),
+    ),
 }
 
 
@@ -36,12 +52,17 @@ def _rewrite(name: str, raw: bytes) -> bytes:
     inbound = intake(raw, max_hops=30)
     assert not hasattr(inbound, "code"), inbound
     rw = Rewrite(
-        from_name=c["from_name"], from_alias=c["from_alias"], to_name=c["to_name"],
-        to_address=c["to_address"], marketplace="Marketplace",
+        from_name=c["from_name"],
+        from_alias=c["from_alias"],
+        to_name=c["to_name"],
+        to_address=c["to_address"],
+        marketplace="Marketplace",
         message_id=f"golden{name}0000000000000000@relay.example",
         in_reply_to=map_thread_ids(c["irt"], KNOWN.get),
         references=map_thread_ids(c["refs"], KNOWN.get),
-        hops=inbound.hops, relay_host="mx.relay.example", now=NOW,
+        hops=inbound.hops,
+        relay_host="mx.relay.example",
+        now=NOW,
     )
     return rewrite_message(raw, rw)
 
@@ -71,8 +92,17 @@ def test_rewrite_leaves_no_sender_trace(name: str) -> None:
     parsed = message_from_bytes(out, policy=policy.default)
     assert len(parsed.get_all("From")) == 1 and len(parsed.get_all("Message-ID")) == 1
     assert parsed["Message-ID"].endswith("@relay.example>")
-    for dropped in ("Received-SPF", "DKIM-Signature", "Authentication-Results", "Cc", "Sender",
-                    "X-Mailer", "Return-Path", "List-Unsubscribe", "Thread-Index"):
+    for dropped in (
+        "Received-SPF",
+        "DKIM-Signature",
+        "Authentication-Results",
+        "Cc",
+        "Sender",
+        "X-Mailer",
+        "Return-Path",
+        "List-Unsubscribe",
+        "Thread-Index",
+    ):
         assert parsed[dropped] is None, dropped
 
 
