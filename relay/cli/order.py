@@ -145,13 +145,19 @@ def add_sender(state: CliState, party_email: str, sender: str) -> None:
 
 @party.command("set")
 @click.argument("party_email")
-@click.option("--allow-spf-only/--require-dkim", default=None, required=True,
-              help="accept an aligned SPF pass alone for this party's mail (no DKIM)")
+@click.option(
+    "--allow-spf-only/--require-dkim",
+    default=None,
+    required=True,
+    help="accept an aligned SPF pass alone for this party's mail (no DKIM)",
+)
 @click.pass_obj
 def set_party(state: CliState, party_email: str, allow_spf_only: bool) -> None:
     """Change a party's authentication requirements."""
     _run(state, lambda e: orders.set_party(e, party_email, allow_spf_only=allow_spf_only))
-    click.echo(f"{party_email}: {'aligned SPF or DKIM' if allow_spf_only else 'aligned DKIM'} required")
+    click.echo(
+        f"{party_email}: {'aligned SPF or DKIM' if allow_spf_only else 'aligned DKIM'} required"
+    )
 
 
 @party.command("remove-sender")
