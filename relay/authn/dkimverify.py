@@ -4,8 +4,9 @@ dkimpy's own DNS access is synchronous, so we read each signature's ``d=``/``s=`
 key TXT record with dnspython under the shared deadline, and hand dkimpy a ``dnsfunc`` that
 only returns what we prefetched. The CPU part runs in a worker thread.
 
-A signature with ``l=`` shorter than the canonical body verifies in dkimpy but is reported
-here as ``fail`` with ``body_truncated=True``: anything could have been appended.
+Signatures with ``a=rsa-sha1`` fail (RFC 8301). A signature with ``l=`` shorter than the
+canonical body verifies in dkimpy but is reported here as ``fail`` with
+``body_truncated=True``: anything could have been appended.
 """
 
 from __future__ import annotations
@@ -107,6 +108,8 @@ async def _check(
         return DkimResult("", "", "permerror", "malformed signature")
     domain = sig.get(b"d", b"").decode("ascii", "replace").lower()
     selector = sig.get(b"s", b"").decode("ascii", "replace")
+    if sig.get(b"a", b"").lower() == b"rsa-sha1":  # RFC 8301 §3.1: never valid
+        return DkimResult(domain, selector, "fail", "rsa-sha1 is not accepted")
     name = f"{selector}._domainkey.{domain}"
     try:
         records, void = await lookup(resolver, name, "TXT", deadline)

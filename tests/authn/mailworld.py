@@ -51,6 +51,7 @@ def sign(
     algorithm: str = "rsa",
     length: bool = False,
     to_signed: bool = True,
+    sha1: bool = False,
 ) -> bytes:
     pem, _ = key(keyname or domain, algorithm)
     if algorithm == "ed25519":
@@ -63,6 +64,7 @@ def sign(
         domain.encode(),
         pem,
         length=length,
+        signature_algorithm=b"rsa-sha1" if sha1 else b"rsa-sha256",
         canonicalize=(b"relaxed", b"relaxed"),
         include_headers=[b"from", b"subject", b"date", b"message-id"] + [b"to"] * to_signed,
     )

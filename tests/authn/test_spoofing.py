@@ -102,6 +102,8 @@ CASES: list[tuple[str, Callable[[], Case], int, str]] = [
     ("dkim-signed-header-tampered", _tampered_subject, 550, "5.7.20"),
     ("revoked-key-empty-p",
      lambda: (sign(message(), "shop.example", selector="revoked"), ATT), 550, "5.7.20"),
+    ("rsa-sha1-signature",
+     lambda: (sign(message(), "shop.example", sha1=True), ATT), 550, "5.7.20"),
     ("wrong-selector",
      lambda: (sign(message(), "shop.example", selector="nosuch"), ATT), 550, "5.7.20"),
     ("spf-softfail-tilde-all",
@@ -208,3 +210,8 @@ async def test_as_dict_is_plain_data(world: World) -> None:
     import json
 
     json.dumps(d)
+
+
+async def test_rsa_sha1_reason(world: World) -> None:
+    results, _ = await world.check(sign(message(), "shop.example", sha1=True))
+    assert results.dkim[0].reason == "rsa-sha1 is not accepted"
