@@ -43,6 +43,7 @@ def world(dns_server: DNSServer) -> Iterator[World]:  # noqa: F811
     for dom in ("evil.example", "shop-example.example", "shop.example.evil.example"):
         d.add(dom, "TXT", f"v=spf1 ip4:{ATTACKER_IP} -all")
         d.add(f"sel._domainkey.{dom}", "TXT", key(dom)[1])
+    d.add("sel._domainkey.shop.example\x00.evil.example", "TXT", key("evil.example")[1])
     # Broken DNS for the temporary-error cases.
     d.add("slowdns.example", "TXT", f"v=spf1 ip4:{SELLER_IP} -all")
     d.drop("sel._domainkey.slowdns.example")

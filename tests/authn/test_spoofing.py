@@ -49,6 +49,12 @@ def _replay_to_unsigned() -> Case:
     return signed.replace(b"To: friend@other.example", f"To: {ALIAS}".encode()), ATT
 
 
+def _nul_domain() -> Case:
+    # d= "shop.example<NUL>.evil.example": the attacker's zone serves the key; a C string
+    # reader would see "shop.example".
+    return sign(message(), "shop.example\x00.evil.example", keyname="evil.example"), ATT
+
+
 def _second_from_added() -> Case:
     signed = sign(message(), "shop.example")
     return b"From: evil@evil.example\r\n" + signed, ATT
@@ -91,6 +97,18 @@ CASES: list[tuple[str, Callable[[], Case], int, str]] = [
      lambda: (message(from_="seller@shop.example(<x@evil.example>"), ATT), 550, "5.7.1"),
     ("route-address",
      lambda: (message(from_="<@shop.example:x@evil.example>"), ATT), 550, "5.7.1"),
+    ("folded-second-from",
+     lambda: (message(from_=f"x@evil.example\r\n From: {SELLER}"), ATT), 550, "5.7.1"),
+    ("homograph-cyrillic-domain",
+     lambda: (message(from_="seller@sh\u043ep.example"), ATT), 550, "5.7.1"),
+    ("punycode-lookalike-domain",
+     lambda: (message(from_="seller@xn--shp-5cd.example"), ATT), 550, "5.7.1"),
+    ("case-variant-local-part",
+     lambda: (sign(message(from_="SELLER@shop.example"), "evil.example"), ATT), 550, "5.7.1"),
+    ("nul-in-mail-from-domain",
+     lambda: (message(), {**ATT, "mail_from": "seller@shop.example\x00.evil.example",
+                          **SPF_OK}), 550, "5.7.26"),
+    ("nul-in-dkim-domain", _nul_domain, 550, "5.7.22"),
     ("lookalike-domain-with-own-dkim",
      lambda: (sign(message(from_="seller@shop-example.example"), "shop-example.example"),
               {**ATT, "mail_from": "seller@shop-example.example"}), 550, "5.7.1"),
