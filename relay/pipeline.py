@@ -8,14 +8,12 @@ and a partial delivery would be a silent one).
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 from collections.abc import Awaitable, Callable
-from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -56,11 +54,10 @@ class SenderCheck:
 Authenticator = Callable[[Inbound, SessionInfo, Resolution, str | None], Awaitable[SenderCheck]]
 
 
-class Policy:
-    """What the pipeline needs of a content policy (relay.policy.PolicyEngine)."""
+class Policy(Protocol):
+    """What the pipeline needs of a content policy (relay.policy_pool.PolicyRunner)."""
 
-    def evaluate(self, raw: bytes, ctx: PolicyContext) -> Verdict:  # pragma: no cover
-        raise NotImplementedError
+    async def evaluate(self, raw: bytes, ctx: PolicyContext) -> Verdict: ...
 
 
 def from_mailbox(inbound: Inbound) -> str | None:
@@ -108,7 +105,6 @@ class Pipeline:
         *,
         verp_key: bytes,
         authenticator: Authenticator = registered_sender,
-        executor: Executor | None = None,
     ) -> None:
         self.settings = settings
         self.engine = engine
@@ -116,7 +112,6 @@ class Pipeline:
         self.policy = policy
         self.verp_key = verp_key
         self.authenticator = authenticator
-        self.executor = executor
 
     async def accept(self, info: SessionInfo, rcpts: list[Resolution], raw: bytes) -> Reply:
         now = utcnow()
@@ -174,8 +169,7 @@ class Pipeline:
     async def _evaluate(self, raw: bytes, ctx: PolicyContext) -> Verdict:
         if self.policy is None or not self.settings.policy.enabled:
             return Verdict("deliver", (), raw)
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, self.policy.evaluate, raw, ctx)
+        return await self.policy.evaluate(raw, ctx)
 
     def _rewrite(
         self, inbound: Inbound, res: Resolution, relay_id: str, index: ThreadIndex

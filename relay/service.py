@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import signal
 import ssl
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import structlog
@@ -25,7 +24,8 @@ from relay.db.migrate import upgrade
 from relay.delivery.route import Router, make_resolver
 from relay.delivery.worker import DeliveryWorker, Signer
 from relay.log import set_hash_key
-from relay.pipeline import Authenticator, Pipeline, Policy, registered_sender
+from relay.pipeline import Authenticator, Pipeline, registered_sender
+from relay.policy_pool import PolicyRunner
 from relay.settings import Settings, SettingsError
 from relay.smtp.handler import RelayHandler
 from relay.smtp.server import ConnectionGate, RelaySMTP
@@ -33,15 +33,18 @@ from relay.smtp.server import ConnectionGate, RelaySMTP
 log = structlog.get_logger("relay.service")
 
 
-def load_policy(settings: Settings) -> Policy | None:
+def load_policy(settings: Settings) -> PolicyRunner | None:
+    """Load (and so validate) the policy at start-up: a bad file stops the relay."""
     if not settings.policy.enabled:
         return None
     from relay.policy import PolicyEngine, PolicyError
 
+    path = settings.policy.file
     try:
-        return PolicyEngine.load(settings.policy.file)
+        engine = PolicyEngine.load(path)
     except (PolicyError, OSError) as err:
-        raise SettingsError(f"policy file {settings.policy.file or '(default)'}: {err}") from None
+        raise SettingsError(f"policy file {path or '(default)'}: {err}") from None
+    return PolicyRunner(engine, workers=settings.policy.workers, path=path)
 
 
 def tls_context(settings: Settings) -> ssl.SSLContext | None:
@@ -63,7 +66,7 @@ class Relay:
         *,
         smtp: bool = True,
         worker: bool = True,
-        policy: Policy | str | None = "settings",
+        policy: PolicyRunner | str | None = "settings",
         authenticator: Authenticator | None = None,
         signer: Signer | None = None,
         engine: AsyncEngine | None = None,
@@ -83,7 +86,7 @@ class Relay:
         self.worker: DeliveryWorker | None = None
         self.handler: RelayHandler | None = None
         self._worker_task: asyncio.Task[None] | None = None
-        self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="policy")
+        self._runner: PolicyRunner | None = None
 
     @property
     def port(self) -> int:
@@ -105,6 +108,7 @@ class Relay:
         )
         set_hash_key(log_key)
         policy = load_policy(s) if self._policy == "settings" else self._policy
+        self._runner = policy if isinstance(policy, PolicyRunner) else None
         self.committer.start()
         resolver = make_resolver(s.dns)
         if self.run_worker:
@@ -124,7 +128,6 @@ class Relay:
                 policy,  # type: ignore[arg-type]
                 verp_key=verp_key,
                 authenticator=self._authenticator or registered_sender,
-                executor=self._executor,
             )
             bounces = SignedBounces(s, self.engine, self.committer, verp_key)
             self.handler = RelayHandler(s, pipeline, bounces)
@@ -173,7 +176,8 @@ class Relay:
             self._worker_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker_task
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        if self._runner is not None:
+            self._runner.close()
         if self._own_engine:
             await self.engine.dispose()
         log.info("relay.stopped")

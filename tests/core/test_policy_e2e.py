@@ -1,0 +1,73 @@
+"""The content policy inside the running relay: redact and deliver, or refuse in-session."""
+
+from __future__ import annotations
+
+import json
+from email import message_from_bytes, policy
+
+import pytest
+
+from relay import orders
+from relay.archive import SearchFilter, get_record, search
+from tests.helpers import BUYER, DOMAIN, ORDER, SELLER, message, running_relay, send
+
+PHONE = "+44 20 7946 0321"
+
+
+def text_of(data: bytes) -> str:
+    """Decoded text of every text part: the quoted-printable soft break must not hide a leak."""
+    msg = message_from_bytes(data, policy=policy.default)
+    parts = [p.get_content() for p in msg.walk() if p.get_content_maintype() == "text"]
+    return " ".join(" ".join(parts).split())
+
+
+@pytest.mark.parametrize("workers", [0, 1], ids=["threads", "processes"])
+async def test_redacted_delivery_and_promotional_refusal(make_settings, sink, workers: int) -> None:
+    settings = make_settings(
+        delivery={"smarthost": f"127.0.0.1:{sink.port}"}, policy={"workers": workers}
+    )
+    async with running_relay(settings) as relay:
+        order = await orders.create_order(
+            relay.engine,
+            DOMAIN,
+            ORDER,
+            buyer=BUYER,
+            seller=SELLER,
+            buyer_locale="en-GB",
+            seller_name="Shop",
+        )
+        body = f"Hello, your parcel left today. If anything is wrong, call me on {PHONE}.\n"
+        code, text = await send(
+            relay.port,
+            SELLER,
+            [order.buyer_alias],
+            message(SELLER, order.buyer_alias, "Your order", body).as_bytes(),
+        )
+        assert code == 250, text
+        delivered = text_of((await sink.wait_for(1))[0].data)
+        assert "7946" not in delivered and "[phone number removed]" in delivered
+
+        promo = (
+            "Thank you for your order! Use code SAVE20 for 20% off your next purchase in our "
+            "shop, and have a look at our new summer collection with great discounts.\n"
+        )
+        code, text = await send(
+            relay.port,
+            SELLER,
+            [order.buyer_alias],
+            message(SELLER, order.buyer_alias, "Special offer", promo).as_bytes(),
+        )
+        assert code == 550 and text.startswith("5.7.1"), text
+        assert "promot" in text.lower() and "SAVE20" not in text
+
+        rows = await search(relay.engine, SearchFilter(order_id=ORDER))
+        assert [r["verdict"] for r in rows] == ["reject", "redact"]
+        redacted = await get_record(relay.engine, rows[1]["id"])
+        assert PHONE in text_of(redacted["original"]) and "7946" not in text_of(
+            redacted["delivered"]
+        )
+        assert any(f["kind"] == "phone_number" for f in json.loads(redacted["findings"]))
+        rejected = await get_record(relay.engine, rows[0]["id"])
+        assert rejected["delivered"] is None
+        assert any(f["kind"] == "promotional" for f in json.loads(rejected["findings"]))
+        assert len(sink.messages) == 1
