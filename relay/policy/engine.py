@@ -14,7 +14,7 @@ from email.message import Message
 
 from relay.policy import attachments, mime
 from relay.policy.config import MESSAGE_KINDS, TOKEN_KINDS, Policy, PolicyError, load_policy
-from relay.policy.htmlpart import HtmlJudge
+from relay.policy.htmlpart import MAX_HTML_DEPTH, HtmlJudge, nesting_depth
 from relay.policy.markers import marker
 from relay.policy.messages import MessageRules
 from relay.policy.model import Finding, PolicyContext, Verdict, strongest
@@ -169,6 +169,8 @@ class PolicyEngine:
         src = mime.text_of(part, limits.max_html_bytes + 1)
         if len(src) > limits.max_html_bytes:
             raise mime.Refused("an HTML part is too large to check")
+        if nesting_depth(src) > MAX_HTML_DEPTH:
+            raise mime.Refused(f"an HTML part nests elements deeper than {MAX_HTML_DEPTH} levels")
         res = self.html.judge(src, run.ctx)
         run.html_text.append(res.text)
         redact = False

@@ -52,6 +52,28 @@ class HtmlResult:
     text: str = ""                 # visible text, for message-level rules
 
 
+_TAG_RE = regex.compile(r"<(/?)([a-zA-Z][a-zA-Z0-9:]*)[^>]*?(/?)>")
+_VOID = {"br", "img", "hr", "meta", "link", "input", "col", "area", "base", "wbr", "source",
+         "p", "li", "td", "tr", "th", "option", "dt", "dd", "tbody", "thead", "tfoot",
+         "colgroup", "o:p", "param", "track", "embed"}
+MAX_HTML_DEPTH = 1000
+
+
+def nesting_depth(source: str, limit: int = MAX_HTML_DEPTH) -> int:
+    """Approximate element depth from the tags alone (parsers go quadratic when deep)."""
+    depth = peak = 0
+    for m in _TAG_RE.finditer(source):
+        name = m.group(2).lower()
+        if name in _VOID or m.group(3):
+            continue
+        depth = max(0, depth - 1) if m.group(1) else depth + 1
+        if depth > peak:
+            peak = depth
+            if peak > limit:
+                break
+    return peak
+
+
 def _remote(url: str) -> bool:
     return url.strip().lower().startswith(("http:", "https:", "//"))
 
