@@ -1,7 +1,14 @@
 """Sending one message to one recipient over aiosmtplib, reusing connections.
 
-Connections are pooled per (host, port): a busy destination gets several, each reused
-for the next message after a successful transaction; a connection that errs is dropped.
+Connections are pooled per (host, port). A destination gets at most ``per_target``
+connections at once: a burst of messages then queues for a connection that is already
+open instead of opening one per message (which both wastes handshakes and looks like
+abuse to the receiving server). A connection is reused after a transaction, including a
+refused one (aiosmtplib sends RSET), and dropped after a transport error or a 421.
+
+A pooled connection can have been closed by the server while idle; a send that fails on
+such a connection before any reply is retried once on a fresh connection, so an idle
+timeout on the far side never costs a retry interval.
 """
 
 from __future__ import annotations
@@ -9,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import aiosmtplib
@@ -16,7 +24,8 @@ import aiosmtplib
 from relay.delivery.route import RouteError, Router, Target
 
 MAX_IDLE_SECONDS = 30.0
-MAX_IDLE_PER_TARGET = 8
+PER_TARGET = 10
+_TRANSPORT_ERRORS = (TimeoutError, aiosmtplib.SMTPException, OSError)
 
 
 @dataclass(frozen=True)
@@ -34,10 +43,20 @@ def _enhanced(message: str) -> str:
 
 
 class Pool:
-    def __init__(self, helo: str, timeout: float) -> None:
+    def __init__(self, helo: str, timeout: float, *, per_target: int = PER_TARGET) -> None:
         self.helo = helo
         self.timeout = timeout
+        self.per_target = max(1, per_target)
         self._idle: dict[tuple[str, int], list[tuple[float, aiosmtplib.SMTP]]] = {}
+        self._gates: dict[tuple[str, int], asyncio.Semaphore] = {}
+        self.opened = 0  # connections opened so far (metrics, tests)
+
+    @contextlib.asynccontextmanager
+    async def slot(self, t: Target) -> AsyncIterator[None]:
+        """Hold one of the destination's connection slots for one transaction."""
+        gate = self._gates.setdefault(t.key, asyncio.Semaphore(self.per_target))
+        async with gate:
+            yield
 
     async def _connect(self, t: Target) -> aiosmtplib.SMTP:
         start_tls: bool | None = {"none": False, "starttls": True, "implicit": False}.get(t.tls)
@@ -51,22 +70,28 @@ class Pool:
             validate_certs=t.tls in ("starttls", "implicit"),
         )
         await client.connect()
+        self.opened += 1
         if t.username:
-            await client.login(t.username, t.password)
+            try:
+                await client.login(t.username, t.password)
+            except BaseException:
+                await _quit(client)
+                raise
         return client
 
-    async def acquire(self, t: Target) -> aiosmtplib.SMTP:
+    async def acquire(self, t: Target) -> tuple[aiosmtplib.SMTP, bool]:
+        """A connection to ``t`` and whether it was reused from the idle list."""
         idle = self._idle.get(t.key, [])
         while idle:
             since, client = idle.pop()
             if client.is_connected and time.monotonic() - since < MAX_IDLE_SECONDS:
-                return client
+                return client, True
             await _quit(client)
-        return await self._connect(t)
+        return await self._connect(t), False
 
     async def release(self, t: Target, client: aiosmtplib.SMTP, *, reusable: bool) -> None:
         idle = self._idle.setdefault(t.key, [])
-        if reusable and client.is_connected and len(idle) < MAX_IDLE_PER_TARGET:
+        if reusable and client.is_connected and len(idle) < self.per_target:
             idle.append((time.monotonic(), client))
         else:
             await _quit(client)
@@ -86,37 +111,52 @@ async def _quit(client: aiosmtplib.SMTP) -> None:
 
 
 async def send(router: Router, pool: Pool, mail_from: str, rcpt: str, data: bytes) -> Outcome:
+    """Try each target in order; stop at the first delivery or permanent refusal.
+
+    A temporary refusal or transport error moves on to the next target (the next MX, as
+    RFC 5321 5.1 asks); the last temporary outcome is what the worker records.
+    """
     try:
         targets = await router.targets(rcpt)
     except RouteError as err:
         return Outcome("failed" if err.permanent else "deferred", None, err.enhanced, str(err))
     last = Outcome("deferred", None, "4.4.1", "no mail exchanger answered")
     for target in targets:
+        async with pool.slot(target):
+            outcome = await _transaction(pool, target, mail_from, rcpt, data)
+        if outcome.status != "deferred":
+            return outcome
+        last = outcome
+    return last
+
+
+async def _transaction(
+    pool: Pool, target: Target, mail_from: str, rcpt: str, data: bytes
+) -> Outcome:
+    for _ in range(2):  # the second round only after a stale pooled connection
         try:
-            client = await pool.acquire(target)
-        except (TimeoutError, aiosmtplib.SMTPException, OSError) as err:
-            last = Outcome("deferred", None, "4.4.1", f"connection failed: {type(err).__name__}")
-            continue
+            client, reused = await pool.acquire(target)
+        except _TRANSPORT_ERRORS as err:
+            return Outcome("deferred", None, "4.4.1", f"connection failed: {type(err).__name__}")
         try:
             await client.sendmail(mail_from, [rcpt], data)
         except aiosmtplib.SMTPRecipientsRefused as err:
             refused = err.recipients[0]
-            await pool.release(target, client, reusable=True)
+            await pool.release(target, client, reusable=refused.code != 421)
             return _from_response(refused.code, refused.message)
         except aiosmtplib.SMTPResponseException as err:
+            await pool.release(target, client, reusable=err.code != 421)
+            if reused and err.code == 421:
+                continue  # the server timed the idle connection out
+            return _from_response(err.code, err.message)
+        except _TRANSPORT_ERRORS as err:
             await pool.release(target, client, reusable=False)
-            outcome = _from_response(err.code, err.message)
-            if outcome.status == "failed":
-                return outcome
-            last = outcome
-            continue
-        except (TimeoutError, aiosmtplib.SMTPException, OSError) as err:
-            await pool.release(target, client, reusable=False)
-            last = Outcome("deferred", None, "4.4.2", f"connection lost: {type(err).__name__}")
-            continue
+            if reused and isinstance(err, ConnectionError):
+                continue
+            return Outcome("deferred", None, "4.4.2", f"connection lost: {type(err).__name__}")
         await pool.release(target, client, reusable=True)
         return Outcome("delivered", 250, "2.0.0", f"accepted by {target.hostname or target.host}")
-    return last
+    return Outcome("deferred", None, "4.4.2", "connection lost")
 
 
 def _from_response(code: int, message: str) -> Outcome:

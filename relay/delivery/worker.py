@@ -22,7 +22,7 @@ from relay.commit import lock_chain, write_entries
 from relay.db import read_tx, write_tx
 from relay.db.schema import deliveries, delivery_events, utcnow
 from relay.delivery.route import Router
-from relay.delivery.transport import Outcome, Pool, send
+from relay.delivery.transport import PER_TARGET, Outcome, Pool, send
 from relay.log import mask
 from relay.settings import Settings
 
@@ -47,7 +47,11 @@ class DeliveryWorker:
         self.wake = wake or asyncio.Event()
         self.name = f"worker-{secrets.token_hex(4)}"
         d = settings.delivery
-        self.pool = Pool(settings.relay.helo_name, d.timeout.total_seconds())
+        self.pool = Pool(
+            settings.relay.helo_name,
+            d.timeout.total_seconds(),
+            per_target=min(d.concurrency, PER_TARGET),
+        )
         self._slots = asyncio.Semaphore(d.concurrency)
         self._running: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
@@ -55,6 +59,9 @@ class DeliveryWorker:
     async def run(self) -> None:
         d = self.settings.delivery
         while not self._stopping.is_set():
+            # Clear before claiming: a commit that lands during the claim must wake the
+            # next idle, not be forgotten until the poll interval runs out.
+            self.wake.clear()
             free = d.concurrency - len(self._running)
             items = []
             if free > 0:
@@ -72,7 +79,6 @@ class DeliveryWorker:
                 await self._idle(d.poll_interval.total_seconds())
 
     async def _idle(self, seconds: float) -> None:
-        self.wake.clear()
         waiters = [
             asyncio.create_task(self.wake.wait()),
             asyncio.create_task(self._stopping.wait()),
