@@ -15,10 +15,11 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from relay.db import read_tx
-from relay.db.schema import archive, deliveries, delivery_events
+from relay.db.schema import archive, deliveries, delivery_events, orders, parties
 
 GENESIS = "0" * 64
 _CHAINED = (
@@ -128,6 +129,13 @@ async def verify(engine: AsyncEngine, batch: int = 500) -> VerifyResult:
 
 @dataclass(frozen=True)
 class SearchFilter:
+    """What ops ask of the archive; every field narrows, None means "any".
+
+    ``party`` matches the sender's or recipient's real address on the record itself;
+    ``seller``/``buyer`` match every record of that party's orders (both directions);
+    ``alias`` is the alias a record was addressed to. ``before_id`` pages backwards.
+    """
+
     order_id: str | None = None
     party: str | None = None
     since: datetime | None = None
@@ -136,6 +144,12 @@ class SearchFilter:
     direction: str | None = None
     limit: int = 100
     before_id: int | None = None
+    text: str | None = None
+    seller: str | None = None
+    buyer: str | None = None
+    alias: str | None = None
+    finding_kind: str | None = None
+    kind: str | None = None
 
 
 _LIST_COLS = (
@@ -144,8 +158,27 @@ _LIST_COLS = (
 )  # fmt: skip
 
 
-async def search(engine: AsyncEngine, f: SearchFilter) -> list[dict[str, Any]]:
-    """Newest first; ``party`` matches the sender's or the recipient's real address."""
+def _orders_of(role: str, email: str) -> Any:
+    column = orders.c.seller_id if role == "seller" else orders.c.buyer_id
+    return (
+        sa.select(orders.c.id)
+        .join(parties, parties.c.id == column)
+        .where(parties.c.email == email.strip().lower())
+    )
+
+
+def _has_finding(kind: str, dialect: str) -> Any:
+    if dialect == "sqlite":
+        each = sa.text(
+            "EXISTS (SELECT 1 FROM json_each(archive.findings) "
+            "WHERE json_extract(json_each.value, '$.kind') = :finding_kind)"
+        ).bindparams(finding_kind=kind)
+        return each
+    return sa.cast(archive.c.findings, JSONB).contains([{"kind": kind}])
+
+
+def search_query(f: SearchFilter, dialect: str) -> sa.Select[Any]:
+    """The SELECT behind ``search``: newest first, at most ``f.limit`` rows."""
     q = sa.select(*(archive.c[k] for k in _LIST_COLS)).order_by(archive.c.id.desc()).limit(f.limit)
     if f.order_id:
         q = q.where(archive.c.order_id == f.order_id)
@@ -158,6 +191,11 @@ async def search(engine: AsyncEngine, f: SearchFilter) -> list[dict[str, Any]]:
                 sa.func.lower(archive.c.from_header).contains(email),
             )
         )
+    for role, email in (("seller", f.seller), ("buyer", f.buyer)):
+        if email:
+            q = q.where(archive.c.order_id.in_(_orders_of(role, email)))
+    if f.alias:
+        q = q.where(archive.c.alias == f.alias.strip().lower())
     if f.since:
         q = q.where(archive.c.created_at >= f.since)
     if f.until:
@@ -166,8 +204,26 @@ async def search(engine: AsyncEngine, f: SearchFilter) -> list[dict[str, Any]]:
         q = q.where(archive.c.verdict == f.verdict)
     if f.direction:
         q = q.where(archive.c.direction == f.direction)
+    if f.kind:
+        q = q.where(archive.c.kind == f.kind)
+    if f.finding_kind:
+        q = q.where(_has_finding(f.finding_kind, dialect))
     if f.before_id:
         q = q.where(archive.c.id < f.before_id)
+    if f.text:
+        from relay.search import apply_text
+
+        q = apply_text(q, f.text, dialect)
+    return q
+
+
+async def search(engine: AsyncEngine, f: SearchFilter) -> list[dict[str, Any]]:
+    """Newest first. A text search first indexes records not yet indexed (relay.search)."""
+    q = search_query(f, engine.dialect.name)
+    if f.text:
+        from relay.search import catch_up
+
+        await catch_up(engine)
     async with read_tx(engine) as conn:
         rows = (await conn.execute(q)).all()
         ids = [r.id for r in rows]

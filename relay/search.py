@@ -1,0 +1,214 @@
+"""Full-text search over the archive: subject plus decoded body text.
+
+SQL cannot decode MIME, so the text is extracted in Python into ``archive_text`` (one row
+per archive record, insert-only). The database then indexes it by itself: on SQLite an
+FTS5 table with ``archive_text`` as its external content, fed by an AFTER INSERT trigger;
+on PostgreSQL a generated ``tsvector`` column with a GIN index. Both are created by
+migration 0002, so nothing in the write path has to know which engine it talks to.
+
+Two ways a record gets its text row, both idempotent (INSERT OR IGNORE / ON CONFLICT DO
+NOTHING, so they can race without failing a commit):
+
+- ``index_text(conn, archive_id, record)`` in the archive's own write transaction
+  (relay.commit.write_entries calls it), so a committed record is searchable at once;
+- ``catch_up(engine)`` for records written without it (older code, the bench, backfills),
+  which searches and reports call first. It is a cheap max-id comparison when up to date.
+
+The ``simple`` text configuration and FTS5's ``unicode61`` tokenizer are language-neutral
+(the archive mixes en/de/fr/es/it/ja), at the price of no stemming; CJK text without
+spaces is indexed as long runs, so Japanese matches whole runs only.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import html
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from relay.db import read_tx, write_tx
+from relay.db.schema import archive
+from relay.mail.autoreply import is_automatic
+
+MAX_TEXT = 200_000  # characters of body text indexed per message
+TS_CONFIG = "simple"
+
+_meta = sa.MetaData()  # not relay.db.schema's: this table belongs to migration 0002
+archive_text = sa.Table(
+    "archive_text",
+    _meta,
+    sa.Column("archive_id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("subject", sa.Text, nullable=False, server_default=""),
+    sa.Column("body_text", sa.Text, nullable=False, server_default=""),
+    sa.Column("automatic", sa.Boolean, nullable=False, server_default=sa.false()),
+)
+
+_TAG = re.compile(r"<(script|style)\b.*?</\1\s*>|<[^>]*>", re.S | re.I)
+_WS = re.compile(r"\s+")
+_WORD = re.compile(r"[^\W_]+\*?")
+_TERM = re.compile(r'"([^"]*)"|(\S+)')
+
+
+class QueryError(ValueError):
+    """A search text with nothing searchable in it."""
+
+
+def _parts(msg: email.message.Message) -> Iterator[email.message.Message]:
+    if msg.is_multipart():
+        for part in msg.get_payload():  # type: ignore[union-attr]
+            if isinstance(part, email.message.Message):
+                yield from _parts(part)
+    else:
+        yield msg
+
+
+def _decode(part: email.message.Message) -> str:
+    data = part.get_payload(decode=True) or b""
+    if not isinstance(data, bytes):
+        return ""
+    try:
+        return data.decode(part.get_content_charset() or "utf-8", errors="replace")
+    except LookupError:
+        return data.decode("utf-8", errors="replace")
+
+
+def extract(raw: bytes) -> tuple[str, bool]:
+    """(decoded body text, automatic reply?) of a message as received.
+
+    Plain-text parts are what a reader reads; HTML parts are used, tag-stripped, only when
+    there is no plain text. Attachments are not indexed. Never raises: a message the
+    parser chokes on is still archived and still findable by subject.
+    """
+    try:
+        msg = email.message_from_bytes(raw, policy=email.policy.compat32)
+        automatic = is_automatic(msg)
+        plain, htmls = [], []
+        for part in _parts(msg):
+            if part.get_content_maintype() != "text" or part.get_filename():
+                continue
+            if part.get_content_subtype() == "html":
+                htmls.append(html.unescape(_TAG.sub(" ", _decode(part))))
+            else:
+                plain.append(_decode(part))
+        text = " ".join(plain or htmls)
+    except Exception:  # indexing must never fail an archive commit
+        return "", False
+    return _WS.sub(" ", text).strip()[:MAX_TEXT], automatic
+
+
+def text_row(archive_id: int, subject: str, raw: bytes) -> dict[str, Any]:
+    """The ``archive_text`` row of one archived message."""
+    body, automatic = extract(raw)
+    return {"archive_id": archive_id, "subject": subject, "body_text": body, "automatic": automatic}
+
+
+def _insert(conn: AsyncConnection, rows: list[dict[str, Any]]) -> Any:
+    if conn.dialect.name == "sqlite":
+        return sa.insert(archive_text).prefix_with("OR IGNORE").values(rows)
+    from sqlalchemy.dialects.postgresql import insert
+
+    return insert(archive_text).values(rows).on_conflict_do_nothing()
+
+
+async def index_text(conn: AsyncConnection, archive_id: int, record: Any) -> None:
+    """Index one record inside the transaction that archives it (``record``: archive.Record)."""
+    await conn.execute(_insert(conn, [text_row(archive_id, record.subject, record.original)]))
+
+
+async def _behind(conn: AsyncConnection) -> bool:
+    top = (await conn.execute(sa.select(sa.func.max(archive.c.id)))).scalar()
+    done = (await conn.execute(sa.select(sa.func.max(archive_text.c.archive_id)))).scalar()
+    return top is not None and (done is None or done < top)
+
+
+async def catch_up(engine: AsyncEngine, batch: int = 500) -> int:
+    """Index every record newer than the newest indexed one; returns how many.
+
+    Archive ids grow in commit order (the hash chain serialises writers), so "newer than
+    the newest indexed" is exactly the set still missing.
+    """
+    async with read_tx(engine) as conn:
+        if not await _behind(conn):
+            return 0
+    total = 0
+    while True:
+        async with write_tx(engine) as conn:
+            done = (await conn.execute(sa.select(sa.func.max(archive_text.c.archive_id)))).scalar()
+            rows = (
+                await conn.execute(
+                    sa.select(archive.c.id, archive.c.subject, archive.c.original)
+                    .where(archive.c.id > (done or 0))
+                    .order_by(archive.c.id)
+                    .limit(batch)
+                )
+            ).all()
+            if not rows:
+                return total
+            values = [text_row(r.id, r.subject, bytes(r.original)) for r in rows]
+            await conn.execute(_insert(conn, values))
+            total += len(values)
+
+
+def parse_query(text: str) -> list[tuple[list[str], bool]]:
+    """Words and "quoted phrases", all required; a trailing ``*`` makes a prefix.
+
+    Returns (words, prefix) per term. One small grammar for both engines, so the CLI and
+    the API mean the same thing whichever database is behind them.
+    """
+    terms: list[tuple[list[str], bool]] = []
+    for m in _TERM.finditer(text):
+        chunk = m.group(1) if m.group(1) is not None else m.group(2)
+        words = [w.lower() for w in _WORD.findall(chunk)]
+        if not words:
+            continue
+        prefix = words[-1].endswith("*")
+        words = [w.rstrip("*") for w in words]
+        words = [w for w in words if w]
+        if words:
+            terms.append((words, prefix))
+    if not terms:
+        raise QueryError("the search text has no searchable words")
+    return terms
+
+
+def fts5_query(text: str) -> str:
+    out = []
+    for words, prefix in parse_query(text):
+        out.append('"' + " ".join(words) + '"' + ("*" if prefix else ""))
+    return " AND ".join(out)
+
+
+def tsquery(text: str) -> str:
+    out = []
+    for words, prefix in parse_query(text):
+        lexemes = [f"'{w}'" for w in words]
+        if prefix:
+            lexemes[-1] += ":*"
+        out.append("(" + " <-> ".join(lexemes) + ")")
+    return " & ".join(out)
+
+
+def apply_text(query: sa.Select[Any], text: str, dialect: str) -> sa.Select[Any]:
+    """Restrict an archive query to records matching ``text``, newest first.
+
+    On SQLite the FTS5 table drives the query in rowid order, so LIMIT stops early even for
+    a common word; PostgreSQL answers from the GIN index.
+    """
+    if dialect == "sqlite":
+        fts = sa.table("archive_fts", sa.column("rowid"))
+        return (
+            query.join(fts, fts.c.rowid == archive.c.id)
+            .where(sa.literal_column("archive_fts").op("MATCH")(fts5_query(text)))
+            .order_by(None)
+            .order_by(fts.c.rowid.desc())
+        )
+    doc = sa.literal_column("archive_text.document")
+    config = sa.literal_column(f"'{TS_CONFIG}'::regconfig")
+    return query.join(archive_text, archive_text.c.archive_id == archive.c.id).where(
+        doc.op("@@")(sa.func.to_tsquery(config, tsquery(text)))
+    )
