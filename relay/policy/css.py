@@ -43,7 +43,8 @@ def hides(d: dict[str, str]) -> bool:
     if d.get("color") == "transparent":
         return True
     clipped = d.get("overflow") == "hidden"
-    if clipped and any(k in d and _zero(d[k]) for k in ("max-height", "height", "max-width", "width")):
+    sizes = ("max-height", "height", "max-width", "width")
+    if clipped and any(k in d and _zero(d[k]) for k in sizes):
         return True
     return False
 
@@ -96,7 +97,8 @@ def hidden_selectors(stylesheet: str) -> tuple[set[str], set[str], set[str]]:
 def remote_urls(css: str) -> list[tuple[str, bool]]:
     """Remote URLs in a stylesheet or style attribute, each with 'only when printing'."""
     out = []
-    printing = [(m.start(), m.end()) for m in _MEDIA.finditer(css) if "print" in m.group()[:40].lower()]
+    printing = [(m.start(), m.end()) for m in _MEDIA.finditer(css)
+                if "print" in m.group()[:40].lower()]
     for rx, grp in ((URL_IN_CSS, 2), (IMPORT_RE, 1)):
         for m in rx.finditer(css):
             url = m.group(grp).strip()

@@ -52,7 +52,7 @@ def decoded_text(raw: bytes) -> str:
         for _, value in part.items():
             try:
                 chunks.append(str(value))
-            except Exception:  # noqa: BLE001
+            except Exception:
                 chunks.append(repr(value))
         if part.is_multipart():
             continue

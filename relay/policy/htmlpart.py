@@ -199,7 +199,7 @@ class HtmlJudge:
         for node in remove:
             try:
                 node.decompose()
-            except Exception:  # noqa: BLE001 - already gone with an ancestor
+            except Exception:
                 pass
         if changed:
             res.html = sanitise(tree.html or "")
@@ -207,7 +207,8 @@ class HtmlJudge:
 
     # -- helpers ------------------------------------------------------------------------
     def _image_kind(self, url: str, attrs: dict, decl: dict, hidden: bool) -> str:
-        w, h = attrs.get("width") or decl.get("width", ""), attrs.get("height") or decl.get("height", "")
+        w = attrs.get("width") or decl.get("width", "")
+        h = attrs.get("height") or decl.get("height", "")
         tiny = any(regex.fullmatch(r"\s*[01](?:px)?\s*", v or "") for v in (w, h))
         return "tracking_pixel" if tiny or hidden or links.is_tracky(url) else "remote_image"
 

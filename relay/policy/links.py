@@ -128,7 +128,8 @@ def classify(url: str, ctx: PolicyContext, policy: Policy, near: str = "") -> Li
         return LinkVerdict("external_link", False, "link.external")
     if on(host, d.marketplace + d.carriers + d.allow):
         return LinkVerdict("external_link", True, "link.external")
-    if scheme == "https" and ctx.order_id and (ctx.order_id in url or ctx.order_id.replace("-", "") in url):
+    order = ctx.order_id
+    if scheme == "https" and order and (order in url or order.replace("-", "") in url):
         return LinkVerdict("external_link", True, "link.external")
     return LinkVerdict("external_link", False, "link.external")
 

@@ -87,7 +87,7 @@ def header_text(part: Message, name: str) -> list[str]:
     for v in part.get_all(name, []) or []:
         try:
             out.append(str(v))
-        except Exception:  # noqa: BLE001 - undecodable header: judge its raw form
+        except Exception:
             out.append(str(getattr(v, "_value", v)))
     return out
 
@@ -95,7 +95,7 @@ def header_text(part: Message, name: str) -> list[str]:
 def payload_bytes(part: Message) -> bytes:
     try:
         data = part.get_payload(decode=True)
-    except Exception:  # noqa: BLE001
+    except Exception:
         data = None
     if data is None:
         raw = part.get_payload()
@@ -115,7 +115,7 @@ def text_of(part: Message, limit: int) -> str:
 def filename_of(part: Message) -> str:
     try:
         name = part.get_filename()
-    except Exception:  # noqa: BLE001
+    except Exception:
         name = None
     if not name:
         ct = part.get("Content-Type")

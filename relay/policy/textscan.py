@@ -31,7 +31,8 @@ EMAIL_RE = regex.compile(
     r"(?<![\w.%+\-])[\w][\w.%+\-]*@[\w](?:[\w\-]*\w)?(?:\.[\w](?:[\w\-]*\w)?)*\.[^\W\d_]{2,24}(?![\w\-])"
 )
 _AT = r"(?:\s*[\[\(\{<]\s*(?:at|@|arroba|chez|ät|bei)\s*[\]\)\}>]\s*|\s+(?:at|arroba)\s+)"
-_DOT = r"(?:\s*[\[\(\{<]\s*(?:dot|punto|point|punkt|kropka|punt|\.)\s*[\]\)\}>]\s*|\s+(?:dot|punto|punkt)\s+|\.)"
+_DOT = (r"(?:\s*[\[\(\{<]\s*(?:dot|punto|point|punkt|kropka|punt|\.)\s*[\]\)\}>]\s*"
+        r"|\s+(?:dot|punto|punkt)\s+|\.)")
 OBF_EMAIL_RE = regex.compile(
     rf"(?<![\w.])[\w][\w.+\-]*{_AT}[\w\-]+(?:{_DOT}[\w\-]+)*{_DOT}[a-z]{{2,12}}(?![\w])",
     regex.IGNORECASE,
@@ -52,7 +53,8 @@ _MASKS = [
     r"\b\d{13,}\b",
 ]
 MASK_RE = regex.compile("|".join(f"(?:{m})" for m in _MASKS))
-HANDLE_RE = regex.compile(r"(?<![\w@.\-/])@([A-Za-z0-9_][A-Za-z0-9_.\-]{1,29}[A-Za-z0-9_])(?![\w@])")
+HANDLE_RE = regex.compile(
+    r"(?<![\w@.\-/])@([A-Za-z0-9_][A-Za-z0-9_.\-]{1,29}[A-Za-z0-9_])(?![\w@])")
 USER_TOKEN = regex.compile(r"\s*[:：]?\s*(@?[A-Za-z0-9_][A-Za-z0-9_.\-]{2,30})")
 EMOJI_RE = regex.compile(
     r"[\U0001F1E6-\U0001F1FF]{2}|[0-9#*]\uFE0F?\u20E3"
@@ -162,8 +164,8 @@ class TextScanner:
         t = nt.text
         if any(m.start() < m.end() for m in MASK_RE.finditer(t)):
             t = MASK_RE.sub(lambda m: "§" * len(m.group()), t)
-        regions = [r for r in [_region(ctx.buyer_locale), *self.policy.file.phones.extra_regions] if r]
-        regions = list(dict.fromkeys(regions))
+        wanted = [_region(ctx.buyer_locale), *self.policy.file.phones.extra_regions]
+        regions = list(dict.fromkeys(r for r in wanted if r))
         out = []
         for m in PHONE_CAND.finditer(t):
             cand = m.group()

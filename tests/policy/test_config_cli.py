@@ -41,7 +41,7 @@ def test_bad_key_is_named(tmp_path, extra, key):
 def test_bad_action_value_is_named(tmp_path):
     p = _copy_policy(tmp_path, "")
     p.write_text(p.read_text().replace('promotional = "reject"', 'promotional = "maybe"'))
-    with pytest.raises(PolicyError, match="actions.promotional"):
+    with pytest.raises(PolicyError, match=r"actions\.promotional"):
         PolicyEngine.load(p)
     assert issubclass(PolicyError, ValueError)
 
