@@ -13,7 +13,7 @@ from tests.helpers import DOMAIN
 
 
 async def test_text_search_finds_subject_and_decoded_body(engine, order, archive_msg) -> None:
-    a = await archive_msg(order, "buyer-to-seller", "Wo ist mein Paket?", "Bitte um Rückerstattung\n")
+    a = await archive_msg(order, "buyer-to-seller", "Wo ist mein Paket?", "Bitte Rückerstattung\n")
     b = await archive_msg(order, "seller-to-buyer", "Refund issued", "We refunded you.\n")
     c = await archive_msg(order, "buyer-to-seller", "Thanks", "Merci beaucoup, très bien\n")
     find = lambda text, **kw: archive.search(engine, archive.SearchFilter(text=text, **kw))  # noqa: E731
@@ -52,7 +52,7 @@ async def test_filters_and_pagination(engine, order, archive_msg) -> None:
     assert [r["id"] for r in page1 + page2] == [o1, *ids[::-1]]  # newest = last archived
 
 
-async def test_catch_up_indexes_records_written_without_the_hook(engine, order, archive_msg) -> None:
+async def test_catch_up_indexes_records_written_without_hook(engine, order, archive_msg) -> None:
     await archive_msg(order, "buyer-to-seller", "Hello", "The parcel never arrived\n")
     assert await catch_up(engine) in (0, 1)  # 0 once relay.commit calls index_text
     assert await catch_up(engine) == 0
