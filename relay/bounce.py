@@ -10,10 +10,12 @@ never start a loop, and never to the null sender.
 from __future__ import annotations
 
 import hashlib
+import textwrap
 from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
-from email.policy import SMTP
+from email.parser import BytesHeaderParser
+from email.policy import SMTP, compat32
 from email.utils import format_datetime, formataddr, getaddresses
 
 import sqlalchemy as sa
@@ -22,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from relay.archive import Record
 from relay.commit import Entry, Outgoing
 from relay.db.schema import archive
+from relay.mail.autoreply import is_automatic
 from relay.mail.rewrite import new_message_id
 from relay.mail.verp import new_token
 
@@ -57,6 +60,7 @@ class Original:
     subject: str
     sent_at: datetime
     sender: str  # the original sender's real address: the notice goes there
+    automatic: bool = False  # an auto-reply or a bounce itself: never answered (RFC 3834)
 
 
 def sender_of(from_header: str) -> str:
@@ -75,14 +79,27 @@ async def load_original(conn: AsyncConnection, archive_id: int) -> Original | No
                 archive.c.created_at,
                 archive.c.from_header,
                 archive.c.kind,
+                archive.c.mail_from,
+                archive.c.original,
             ).where(archive.c.id == archive_id)
         )
     ).first()
     if row is None or row.kind != "message":
         return None
     return Original(
-        row.order_id or "", row.alias, row.subject, row.created_at, sender_of(row.from_header)
+        row.order_id or "",
+        row.alias,
+        row.subject,
+        row.created_at,
+        sender_of(row.from_header),
+        automatic=not row.mail_from or _automatic(bytes(row.original)),
     )
+
+
+def _automatic(raw: bytes) -> bool:
+    """Whether the original was itself automatic mail (out-of-office, list, bounce)."""
+    headers = BytesHeaderParser(policy=compat32).parsebytes(raw)
+    return is_automatic(headers)
 
 
 def compose_notice(
@@ -96,14 +113,20 @@ def compose_notice(
     msg["Message-ID"] = f"<{new_message_id(domain)}>"
     msg["Auto-Submitted"] = "auto-replied"
     subject = " ".join(original.subject.split())[:200] or "(no subject)"
+    # Short lines keep an ASCII notice in 7bit: quoted-printable soft breaks would split
+    # words (and addresses) across lines for anyone scanning the bytes.
+    closing = textwrap.fill(
+        f"The message is kept in the {marketplace} archive. You can write again through "
+        f"the same address, or contact {marketplace} support about this order.",
+        width=72,
+    )
     msg.set_content(
         f"Your message about order {original.order_id} could not be delivered.\n\n"
         f"  To:      {original.alias}\n"
         f"  Subject: {subject}\n"
         f"  Sent:    {format_datetime(original.sent_at)}\n\n"
-        f"Reason: {reason}.\n\n"
-        f"The message is kept in the {marketplace} archive. You can write again through the\n"
-        f"same address, or contact {marketplace} support about this order.\n"
+        + textwrap.fill(f"Reason: {reason}.", width=72)
+        + f"\n\n{closing}\n"
     )
     return msg.as_bytes()
 
@@ -111,8 +134,9 @@ def compose_notice(
 def notice_entry(
     original: Original, *, reason: str, domain: str, marketplace: str, now: datetime
 ) -> Entry | None:
-    """Archive record + queued delivery for a notice; None when there is no one to tell."""
-    if not original.sender:
+    """Archive record + queued delivery for a notice; None when there is no one to tell,
+    or when the original was automatic mail (answering it could start a loop)."""
+    if not original.sender or original.automatic:
         return None
     body = compose_notice(original, reason=reason, domain=domain, marketplace=marketplace, now=now)
     record = Record(

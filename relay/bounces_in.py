@@ -21,6 +21,7 @@ from relay.bounce import explain, load_original, notice_entry
 from relay.commit import Entry, GroupCommitter, lock_chain, write_entries
 from relay.db import read_tx, write_tx
 from relay.db.schema import deliveries, delivery_events, utcnow
+from relay.mail.dsn import parse_dsn
 from relay.mail.verp import parse_return_path
 from relay.pipeline import SessionInfo
 from relay.settings import Settings
@@ -34,16 +35,22 @@ class DsnOutcome:
     status: str  # enhanced status code, e.g. 5.1.1
 
 
-def read_dsn(raw: bytes) -> DsnOutcome | None:
-    """The first recipient's action and status from an RFC 3464 report (or a known
-    non-standard bounce); None when the message is not a bounce at all."""
-    from relay.mail.dsn import parse_dsn
+_PRECEDENCE = {"failed": 0, "delayed": 1, "delivered": 2, "relayed": 3, "expanded": 4}
 
+
+def read_dsn(raw: bytes) -> DsnOutcome | None:
+    """The report's decisive action and status; None when the message is not a bounce.
+
+    Each delivery has one recipient, so a report is about that one mailbox; a remote
+    server that expanded it (a list, a forward) may report several, and then any failure
+    decides: the sender should hear that their message did not arrive everywhere.
+    ``relay.mail.dsn.parse_dsn`` reads RFC 3464 reports and recognisable plain bounces.
+    """
     report = parse_dsn(raw)
     if report is None or not report.recipients:
         return None
-    first = report.recipients[0]
-    return DsnOutcome(first.action, first.status or "")
+    worst = min(report.recipients, key=lambda r: _PRECEDENCE.get(r.action, len(_PRECEDENCE)))
+    return DsnOutcome(worst.action, worst.status or "")
 
 
 class SignedBounces:

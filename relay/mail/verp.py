@@ -28,12 +28,16 @@ def return_path(token: str, *, key: bytes, domain: str, prefix: str = "bounce") 
 
 
 def is_return_path_local(local: str, prefix: str = "bounce") -> bool:
-    return local.lower().startswith(prefix + "+")
+    return local.lower().startswith(prefix.lower() + "+")
 
 
 def parse_return_path(local: str, *, key: bytes, prefix: str = "bounce") -> str | None:
-    """The delivery token if the local part carries a valid signature, else None."""
-    local = local.lower()
+    """The delivery token if the local part carries a valid signature, else None.
+
+    Case-insensitive: some MTAs change the case of the return path they bounce to, and
+    the token and MAC are lower-case hex anyway.
+    """
+    local, prefix = local.lower(), prefix.lower()
     if not local.startswith(prefix + "+"):
         return None
     token, _, mac = local[len(prefix) + 1 :].rpartition(".")

@@ -1,0 +1,290 @@
+"""Bounces coming back: DSNs to signed return paths, forgeries refused at RCPT, notices
+that never name the recipient, and automatic mail that is never answered."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from email.utils import format_datetime, make_msgid
+from typing import Any
+
+import sqlalchemy as sa
+
+from relay import archive
+from relay.bounce import Original, compose_notice, explain, notice_entry
+from relay.bounces_in import read_dsn
+from relay.db import read_tx
+from relay.db.schema import archive as archive_table
+from relay.mail.verp import new_token, return_path
+from tests.core.test_delivery import (
+    _all_status,
+    assert_notice,
+    buyer_writes,
+    delivery_rows,
+    event_names,
+    make_order,
+    notices,
+    refuse,
+    smarthost,
+    wait_until,
+)
+from tests.helpers import BUYER, DOMAIN, ORDER, SELLER, message, running_relay, send
+
+SECRET = "ab" * 32  # bounce.secret: lets the tests sign return paths of their own
+
+
+def dsn(
+    rp: str,
+    action: str = "failed",
+    status: str = "5.1.1",
+    rcpt: str = SELLER,
+    more: tuple[str, ...] = (),
+) -> bytes:
+    """An RFC 3464 report as Postfix writes it; the remote text quotes the recipient.
+    ``more`` adds lines after the per-recipient block (further recipients)."""
+    lines = [
+        "From: Mail Delivery System <MAILER-DAEMON@mx.shop.example>",
+        f"To: {rp}",
+        "Subject: Undelivered Mail Returned to Sender",
+        f"Date: {format_datetime(datetime.now(UTC))}",
+        f"Message-ID: {make_msgid(domain='mx.shop.example')}",
+        "Auto-Submitted: auto-replied",
+        "MIME-Version: 1.0",
+        'Content-Type: multipart/report; report-type=delivery-status; boundary="B0UND"',
+        "",
+        "--B0UND",
+        "Content-Type: text/plain; charset=us-ascii",
+        "",
+        "This is the mail system at host mx.shop.example.",
+        "",
+        f"<{rcpt}>: host mailstore.shop.example said: 550 5.1.1 <{rcpt}>: User unknown",
+        "",
+        "--B0UND",
+        "Content-Type: message/delivery-status",
+        "",
+        "Reporting-MTA: dns; mx.shop.example",
+        f"Arrival-Date: {format_datetime(datetime.now(UTC))}",
+        "",
+        f"Final-Recipient: rfc822; {rcpt}",
+        f"Original-Recipient: rfc822;{rcpt}",
+        f"Action: {action}",
+        f"Status: {status}",
+        "Remote-MTA: dns; mailstore.shop.example",
+        f"Diagnostic-Code: smtp; 550 {status} <{rcpt}>: User unknown",
+        *more,
+        "",
+        "--B0UND",
+        "Content-Type: text/rfc822-headers",
+        "",
+        f"To: <{rcpt}>",
+        "Subject: Question about my order",
+        "",
+        "--B0UND--",
+        "",
+    ]
+    return "\r\n".join(lines).encode()
+
+
+def settings_for(make_settings: Any, sink: Any, **delivery: Any) -> Any:
+    settings = smarthost(make_settings, sink, **delivery)
+    return settings.model_copy(
+        update={"bounce": settings.bounce.model_copy(update={"secret": SECRET})}
+    )
+
+
+async def delivered_once(relay: Any, sink: Any) -> tuple[Any, str]:
+    """Deliver one buyer message and return the order and the return path it left with."""
+    order = await make_order(relay)
+    await buyer_writes(relay, order)
+    got = (await sink.wait_for(1))[0]
+    await wait_until(lambda: _all_status(relay.engine, "delivered", 1))
+    return order, got.mail_from
+
+
+async def dsn_records(engine: Any) -> list[Any]:
+    async with read_tx(engine) as conn:
+        q = sa.select(archive_table).where(archive_table.c.kind == "dsn")
+        return list((await conn.execute(q)).all())
+
+
+# ---------------------------------------------------------------- over SMTP
+
+
+async def test_failed_dsn_marks_failed_and_notifies_the_sender(make_settings, sink) -> None:
+    async with running_relay(settings_for(make_settings, sink), policy=None) as relay:
+        order, rp = await delivered_once(relay, sink)
+        assert rp.startswith("bounce+") and rp.endswith("@" + DOMAIN)
+        code, text = await send(relay.port, "", [rp], dsn(rp))
+        assert code == 250, text
+        notice = (await sink.wait_for(2))[1]
+        assert_notice(notice, order)
+        assert b"no longer valid" in notice.data
+        rows = await delivery_rows(relay.engine)
+        assert rows[0].status == "failed"
+        assert await event_names(relay.engine, rows[0].id) == ["delivered", "bounced"]
+        record = await archive.get_record(relay.engine, rows[0].archive_id)
+        assert [e["event"] for e in record["events"]] == ["delivered", "bounced"]  # type: ignore[index]
+        assert "failed 5.1.1" in record["events"][1]["detail"]  # type: ignore[index]
+        (report,) = await dsn_records(relay.engine)
+        assert report.verdict == "absorbed" and report.reason == "failed 5.1.1"
+        await wait_until(lambda: _all_status(relay.engine, None, 2, last="delivered"))
+        result = await archive.verify(relay.engine)
+        assert result.ok and result.records == 3, result  # message, DSN, notice
+
+
+async def test_a_second_report_sends_no_second_notice(make_settings, sink) -> None:
+    async with running_relay(settings_for(make_settings, sink), policy=None) as relay:
+        _, rp = await delivered_once(relay, sink)
+        for _ in range(2):
+            code, text = await send(relay.port, "", [rp], dsn(rp))
+            assert code == 250, text
+        await sink.wait_for(2)
+        await asyncio.sleep(0.5)
+        assert len(sink.messages) == 2
+        assert len(await notices(relay.engine)) == 1
+        rows = await delivery_rows(relay.engine)
+        assert await event_names(relay.engine, rows[0].id) == ["delivered", "bounced", "bounced"]
+
+
+async def test_delayed_dsn_is_recorded_without_a_notice(make_settings, sink) -> None:
+    async with running_relay(settings_for(make_settings, sink), policy=None) as relay:
+        _, rp = await delivered_once(relay, sink)
+        code, text = await send(relay.port, "", [rp], dsn(rp, "delayed", "4.4.7"))
+        assert code == 250, text
+        await asyncio.sleep(0.5)
+        assert len(sink.messages) == 1
+        rows = await delivery_rows(relay.engine)
+        assert len(rows) == 1 and rows[0].status == "delivered"
+        assert await event_names(relay.engine, rows[0].id) == ["delivered", "delayed"]
+        assert await notices(relay.engine) == []
+        (report,) = await dsn_records(relay.engine)
+        assert report.reason == "delayed 4.4.7"
+
+
+async def test_plain_text_bounce_counts_as_failure(make_settings, sink) -> None:
+    async with running_relay(settings_for(make_settings, sink), policy=None) as relay:
+        order, rp = await delivered_once(relay, sink)
+        qmail = (
+            f"From: MAILER-DAEMON@mx.shop.example\r\nTo: {rp}\r\n"
+            "Subject: failure notice\r\n\r\n"
+            "Hi. This is the qmail-send program at mx.shop.example.\r\n"
+            "I'm afraid I wasn't able to deliver your message to the following addresses.\r\n"
+            "This is a permanent error; I've given up. Sorry it didn't work out.\r\n\r\n"
+            f"<{SELLER}>:\r\nSorry, no mailbox here by that name. (#5.1.1)\r\n"
+        ).encode()
+        code, text = await send(relay.port, "", [rp], qmail)
+        assert code == 250, text
+        assert_notice((await sink.wait_for(2))[1], order)
+        assert (await delivery_rows(relay.engine))[0].status == "failed"
+
+
+async def test_mail_that_is_no_report_changes_nothing(make_settings, sink) -> None:
+    async with running_relay(settings_for(make_settings, sink), policy=None) as relay:
+        _, rp = await delivered_once(relay, sink)
+        data = message("someone@elsewhere.example", rp, subject="hello").as_bytes()
+        code, _ = await send(relay.port, "someone@elsewhere.example", [rp], data)
+        assert code == 250  # absorbed and archived for ops, never answered
+        await asyncio.sleep(0.3)
+        rows = await delivery_rows(relay.engine)
+        assert len(rows) == 1 and rows[0].status == "delivered"
+        assert await event_names(relay.engine, rows[0].id) == ["delivered"]
+        (report,) = await dsn_records(relay.engine)
+        assert report.reason == "not a delivery status report"
+
+
+async def test_forged_return_paths_are_refused_at_rcpt(make_settings, sink) -> None:
+    key = bytes.fromhex(SECRET)
+    async with running_relay(settings_for(make_settings, sink), policy=None) as relay:
+        _, rp = await delivered_once(relay, sink)
+        local = rp.rpartition("@")[0]
+        token, _, mac = local.removeprefix("bounce+").rpartition(".")
+        forged = [
+            f"bounce+{token}.{mac[:-1]}{'0' if mac[-1] != '0' else '1'}@{DOMAIN}",  # bad MAC
+            f"bounce+{new_token()}.{mac}@{DOMAIN}",  # unknown token, copied MAC
+            return_path(new_token(), key=bytes(32), domain=DOMAIN),  # signed with another key
+            f"bounce+{token}@{DOMAIN}",  # malformed: no MAC
+            f"bounce+@{DOMAIN}",
+            f"bounce+{token}.{mac}.extra@{DOMAIN}",
+        ]
+        for address in forged:
+            code, text = await send(relay.port, "", [address], dsn(address))
+            assert (code, text.split()[0]) == (550, "5.1.1"), address
+        # The genuine one still works, and nothing was changed by the forgeries.
+        rows = await delivery_rows(relay.engine)
+        assert rows[0].status == "delivered"
+        assert await dsn_records(relay.engine) == []
+        assert return_path(token, key=key, domain=DOMAIN) == rp
+
+
+async def test_an_auto_reply_that_bounces_is_not_answered(make_settings, sink) -> None:
+    sink.rcpt_reply = refuse(SELLER, f"550 5.1.1 <{SELLER}> unknown")
+    async with running_relay(settings_for(make_settings, sink), policy=None) as relay:
+        order = await make_order(relay)
+        ooo = message(
+            BUYER, order.seller_alias, subject="Out of office", Auto_Submitted="auto-replied"
+        ).as_bytes()
+        code, text = await send(relay.port, BUYER, [order.seller_alias], ooo)
+        assert code == 250, text
+        await wait_until(lambda: _all_status(relay.engine, "failed", 1))
+        await asyncio.sleep(0.3)
+        assert len(await delivery_rows(relay.engine)) == 1
+        assert await notices(relay.engine) == []
+
+
+# ---------------------------------------------------------------- units
+
+
+def test_read_dsn_prefers_a_failure_among_several_recipients() -> None:
+    other = ("", "Final-Recipient: rfc822; other@shop.example", "Action: failed", "Status: 5.2.2")
+    outcome = read_dsn(dsn("bounce+x@relay.example", "delayed", "4.4.7", more=other))
+    assert outcome is not None and (outcome.action, outcome.status) == ("failed", "5.2.2")
+    delayed = read_dsn(dsn("bounce+x@relay.example", "delayed", "4.4.7"))
+    assert delayed is not None and (delayed.action, delayed.status) == ("delayed", "4.4.7")
+    assert read_dsn(b"Subject: hello\r\n\r\nJust mail.\r\n") is None
+
+
+def test_explain_never_uses_remote_text() -> None:
+    assert explain(550, "5.1.1") == "the recipient's mailbox address is no longer valid"
+    assert explain(550, "") == "the recipient's mail system refused the message permanently"
+    assert "several days" in explain(451, "4.3.0", expired=True)
+    assert explain(None, "5.1.10") == explain(None, "5.1.2")
+
+
+def _original(**kw: Any) -> Original:
+    base: dict[str, Any] = {
+        "order_id": ORDER,
+        "alias": f"s-abcdefghijklmnopqrst@{DOMAIN}",
+        "subject": "Frage zur Bestellung: Größe?",
+        "sent_at": datetime.now(UTC),
+        "sender": BUYER,
+    }
+    return Original(**{**base, **kw})
+
+
+def test_notice_is_well_formed_even_with_a_non_ascii_subject() -> None:
+    import email
+    import email.policy
+
+    raw = compose_notice(
+        _original(),
+        reason="the recipient's mailbox is full",
+        domain=DOMAIN,
+        marketplace="Marketplace",
+        now=datetime.now(UTC),
+    )
+    msg = email.message_from_bytes(raw, policy=email.policy.default)
+    assert msg["Auto-Submitted"] == "auto-replied" and msg["To"] == BUYER
+    body = msg.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert "Größe?" in body and ORDER in body and "mailbox is full" in body
+    assert all(len(line) <= 998 for line in raw.split(b"\r\n"))
+
+
+def test_no_notice_for_automatic_mail_or_without_a_sender() -> None:
+    args = {"reason": "x", "domain": DOMAIN, "marketplace": "M", "now": datetime.now(UTC)}
+    assert notice_entry(_original(), **args) is not None  # type: ignore[arg-type]
+    assert notice_entry(_original(automatic=True), **args) is None  # type: ignore[arg-type]
+    assert notice_entry(_original(sender=""), **args) is None  # type: ignore[arg-type]
+    entry = notice_entry(_original(), **args)  # type: ignore[arg-type]
+    assert entry is not None and entry.outgoing is not None
+    assert entry.outgoing.mail_from == "" and entry.outgoing.notify is False
+    assert entry.record.kind == "notice" and entry.record.rcpt == BUYER
