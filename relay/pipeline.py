@@ -23,6 +23,7 @@ from relay.archive import Record
 from relay.commit import Entry, GroupCommitter, Outgoing
 from relay.db.schema import utcnow
 from relay.mail import rewrite as rw
+from relay.mail.autoreply import is_automatic
 from relay.mail.parse import Inbound, intake
 from relay.mail.verp import new_token, return_path
 from relay.policy.model import PolicyContext, Verdict
@@ -234,6 +235,9 @@ class Pipeline:
             ),
             rcpt=res.recipient_email,
             token=token,
+            # No backscatter: an automatic reply, or mail from the null sender, is delivered
+            # but a failure is never answered with a notice.
+            notify=bool(info.mail_from) and not is_automatic(inbound.headers),
             author=res.sender_role,
             original_message_id=original_ids[0] if original_ids else "",
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from email import message_from_bytes, policy
 
@@ -71,3 +72,33 @@ async def test_redacted_delivery_and_promotional_refusal(make_settings, sink, wo
         assert rejected["delivered"] is None
         assert any(f["kind"] == "promotional" for f in json.loads(rejected["findings"]))
         assert len(sink.messages) == 1
+
+
+async def test_automatic_replies_are_delivered_but_never_answered(make_settings, sink) -> None:
+    """An out-of-office through an alias reaches the other party; if its delivery fails,
+    nobody gets a notice (RFC 3834: no replies to automatic replies)."""
+    sink.rcpt_reply = lambda rcpt: (
+        "550 5.1.1 <support@shop.example>: no such user" if rcpt == SELLER else None
+    )
+    settings = make_settings(delivery={"smarthost": f"127.0.0.1:{sink.port}"})
+    async with running_relay(settings, policy=None) as relay:
+        order = await orders.create_order(relay.engine, DOMAIN, ORDER, buyer=BUYER, seller=SELLER)
+        ooo = message(
+            BUYER,
+            order.seller_alias,
+            "Out of office",
+            "I am away until Monday.\n",
+            Auto_Submitted="auto-replied",
+        )
+        code, _ = await send(relay.port, BUYER, [order.seller_alias], ooo.as_bytes())
+        assert code == 250
+        normal = message(BUYER, order.seller_alias, "Question", "Where is it?\n")
+        code, _ = await send(relay.port, BUYER, [order.seller_alias], normal.as_bytes())
+        assert code == 250
+        notices = await sink.wait_for(1)
+        await asyncio.sleep(0.5)  # time for a wrong second notice to show up
+        assert len(notices) == 1 and notices[0].mail_from == "" and notices[0].rcpt_tos == [BUYER]
+        assert b"support@shop.example" not in notices[0].data
+        assert b"Question" in notices[0].data and b"Out of office" not in notices[0].data
+        rows = await search(relay.engine, SearchFilter(order_id=ORDER))
+        assert sorted(d["status"] for r in rows for d in r["deliveries"]) == ["failed", "failed"]
