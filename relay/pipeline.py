@@ -237,7 +237,7 @@ class Pipeline:
             token=token,
             # No backscatter: an automatic reply, or mail from the null sender, is delivered
             # but a failure is never answered with a notice.
-            notify=bool(info.mail_from) and not is_automatic(inbound.headers),
+            notify=info.mail_from.strip("<> ") != "" and not is_automatic(inbound.headers),
             author=res.sender_role,
             original_message_id=original_ids[0] if original_ids else "",
         )

@@ -97,7 +97,11 @@ async def test_automatic_replies_are_delivered_but_never_answered(make_settings,
         assert code == 250
         notices = await sink.wait_for(1)
         await asyncio.sleep(0.5)  # time for a wrong second notice to show up
-        assert len(notices) == 1 and notices[0].mail_from == "" and notices[0].rcpt_tos == [BUYER]
+        assert (
+            len(notices) == 1
+            and notices[0].mail_from in ("", "<>")
+            and notices[0].rcpt_tos == [BUYER]
+        )
         assert b"support@shop.example" not in notices[0].data
         assert b"Question" in notices[0].data and b"Out of office" not in notices[0].data
         rows = await search(relay.engine, SearchFilter(order_id=ORDER))
