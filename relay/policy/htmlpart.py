@@ -8,6 +8,7 @@ cut from the text nodes it spans. Attributes that carry text (alt, title) are sc
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, field
 
 import nh3
@@ -17,7 +18,7 @@ from selectolax.lexbor import LexborHTMLParser, LexborNode
 from relay.policy import css, links
 from relay.policy.markers import marker
 from relay.policy.model import PolicyContext
-from relay.policy.textscan import Hit, TextScanner
+from relay.policy.textscan import Hit, TextScanner, is_relay_alias
 
 _INLINE = {"a", "span", "b", "i", "u", "em", "strong", "font", "small", "big", "sup", "sub",
            "abbr", "code", "mark", "s", "strike", "o:p", "wbr", "label", "bdi", "bdo", "q",
@@ -72,6 +73,11 @@ def nesting_depth(source: str, limit: int = MAX_HTML_DEPTH) -> int:
             if peak > limit:
                 break
     return peak
+
+
+def _shows_token(label: str) -> bool:
+    """Does a link label show the target itself (so the text scan redacts it anyway)?"""
+    return bool(regex.search(r"@|\d{3}|://|www\.|\.[a-z]{2,}/", label, flags=regex.I))
 
 
 def _remote(url: str) -> bool:
@@ -190,8 +196,9 @@ class HtmlJudge:
             hidden[nid] = is_hidden or bool(hidden.get(pid))
         visible = "".join(buf)
         res.text = visible
-        hits = [h for h in self.scanner.scan(visible, ctx) if not h.allowed]
-        for h in self.scanner.scan(visible, ctx):
+        scanned = self.scanner.scan(visible, ctx)
+        hits = [h for h in scanned if not h.allowed]
+        for h in scanned:
             res.hits.append(HtmlHit(h.kind, h.rule, h.excerpt, h.allowed))
         if hits:
             changed = True
@@ -216,16 +223,20 @@ class HtmlJudge:
         low = href.strip().lower()
         label = node.text(deep=True, separator=" ").strip()
         if low.startswith(("mailto:", "tel:", "callto:", "sms:")):
-            hits = self.scanner.scan(href.strip(), ctx)
-            if not hits:
-                return False
-            for h in hits:
-                res.hits.append(HtmlHit(h.kind, h.rule, h.excerpt, h.allowed))
-            if all(h.allowed for h in hits):
+            target = href.strip().split(":", 1)[1].split("?", 1)[0]
+            if low.startswith("mailto:"):
+                if not target or is_relay_alias(target, ctx):
+                    return False
+                kind, rule, allowed = "email_address", "contact.email", False
+            else:
+                kind, rule = "phone_number", "contact.phone"
+                allowed = regex.sub(r"\D", "", target) in self.scanner.allowed_numbers
+            res.hits.append(HtmlHit(kind, rule, href.strip(), allowed))
+            if allowed:
                 return False
             del node.attrs["href"]
-            if label and not self.scanner.scan(label, ctx):
-                node.insert_after(" " + marker(hits[0].kind))
+            if label and not _shows_token(label):
+                node.insert_after(" " + marker(kind))
             return True
         if not regex.match(r"(?:https?:)?//|www\.", low):
             return False
@@ -240,7 +251,7 @@ class HtmlJudge:
         if v.allowed:
             return False
         del node.attrs["href"]
-        if label and not self.scanner.scan(label, ctx):
+        if label and not _shows_token(label):
             node.insert_after(" " + marker(v.kind))
         return True
 
@@ -261,14 +272,17 @@ class HtmlJudge:
     def _cut(segs: list[tuple[LexborNode, int, int]], hits: list[Hit]) -> None:
         """Replace each hit's span across the text nodes it touches with one marker."""
         edits: dict[int, list[tuple[int, int, str]]] = {}
+        ends = [b for _, _, b in segs]
         for h in hits:
             first = True
-            for idx, (_, a, b) in enumerate(segs):
-                if b <= h.start or a >= h.end:
-                    continue
-                lo, hi = max(a, h.start) - a, min(b, h.end) - a
-                edits.setdefault(idx, []).append((lo, hi, marker(h.kind) if first else ""))
-                first = False
+            idx = bisect.bisect_right(ends, h.start)
+            while idx < len(segs) and segs[idx][1] < h.end:
+                _, a, b = segs[idx]
+                if b > h.start:
+                    lo, hi = max(a, h.start) - a, min(b, h.end) - a
+                    edits.setdefault(idx, []).append((lo, hi, marker(h.kind) if first else ""))
+                    first = False
+                idx += 1
         for idx, spans in edits.items():
             node, a, b = segs[idx]
             txt = node.text_content or ""

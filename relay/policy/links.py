@@ -8,6 +8,7 @@ of the known domains are ``deceptive_link``.
 
 from __future__ import annotations
 
+import functools
 import urllib.parse
 from dataclasses import dataclass
 
@@ -88,6 +89,11 @@ def skeleton(host: str) -> str:
     return s.replace("rn", "m").replace("vv", "w").replace("cl", "d")
 
 
+@functools.lru_cache(maxsize=16)
+def _skeletons(known: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    return tuple((k, skeleton(k)) for k in known)
+
+
 def lookalike(host: str, policy: Policy) -> str | None:
     """The known domain ``host`` imitates without being it, else None."""
     d = policy.file.domains
@@ -95,8 +101,7 @@ def lookalike(host: str, policy: Policy) -> str | None:
     if not host or on(host, known):
         return None
     sk = skeleton(host)
-    for k in known:
-        ks = skeleton(k)
+    for k, ks in _skeletons(tuple(known)):
         if sk == ks or sk.endswith("." + ks):
             return k
     return None

@@ -18,18 +18,34 @@ _DASHES = dict.fromkeys(map(ord, "\u2010\u2011\u2012\u2013\u2014\u2212\ufe63\uff
 
 @dataclass(frozen=True)
 class NormText:
+    """``starts``/``ends`` None means the identity map (nothing needed normalising)."""
+
     text: str
-    starts: tuple[int, ...]
-    ends: tuple[int, ...]
+    starts: tuple[int, ...] | None
+    ends: tuple[int, ...] | None
 
     def span(self, start: int, end: int) -> tuple[int, int]:
         """Original [start, end) covering normalised [start, end)."""
+        if self.starts is None or self.ends is None:
+            return start, max(start, end)
         if end <= start:
             return (self.starts[start] if start < len(self.starts) else 0,) * 2
         return self.starts[start], self.ends[end - 1]
 
+    def start_of(self, k: int) -> int:
+        return k if self.starts is None else self.starts[k]
+
+    def end_of(self, k: int) -> int:
+        return k + 1 if self.ends is None else self.ends[k]
+
+
+_NEEDS = regex.compile(r"[\p{Cf}\u00ad\u00a0\u202f\u2007\u3000\u2010-\u2014\u2212\ufe63\uff0d]")
+
 
 def normalize(original: str) -> NormText:
+    if original.isascii() or (
+            not _NEEDS.search(original) and unicodedata.is_normalized("NFKC", original)):
+        return NormText(original, None, None)
     out: list[str] = []
     starts: list[int] = []
     ends: list[int] = []
@@ -50,19 +66,30 @@ def normalize(original: str) -> NormText:
     return NormText("".join(out), tuple(starts), tuple(ends))
 
 
-def digit_words(nt: NormText, words: dict[str, str]) -> NormText:
+class DigitWords:
+    """Compiled once per policy: the spelled-out digits of all lexicon languages."""
+
+    def __init__(self, words: dict[str, str]) -> None:
+        self.words = {k.lower(): v for k, v in words.items()}
+        alt = "|".join(sorted(map(regex.escape, self.words), key=len, reverse=True)) or "(?!)"
+        self.run = regex.compile(
+            rf"(?<![\w])(?:{alt})(?:[\s\-,]+(?:{alt}))+(?![\w])"
+            rf"|(?<![\w])(?:{alt})(?=[\s\-]+\d)",
+            regex.IGNORECASE,
+        )
+        self.token = regex.compile(rf"(?:{alt})", regex.IGNORECASE)
+
+    def __call__(self, nt: NormText) -> NormText:
+        return digit_words(nt, self)
+
+
+def digit_words(nt: NormText, dw: DigitWords) -> NormText:
     """Replace runs of spelled-out digits next to digits (``null-eins-fünf-neun 328``)."""
-    if not words:
-        return nt
-    alt = "|".join(sorted(map(regex.escape, words), key=len, reverse=True))
-    run = regex.compile(
-        rf"(?<![\w])(?:{alt})(?:[\s\-,]+(?:{alt}))+(?![\w])|(?<![\w])(?:{alt})(?=[\s\-]+\d)",
-        regex.IGNORECASE,
-    )
+    words = dw.words
     text = nt.text
     hits = []
-    for m in run.finditer(text):
-        tokens = list(regex.finditer(rf"(?:{alt})", m.group(), flags=regex.IGNORECASE))
+    for m in dw.run.finditer(text):
+        tokens = list(dw.token.finditer(m.group()))
         near_digits = bool(regex.match(r"[\s\-]*\d", text[m.end():m.end() + 3]))
         if len(tokens) >= 3 or (near_digits and len(tokens) >= 1 and _plausible(m, text)):
             hits.append((m, tokens))
@@ -73,18 +100,18 @@ def digit_words(nt: NormText, words: dict[str, str]) -> NormText:
     for m, tokens in hits:
         for k in range(pos, m.start()):
             out.append(text[k])
-            starts.append(nt.starts[k])
-            ends.append(nt.ends[k])
+            starts.append(nt.start_of(k))
+            ends.append(nt.end_of(k))
         for t in tokens:
             a, b = m.start() + t.start(), m.start() + t.end()
             out.append(words[t.group().lower()])
-            starts.append(nt.starts[a])
-            ends.append(nt.ends[b - 1])
+            starts.append(nt.start_of(a))
+            ends.append(nt.end_of(b - 1))
         pos = m.end()
     for k in range(pos, len(text)):
         out.append(text[k])
-        starts.append(nt.starts[k])
-        ends.append(nt.ends[k])
+        starts.append(nt.start_of(k))
+        ends.append(nt.end_of(k))
     return NormText("".join(out), tuple(starts), tuple(ends))
 
 

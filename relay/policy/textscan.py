@@ -6,6 +6,7 @@ text, so the caller can cut exactly what the sender wrote.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import phonenumbers
@@ -14,7 +15,7 @@ import regex
 from relay.policy import links
 from relay.policy.config import Policy
 from relay.policy.model import PolicyContext
-from relay.policy.normalize import NormText, digit_words, normalize
+from relay.policy.normalize import DigitWords, NormText, normalize
 
 
 @dataclass(frozen=True)
@@ -80,13 +81,14 @@ class TextScanner:
         self.policy = policy
         self.lex = policy.lexicon
         self.allowed_numbers = {regex.sub(r"\D", "", n) for n in policy.file.phones.allowed_numbers}
+        self.digit_words = DigitWords(policy.lexicon.digits)
 
     # -- public -----------------------------------------------------------------------
     def scan(self, text: str, ctx: PolicyContext, *, emoji: bool | None = None) -> list[Hit]:
         """All token hits in ``text`` (original offsets), overlaps resolved left to right."""
         if not text:
             return []
-        nt = digit_words(normalize(text), self.lex.digits)
+        nt = self.digit_words(normalize(text))
         hits: list[Hit] = []
         hits += self._emails(nt, text, ctx)
         hits += self._links(nt, text, ctx)
@@ -174,7 +176,7 @@ class TextScanner:
                 continue
             if self._labelled_id(t, m.start()):
                 continue
-            validity = self._valid(cand, regions)
+            validity = _valid(cand, tuple(regions))
             if validity == 0:
                 continue
             if validity == 1 and not self._phone_shaped(t, m.start(), cand):
@@ -194,24 +196,6 @@ class TextScanner:
         return out
 
     # -- helpers ------------------------------------------------------------------------
-    @staticmethod
-    def _valid(cand: str, regions: list[str]) -> int:
-        """2: a valid number; 1: only a possible one (fiction ranges); 0: neither."""
-        s = cand.strip()
-        if s.startswith("00"):
-            s = "+" + s[2:]
-        best = 0
-        for region in ([None] if s.startswith("+") else regions):
-            try:
-                num = phonenumbers.parse(s, region)
-            except phonenumbers.NumberParseException:
-                continue
-            if phonenumbers.is_valid_number(num):
-                return 2
-            if phonenumbers.is_possible_number(num):
-                best = 1
-        return best
-
     def _phone_shaped(self, t: str, start: int, cand: str) -> bool:
         """A merely possible number counts when written or introduced like a phone."""
         if self.lex.search("phone_cue", t[max(0, start - 40):start]):
@@ -240,14 +224,38 @@ class TextScanner:
         return not self.lex.search("personal_cue", after)
 
 
-def _dedupe(hits: list[Hit]) -> list[Hit]:
-    """Keep the first of overlapping hits in a priority order, then sort by position."""
-    prio = {"email_address": 0, "messaging_app_link": 1, "social_handle": 2,
-            "opt_out_link": 3, "deceptive_link": 3, "external_link": 4, "phone_number": 5,
-            "emoji": 6}
-    kept: list[Hit] = []
-    for h in sorted(hits, key=lambda h: (prio.get(h.kind, 9), h.start)):
-        if any(h.start < k.end and k.start < h.end for k in kept):
+@functools.lru_cache(maxsize=4096)
+def _valid(cand: str, regions: tuple[str, ...]) -> int:
+    """2: a valid number; 1: only a possible one (fiction ranges); 0: neither."""
+    s = cand.strip()
+    if s.startswith("00"):
+        s = "+" + s[2:]
+    best = 0
+    for region in ((None,) if s.startswith("+") else regions):
+        try:
+            num = phonenumbers.parse(s, region)
+        except phonenumbers.NumberParseException:
             continue
+        if phonenumbers.is_valid_number(num):
+            return 2
+        if phonenumbers.is_possible_number(num):
+            best = 1
+    return best
+
+
+_PRIO = {"email_address": 0, "messaging_app_link": 1, "social_handle": 2, "opt_out_link": 3,
+         "deceptive_link": 3, "external_link": 4, "phone_number": 5, "emoji": 6}
+
+
+def _dedupe(hits: list[Hit]) -> list[Hit]:
+    """Of overlapping hits keep the one of the stronger kind; sort by position."""
+    if len(hits) < 2:
+        return hits
+    taken = bytearray(max(h.end for h in hits) + 1)
+    kept: list[Hit] = []
+    for h in sorted(hits, key=lambda h: (_PRIO.get(h.kind, 9), h.start)):
+        if taken.find(1, h.start, h.end) != -1:
+            continue
+        taken[h.start:h.end] = b"\x01" * (h.end - h.start)
         kept.append(h)
     return sorted(kept, key=lambda h: h.start)
