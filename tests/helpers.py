@@ -162,3 +162,75 @@ async def running_relay(settings: Settings, **kwargs: Any) -> AsyncIterator[Any]
         yield relay
     finally:
         await relay.stop(grace=5)
+
+
+# --- real-process helpers (settings files, ports, the ``relay`` command) ---------------
+
+
+def toml_value(value: Any) -> str:
+    """A TOML literal for the simple values settings use (str, bool, number, list)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{text}"'
+
+
+def write_settings(path: Any, **sections: dict[str, Any]) -> Any:
+    """Write a settings TOML file (one table per section) and return its path."""
+    lines = []
+    for name, values in sections.items():
+        lines.append(f"[{name}]")
+        lines.extend(f"{key} = {toml_value(v)}" for key, v in values.items())
+        lines.append("")
+    path.write_text("\n".join(lines))
+    return path
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def wait_for_banner(port: int, timeout: float = 20.0) -> None:
+    """Wait until something on 127.0.0.1:port sends an SMTP 220 banner."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            try:
+                line = await asyncio.wait_for(reader.readline(), 5)
+            finally:
+                writer.close()
+            if line.startswith(b"220"):
+                return
+        except OSError:
+            pass
+        if loop.time() > deadline:
+            raise AssertionError(f"no SMTP banner on 127.0.0.1:{port} after {timeout}s")
+        await asyncio.sleep(0.05)
+
+
+async def relay_cli(config: Any, *args: str, timeout: float = 60.0) -> tuple[int, str, str]:
+    """Run ``python -m relay --config FILE ARGS...`` as a subprocess without blocking the
+    loop (in-test sinks keep serving); returns (exit code, stdout, stderr)."""
+    import sys
+
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "relay", "--config", str(config), *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise
+    return int(proc.returncode or 0), out.decode(), err.decode()
