@@ -213,7 +213,8 @@ def search_query(f: SearchFilter, dialect: str) -> sa.Select[Any]:
     if f.text:
         from relay.search import apply_text
 
-        q = apply_text(q, f.text, dialect)
+        narrow = bool(f.order_id or f.seller or f.buyer or f.alias)
+        q = apply_text(q, f.text, dialect, narrow=narrow)
     return q
 
 

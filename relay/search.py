@@ -193,17 +193,26 @@ def tsquery(text: str) -> str:
     return " & ".join(out)
 
 
-def apply_text(query: sa.Select[Any], text: str, dialect: str) -> sa.Select[Any]:
+def apply_text(query: sa.Select[Any], text: str, dialect: str, *, narrow: bool) -> sa.Select[Any]:
     """Restrict an archive query to records matching ``text``, newest first.
 
-    On SQLite the FTS5 table drives the query in rowid order, so LIMIT stops early even for
-    a common word; PostgreSQL answers from the GIN index.
+    SQLite gets one of two plans. With a narrowing filter (an order, a party's orders, an
+    alias) the archive index drives and each candidate is probed in FTS5 by rowid, which
+    costs the thread's size, not the word's frequency. Without one, FTS5 drives in
+    descending rowid order, so LIMIT stops early even for a common word. PostgreSQL
+    answers from the GIN index either way.
     """
     if dialect == "sqlite":
+        match = sa.literal_column("archive_fts").op("MATCH")(fts5_query(text))
         fts = sa.table("archive_fts", sa.column("rowid"))
+        if narrow:
+            probe = (
+                sa.select(sa.literal(1)).select_from(fts).where(match, fts.c.rowid == archive.c.id)
+            )
+            return query.where(probe.exists())
         return (
             query.join(fts, fts.c.rowid == archive.c.id)
-            .where(sa.literal_column("archive_fts").op("MATCH")(fts5_query(text)))
+            .where(match)
             .order_by(None)
             .order_by(fts.c.rowid.desc())
         )

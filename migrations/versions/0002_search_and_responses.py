@@ -44,6 +44,10 @@ def upgrade() -> None:
         sa.Column("created_by", sa.String(20), nullable=False, server_default=""),
         sa.Column("created_at", UTCDateTime, nullable=False),
     )
+    # Search filters: a seller's or buyer's orders, and the alias a record was sent to.
+    op.create_index("ix_orders_seller", "orders", ["seller_id"])
+    op.create_index("ix_orders_buyer", "orders", ["buyer_id"])
+    op.create_index("ix_archive_alias", "archive", ["alias", "id"])
     if sqlite:
         op.execute(
             "CREATE VIRTUAL TABLE archive_fts USING fts5(subject, body_text, "
