@@ -2,7 +2,11 @@
 
 Start-up order matters: schema first (so RCPT never meets a missing table), then the
 commit writer, then the worker, and the listener last; shutdown runs the other way and
-lets open SMTP transactions and in-flight deliveries finish within a bound.
+lets open SMTP transactions and in-flight deliveries finish within ``relay.shutdown_grace``.
+
+Signals (``run_forever``): SIGTERM/SIGINT drain and exit 0; SIGHUP reloads the TLS
+certificate and key, so a renewed certificate needs no restart (new connections get it,
+open ones keep theirs; a bad file is logged and the old certificate stays).
 """
 
 from __future__ import annotations
@@ -11,21 +15,24 @@ import asyncio
 import contextlib
 import signal
 import ssl
+from datetime import datetime
 from typing import Any
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from relay import secrets_store
+from relay import metrics, secrets_store
 from relay.bounces_in import SignedBounces
 from relay.commit import GroupCommitter
 from relay.db import create_engine
 from relay.db.migrate import upgrade
 from relay.delivery.route import Router, make_resolver
 from relay.delivery.worker import DeliveryWorker, Signer
+from relay.health import Check, OpsServer, cert_expiry, check_certificate, check_database
 from relay.log import set_hash_key
 from relay.pipeline import Authenticator, Pipeline, registered_sender
 from relay.policy_pool import PolicyRunner
+from relay.proxy import parse_networks
 from relay.settings import Settings, SettingsError
 from relay.smtp.handler import RelayHandler
 from relay.smtp.server import ConnectionGate, RelaySMTP
@@ -87,6 +94,11 @@ class Relay:
         self.handler: RelayHandler | None = None
         self._worker_task: asyncio.Task[None] | None = None
         self._runner: PolicyRunner | None = None
+        self.gate = ConnectionGate(settings.smtp.max_connections)
+        self.ops: OpsServer | None = None
+        self.tls: ssl.SSLContext | None = None
+        self.tls_expires: datetime | None = None
+        self.stopping = False
 
     @property
     def port(self) -> int:
@@ -95,6 +107,9 @@ class Relay:
 
     async def start(self) -> None:
         s = self.settings
+        if s.metrics.listen:  # first, so /healthz answers (and /readyz says why) during start
+            self.ops = OpsServer(s.metrics.host_port, self.engine, self.readiness)
+            await self.ops.start()
         await upgrade(self.engine)
         verp_key = (
             bytes.fromhex(s.bounce.secret)
@@ -142,17 +157,20 @@ class Relay:
     async def _listen(self) -> None:
         s = self.settings
         host, port = s.smtp.host_port
-        gate = ConnectionGate(s.smtp.max_connections)
-        tls = tls_context(s)
+        self._load_tls()
+        networks = parse_networks(s.smtp.proxy_networks) if s.smtp.proxy_protocol else None
+        proxy_timeout = s.smtp.proxy_timeout.total_seconds() if networks is not None else None
 
         def factory() -> RelaySMTP:
             return RelaySMTP(
                 self.handler,
-                gate=gate,
+                gate=self.gate,
+                proxy_networks=networks,
+                proxy_protocol_timeout=proxy_timeout,
                 data_size_limit=s.smtp.max_message_size,
                 hostname=s.relay.helo_name,
                 ident="ESMTP relay",
-                tls_context=tls,
+                tls_context=self.tls,  # read per connection: SIGHUP swaps it
                 require_starttls=False,
                 timeout=s.smtp.timeout.total_seconds(),
                 decode_data=False,
@@ -162,33 +180,89 @@ class Relay:
 
         self.server = await asyncio.get_running_loop().create_server(factory, host, port)
 
-    async def stop(self, grace: float = 30.0) -> None:
+    def _load_tls(self) -> None:
+        """Load certificate and key (raises SettingsError); note the expiry for /readyz."""
+        s = self.settings.smtp
+        ctx = tls_context(self.settings)
+        if ctx is None or s.tls_cert is None:
+            return
+        try:
+            expires = cert_expiry(s.tls_cert)
+        except (OSError, ValueError) as err:
+            raise SettingsError(
+                f"setting 'smtp.tls_cert': cannot read certificate: {err}"
+            ) from None
+        self.tls, self.tls_expires = ctx, expires
+        metrics.TLS_EXPIRY.set(expires.timestamp())
+
+    def reload_tls(self) -> bool:
+        """SIGHUP: new connections get the certificate now on disk; keep the old on error."""
+        if self.settings.smtp.tls_cert is None:
+            log.info("tls.reload.skipped", reason="no certificate configured")
+            return False
+        try:
+            self._load_tls()
+        except SettingsError as err:
+            metrics.TLS_RELOADS.labels(result="error").inc()
+            log.error("tls.reload.failed", error=str(err))
+            return False
+        metrics.TLS_RELOADS.labels(result="ok").inc()
+        log.info("tls.reloaded", expires=self.tls_expires.isoformat() if self.tls_expires else None)
+        return True
+
+    async def readiness(self) -> list[Check]:
+        """What /readyz reports: traffic should come here only if all are true."""
+        checks = [Check("running", not self.stopping, "draining" if self.stopping else "")]
+        checks.append(await check_database(self.engine))
+        if self.run_smtp:
+            bound = self.server is not None and self.server.is_serving()
+            checks.append(Check("listener", bound, f"port {self.port}" if bound else "not bound"))
+            checks.append(check_certificate(self.tls_expires, self.settings.metrics.cert_min_days))
+        if self.run_worker:
+            alive = self._worker_task is not None and not self._worker_task.done()
+            checks.append(Check("worker", alive))
+        return checks
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop listening, let open transactions and in-flight deliveries finish within
+        ``grace`` seconds (default ``relay.shutdown_grace``), then close everything."""
+        if grace is None:
+            grace = self.settings.relay.shutdown_grace.total_seconds()
+        self.stopping = True
+        log.info("relay.stopping", grace=grace, sessions=self.gate.open)
         if self.handler is not None:
             self.handler.accepting = False
         if self.server is not None:
-            self.server.close()
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self.server.wait_closed(), grace)
-        await self.committer.stop()
+            self.server.close()  # new connections are refused from here on
+        drains = [self.gate.drain(grace)]
         if self.worker is not None:
-            await self.worker.stop(grace)
+            drains.append(self._stop_worker(grace))
+        aborted, *_ = await asyncio.gather(*drains)
+        await self.committer.stop()
+        if self._runner is not None:
+            self._runner.close()
+        if self.ops is not None:
+            await self.ops.stop()
+        if self._own_engine:
+            await self.engine.dispose()
+        log.info("relay.stopped", sessions_aborted=aborted)
+
+    async def _stop_worker(self, grace: float) -> None:
+        assert self.worker is not None
+        await self.worker.stop(grace)
         if self._worker_task is not None:
             self._worker_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker_task
-        if self._runner is not None:
-            self._runner.close()
-        if self._own_engine:
-            await self.engine.dispose()
-        log.info("relay.stopped")
 
 
 async def run_forever(relay: Relay, **_: Any) -> None:
-    """Run until SIGTERM or SIGINT, then shut down gracefully."""
+    """Run until SIGTERM or SIGINT, then shut down gracefully; SIGHUP reloads TLS."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, relay.reload_tls)
     await relay.start()
     try:
         await stop.wait()

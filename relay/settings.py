@@ -6,12 +6,21 @@ typo in a mail relay's configuration silently changes who may send mail where.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -68,6 +77,10 @@ class RelaySection(_Section):
     hostname: str = Field(default="", description="SMTP banner / EHLO name; defaults to domain")
     max_hops: int = Field(default=30, ge=5, le=100)
     alias_ttl_days: int = Field(default=0, ge=0, description="0: aliases live until closed")
+    shutdown_grace: Duration = Field(
+        default=timedelta(seconds=30),
+        description="on SIGTERM: time open SMTP transactions and deliveries get to finish",
+    )
 
     @field_validator("domain")
     @classmethod
@@ -90,12 +103,35 @@ class SmtpSection(_Section):
     timeout: Duration = timedelta(minutes=5)
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    # PROXY protocol (v1/v2) from a load balancer: the header is required on every
+    # connection and honoured only from these networks; others are closed unanswered.
+    proxy_protocol: bool = False
+    proxy_networks: list[str] = Field(default_factory=list)
+    proxy_timeout: Duration = timedelta(seconds=5)
 
     @field_validator("listen")
     @classmethod
     def _listen(cls, v: str) -> str:
         parse_hostport(v, 25)
         return v
+
+    @field_validator("proxy_networks")
+    @classmethod
+    def _networks(cls, v: list[str]) -> list[str]:
+        for net in v:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError:
+                raise ValueError(f"not a network: {net!r} (use e.g. 10.0.0.0/24)") from None
+        return v
+
+    @model_validator(mode="after")
+    def _proxy_needs_networks(self) -> SmtpSection:
+        if self.proxy_protocol and not self.proxy_networks:
+            raise ValueError(
+                "smtp.proxy_protocol needs smtp.proxy_networks (the load balancers' addresses)"
+            )
+        return self
 
     @property
     def host_port(self) -> tuple[str, int]:
@@ -186,7 +222,21 @@ class ApiSection(_Section):
 
 
 class MetricsSection(_Section):
-    listen: str = ""
+    listen: str = Field(default="", description="host:port for /metrics, /healthz, /readyz")
+    cert_min_days: int = Field(
+        default=14, ge=0, description="/readyz fails when the TLS certificate expires sooner"
+    )
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, v: str) -> str:
+        if v:
+            parse_hostport(v, 9125)
+        return v
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        return parse_hostport(self.listen, 9125)
 
 
 class Settings(BaseSettings):

@@ -24,6 +24,7 @@ _COMMANDS: dict[str, str] = {
     "policy": "relay.cli.policy:policy",
     "dkim": "relay.cli.dkim:dkim",
     "dns": "relay.cli.dns:dns",
+    "health": "relay.cli.health:health",
 }
 
 

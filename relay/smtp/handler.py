@@ -9,11 +9,13 @@ from __future__ import annotations
 import asyncio
 
 import structlog
+from aiosmtpd.proxy_protocol import ProxyData
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from relay import replies
+from relay import metrics, replies
 from relay.log import mask
 from relay.pipeline import Pipeline, SessionInfo
+from relay.proxy import client_peer
 from relay.resolve import Resolution, resolve_alias, split_address
 from relay.settings import Settings
 
@@ -41,6 +43,23 @@ class RelayHandler:
         self.bounces = bounces
         self.accepting = True
 
+    async def handle_PROXY(
+        self, server: SMTP, session: Session, envelope: Envelope, data: ProxyData
+    ) -> bool:
+        """A valid header from an allowed balancer (the server checked the source): from
+        now on the session's peer is the real client, for SPF and the archive alike."""
+        peer = client_peer(data)
+        if peer is not None:
+            session.proxy_peer = session.peer  # type: ignore[attr-defined]
+            session.peer = peer
+        log.info(
+            "smtp.proxy.accepted",
+            version=data.version,
+            client=peer[0] if peer else None,
+            balancer=str(session.peer[0]) if peer is None else None,
+        )
+        return True
+
     async def handle_MAIL(
         self,
         server: SMTP,
@@ -64,11 +83,13 @@ class RelayHandler:
         rcpt_options: list[str],
     ) -> str:
         if not self.accepting:
-            return str(replies.SHUTTING_DOWN)
-        if len(envelope.rcpt_tos) >= self.settings.smtp.max_recipients:
-            return str(replies.TOO_MANY_RECIPIENTS)
-        reply = await self._rcpt(envelope, address)
+            reply = replies.SHUTTING_DOWN
+        elif len(envelope.rcpt_tos) >= self.settings.smtp.max_recipients:
+            reply = replies.TOO_MANY_RECIPIENTS
+        else:
+            reply = await self._rcpt(envelope, address)
         if reply.code >= 400:
+            metrics.observe_rcpt_refused(reply.enhanced)
             log.info(
                 "smtp.rcpt.refused", code=reply.code, enhanced=reply.enhanced, rcpt=mask(address)
             )

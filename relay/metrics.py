@@ -1,0 +1,311 @@
+"""Prometheus metrics: in-process histograms plus totals read from the database.
+
+Two kinds, for a reason. The archive and ``delivery_events`` are append-only, so totals by
+verdict, finding kind or delivery outcome are *read from the database at scrape time*
+(``DatabaseCollector``): they are true monotonic counters for the whole cluster, the same
+number from every relay process, surviving restarts; query them with ``max by (...)``,
+not ``sum``. What the database does not record (how long DATA took to answer, refused RCPTs,
+how long one delivery attempt took) is counted in-process here and needs a hook at the
+place it happens.
+
+The collector reads incrementally: rows older than ``SETTLE`` seconds are folded into
+running totals once and never read again; only the recent tail is re-read each scrape.
+The settling delay covers transactions that commit out of id order (concurrent workers
+appending delivery events), so no row is missed or counted twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from prometheus_client import CollectorRegistry, Gauge, Histogram
+from prometheus_client import Counter as PCounter
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from relay import replies
+from relay.db import read_tx
+from relay.db.schema import UTCDateTime, archive, deliveries, delivery_events, utcnow
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+SETTLE = 60.0  # seconds before a row is folded into the running totals
+PAGE = 5000
+LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 3600, 14400, 86400)
+QUEUE_STATES = ("queued", "sending", "deferred")
+
+# --- in-process instruments -----------------------------------------------------------
+
+SMTP_CONNECTIONS = PCounter(
+    "relay_smtp_connections",
+    "SMTP connections by outcome (accepted; refused: over the limit, not an allowed proxy)",
+    ["outcome"],
+    registry=REGISTRY,
+)
+SMTP_SESSIONS = Gauge("relay_smtp_sessions_open", "Open SMTP sessions", registry=REGISTRY)
+RCPT_REFUSED = PCounter(
+    "relay_smtp_rcpt_refused",
+    "RCPT commands refused, by enhanced status code",
+    ["code"],
+    registry=REGISTRY,
+)
+DATA_SECONDS = Histogram(
+    "relay_smtp_data_seconds",
+    "From the end of DATA to our reply (intake, sender check, policy, durable commit)",
+    ["reply"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
+    registry=REGISTRY,
+)
+DELIVERY_ATTEMPT_SECONDS = Histogram(
+    "relay_delivery_attempt_seconds",
+    "One delivery attempt: claim to recorded outcome",
+    ["outcome"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+    registry=REGISTRY,
+)
+TLS_RELOADS = PCounter(
+    "relay_tls_reloads", "TLS certificate reloads (SIGHUP) by result", ["result"], registry=REGISTRY
+)
+TLS_EXPIRY = Gauge(
+    "relay_tls_cert_expiry_timestamp_seconds",
+    "Expiry (Unix time) of the certificate new connections are offered",
+    registry=REGISTRY,
+)
+
+
+def observe_data(seconds: float, reply: str) -> None:
+    """Called by the SMTP server after the DATA reply is written."""
+    DATA_SECONDS.labels(reply=f"{reply[:1]}xx" if reply[:1].isdigit() else "other").observe(seconds)
+
+
+def observe_rcpt_refused(enhanced: str) -> None:
+    RCPT_REFUSED.labels(code=enhanced).inc()
+
+
+def observe_delivery_attempt(seconds: float, outcome: str) -> None:
+    """For the delivery worker: one attempt's duration and outcome (delivered, deferred,
+    failed, error)."""
+    DELIVERY_ATTEMPT_SECONDS.labels(outcome=outcome).observe(seconds)
+
+
+# --- labels that stay bounded ----------------------------------------------------------
+
+_ENHANCED = re.compile(r"^([245]\.\d{1,3}\.\d{1,3})\b")
+_TEXT_CODES = {r.text: r.enhanced for r in vars(replies).values() if isinstance(r, replies.Reply)}
+
+
+def reason_label(verdict: str, reason: str, findings: str) -> str:
+    """A label for why a message was refused, from a small set: never the free text."""
+    if verdict == "reject":
+        for f in _findings(findings):
+            if f.get("action") == "reject" and f.get("rule"):
+                return str(f["rule"])[:64]
+        return "policy"
+    if verdict not in ("refused", "tempfail"):
+        return ""
+    if reason == "stranger":
+        return "stranger"
+    if reason.startswith("another recipient"):
+        return "co-recipient"
+    m = _ENHANCED.match(reason)
+    if m:
+        return m.group(1)
+    return _TEXT_CODES.get(reason, "other")
+
+
+def _findings(text: str) -> list[dict[str, Any]]:
+    try:
+        data = json.loads(text or "[]")
+    except ValueError:
+        return []
+    return [f for f in data if isinstance(f, dict)] if isinstance(data, list) else []
+
+
+# --- totals from the append-only tables ------------------------------------------------
+
+
+@dataclass
+class _Totals:
+    messages: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    redactions: Counter[str] = field(default_factory=Counter)
+    events: Counter[str] = field(default_factory=Counter)
+    latency: Counter[float] = field(default_factory=Counter)  # bucket upper bound -> count
+    latency_sum: float = 0.0
+
+    def merged(self, other: _Totals) -> _Totals:
+        return _Totals(
+            self.messages + other.messages,
+            self.redactions + other.redactions,
+            self.events + other.events,
+            self.latency + other.latency,
+            self.latency_sum + other.latency_sum,
+        )
+
+
+def _bucket(seconds: float) -> float:
+    return next((b for b in LATENCY_BUCKETS if seconds <= b), float("inf"))
+
+
+class _Tail:
+    """Incremental reader of one append-only table: settled totals plus a cursor."""
+
+    def __init__(self) -> None:
+        self.cursor = 0
+        self.settled = _Totals()
+
+    async def read(self, conn: Any, query: Any, id_col: Any, at_of: Any, add: Any) -> _Totals:
+        """Fold settled rows into ``self.settled``; return totals of the unsettled tail."""
+        cutoff = utcnow() - timedelta(seconds=SETTLE)
+        live, after, settling = _Totals(), self.cursor, True
+        while True:
+            rows = (
+                await conn.execute(query.where(id_col > after).order_by(id_col).limit(PAGE))
+            ).all()
+            for row in rows:
+                if settling and at_of(row) < cutoff:
+                    add(self.settled, row)
+                    self.cursor = row.id
+                else:
+                    settling = False
+                    add(live, row)
+            if len(rows) < PAGE:
+                return live
+            after = rows[-1].id
+
+
+def _add_record(t: _Totals, row: Any) -> None:
+    t.messages[(row.kind, row.verdict, reason_label(row.verdict, row.reason, row.findings))] += 1
+    if row.verdict == "redact":
+        for f in _findings(row.findings):
+            if f.get("action") == "redact":
+                t.redactions[str(f.get("kind", "unknown"))[:64]] += 1
+
+
+def _add_event(t: _Totals, row: Any) -> None:
+    t.events[row.event] += 1
+    if row.event == "delivered" and row.created_at is not None:
+        seconds = max(0.0, (row.at - row.created_at).total_seconds())
+        t.latency[_bucket(seconds)] += 1
+        t.latency_sum += seconds
+
+
+class DatabaseCollector(Collector):
+    """Cluster-wide counters and queue gauges, read from the database at scrape time.
+
+    ``collect()`` is synchronous (prometheus-client calls it); ``refresh()`` does the async
+    reads first and ``collect()`` reports the last snapshot.
+    """
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self._archive = _Tail()
+        self._events = _Tail()
+        self._lock = asyncio.Lock()
+        self._totals = _Totals()
+        self._queue: dict[str, int] = {}
+        self._oldest = 0.0
+        self._up = 0
+        self._seconds = 0.0
+
+    async def refresh(self, timeout: float = 10.0) -> bool:
+        async with self._lock:
+            started = time.monotonic()
+            try:
+                await asyncio.wait_for(self._read(), timeout)
+                self._up = 1
+            except Exception:
+                self._up = 0
+            self._seconds = time.monotonic() - started
+            return bool(self._up)
+
+    async def _read(self) -> None:
+        a, e, d = archive.c, delivery_events.c, deliveries.c
+        findings = sa.case((a.verdict.in_(("redact", "reject")), a.findings), else_="")
+        records = sa.select(
+            a.id, a.created_at, a.kind, a.verdict, a.reason, findings.label("findings")
+        )
+        events = sa.select(e.id, e.at, e.event, d.created_at).select_from(
+            delivery_events.outerjoin(deliveries, deliveries.c.id == e.delivery_id)
+        )
+        async with read_tx(self.engine) as conn:
+            live_records = await self._archive.read(
+                conn, records, a.id, lambda r: r.created_at, _add_record
+            )
+            live_events = await self._events.read(conn, events, e.id, lambda r: r.at, _add_event)
+            queue = (
+                await conn.execute(
+                    sa.select(
+                        d.status, sa.func.count(), sa.func.min(d.created_at, type_=UTCDateTime())
+                    )
+                    .where(d.status.in_(QUEUE_STATES))
+                    .group_by(d.status)
+                )
+            ).all()
+        self._totals = self._archive.settled.merged(live_records).merged(
+            self._events.settled.merged(live_events)
+        )
+        self._queue = {state: 0 for state in QUEUE_STATES}
+        oldest = None
+        for status, count, first in queue:
+            self._queue[status] = int(count)
+            if first is not None:
+                oldest = first if oldest is None or first < oldest else oldest
+        self._oldest = (utcnow() - oldest).total_seconds() if oldest else 0.0
+
+    def collect(self) -> Any:
+        t = self._totals
+        messages = CounterMetricFamily(
+            "relay_messages",
+            "Archived messages by kind, verdict and refusal reason (cluster-wide, from the DB)",
+            labels=["kind", "verdict", "reason"],
+        )
+        for (kind, verdict, reason), n in sorted(t.messages.items()):
+            messages.add_metric([kind, verdict, reason], n)
+        yield messages
+        redactions = CounterMetricFamily(
+            "relay_redactions", "Redactions in delivered messages, by finding kind", labels=["kind"]
+        )
+        for kind, n in sorted(t.redactions.items()):
+            redactions.add_metric([kind], n)
+        yield redactions
+        events = CounterMetricFamily(
+            "relay_delivery_events", "Delivery attempt outcomes (cluster-wide)", labels=["event"]
+        )
+        for event, n in sorted(t.events.items()):
+            events.add_metric([event], n)
+        yield events
+        running, buckets = 0, []
+        for bound in (*LATENCY_BUCKETS, float("inf")):
+            running += t.latency[bound]
+            buckets.append(("+Inf" if bound == float("inf") else str(bound), running))
+        yield HistogramMetricFamily(
+            "relay_delivery_latency_seconds",
+            "From acceptance (250) to the recipient's server accepting it",
+            buckets=buckets,
+            sum_value=t.latency_sum,
+        )
+        depth = GaugeMetricFamily("relay_queue_depth", "Deliveries by state", labels=["status"])
+        for status, n in self._queue.items():
+            depth.add_metric([status], n)
+        yield depth
+        yield GaugeMetricFamily(
+            "relay_queue_oldest_age_seconds",
+            "Age of the oldest delivery not yet delivered or failed",
+            value=self._oldest,
+        )
+        yield GaugeMetricFamily(
+            "relay_database_up", "1 if the last scrape could read the database", value=self._up
+        )
+        yield GaugeMetricFamily(
+            "relay_database_scrape_seconds",
+            "Time the last scrape's reads took",
+            value=self._seconds,
+        )
