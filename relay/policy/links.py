@@ -80,8 +80,18 @@ def host_of(url: str) -> str:
     return host.lower().rstrip(".")
 
 
+@functools.lru_cache(maxsize=64)
+def _domain_set(domains: tuple[str, ...]) -> frozenset[str]:
+    return frozenset(d.lower() for d in domains)
+
+
 def on(host: str, domains: list[str]) -> bool:
-    return any(host == d or host.endswith("." + d) for d in domains)
+    """Is ``host`` one of ``domains`` or a subdomain of one?"""
+    if not host:
+        return False
+    ds = _domain_set(tuple(domains))
+    labels = host.split(".")
+    return any(".".join(labels[i:]) in ds for i in range(len(labels)))
 
 
 def skeleton(host: str) -> str:

@@ -28,6 +28,9 @@ _QUOTE_HEAD = regex.compile(
 _SENT = regex.compile(r"(?<=[.!?。！？])\s+|\n+")
 
 
+MAX_BODY = 20_000   # a message's kind shows in its first pages; tokens are scanned in full
+
+
 @dataclass(frozen=True)
 class MessageFinding:
     kind: str
@@ -52,7 +55,7 @@ class MessageRules:
         self.lex = policy.lexicon
 
     def judge(self, subject: str, body: str, ctx: PolicyContext) -> list[MessageFinding]:
-        body = own_text(body)
+        body = own_text(body[:MAX_BODY])
         text = f"{subject}\n{body}"
         out: list[MessageFinding] = []
         out += self._off_platform(text)

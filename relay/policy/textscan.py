@@ -171,13 +171,11 @@ class TextScanner:
         out = []
         for m in PHONE_CAND.finditer(t):
             cand = m.group()
-            digits = regex.sub(r"\D", "", cand)
+            digits = "".join(c for c in cand if c.isdigit())
             if not 7 <= len(digits) <= 15:
                 continue
-            if self._labelled_id(t, m.start()):
-                continue
             validity = _valid(cand, tuple(regions))
-            if validity == 0:
+            if validity == 0 or self._labelled_id(t, m.start()):
                 continue
             if validity == 1 and not self._phone_shaped(t, m.start(), cand):
                 continue
