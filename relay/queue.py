@@ -29,6 +29,17 @@ class Claimed:
     attempts: int
     created_at: datetime
     notify: bool
+    claimed_by: str = ""
+
+
+def held_by(item: Claimed) -> sa.ColumnElement[bool]:
+    """The row is still ours: nobody took it over after our lease ran out, and no DSN
+    marked it failed while we were sending. Only the holder may change its state."""
+    return sa.and_(
+        deliveries.c.id == item.id,
+        deliveries.c.status == "sending",
+        deliveries.c.claimed_by == item.claimed_by,
+    )
 
 
 async def claim(engine: AsyncEngine, worker: str, *, limit: int, lease: timedelta) -> list[Claimed]:
@@ -62,7 +73,7 @@ async def claim(engine: AsyncEngine, worker: str, *, limit: int, lease: timedelt
             .where(deliveries.c.id.in_([r.id for r in rows]))
             .values(status="sending", claimed_by=worker, claimed_until=now + lease, updated_at=now)
         )
-    return [Claimed(**r._mapping) for r in rows]
+    return [Claimed(**r._mapping, claimed_by=worker) for r in rows]
 
 
 async def message_bytes(engine: AsyncEngine, archive_id: int) -> bytes:
@@ -84,13 +95,14 @@ async def record(
     code: int | None,
     detail: str,
     next_attempt_at: datetime | None = None,
-) -> None:
-    """Set the row's new state and append the attempt to the permanent event log."""
+) -> bool:
+    """Append the attempt to the permanent event log and, if the row is still ours, set
+    its new state; returns whether it was (see ``held_by``)."""
     now = utcnow()
     async with write_tx(engine) as conn:
-        await conn.execute(
+        result = await conn.execute(
             deliveries.update()
-            .where(deliveries.c.id == item.id)
+            .where(held_by(item))
             .values(
                 status=status,
                 attempts=item.attempts + 1,
@@ -112,6 +124,7 @@ async def record(
                 detail=detail[:1000],
             )
         )
+    return bool(result.rowcount)
 
 
 async def queue_stats(engine: AsyncEngine) -> dict[str, int | float]:

@@ -64,13 +64,20 @@ class Router:
                     host, port, d.smarthost_tls, d.smarthost_username, d.smarthost_password, host
                 )
             ]
-        domain = rcpt.rpartition("@")[2].lower()
+        domain = rcpt.rpartition("@")[2].lower().rstrip(".")
         hosts = await self._mx_hosts(domain)
         out: list[Target] = []
+        unsure = False
         for name in hosts:
-            for addr in await self._addresses(name):
-                out.append(Target(addr, d.mx_port, "opportunistic", hostname=name))
+            found, failed = await self._addresses(name)
+            unsure = unsure or failed
+            out.extend(Target(addr, d.mx_port, "opportunistic", hostname=name) for addr in found)
         if not out:
+            if hosts == [domain] and not unsure:
+                # No MX and, for certain, no address either: nothing will ever accept mail.
+                raise RouteError(
+                    "recipient domain has no mail server", permanent=True, enhanced="5.1.2"
+                )
             raise RouteError(
                 "no address for the mail exchangers", permanent=False, enhanced="4.4.4"
             )
@@ -96,14 +103,17 @@ class Router:
             )
         return [str(r.exchange).rstrip(".") for r in records if str(r.exchange) != "."]
 
-    async def _addresses(self, name: str) -> list[str]:
+    async def _addresses(self, name: str) -> tuple[list[str], bool]:
+        """The host's addresses, and whether a lookup failed (so "none" is not certain)."""
         found: list[str] = []
+        failed = False
         for rtype in ("A", "AAAA"):
             try:
                 answer = await self.resolver.resolve(name, rtype)
             except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
                 continue
             except (dns.exception.Timeout, dns.resolver.NoNameservers):
+                failed = True
                 continue
             found.extend(r.address for r in answer)
-        return found
+        return found, failed

@@ -139,7 +139,14 @@ async def _transaction(
         except _TRANSPORT_ERRORS as err:
             return Outcome("deferred", None, "4.4.1", f"connection failed: {type(err).__name__}")
         try:
-            await client.sendmail(mail_from, [rcpt], data)
+            await client.sendmail(mail_from, [rcpt], data, mail_options=_options(mail_from, rcpt))
+        except aiosmtplib.SMTPNotSupported:
+            # RFC 6531 3.5: an address that needs SMTPUTF8 cannot go to a server without it.
+            await pool.release(target, client, reusable=True)
+            return Outcome("failed", None, "5.6.7", "the server does not support SMTPUTF8")
+        except ValueError as err:  # an address aiosmtplib refuses to put on the wire
+            await pool.release(target, client, reusable=True)
+            return Outcome("failed", None, "5.1.3", f"unusable address: {type(err).__name__}")
         except aiosmtplib.SMTPRecipientsRefused as err:
             refused = err.recipients[0]
             await pool.release(target, client, reusable=refused.code != 421)
@@ -157,6 +164,10 @@ async def _transaction(
         await pool.release(target, client, reusable=True)
         return Outcome("delivered", 250, "2.0.0", f"accepted by {target.hostname or target.host}")
     return Outcome("deferred", None, "4.4.2", "connection lost")
+
+
+def _options(mail_from: str, rcpt: str) -> list[str]:
+    return [] if mail_from.isascii() and rcpt.isascii() else ["SMTPUTF8"]
 
 
 def _from_response(code: int, message: str) -> Outcome:

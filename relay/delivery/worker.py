@@ -189,9 +189,9 @@ class DeliveryWorker:
                     now=now,
                 )
         async with write_tx(self.engine) as conn:
-            await conn.execute(
+            result = await conn.execute(
                 deliveries.update()
-                .where(deliveries.c.id == item.id)
+                .where(queue.held_by(item))
                 .values(
                     status="failed",
                     attempts=item.attempts + 1,
@@ -212,6 +212,8 @@ class DeliveryWorker:
                     detail=outcome.detail[:1000],
                 )
             )
+            if not result.rowcount:
+                entry = None  # a DSN or another worker already decided, and told the sender
             if entry is not None:
                 await lock_chain(conn)
                 await write_entries(conn, [entry], await last_hash(conn))

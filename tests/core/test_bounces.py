@@ -4,17 +4,20 @@ that never name the recipient, and automatic mail that is never answered."""
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime, make_msgid
 from typing import Any
 
 import sqlalchemy as sa
 
-from relay import archive
+from relay import archive, queue
 from relay.bounce import Original, compose_notice, explain, notice_entry
 from relay.bounces_in import read_dsn
 from relay.db import read_tx
 from relay.db.schema import archive as archive_table
+from relay.delivery.route import Router
+from relay.delivery.transport import Outcome
+from relay.delivery.worker import DeliveryWorker
 from relay.mail.verp import new_token, return_path
 from tests.core.test_delivery import (
     _all_status,
@@ -288,3 +291,26 @@ def test_no_notice_for_automatic_mail_or_without_a_sender() -> None:
     assert entry is not None and entry.outgoing is not None
     assert entry.outgoing.mail_from == "" and entry.outgoing.notify is False
     assert entry.record.kind == "notice" and entry.record.rcpt == BUYER
+
+
+async def test_a_dsn_during_sending_wins_over_the_worker(make_settings, sink) -> None:
+    """A bounce that arrives while a worker still holds the row: the worker's late
+    outcome changes nothing and the sender hears about it once."""
+    settings = settings_for(make_settings, sink)
+    async with running_relay(settings, worker=False, policy=None) as relay:
+        order = await make_order(relay)
+        await buyer_writes(relay, order)
+        (item,) = await queue.claim(relay.engine, "w-test", limit=5, lease=timedelta(minutes=1))
+        (row,) = await delivery_rows(relay.engine)
+        assert row.status == "sending"
+        rp = return_path(row.token, key=bytes.fromhex(SECRET), domain=DOMAIN)
+        code, text = await send(relay.port, "", [rp], dsn(rp))
+        assert code == 250, text
+        worker = DeliveryWorker(settings, relay.engine, Router(settings.delivery, None))  # type: ignore[arg-type]
+        await worker._record(item, Outcome("failed", 550, "5.1.1", "550 5.1.1 unknown"))
+        await worker._record(item, Outcome("deferred", 451, "4.3.0", "451 later"))
+        rows = await delivery_rows(relay.engine)
+        assert rows[0].status == "failed" and rows[0].last_code is None  # the DSN's verdict
+        assert len(await notices(relay.engine)) == 1
+        assert await event_names(relay.engine, row.id) == ["bounced", "failed", "deferred"]
+        assert (await archive.verify(relay.engine)).ok

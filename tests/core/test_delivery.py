@@ -21,6 +21,10 @@ from relay import archive, orders
 from relay.db import read_tx
 from relay.db.schema import archive as archive_table
 from relay.db.schema import deliveries, delivery_events
+from relay.delivery.route import Router, make_resolver
+from relay.delivery.transport import Pool
+from relay.delivery.transport import send as send_one
+from relay.settings import DeliverySection, DnsSection
 from tests.helpers import BUYER, DOMAIN, ORDER, SELLER, Sink, message, running_relay, send
 
 # ---------------------------------------------------------------- helpers (shared with
@@ -200,6 +204,27 @@ async def test_nxdomain_recipient_domain_fails(make_settings, dns_server, sink) 
         assert rows[0].last_error == "recipient domain does not exist"
 
 
+async def test_no_mx_and_no_address_fails(make_settings, dns_server, sink) -> None:
+    dns_server.add("shop.example", "TXT", "v=spf1 -all")  # the name exists, mail-less
+    buyer_dns(dns_server)
+    async with running_relay(direct(make_settings, dns_server, sink), policy=None) as relay:
+        order = await make_order(relay)
+        await buyer_writes(relay, order)
+        assert_notice((await sink.wait_for(1))[0], order)
+        rows = await delivery_rows(relay.engine)
+        assert rows[0].status == "failed"
+        assert rows[0].last_error == "recipient domain has no mail server"
+
+
+async def test_mx_hosts_without_address_defer(make_settings, dns_server, sink) -> None:
+    dns_server.add("shop.example", "MX", "10 gone.shop.example.")
+    async with running_relay(direct(make_settings, dns_server, sink), policy=None) as relay:
+        order = await make_order(relay)
+        await buyer_writes(relay, order)
+        rows = await wait_until(lambda: _all_status(relay.engine, "deferred", 1))
+        assert rows[0].last_error == "no address for the mail exchangers"
+
+
 async def test_dns_failure_defers_instead_of_failing(make_settings, dns_server, sink) -> None:
     dns_server.fail("shop.example")
     async with running_relay(direct(make_settings, dns_server, sink), policy=None) as relay:
@@ -323,6 +348,23 @@ async def test_a_failed_notice_creates_no_further_notice(make_settings, sink) ->
         assert len(await notices(relay.engine)) == 1
         assert sink.messages == []
         assert (await archive.verify(relay.engine)).ok
+
+
+async def test_utf8_address_to_a_server_without_smtputf8_fails(sink) -> None:
+    # Orders refuse such addresses today; the transport must still never loop on one.
+    router = Router(
+        DeliverySection(smarthost=f"127.0.0.1:{sink.port}"), make_resolver(DnsSection())
+    )
+    pool = Pool("relay.example", 5)
+    try:
+        data = b"Subject: x\r\n\r\nhi\r\n"
+        outcome = await send_one(router, pool, "", "jörg@shop.example", data)
+        assert (outcome.status, outcome.enhanced) == ("failed", "5.6.7")
+        outcome = await send_one(router, pool, "", "plain@shop.example", data)
+        assert outcome.status == "delivered"
+        assert pool.opened == 1  # the refused transaction left the connection usable
+    finally:
+        await pool.close()
 
 
 async def test_connection_refused_defers(make_settings, sink) -> None:
