@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -277,6 +278,52 @@ async def get_record(engine: AsyncEngine, record_id: int) -> dict[str, Any] | No
             for e in events
         ]
     return d
+
+
+@dataclass(frozen=True)
+class Exported:
+    id: int
+    created_at: datetime
+    kind: str
+    direction: str
+    mail_from: str
+    data: bytes
+
+
+async def order_messages(engine: AsyncEngine, order_id: str, part: str) -> list[Exported]:
+    """An order's records, oldest first, as received (``original``) or as delivered
+    (records that were never delivered have no delivered copy and are left out)."""
+    column = archive.c.original if part == "original" else archive.c.delivered
+    q = (
+        sa.select(
+            archive.c.id,
+            archive.c.created_at,
+            archive.c.kind,
+            archive.c.direction,
+            archive.c.mail_from,
+            column.label("data"),
+        )
+        .where(archive.c.order_id == order_id, column.is_not(None))
+        .order_by(archive.c.id)
+    )
+    async with read_tx(engine) as conn:
+        rows = (await conn.execute(q)).all()
+    return [
+        Exported(r.id, r.created_at, r.kind, r.direction, r.mail_from, bytes(r.data)) for r in rows
+    ]
+
+
+_FROM_LINE = re.compile(rb"^(>*From )", re.M)
+
+
+def mbox_entry(msg: Exported) -> bytes:
+    """One mboxrd entry: a From_ line, LF line ends, ``>``-quoted From_ lookalikes."""
+    sender = msg.mail_from or "MAILER-DAEMON"
+    stamp = msg.created_at.strftime("%a %b %d %H:%M:%S %Y")
+    body = _FROM_LINE.sub(rb">\1", msg.data.replace(b"\r\n", b"\n"))
+    if not body.endswith(b"\n"):
+        body += b"\n"
+    return f"From {sender} {stamp}\n".encode() + body + b"\n"
 
 
 async def count_review_requests(conn: AsyncConnection, order_id: str) -> int:

@@ -25,6 +25,9 @@ _COMMANDS: dict[str, str] = {
     "dkim": "relay.cli.dkim:dkim",
     "dns": "relay.cli.dns:dns",
     "health": "relay.cli.health:health",
+    "api": "relay.cli.api:api",
+    "report": "relay.cli.report:report",
+    "template": "relay.cli.template:template",
 }
 
 

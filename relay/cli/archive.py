@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import click
 
@@ -22,39 +24,33 @@ def _utc(value: datetime | None) -> datetime | None:
 
 
 @archive_group.command("search")
+@click.option("--text", default=None, help='full text: words, "phrases", prefix*')
 @click.option("--order", "order_id", default=None)
-@click.option("--party", default=None, help="a buyer's or seller's real address")
-@click.option("--since", type=click.DateTime(), default=None)
-@click.option("--until", type=click.DateTime(), default=None)
+@click.option("--seller", default=None, help="every record of this seller's orders")
+@click.option("--buyer", default=None, help="every record of this buyer's orders")
+@click.option("--party", default=None, help="a buyer's or seller's real address on the record")
+@click.option("--alias", default=None, help="the alias a record was addressed to")
+@click.option("--since", type=click.DateTime(), default=None, help="UTC")
+@click.option("--until", type=click.DateTime(), default=None, help="UTC, exclusive")
 @click.option(
     "--verdict", type=click.Choice(["deliver", "redact", "reject", "refused", "absorbed"])
 )
 @click.option("--direction", type=click.Choice(["buyer-to-seller", "seller-to-buyer", "notice"]))
-@click.option("--limit", default=100, show_default=True)
+@click.option("--finding", "finding_kind", default=None, help="a finding kind, e.g. phone_number")
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 10000))
+@click.option("--before-id", type=int, default=None, help="page: records older than this id")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
-def search(
-    state: CliState,
-    order_id: str | None,
-    party: str | None,
-    since: datetime | None,
-    until: datetime | None,
-    verdict: str | None,
-    direction: str | None,
-    limit: int,
-    as_json: bool,
-) -> None:
+def search(state: CliState, as_json: bool, **options: Any) -> None:
     """Find archived messages, newest first."""
-    f = store.SearchFilter(
-        order_id=order_id,
-        party=party,
-        since=_utc(since),
-        until=_utc(until),
-        verdict=verdict,
-        direction=direction,
-        limit=limit,
-    )
-    rows = run_async(with_engine(state, lambda e: store.search(e, f)))
+    from relay.search import QueryError
+
+    options["since"], options["until"] = _utc(options["since"]), _utc(options["until"])
+    f = store.SearchFilter(**options)
+    try:
+        rows = run_async(with_engine(state, lambda e: store.search(e, f)))
+    except QueryError as err:
+        raise click.BadParameter(str(err), param_hint="--text") from None
     if as_json:
         echo_json(rows)
         return
@@ -64,6 +60,38 @@ def search(
             f"{r['id']:>8}  {r['created_at'][:19]}  {r['order_id'] or '-':19}  "
             f"{r['direction']:15}  {r['verdict']:8}  {status:10}  {r['subject'][:50]}"
         )
+
+
+@archive_group.command("export")
+@click.option("--order", "order_id", required=True)
+@click.option("--format", "fmt", type=click.Choice(["mbox", "eml-dir"]), default="mbox")
+@click.option("--part", type=click.Choice(["original", "delivered"]), default="original",
+              show_default=True)  # fmt: skip
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(),
+    default=None,
+    help="mbox: a file (default stdout); eml-dir: a directory (default ORDER_ID)",
+)
+@click.pass_obj
+def export(state: CliState, order_id: str, fmt: str, part: str, output: str | None) -> None:
+    """Export an order's thread, oldest first, as an mbox file or a directory of .eml."""
+    rows = run_async(with_engine(state, lambda e: store.order_messages(e, order_id, part)))
+    if not rows:
+        raise click.ClickException(f"no archived {part} messages for order {order_id}")
+    if fmt == "eml-dir":
+        directory = Path(output or order_id)
+        directory.mkdir(parents=True, exist_ok=True)
+        for r in rows:
+            (directory / f"{r.id:010d}-{r.direction or r.kind}.eml").write_bytes(r.data)
+    else:
+        blob = b"".join(store.mbox_entry(r) for r in rows)
+        if output:
+            Path(output).write_bytes(blob)
+        else:
+            sys.stdout.buffer.write(blob)
+    click.echo(f"exported {len(rows)} messages of order {order_id}", err=True)
 
 
 @archive_group.command("show")

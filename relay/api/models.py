@@ -1,0 +1,219 @@
+"""Request and response shapes. Pydantic validates input (422 naming the field) and the
+same classes give the OpenAPI document its schemas, so the two cannot drift apart."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from relay import orders
+
+ORDER_ID_PATTERN = r"^\d{3}-\d{7}-\d{7}$"
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+def _email(value: str) -> str:
+    try:
+        return orders.normalize_email(value)
+    except orders.OrderError as err:
+        raise ValueError(str(err)) from None
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+class CreateOrder(_In):
+    order_id: str = Field(pattern=ORDER_ID_PATTERN, description="NNN-NNNNNNN-NNNNNNN")
+    buyer: str = Field(description="the buyer's real address")
+    seller: str = Field(description="the seller's real address")
+    buyer_locale: str = Field(default="en-US", pattern=orders.LOCALE.pattern, max_length=35)
+    buyer_name: str = Field(default="", max_length=200)
+    seller_name: str = Field(default="", max_length=200)
+    delivered_at: datetime | None = None
+
+    _emails = field_validator("buyer", "seller")(_email)
+    _when = field_validator("delivered_at")(_utc)
+
+
+class AddSender(_In):
+    sender: str = Field(description="another From address allowed to write for the party")
+
+    _emails = field_validator("sender")(_email)
+
+
+class Exempt(_In):
+    reason: str = Field(default="", max_length=500)
+
+
+class SendTemplate(_In):
+    vars: dict[str, str] = Field(default_factory=dict, description="placeholder values")
+    locale: str | None = Field(default=None, description="override the buyer's locale")
+
+
+class ArchiveQuery(_In):
+    text: str | None = Field(default=None, max_length=500, description='words, "phrases", pre*')
+    order_id: str | None = Field(default=None, pattern=ORDER_ID_PATTERN)
+    seller: str | None = None
+    buyer: str | None = None
+    party: str | None = None
+    alias: str | None = None
+    direction: Literal["buyer-to-seller", "seller-to-buyer", "notice"] | None = None
+    verdict: Literal["deliver", "redact", "reject", "refused", "absorbed"] | None = None
+    finding_kind: str | None = Field(default=None, pattern=r"^[a-z_]{1,64}$")
+    since: datetime | None = None
+    until: datetime | None = None
+    limit: int = Field(default=50, ge=1, le=500)
+    before_id: int | None = Field(default=None, ge=1)
+
+    _emails = field_validator("seller", "buyer", "party", "alias")(
+        lambda v: None if v is None else _email(v)
+    )
+    _when = field_validator("since", "until")(_utc)
+
+
+class ReportQuery(_In):
+    seller: str | None = None
+    days: Literal["7", "30", "90"] = "30"
+
+    _emails = field_validator("seller")(lambda v: None if v is None else _email(v))
+
+
+class NoQuery(_In):
+    pass
+
+
+# Responses (documentation and tests; handlers return plain dicts of these shapes).
+
+
+class ErrorBody(BaseModel):
+    status: int
+    code: str
+    message: str
+    field: str | None
+
+
+class Error(BaseModel):
+    error: ErrorBody
+
+
+class Order(BaseModel):
+    id: str
+    status: Literal["open", "closed"]
+    buyer: str
+    seller: str
+    buyer_name: str
+    seller_name: str
+    buyer_locale: str
+    buyer_alias: str = Field(description="reaches the buyer; the seller writes here")
+    seller_alias: str = Field(description="reaches the seller; the buyer writes here")
+    created_at: datetime
+    closed_at: datetime | None
+    delivered_at: datetime | None
+
+
+class Senders(BaseModel):
+    party: str
+    senders: list[str]
+
+
+class ThreadMessage(BaseModel):
+    id: int
+    created_at: datetime
+    direction: str
+    verdict: str
+    subject: str
+    no_response_needed: bool
+
+
+class Thread(BaseModel):
+    order_id: str
+    messages: list[ThreadMessage]
+
+
+class Exemption(BaseModel):
+    archive_id: int
+    order_id: str
+    reason: str
+    created_at: datetime
+
+
+class ArchiveItem(BaseModel):
+    id: int
+    created_at: datetime
+    kind: str
+    order_id: str | None
+    direction: str
+    alias: str
+    mail_from: str
+    rcpt: str
+    subject: str
+    verdict: str
+    reason: str
+    findings: list[dict[str, Any]]
+    sha256: str
+    relay_message_id: str
+    deliveries: list[dict[str, Any]]
+
+
+class ArchivePage(BaseModel):
+    items: list[ArchiveItem]
+    next_before_id: int | None = Field(description="pass as before_id for the next page")
+
+
+class ArchiveRecord(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    id: int
+    created_at: datetime
+    verdict: str
+    findings: list[dict[str, Any]]
+    auth: dict[str, Any]
+    events: list[dict[str, Any]]
+    original_bytes: int
+    delivered_bytes: int | None
+
+
+class SellerTimes(BaseModel):
+    seller: str
+    buyer_messages: int
+    answered: int
+    answered_late: int
+    open_overdue: int
+    open_within_deadline: int
+    exempted: int
+    late_rate: float | None = Field(description="late or overdue / (answered + overdue)")
+    average_response_seconds: float | None
+    overdue: list[dict[str, Any]]
+
+
+class ResponseTimes(BaseModel):
+    generated_at: datetime
+    days: int
+    deadline_hours: int
+    sellers: list[SellerTimes]
+
+
+class TemplateInfo(BaseModel):
+    name: str
+    title: str
+    locales: list[str]
+    variables: list[str]
+
+
+class Templates(BaseModel):
+    templates: list[TemplateInfo]
+
+
+class TemplateSent(BaseModel):
+    order_id: str
+    template: str
+    locale: str
+    reply: str
+    archive_ids: list[int]

@@ -1,0 +1,70 @@
+"""Serving the API with uvicorn, alone (``relay api``) or beside the SMTP listener.
+
+``serve_api`` runs on the caller's event loop, so ``relay serve`` can start it as one more
+task next to the listener and the worker, sharing their database engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import structlog
+import uvicorn
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from relay.api import create_app
+from relay.settings import Settings, SettingsError, parse_hostport
+
+log = structlog.get_logger("relay.api")
+MIN_TOKEN = 16
+
+
+def check_tokens(settings: Settings) -> None:
+    """Refuse to serve with short tokens or none: an API nobody can use is a typo."""
+    api = settings.api
+    for key in ("marketplace_tokens", "ops_tokens"):
+        for token in getattr(api, key):
+            if len(token) < MIN_TOKEN:
+                raise SettingsError(f"setting 'api.{key}': tokens need {MIN_TOKEN}+ characters")
+    if not api.marketplace_tokens and not api.ops_tokens:
+        raise SettingsError("setting 'api.marketplace_tokens'/'api.ops_tokens': no tokens set")
+
+
+def make_server(settings: Settings, engine: AsyncEngine) -> uvicorn.Server:
+    check_tokens(settings)
+    try:
+        host, port = parse_hostport(settings.api.listen, 8025)
+    except ValueError as err:
+        raise SettingsError(f"setting 'api.listen': {err}") from None
+    config = uvicorn.Config(
+        create_app(settings, engine),
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        lifespan="off",
+        server_header=False,
+        proxy_headers=False,
+    )
+    return uvicorn.Server(config)
+
+
+def bound_port(server: uvicorn.Server) -> int:
+    """The port actually bound (``api.listen`` may say port 0)."""
+    return int(server.servers[0].sockets[0].getsockname()[1])
+
+
+async def serve_api(settings: Settings, engine: AsyncEngine, stop: asyncio.Event) -> None:
+    """Serve until ``stop`` is set, then finish open requests and return."""
+    server = make_server(settings, engine)
+    # The host process owns SIGINT/SIGTERM and tells us to stop through ``stop``.
+    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
+    task = asyncio.create_task(server.serve(), name="api")
+    while not server.started and not task.done():  # noqa: ASYNC110 - uvicorn has no event
+        await asyncio.sleep(0.01)
+    if server.started:
+        log.info("api.started", port=bound_port(server))
+    await asyncio.wait([task, asyncio.create_task(stop.wait())], return_when="FIRST_COMPLETED")
+    server.should_exit = True
+    await task
