@@ -76,6 +76,28 @@ async def claim(engine: AsyncEngine, worker: str, *, limit: int, lease: timedelt
     return [Claimed(**r._mapping, claimed_by=worker) for r in rows]
 
 
+async def renew(engine: AsyncEngine, worker: str, ids: list[int], lease: timedelta) -> int:
+    """Extend the leases of rows a live worker is still sending; returns how many.
+
+    Renewal is what lets the lease be short (a crashed worker's rows come back soon)
+    without a slow but healthy send being taken over and delivered twice.
+    """
+    if not ids:
+        return 0
+    now = utcnow()
+    async with write_tx(engine) as conn:
+        result = await conn.execute(
+            deliveries.update()
+            .where(
+                deliveries.c.id.in_(ids),
+                deliveries.c.status == "sending",
+                deliveries.c.claimed_by == worker,
+            )
+            .values(claimed_until=now + lease)
+        )
+    return int(result.rowcount)
+
+
 async def message_bytes(engine: AsyncEngine, archive_id: int) -> bytes:
     async with read_tx(engine) as conn:
         row = (

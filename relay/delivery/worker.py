@@ -54,9 +54,33 @@ class DeliveryWorker:
         )
         self._slots = asyncio.Semaphore(d.concurrency)
         self._running: set[asyncio.Task[None]] = set()
+        self._held: set[int] = set()  # delivery ids we are sending: leases to renew
+        self._renewer: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
 
     async def run(self) -> None:
+        self._renewer = asyncio.create_task(self._renew_leases(), name="delivery-leases")
+        try:
+            await self._claim_loop()
+            await self._renewer  # until stop() has let the in-flight sends finish
+        finally:
+            self._renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._renewer
+
+    async def _renew_leases(self) -> None:
+        """Renew the leases of in-flight sends every third of the lease, also while
+        stop() waits for them to finish."""
+        lease = self.settings.delivery.claim_lease
+        every = max(lease.total_seconds() / 3, 0.05)
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await queue.renew(self.engine, self.name, sorted(self._held), lease)
+            except Exception as err:  # the next round tries again
+                log.error("delivery.renew_failed", error=type(err).__name__)
+
+    async def _claim_loop(self) -> None:
         d = self.settings.delivery
         while not self._stopping.is_set():
             # Clear before claiming: a commit that lands during the claim must wake the
@@ -72,6 +96,7 @@ class DeliveryWorker:
                 except Exception as err:  # database trouble: keep the worker alive
                     log.error("delivery.claim_failed", error=type(err).__name__)
             for item in items:
+                self._held.add(item.id)
                 task = asyncio.create_task(self._deliver(item))
                 self._running.add(task)
                 task.add_done_callback(self._running.discard)
@@ -100,6 +125,8 @@ class DeliveryWorker:
                 task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.gather(*pending, return_exceptions=True)
+        if self._renewer is not None:
+            self._renewer.cancel()
         await self.pool.close()
 
     async def drain(self, timeout: float = 30.0) -> None:
@@ -118,6 +145,13 @@ class DeliveryWorker:
             await asyncio.gather(*(self._deliver(i) for i in items))
 
     async def _deliver(self, item: queue.Claimed) -> None:
+        self._held.add(item.id)
+        try:
+            await self._deliver_held(item)
+        finally:
+            self._held.discard(item.id)
+
+    async def _deliver_held(self, item: queue.Claimed) -> None:
         async with self._slots:
             try:
                 data = await queue.message_bytes(self.engine, item.archive_id)

@@ -473,3 +473,34 @@ async def test_a_connection_closed_by_the_server_costs_no_retry(make_settings) -
         assert hanging.connections == 3
     finally:
         await hanging.stop()
+
+
+@dataclass
+class SlowSink(Sink):
+    """Takes its time over DATA: longer than the workers' claim lease."""
+
+    delay: float = 1.5
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        await asyncio.sleep(self.delay)
+        return await super().handle_DATA(server, session, envelope)
+
+
+async def test_a_slow_send_keeps_its_lease(make_settings) -> None:
+    slow = SlowSink()
+    await slow.start()
+    try:
+        settings = smarthost(make_settings, slow, claim_lease="0.6s", poll_interval="0.1s")
+        async with (
+            running_relay(settings, smtp=False, policy=None),
+            running_relay(settings, smtp=False, policy=None),
+            running_relay(settings, worker=False, policy=None) as front,
+        ):
+            order = await make_order(front)
+            await buyer_writes(front, order)
+            rows = await wait_until(lambda: _all_status(front.engine, "delivered", 1))
+            assert rows[0].attempts == 1
+        # Stopping let every in-flight send finish: a second claim would show up now.
+        assert len(slow.messages) == 1
+    finally:
+        await slow.stop()
