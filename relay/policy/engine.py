@@ -128,7 +128,7 @@ class PolicyEngine:
         out, last = [], 0
         for h in hits:
             f = self._add(run, h.kind, h.rule, where, h.excerpt, h.allowed)
-            if f.action != "redact":
+            if f.action != "redact" or not h.cut:
                 continue
             out.append(text[last:h.start])
             out.append(marker(h.kind))

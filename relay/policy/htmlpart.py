@@ -191,13 +191,16 @@ class HtmlJudge:
                 text = node.text(deep=True, separator=" ").strip()
                 if text:
                     res.hits.append(HtmlHit("hidden_content", "html.hidden", text[:80]))
+                    for h in self.scanner.scan(text, ctx):
+                        if not h.allowed:
+                            res.hits.append(HtmlHit(h.kind, h.rule, h.excerpt))
                 remove.append(node)
                 changed = True
             hidden[nid] = is_hidden or bool(hidden.get(pid))
         visible = "".join(buf)
         res.text = visible
         scanned = self.scanner.scan(visible, ctx)
-        hits = [h for h in scanned if not h.allowed]
+        hits = [h for h in scanned if h.cut and not h.allowed]
         for h in scanned:
             res.hits.append(HtmlHit(h.kind, h.rule, h.excerpt, h.allowed))
         if hits:
@@ -260,7 +263,7 @@ class HtmlJudge:
         out, last = [], 0
         for h in hits:
             res.hits.append(HtmlHit(h.kind, h.rule, h.excerpt, h.allowed))
-            if h.allowed:
+            if h.allowed or not h.cut:
                 continue
             out.append(s[last:h.start])
             out.append(marker(h.kind))

@@ -6,6 +6,7 @@ text, so the caller can cut exactly what the sender wrote.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass
 
@@ -26,6 +27,7 @@ class Hit:
     end: int
     excerpt: str
     allowed: bool = False
+    cut: bool = True        # False: reported, but its span is cut as part of another hit
 
 
 EMAIL_RE = regex.compile(
@@ -94,9 +96,10 @@ class TextScanner:
         hits += self._links(nt, text, ctx)
         hits += self._handles(nt, text)
         hits += self._phones(nt, text, ctx)
+        hits += self._opt_out(nt, text)
         if emoji if emoji is not None else ctx.direction == "seller-to-buyer":
             hits += self._emoji(text)
-        return _dedupe(hits)
+        return _resolve(hits)
 
     # -- detectors ----------------------------------------------------------------------
     def _emails(self, nt: NormText, text: str, ctx: PolicyContext) -> list[Hit]:
@@ -182,6 +185,25 @@ class TextScanner:
             a, b = nt.span(m.start(), m.end())
             allowed = digits in self.allowed_numbers or self._service_line(t, m.start())
             out.append(Hit("phone_number", "contact.phone", a, b, text[a:b], allowed))
+            if not allowed and self.lex.search("messaging_cue", t[max(0, m.start() - 40):m.start()]):
+                out.append(Hit("messaging_app_link", "link.messaging", a, b, text[a:b]))
+        return out
+
+    def _opt_out(self, nt: NormText, text: str) -> list[Hit]:
+        """Unsubscribe footers: the whole sentence goes, with or without a link in it."""
+        out = []
+        t = nt.text
+        for m in self.lex.finditer("opt_out", t):
+            s = max(t.rfind("\n", 0, m.start()) + 1,
+                    max((t.rfind(p, 0, m.start()) + 2 for p in (". ", "! ", "? ")), default=0))
+            e = t.find("\n", m.end())
+            e = len(t) if e == -1 else e
+            for p in (". ", "! ", "? "):
+                k = t.find(p, m.end(), e)
+                if k != -1:
+                    e = k + 1
+            a, b = nt.span(s, e)
+            out.append(Hit("opt_out_link", "link.opt_out", a, b, text[a:b]))
         return out
 
     def _emoji(self, text: str) -> list[Hit]:
@@ -241,19 +263,43 @@ def _valid(cand: str, regions: tuple[str, ...]) -> int:
     return best
 
 
-_PRIO = {"email_address": 0, "messaging_app_link": 1, "social_handle": 2, "opt_out_link": 3,
-         "deceptive_link": 3, "external_link": 4, "phone_number": 5, "emoji": 6}
+_PRIO = {"opt_out_link": 0, "email_address": 1, "messaging_app_link": 2, "social_handle": 3,
+         "deceptive_link": 4, "external_link": 5, "phone_number": 6, "emoji": 7}
 
 
-def _dedupe(hits: list[Hit]) -> list[Hit]:
-    """Of overlapping hits keep the one of the stronger kind; sort by position."""
+def _resolve(hits: list[Hit]) -> list[Hit]:
+    """Every hit is reported; overlapping ones are cut once, as their union.
+
+    Hits inside an allowed link (a number in a carrier's tracking URL) are not hits.
+    """
     if len(hits) < 2:
         return hits
-    taken = bytearray(max(h.end for h in hits) + 1)
-    kept: list[Hit] = []
-    for h in sorted(hits, key=lambda h: (_PRIO.get(h.kind, 9), h.start)):
-        if taken.find(1, h.start, h.end) != -1:
-            continue
-        taken[h.start:h.end] = b"\x01" * (h.end - h.start)
-        kept.append(h)
-    return sorted(kept, key=lambda h: h.start)
+    ok_links = [h for h in hits if h.allowed and h.kind == "external_link"]
+    if ok_links:
+        hits = [h for h in hits if h in ok_links or not any(
+            o.start <= h.start and h.end <= o.end for o in ok_links)]
+    allowed = [h for h in hits if h.allowed]
+    live = sorted((h for h in hits if not h.allowed), key=lambda h: (h.start, -h.end))
+    out: list[Hit] = [dataclasses.replace(h, cut=False) for h in allowed]
+    cluster: list[Hit] = []
+    end = -1
+
+    def flush() -> None:
+        if not cluster:
+            return
+        best = min(cluster, key=lambda h: (_PRIO.get(h.kind, 9), h.start))
+        lo, hi = min(h.start for h in cluster), max(h.end for h in cluster)
+        for h in cluster:
+            if h is best:
+                out.append(dataclasses.replace(h, start=lo, end=hi, cut=True))
+            else:
+                out.append(dataclasses.replace(h, cut=False))
+
+    for h in live:
+        if h.start >= end:
+            flush()
+            cluster = []
+        cluster.append(h)
+        end = max(end, h.end)
+    flush()
+    return sorted(out, key=lambda h: h.start)
