@@ -83,9 +83,11 @@ def send(
     ``relay serve`` (or ``relay worker``) delivers it.
     """
     from relay import templates
+    from relay.log import configure
 
     given = _vars(pairs)
     settings = state.settings
+    configure(settings.log.format, settings.log.level)  # to stderr: stdout is for --json
 
     async def go(engine):  # type: ignore[no-untyped-def]
         return await templates.TemplateSender(settings, engine).send(order_id, name, given, locale)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Any
@@ -47,9 +48,15 @@ async def engine(settings: Any) -> AsyncIterator[Any]:
 @pytest.fixture
 async def order(engine: Any) -> orders.OrderView:
     return await orders.create_order(
-        engine, DOMAIN, ORDER, buyer=BUYER, seller=SELLER, buyer_locale="de-DE",
-        buyer_name="Alice", seller_name="Shop GmbH",
-    )  # fmt: skip
+        engine,
+        DOMAIN,
+        ORDER,
+        buyer=BUYER,
+        seller=SELLER,
+        buyer_locale="de-DE",
+        buyer_name="Alice",
+        seller_name="Shop GmbH",
+    )
 
 
 Archiver = Callable[..., Any]
@@ -93,3 +100,23 @@ def archive_msg(engine: Any) -> Archiver:
         return ids[0]
 
     return put
+
+
+async def run_cli(settings: Any, *args: str) -> Any:
+    """Invoke ``relay ARGS`` against the test database, off the event loop (the CLI runs
+    its own loop, as it does from a shell)."""
+    import asyncio
+
+    from click.testing import CliRunner
+
+    from relay.cli import main
+    from relay.log import configure
+
+    env = {
+        "RELAY_DATABASE__URL": settings.database.url,
+        "RELAY_RELAY__DOMAIN": DOMAIN,
+        "RELAY_AUTH__MODE": "off",
+    }
+    result = await asyncio.to_thread(CliRunner().invoke, main, list(args), env=env)
+    configure("console", "info", sys.stderr)  # the CLI may have pointed logs at its own stderr
+    return result

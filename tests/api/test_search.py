@@ -35,9 +35,13 @@ async def test_filters_and_pagination(engine, order, archive_msg) -> None:
     ids = [await archive_msg(order, "buyer-to-seller", f"refund {i}", "x\n") for i in range(5)]
     o1 = await archive_msg(other, "buyer-to-seller", "refund elsewhere", "x\n", at=old)
     rej = await archive_msg(
-        order, "seller-to-buyer", "call me", "x\n", verdict="reject",
+        order,
+        "seller-to-buyer",
+        "call me",
+        "x\n",
+        verdict="reject",
         findings=[{"kind": "phone_number", "detail": "x"}],
-    )  # fmt: skip
+    )
     find = lambda **kw: archive.search(engine, archive.SearchFilter(**kw))  # noqa: E731
     assert [r["id"] for r in await find(seller="SUPPORT@shop.example", text="refund")] == ids[::-1]
     assert [r["id"] for r in await find(buyer="bob@b.example")] == [o1]
