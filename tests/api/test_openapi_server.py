@@ -1,0 +1,108 @@
+"""The OpenAPI document matches the routes; a real uvicorn server answers on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+import pytest
+from starlette.routing import Route
+
+from relay.api import create_app
+from relay.api.server import bound_port, check_tokens, make_server
+from relay.settings import SettingsError
+from tests.api.conftest import MARKET_TOKEN, OPS_TOKEN
+from tests.helpers import BUYER
+from tests.helpers import test_settings as settings_for
+
+
+def _openapi_path(path: str) -> str:
+    return path.replace(":int}", "}")
+
+
+async def test_openapi_lists_every_route_with_schemas(settings: Any, engine: Any) -> None:
+    app = create_app(settings, engine)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as c:
+        r = await c.get("/openapi.json")
+    assert r.status_code == 200
+    doc = r.json()
+    assert doc["openapi"].startswith("3.")
+    routes = [
+        (_openapi_path(route.path), method.lower())
+        for route in app.routes
+        if isinstance(route, Route) and route.path != "/openapi.json"
+        for method in route.methods or ()
+        if method != "HEAD"
+    ]
+    assert len(routes) >= 16
+    schemas = doc["components"]["schemas"]
+    for path, method in routes:
+        op = doc["paths"][path][method]
+        assert op["operationId"] and op["summary"]
+        assert op["security"] == [{"bearer": []}]
+        assert {"401", "403"} <= set(op["responses"])
+        for response in op["responses"].values():
+            for media in response["content"].values():
+                ref = media["schema"].get("$ref")
+                if ref:
+                    assert ref.rsplit("/", 1)[1] in schemas
+        for name in [p["name"] for p in op["parameters"] if p["in"] == "path"]:
+            assert "{" + name + "}" in path
+        if "requestBody" in op:
+            ref = op["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+            assert ref.rsplit("/", 1)[1] in schemas
+    documented = {(p, m) for p, ops in doc["paths"].items() for m in ops}
+    assert documented == set(routes)
+    for name in ("Error", "Order", "CreateOrder", "ArchivePage", "ResponseTimes", "SendTemplate"):
+        assert name in schemas
+    assert schemas["CreateOrder"]["required"] == ["order_id", "buyer", "seller"]
+    search = doc["paths"]["/v1/archive"]["get"]
+    assert {"text", "seller", "since", "before_id", "finding_kind"} <= {
+        p["name"] for p in search["parameters"]
+    }
+    assert doc["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+
+
+async def test_real_uvicorn_server_on_loopback(settings: Any, engine: Any) -> None:
+    server = make_server(settings, engine)
+    server.capture_signals = __import__("contextlib").nullcontext  # type: ignore[method-assign]
+    task = asyncio.create_task(server.serve())
+    try:
+        for _ in range(500):
+            if server.started:
+                break
+            await asyncio.sleep(0.01)
+        port = bound_port(server)
+        assert port > 0
+        base = f"http://127.0.0.1:{port}"
+        async with httpx.AsyncClient(base_url=base) as c:
+            order = {"order_id": "300-0000000-0000001", "buyer": BUYER, "seller": "s@y.example"}
+            r = await c.post("/v1/orders", json=order)
+            assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized"
+            h = {"Authorization": f"Bearer {MARKET_TOKEN}"}
+            r = await c.post("/v1/orders", json=order, headers=h)
+            assert r.status_code == 201 and r.json()["seller_alias"].endswith("@relay.example")
+            assert "server" not in r.headers
+            r = await c.get("/v1/archive", headers={"Authorization": f"Bearer {OPS_TOKEN}"})
+            assert r.status_code == 200 and r.json()["items"] == []
+            assert (await c.get("/openapi.json")).status_code == 200
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 10)
+
+
+@pytest.mark.parametrize(
+    ("api", "key"),
+    [
+        ({}, "api.marketplace_tokens"),
+        ({"ops_tokens": ["short"]}, "api.ops_tokens"),
+        ({"marketplace_tokens": ["x" * 16], "listen": "nowhere:port"}, "api.listen"),
+    ],
+)
+def test_server_refuses_bad_api_settings(api: dict, key: str) -> None:
+    settings = settings_for("sqlite+aiosqlite:///:memory:", api=api)
+    with pytest.raises(SettingsError, match=key.replace(".", r"\.")):
+        check_tokens(settings)
+        make_server(settings, None)  # type: ignore[arg-type]
