@@ -104,12 +104,22 @@ def _skeletons(known: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
     return tuple((k, skeleton(k)) for k in known)
 
 
+_LATIN = regex.compile(r"[a-z]")
+_OTHER_SCRIPT = regex.compile(r"[\p{Cyrillic}\p{Greek}\p{Armenian}\p{Cherokee}]")
+
+
 def lookalike(host: str, policy: Policy) -> str | None:
-    """The known domain ``host`` imitates without being it, else None."""
+    """The known domain ``host`` imitates without being it, else None.
+
+    A label mixing Latin letters with Cyrillic or Greek ones is a homoglyph by itself.
+    """
     d = policy.file.domains
     known = d.marketplace + d.carriers + d.allow
     if not host or on(host, known):
         return None
+    for label in host.split("."):
+        if _LATIN.search(label) and _OTHER_SCRIPT.search(label):
+            return label
     sk = skeleton(host)
     for k, ks in _skeletons(tuple(known)):
         if sk == ks or sk.endswith("." + ks):

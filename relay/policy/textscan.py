@@ -33,7 +33,9 @@ class Hit:
 EMAIL_RE = regex.compile(
     r"(?<![\w.%+\-])[\w][\w.%+\-]*@[\w](?:[\w\-]*\w)?(?:\.[\w](?:[\w\-]*\w)?)*\.[^\W\d_]{2,24}(?![\w\-])"
 )
-_AT = r"(?:\s*[\[\(\{<]\s*(?:at|@|arroba|chez|ät|bei)\s*[\]\)\}>]\s*|\s+(?:at|arroba)\s+)"
+_AT = (r"(?:\s*[\[\(\{<]\s*(?:at|@|arroba|chez|ät|bei|małpa|malpa|chiocciola|apenstaartje|"
+       r"arobase|klammeraffe)\s*[\]\)\}>]\s*"
+       r"|\s+(?:at|arroba|małpa|chiocciola|arobase|apenstaartje)\s+)")
 _DOT = (r"(?:\s*[\[\(\{<]\s*(?:dot|punto|point|punkt|kropka|punt|\.)\s*[\]\)\}>]\s*"
         r"|\s+(?:dot|punto|punkt)\s+|\.)")
 OBF_EMAIL_RE = regex.compile(
@@ -45,8 +47,10 @@ PHONE_CAND = regex.compile(
 )
 _MASKS = [
     r"\b\d{3}-\d{7}-\d{7}\b",                                     # order ids
-    r"\b\d{1,4}[./\-]\d{1,2}[./\-]\d{2,4}\b",                     # dates
-    r"\b\d{1,2}[:h.]\d{2}\b(?!\s?\d)",                             # times
+    r"(?<![\d./\-])(?:\d{1,2}[./\-]\d{1,2}[./\-](?:\d{4}|\d{2})|\d{4}[./\-]\d{1,2}[./\-]\d{1,2})\b"
+    r"(?![./\-]\d)",                                               # dates
+    r"\b\d{1,2}(?::\d{2}|h\d{2})\b(?!\s?\d)"                         # times
+    r"|\b\d{1,2}\.\d{2}\s?(?:Uhr|h|am|pm|a\.m\.|p\.m\.)",
     r"(?:[€$£¥]|EUR|USD|GBP|PLN|JPY)\s?\d[\d.,\s]*\d|\b\d[\d.,]*\s?(?:€|EUR|USD|GBP|zł|PLN|円|yen)",
     r"\b\d+(?:[.,]\d+)?\s?(?:mm|cm|km|m|kg|g|mg|W|kW|Wh|kWh|V|Ah|mAh|ml|cl|l|L|°C|°F|%|rpm|lux|GB|TB|MB|in|ft|lbs?|oz|Hz|pcs|St\.?)\b",
     r"\b(?:ATU\d{8}|DE\d{9}|FR[0-9A-Z]{2}\d{9}|ESX?\d{8}[0-9A-Z]?|IT\d{11}|NL\d{9}B\d{2}|PL\d{10})\b",
@@ -58,6 +62,7 @@ _MASKS = [
 MASK_RE = regex.compile("|".join(f"(?:{m})" for m in _MASKS))
 HANDLE_RE = regex.compile(
     r"(?<![\w@.\-/])@([A-Za-z0-9_][A-Za-z0-9_.\-]{1,29}[A-Za-z0-9_])(?![\w@])")
+COLON_TOKEN = regex.compile(r"\s*(?:\w+\s+)?[:：]\s*(@?[A-Za-z0-9_][A-Za-z0-9_.\-]{2,30})")
 USER_TOKEN = regex.compile(r"\s*[:：]?\s*(@?[A-Za-z0-9_][A-Za-z0-9_.\-]{2,30})")
 EMOJI_RE = regex.compile(
     r"[\U0001F1E6-\U0001F1FF]{2}|[0-9#*]\uFE0F?\u20E3"
@@ -150,9 +155,10 @@ class TextScanner:
             for cue in self.lex.finditer(key, nt.text):
                 window = nt.text[cue.end():cue.end() + 40]
                 uc = self.lex.search("username_cue", window)
-                if not uc:
-                    continue
-                tm = USER_TOKEN.match(window, uc.end())
+                if uc:
+                    tm = USER_TOKEN.match(window, uc.end())
+                else:
+                    tm = COLON_TOKEN.match(window)
                 if not tm:
                     continue
                 tok = tm.group(1)
@@ -185,7 +191,8 @@ class TextScanner:
             a, b = nt.span(m.start(), m.end())
             allowed = digits in self.allowed_numbers or self._service_line(t, m.start())
             out.append(Hit("phone_number", "contact.phone", a, b, text[a:b], allowed))
-            if not allowed and self.lex.search("messaging_cue", t[max(0, m.start() - 40):m.start()]):
+            before = t[max(0, m.start() - 40):m.start()]
+            if not allowed and self.lex.search("messaging_cue", before):
                 out.append(Hit("messaging_app_link", "link.messaging", a, b, text[a:b]))
         return out
 

@@ -1,0 +1,93 @@
+# ruff: noqa: E501  (a table of test messages reads best one per line)
+"""Unseen-style messages in the eight marketplace languages, one or two per kind.
+
+Written independently of the labelled cases to check that the rules generalise (other
+obfuscations, phrasings, carriers, numbers) rather than fit the development set.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from relay.policy import PolicyContext
+from relay.policy.evaluation import decoded_text
+from tests.policy.helpers import make
+
+
+def C(d: str = "s", loc: str = "en-GB", thread: str = "reply", prior: int = 0,
+      days: int | None = None) -> PolicyContext:
+    return PolicyContext(direction="seller-to-buyer" if d == "s" else "buyer-to-seller",
+                         order_id="305-1234567-7654321", buyer_locale=loc,
+                         thread=thread,  # type: ignore[arg-type]
+                         prior_review_requests=prior, days_since_delivery=days)
+
+
+P = [
+ # (expected action, expected kind or None, ctx, text, html, subject, gone)
+ ('redact','phone_number',C('s','fr-FR'),"Bonjour, pour toute question appelez-moi au 06.39.98.21.47 ou au +33 (0)6 39 98 21 48. Belle journée",None,'Re: bague',['06.39.98.21.47','21 48']),
+ ('redact','phone_number',C('s','ja-JP'),"お問い合わせは私の携帯 ０９０－１２３４－５６７８ までお電話ください。",None,'Re: 注文',['５６７８']),
+ ('redact','phone_number',C('s','en-US'),"Text me at five five five, zero one two three, four five six seven? or 555 0123 4567",None,'Re: x',[]),
+ ('redact','messaging_app_link',C('s','es-ES'),"Hola, escríbenos por WhatsApp al 612 908 374 y te ayudamos.",None,'Re: pedido',['612 908 374']),
+ ('redact','messaging_app_link',C('b','de-DE'),"Hallo, schreiben Sie mir lieber auf Telegram: @max_mueller89",None,'Re: Lieferung',['max_mueller89']),
+ ('redact','social_handle',C('s','it-IT'),"Buongiorno, il servizio è in viaggio. Seguici su Instagram: ceramiche.tosca.official",None,'Re: ordine',['ceramiche.tosca.official']),
+ ('redact','social_handle',C('s','nl-NL'),"Hoi, het onderdeel is verzonden. Volg ons op TikTok @fietsonderdelen.direct",None,'Re: x',['fietsonderdelen.direct']),
+ ('redact','external_link',C('s','de-DE'),"Hallo, die Anleitung finden Sie auf www.velo-teile-sommer.de/anleitung als PDF.",None,'Re: Anleitung',['velo-teile-sommer.de']),
+ ('redact','external_link',C('s','pl-PL'),"Dzień dobry, instrukcja jest tutaj: https://bit.ly/3abcDEF pozdrawiamy",None,'Re: x',['bit.ly/3abcDEF']),
+ ('redact','email_address',C('b','es-ES'),"Hola, mi correo es lucia.perez arroba gmail punto com por si acaso.",None,'Re: x',['lucia.perez arroba gmail punto com']),
+ ('redact','email_address',C('b','en-US'),"Email me: kevin dot marsh at outlook dot com",None,'Re: x',['outlook dot com']),
+ ('redact','email_address',C('s','pl-PL'),"Dzień dobry, proszę pisać na adres sklep(małpa)bambini.pl w sprawie zwrotu.",None,'Re: x',['bambini.pl']),
+ ('redact','hidden_content',C('s','en-GB'),"Hello, the part ships today. Regards","<p>Hello, the part ships today.</p><p style='color:#ffffff'>Call 020 7946 0999 for deals</p><p>Regards</p>",'Re: x',['7946 0999']),
+ ('redact','hidden_content',C('s','de-DE'),"Hallo, das Teil ist unterwegs. Grüße","<html><head><style>.pre{display:none}</style></head><body><span class='pre'>Geheimer Text hier</span><p>Hallo, das Teil ist unterwegs.</p></body></html>",'Re: x',['Geheimer Text']),
+ ('redact','tracking_pixel',C('s','en-US'),"Hi, your part shipped today. Thanks","<p>Hi, your part shipped today.</p><img src='https://mandrillapp.com/track/open.php?u=123' width='1' height='1'>",'Re: x',['mandrillapp.com']),
+ ('redact','remote_image',C('s','fr-FR'),"Bonjour, voici la photo du collier.","<p>Bonjour, voici la photo du collier.</p><img src='https://cdn.atelier.fr/img/collier.jpg' width='400'>",'Re: x',['cdn.atelier.fr']),
+ ('redact','remote_image',C('s','fr-FR'),"Bonjour, voici la photo du collier.","<table><tr><td background='https://cdn.atelier.fr/bg.jpg'>Bonjour, voici la photo du collier.</td></tr></table>",'Re: x',['cdn.atelier.fr']),
+ ('redact','opt_out_link',C('s','en-US'),"Hi Rosa, the replacement pieces shipped today.\n\nTo stop receiving these messages reply STOP.",None,'Re: pieces',['reply STOP']),
+ ('redact','opt_out_link',C('s','it-IT'),"Buongiorno, il pezzo è stato spedito ieri.\nPer non ricevere più le nostre email clicca qui: https://news.tosca.it/u?x=1",None,'Re: x',['news.tosca.it']),
+ ('redact','opt_out_link',C('s','ja-JP'),"高橋様、部品は本日お送りしました。\n配信停止はこちら: https://mail.kamome.jp/stop?id=9",None,'Re: x',['mail.kamome.jp']),
+ ('redact','emoji',C('s','de-DE'),"Hallo Frau Keller, die Dichtung ist unterwegs 🚚 Viele Grüße 😀",None,'Re: Dichtung',['🚚','😀']),
+ ('deliver',None,C('s','en-US'),"Hi, the set is 4 x 25 cm, costs $29.99 (order 305-1234567-7654321), ships 2025-06-03 09:00-12:00. Call UPS at 1-800-742-5877 if the driver misses you. SKU 4471-2290-88.",None,'Re: set',[]),
+ ('deliver',None,C('s','de-DE'),"Guten Tag, die Ersatzteile (Art.-Nr. 4471 2290 8813, Menge 2) kommen am 12.06. Telefonische Hotline des Herstellers: 0800 123 4567. Viele Grüße",None,'Re: Teile',[]),
+ ('deliver',None,C('s','fr-FR'),"Bonjour, votre facture n° 2025-00418 (SIRET 123 456 789 00012) est disponible dans votre compte. Montant : 1 249,00 € TTC. Bonne journée",None,'Re: facture',[]),
+ ('deliver',None,C('s','es-ES'),"Hola, el paquete pesa 12,5 kg y mide 120 x 60 x 40 cm. Lo recogerá SEUR entre las 9:00 y las 14:00. NIF B12345678. Un saludo",None,'Re: paquete',[]),
+ ('deliver',None,C('s','nl-NL'),"Hoi, je bestelling 305-1234567-7654321 is via PostNL onderweg, track & trace 3SABCD1234567. KvK 12345678, btw NL123456789B01. Groet",None,'Re: x',[]),
+ ('deliver',None,C('s','pl-PL'),"Dzień dobry, paczka (numer 620123456789012345678901) dotrze jutro. REGON 123456789, kwota 1 299,00 zł. Pozdrawiamy",None,'Re: x',[]),
+ ('reject','promotional',C('s','fr-FR',thread='proactive'),"Bonjour, profitez de -20% sur toute la boutique avec le code ETE20 jusqu'à dimanche !",None,'Offre spéciale',[]),
+ ('reject','promotional',C('s','it-IT',thread='proactive'),"Buongiorno, le proponiamo anche il nostro set di bicchieri abbinato a soli 29 € in più.",None,'Set abbinato',[]),
+ ('reject','promotional',C('s','en-US'),"Hi, the tent poles ship Monday. Also, check out our new ultralight tarp, 15% off for returning customers!",None,'Re: poles',[]),
+ ('reject','review_solicitation',C('s','de-DE',thread='proactive',days=10),"Hallo, wenn Sie zufrieden sind, freuen wir uns über eine 5-Sterne-Bewertung!",None,'Ihre Meinung',[]),
+ ('reject','review_solicitation',C('s','en-US',thread='proactive',days=12),"Hi, we noticed your 2-star review. Could you please update it now that the issue is fixed?",None,'Your review',[]),
+ ('reject','review_solicitation',C('s','nl-NL',thread='proactive',days=40),"Hallo, wil je een eerlijke review schrijven over je loungeset?",None,'Review',[]),
+ ('reject','review_incentive',C('s','es-ES',thread='proactive',days=10),"Hola, si nos dejas una reseña te regalamos un juego de brocas.",None,'Tu opinión',[]),
+ ('reject','review_incentive',C('s','pl-PL',thread='proactive',days=10),"Dzień dobry, za wystawienie opinii zwrócimy Panu 20 zł.",None,'Opinia',[]),
+ ('reject','thank_you_only',C('s','de-DE',thread='proactive'),"Hallo Herr Weigl,\nvielen Dank für Ihre Bestellung! Bei Fragen sind wir gerne für Sie da.\nViele Grüße\nVelo-Teile Sommer",None,'Danke!',[]),
+ ('reject','thank_you_only',C('s','en-US',thread='proactive'),"Hi Megan,\nThank you so much for your purchase! We hope you love it. If you have any questions, just let us know.\nSkylark Drones",None,'Thank you!',[]),
+ ('reject','shipping_confirmation',C('s','fr-FR',thread='proactive'),"Bonjour,\nVotre commande 305-1234567-7654321 a été expédiée aujourd'hui avec Colissimo. Numéro de suivi : 6A12345678901.\nMerci pour votre achat !",None,'Votre commande est expédiée',[]),
+ ('reject','shipping_confirmation',C('s','es-ES',thread='proactive'),"Hola Lucía,\n¡Tu pedido está en camino! Llegará el jueves.\nGracias por tu compra.",None,'Pedido enviado',[]),
+ ('reject','off_platform',C('s','de-DE'),"Hallo, das zweite Set kann ich Ihnen auch direkt verkaufen, überweisen Sie einfach 50 € auf mein Konto.",None,'Re: Set',[]),
+ ('reject','off_platform',C('b','it-IT'),"Buongiorno, posso pagarvi con un bonifico direttamente e saltare Amazon?",None,'Re: x',[]),
+ ('reject','off_platform',C('s','en-GB'),"Hi, next time order directly from our website and save the fees.",None,'Re: x',[]),
+ ('reject','wrong_language',C('s','fr-FR'),"Hello Camille, the necklace was shipped yesterday and should arrive on Friday. Kind regards",None,'Re: collier',[]),
+ ('reject','wrong_language',C('s','it-IT'),"Hola Giulia, los platos salieron ayer de nuestro almacén y llegarán el viernes. Saludos",None,'Re: piatti',[]),
+ ('reject','wrong_language',C('s','pl-PL'),"Hello Piotr, the pump was shipped yesterday with InPost and arrives tomorrow. Regards",None,'Re: pompa',[]),
+ ('reject','important_tag_misuse',C('s','fr-FR',thread='proactive'),"Bonjour, découvrez nos conseils pour infuser le thé vert à la bonne température.",None,'[Important] Conseils',[]),
+ ('reject','important_tag_misuse',C('s','es-ES',thread='proactive'),"Hola, le recordamos limpiar el taladro después de cada uso.",None,'[Importante] Mantenimiento',[]),
+ ('reject','deceptive_link',C('s','de-DE',thread='proactive'),"Hallo, bitte bestätigen Sie Ihre Adresse: https://www.arnazon.de/verify?id=1",None,'Adresse',[]),
+ ('reject','deceptive_link',C('s','en-US',thread='proactive'),"Track your parcel: https://www.xn--ups-8cd.com/track",None,'Tracking',[]),
+ ('deliver',None,C('s','en-GB',thread='proactive',days=7),"Hello Amelia, your skillet arrived last week. If you have a moment, you can leave a review of the product on the marketplace. Kind regards",None,'Your order',[]),
+ ('deliver',None,C('s','de-AT'),"Grüß Gott, die Lieferung erfolgt in KW 24 per Post. Bei Fragen zur Montage rufen Sie bitte die Hotline des Herstellers an: 0800 100 200. Freundliche Grüße",None,'Re: Lieferung',[]),
+ ('deliver',None,C('b','fr-FR'),"Bonjour, merci, le colis est bien arrivé mais il manque une vis M6. Pouvez-vous m'en envoyer une ? Merci 😊",None,'Re: vis',[]),
+]
+
+
+@pytest.mark.parametrize("exp, kind, ctx, text, html, subj, gone", P,
+                         ids=[f"{i:02d}-{p[0]}-{p[1]}" for i, p in enumerate(P)])
+def test_probe(engine, exp, kind, ctx, text, html, subj, gone):
+    v = engine.evaluate(make(text, html, subject=subj), ctx)
+    found = {f.kind for f in v.findings if f.action in ("redact", "reject")}
+    assert v.action == exp, v.findings
+    if kind:
+        assert kind in found, v.findings
+    if v.message is not None:
+        out = decoded_text(v.message)
+        for g in gone:
+            assert g not in out
