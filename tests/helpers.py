@@ -234,3 +234,172 @@ async def relay_cli(config: Any, *args: str, timeout: float = 60.0) -> tuple[int
         await proc.wait()
         raise
     return int(proc.returncode or 0), out.decode(), err.decode()
+
+
+# ---------------------------------------------------------------- delivery and bounces
+# Used by tests/core/test_delivery.py and tests/core/test_bounces.py.
+
+import email as _email  # noqa: E402
+import email.policy as _email_policy  # noqa: E402
+from collections.abc import Awaitable  # noqa: E402
+
+import sqlalchemy as _sa  # noqa: E402
+
+
+@dataclass
+class CountingSink(Sink):
+    """A sink that counts SMTP connections (one EHLO per connection without STARTTLS)."""
+
+    connections: int = 0
+
+    async def handle_EHLO(
+        self, server: SMTP, session: Session, envelope: Envelope, hostname: str, responses: list
+    ) -> list[str]:
+        self.connections += 1
+        session.host_name = hostname
+        return responses
+
+
+async def make_order(relay: Any, *, seller: str = SELLER, order_id: str = ORDER) -> Any:
+    from relay import orders
+
+    return await orders.create_order(
+        relay.engine,
+        DOMAIN,
+        order_id,
+        buyer=BUYER,
+        seller=seller,
+        buyer_name="Alice",
+        seller_name="Shop GmbH",
+    )
+
+
+async def buyer_writes(relay: Any, order: Any, subject: str = "Question about my order") -> None:
+    """The buyer writes to the seller alias; the relay must answer 250."""
+    data = message(BUYER, order.seller_alias, subject=subject).as_bytes()
+    code, text = await send(relay.port, BUYER, [order.seller_alias], data)
+    assert code == 250, text
+
+
+async def delivery_rows(engine: Any) -> list[Any]:
+    from relay.db import read_tx
+    from relay.db.schema import deliveries
+
+    async with read_tx(engine) as conn:
+        return list((await conn.execute(_sa.select(deliveries).order_by(deliveries.c.id))).all())
+
+
+async def event_names(engine: Any, delivery_id: int) -> list[str]:
+    from relay.db import read_tx
+    from relay.db.schema import delivery_events
+
+    async with read_tx(engine) as conn:
+        rows = await conn.execute(
+            _sa.select(delivery_events.c.event)
+            .where(delivery_events.c.delivery_id == delivery_id)
+            .order_by(delivery_events.c.id)
+        )
+        return [r.event for r in rows]
+
+
+async def notices(engine: Any) -> list[Any]:
+    from relay.db import read_tx
+    from relay.db.schema import archive as archive_table
+
+    async with read_tx(engine) as conn:
+        q = _sa.select(archive_table).where(archive_table.c.kind == "notice")
+        return list((await conn.execute(q)).all())
+
+
+async def wait_until(check: Callable[[], Awaitable[Any]], timeout: float = 10.0) -> Any:
+    """Poll ``check`` until it returns something truthy; fail the test on timeout."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        result = await check()
+        if result:
+            return result
+        if loop.time() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        await asyncio.sleep(0.05)
+
+
+def assert_notice(got: Any, order: Any, *, secret: str = SELLER) -> None:
+    """A bounce notice: null return path, auto-replied, names order and alias, not the
+    recipient's real address anywhere in its bytes."""
+    assert got.mail_from in ("", "<>")  # aiosmtpd reports the null path as "<>"
+    assert got.rcpt_tos == [BUYER]
+    data = got.data
+    parsed = _email.message_from_bytes(data, policy=_email_policy.default)
+    assert parsed["Auto-Submitted"] == "auto-replied"
+    assert parsed["To"] == BUYER
+    body = parsed.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert ORDER in body and ORDER in parsed["Subject"]
+    assert order.seller_alias in body
+    for text in (data.decode("utf-8", "replace").lower(), body.lower()):
+        assert secret.lower() not in text
+        assert secret.rpartition("@")[2].lower() not in text
+
+
+def direct(make_settings: Any, dns_server: Any, sink: Any, **delivery: Any) -> Any:
+    return make_settings(
+        dns={"nameservers": ["127.0.0.1"], "port": dns_server.port, "timeout": "2s"},
+        delivery={"smarthost": "", "mx_port": sink.port, **delivery},
+    )
+
+
+def smarthost(make_settings: Any, sink: Any, **delivery: Any) -> Any:
+    return make_settings(delivery={"smarthost": f"127.0.0.1:{sink.port}", **delivery})
+
+
+def buyer_dns(dns_server: Any) -> None:
+    """The buyer's domain: no MX, an A record (notices go there by A fallback)."""
+    dns_server.add("buyer.example", "A", "127.0.0.1")
+
+
+async def all_status(
+    engine: Any, status: str | None, count: int, *, last: str | None = None
+) -> list[Any] | None:
+    """The delivery rows once there are ``count`` of them in ``status`` (or, with
+    ``last``, once the newest one is in that state)."""
+    rows = await delivery_rows(engine)
+    if len(rows) != count:
+        return None
+    if last is not None:
+        return rows if rows[-1].status == last else None
+    return rows if all(r.status == status for r in rows) else None
+
+
+def refuse(address: str, reply: str, times: int | None = None) -> Callable[[str], str | None]:
+    """An rcpt_reply that answers ``reply`` for ``address`` (``times`` times, or always)."""
+    left = [times]
+
+    def answer(rcpt: str) -> str | None:
+        if rcpt.lower() != address.lower() or left[0] == 0:
+            return None
+        if left[0] is not None:
+            left[0] -= 1
+        return reply
+
+    return answer
+
+
+@dataclass
+class HangingUpSink(CountingSink):
+    """Closes every connection shortly after a message: pooled connections go stale."""
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        reply = await super().handle_DATA(server, session, envelope)
+        asyncio.get_running_loop().call_later(0.05, server.transport.close)  # type: ignore[union-attr]
+        return reply
+
+
+@dataclass
+class SlowSink(Sink):
+    """Takes its time over DATA: longer than the workers' claim lease."""
+
+    delay: float = 1.5
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        await asyncio.sleep(self.delay)
+        return await super().handle_DATA(server, session, envelope)

@@ -19,19 +19,25 @@ from relay.delivery.route import Router
 from relay.delivery.transport import Outcome
 from relay.delivery.worker import DeliveryWorker
 from relay.mail.verp import new_token, return_path
-from tests.core.test_delivery import (
-    _all_status,
+from tests.helpers import (
+    BUYER,
+    DOMAIN,
+    ORDER,
+    SELLER,
+    all_status,
     assert_notice,
     buyer_writes,
     delivery_rows,
     event_names,
     make_order,
+    message,
     notices,
     refuse,
+    running_relay,
+    send,
     smarthost,
     wait_until,
 )
-from tests.helpers import BUYER, DOMAIN, ORDER, SELLER, message, running_relay, send
 
 SECRET = "ab" * 32  # bounce.secret: lets the tests sign return paths of their own
 
@@ -100,7 +106,7 @@ async def delivered_once(relay: Any, sink: Any) -> tuple[Any, str]:
     order = await make_order(relay)
     await buyer_writes(relay, order)
     got = (await sink.wait_for(1))[0]
-    await wait_until(lambda: _all_status(relay.engine, "delivered", 1))
+    await wait_until(lambda: all_status(relay.engine, "delivered", 1))
     return order, got.mail_from
 
 
@@ -110,7 +116,72 @@ async def dsn_records(engine: Any) -> list[Any]:
         return list((await conn.execute(q)).all())
 
 
-# ---------------------------------------------------------------- over SMTP
+# ---------------------------------------------------------------- failed deliveries
+
+
+async def test_5xx_fails_at_once_and_notifies_without_the_address(make_settings, sink) -> None:
+    # The remote text quotes the recipient's address; the notice must not.
+    sink.rcpt_reply = refuse(SELLER, f"550 5.1.1 <{SELLER}>: Recipient address rejected")
+    async with running_relay(smarthost(make_settings, sink), policy=None) as relay:
+        order = await make_order(relay)
+        await buyer_writes(relay, order, subject="Where is my parcel?")
+        got = (await sink.wait_for(1))[0]
+        assert_notice(got, order)
+        assert b"Where is my parcel?" in got.data
+        assert b"no longer valid" in got.data  # explained from 5.1.1, not quoted
+        rows = await wait_until(lambda: all_status(relay.engine, None, 2, last="delivered"))
+        assert rows[0].status == "failed" and rows[0].attempts == 1 and rows[0].last_code == 550
+        assert rows[1].mail_from == "" and rows[1].rcpt == BUYER and not rows[1].notify
+        record = await archive.get_record(relay.engine, rows[0].archive_id)
+        assert [e["event"] for e in record["events"]] == ["failed"]  # type: ignore[index]
+        (notice,) = await notices(relay.engine)
+        assert notice.order_id == ORDER and notice.alias == order.seller_alias
+        assert SELLER not in notice.delivered.decode()
+        result = await archive.verify(relay.engine)
+        assert result.ok and result.records == 2, result
+
+
+async def test_data_5xx_fails_too(make_settings, sink) -> None:
+    sink.data_reply = lambda data: "554 5.7.1 spam" if b"shop.example" in data else None
+    async with running_relay(smarthost(make_settings, sink), policy=None) as relay:
+        order = await make_order(relay)
+        await buyer_writes(relay, order)
+        assert_notice((await sink.wait_for(1))[0], order)
+        rows = await delivery_rows(relay.engine)
+        assert rows[0].status == "failed" and rows[0].last_code == 554
+
+
+async def test_give_up_after_expires_with_a_notice(make_settings, sink) -> None:
+    sink.rcpt_reply = refuse(SELLER, "451 4.2.0 mailbox busy")
+    settings = smarthost(make_settings, sink, give_up_after="2s", retry=["1s"])
+    async with running_relay(settings, policy=None) as relay:
+        order = await make_order(relay)
+        await buyer_writes(relay, order)
+        got = (await sink.wait_for(1, timeout=15))[0]
+        assert_notice(got, order)
+        assert b"several days" not in got.data or b"could not be reached" in got.data
+        rows = await delivery_rows(relay.engine)
+        assert rows[0].status == "failed" and rows[0].attempts >= 2
+        names = await event_names(relay.engine, rows[0].id)
+        assert names[-1] == "expired" and set(names[:-1]) == {"deferred"}
+        assert rows[0].last_error.startswith("expired:")
+
+
+async def test_a_failed_notice_creates_no_further_notice(make_settings, sink) -> None:
+    sink.rcpt_reply = lambda rcpt: "550 5.1.1 no such user"
+    async with running_relay(smarthost(make_settings, sink), policy=None) as relay:
+        order = await make_order(relay)
+        await buyer_writes(relay, order)
+        rows = await wait_until(lambda: all_status(relay.engine, "failed", 2))
+        await asyncio.sleep(0.5)  # a third row would have appeared by now
+        assert len(await delivery_rows(relay.engine)) == 2
+        assert rows[1].mail_from == "" and rows[1].rcpt == BUYER
+        assert len(await notices(relay.engine)) == 1
+        assert sink.messages == []
+        assert (await archive.verify(relay.engine)).ok
+
+
+# ---------------------------------------------------------------- DSNs over SMTP
 
 
 async def test_failed_dsn_marks_failed_and_notifies_the_sender(make_settings, sink) -> None:
@@ -130,7 +201,7 @@ async def test_failed_dsn_marks_failed_and_notifies_the_sender(make_settings, si
         assert "failed 5.1.1" in record["events"][1]["detail"]  # type: ignore[index]
         (report,) = await dsn_records(relay.engine)
         assert report.verdict == "absorbed" and report.reason == "failed 5.1.1"
-        await wait_until(lambda: _all_status(relay.engine, None, 2, last="delivered"))
+        await wait_until(lambda: all_status(relay.engine, None, 2, last="delivered"))
         result = await archive.verify(relay.engine)
         assert result.ok and result.records == 3, result  # message, DSN, notice
 
@@ -228,7 +299,7 @@ async def test_an_auto_reply_that_bounces_is_not_answered(make_settings, sink) -
         ).as_bytes()
         code, text = await send(relay.port, BUYER, [order.seller_alias], ooo)
         assert code == 250, text
-        await wait_until(lambda: _all_status(relay.engine, "failed", 1))
+        await wait_until(lambda: all_status(relay.engine, "failed", 1))
         await asyncio.sleep(0.3)
         assert len(await delivery_rows(relay.engine)) == 1
         assert await notices(relay.engine) == []
