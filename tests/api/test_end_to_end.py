@@ -39,7 +39,10 @@ async def test_marketplace_to_ops(make_settings, sink, tmp_path: Path) -> None:
             code, text = await send(relay.port, BUYER, [order["seller_alias"]], ask.as_bytes())
             assert code == 250, text
             reply = message(
-                SELLER, order["buyer_alias"], "Re: Rückfrage", "Wir haben die Erstattung heute veranlasst.\n"
+                SELLER,
+                order["buyer_alias"],
+                "Re: Rückfrage",
+                "Wir haben die Erstattung heute veranlasst.\n",
             )
             code, text = await send(relay.port, SELLER, [order["buyer_alias"]], reply.as_bytes())
             assert code == 250, text
