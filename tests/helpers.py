@@ -403,3 +403,96 @@ class SlowSink(Sink):
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         await asyncio.sleep(self.delay)
         return await super().handle_DATA(server, session, envelope)
+
+
+def make_tls_cert(directory: Any) -> tuple[Any, Any]:
+    """A self-signed certificate for 127.0.0.1 / localhost; trust it with SSL_CERT_FILE."""
+    import ipaddress
+    from datetime import timedelta
+    from pathlib import Path
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = Path(directory) / "sink.crt", Path(directory) / "sink.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+@dataclass
+class TlsSink(Sink):
+    """A smarthost that speaks TLS (``starttls`` or ``implicit``) and, with ``users``,
+    requires AUTH; records whether each message came over TLS and who logged in."""
+
+    cert: Any = None
+    key: Any = None
+    mode: str = "starttls"
+    users: dict[str, str] = field(default_factory=dict)
+    logins: list[str] = field(default_factory=list)
+    secure: list[bool] = field(default_factory=list)
+
+    def _authenticate(self, server: SMTP, session: Session, envelope: Envelope, mechanism: str,
+                      data: Any) -> Any:  # fmt: skip
+        from aiosmtpd.smtp import AuthResult
+
+        login, password = data.login.decode(), data.password.decode()
+        ok = self.users.get(login) == password
+        if ok:
+            self.logins.append(login)
+        return AuthResult(success=ok, handled=False)
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        transport = server.transport
+        implicit = transport is not None and transport.get_extra_info("ssl_object") is not None
+        self.secure.append(session.ssl is not None or implicit)
+        return await super().handle_DATA(server, session, envelope)
+
+    async def start(self) -> None:
+        import ssl
+
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(str(self.cert), str(self.key))
+        loop = asyncio.get_running_loop()
+        auth: dict[str, Any] = (
+            {"authenticator": self._authenticate, "auth_required": True} if self.users else {}
+        )
+
+        def factory() -> SMTP:
+            if self.mode == "implicit":
+                return SMTP(self, hostname="sink.test", loop=loop, **auth,
+                            auth_require_tls=False)  # fmt: skip
+            return SMTP(self, hostname="sink.test", tls_context=ctx, require_starttls=True,
+                        loop=loop, **auth)  # fmt: skip
+
+        ssl_arg = ctx if self.mode == "implicit" else None
+        self._server = await loop.create_server(factory, "127.0.0.1", 0, ssl=ssl_arg)
+        self.port = self._server.sockets[0].getsockname()[1]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import email
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -25,6 +26,7 @@ from tests.helpers import (
     CountingSink,
     HangingUpSink,
     SlowSink,
+    TlsSink,
     all_status,
     assert_notice,
     buyer_dns,
@@ -33,6 +35,7 @@ from tests.helpers import (
     direct,
     event_names,
     make_order,
+    make_tls_cert,
     notices,
     refuse,
     running_relay,
@@ -303,3 +306,77 @@ async def test_a_slow_send_keeps_its_lease(make_settings) -> None:
         assert len(slow.messages) == 1
     finally:
         await slow.stop()
+
+
+# ---------------------------------------------------------------- smarthost TLS and AUTH
+
+
+async def _tls_sink(tmp_path, mode: str, users: dict[str, str] | None = None) -> TlsSink:  # type: ignore[no-untyped-def]
+    cert, key = make_tls_cert(tmp_path)
+    sink = TlsSink(cert=cert, key=key, mode=mode, users=users or {})
+    await sink.start()
+    return sink
+
+
+async def test_smarthost_starttls_with_auth(make_settings, tmp_path, monkeypatch) -> None:
+    tls = await _tls_sink(tmp_path, "starttls", {"relay": "s3cret"})
+    monkeypatch.setenv("SSL_CERT_FILE", str(tls.cert))  # trust the sink's certificate
+    try:
+        settings = smarthost(
+            make_settings,
+            tls,
+            smarthost_tls="starttls",
+            smarthost_username="relay",
+            smarthost_password="s3cret",
+        )
+        async with running_relay(settings, policy=None) as relay:
+            order = await make_order(relay)
+            await buyer_writes(relay, order)
+            await buyer_writes(relay, order)
+            await tls.wait_for(2)
+            assert tls.secure == [True, True] and tls.logins == ["relay"]  # one login, reused
+    finally:
+        await tls.stop()
+
+
+async def test_smarthost_implicit_tls(make_settings, tmp_path, monkeypatch) -> None:
+    tls = await _tls_sink(tmp_path, "implicit")
+    monkeypatch.setenv("SSL_CERT_FILE", str(tls.cert))
+    try:
+        settings = smarthost(make_settings, tls, smarthost_tls="implicit")
+        async with running_relay(settings, policy=None) as relay:
+            await buyer_writes(relay, await make_order(relay))
+            await tls.wait_for(1)
+            assert tls.secure == [True]
+    finally:
+        await tls.stop()
+
+
+async def test_smarthost_trouble_defers_and_never_bounces(
+    make_settings, tmp_path, monkeypatch
+) -> None:
+    """A wrong password or an untrusted certificate is our problem: defer, keep the mail."""
+    tls = await _tls_sink(tmp_path, "starttls", {"relay": "s3cret"})
+    try:
+        wrong = dict(smarthost_tls="starttls", smarthost_username="relay", smarthost_password="x")
+        monkeypatch.setenv("SSL_CERT_FILE", str(tls.cert))
+        async with running_relay(smarthost(make_settings, tls, **wrong), policy=None) as relay:
+            order = await make_order(relay)
+            await buyer_writes(relay, order)
+            rows = await wait_until(lambda: all_status(relay.engine, "deferred", 1))
+            assert "Authentication" in rows[0].last_error
+        monkeypatch.delenv("SSL_CERT_FILE")
+        monkeypatch.setenv("SSL_CERT_DIR", str(tmp_path / "none"))
+        monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "none.pem"))
+        right = dict(wrong, smarthost_password="s3cret")
+        async with running_relay(smarthost(make_settings, tls, **right), policy=None) as relay:
+
+            async def retried() -> list[Any] | None:
+                rows = await all_status(relay.engine, "deferred", 1)
+                return rows if rows and rows[0].attempts >= 2 else None
+
+            rows = await wait_until(retried)
+            assert rows[0].last_error.startswith("connection failed")
+        assert tls.messages == [] and tls.logins == []
+    finally:
+        await tls.stop()
