@@ -1,10 +1,11 @@
-"""PROXY protocol (HAProxy's v1/v2 header) in front of the SMTP listener.
+"""Trusted front ends: PROXY protocol (HAProxy's v1/v2 header) and Postfix's XFORWARD.
 
 Behind a TCP load balancer every connection comes from the balancer's address; the
 PROXY header carries the real client's. That address is what SPF checks and what the
 archive records, so trusting a forged header would let anyone pass someone else's SPF:
 the header is honoured only from ``smtp.proxy_networks``, and a connection from anywhere
-else is closed before a byte of it is read.
+else is closed before a byte of it is read. Postfix in front (``smtpd_proxy_filter``)
+passes the same facts with the XFORWARD command, trusted from the same networks.
 """
 
 from __future__ import annotations
@@ -46,3 +47,28 @@ def client_peer(data: ProxyData) -> tuple[str, int] | None:
     if isinstance(data.src_addr, ipaddress.IPv4Address | ipaddress.IPv6Address):
         return str(data.src_addr), int(data.src_port or 0)
     return None
+
+
+_UNKNOWN = ("[UNAVAILABLE]", "[TEMPUNAVAIL]")
+
+
+def parse_xforward(arg: str) -> dict[str, str]:
+    """``NAME=x ADDR=1.2.3.4 HELO=y`` -> lower-cased keys; unknown values dropped, ADDR
+    checked as an IP address (``IPV6:`` prefix removed). Raises ValueError on bad syntax."""
+    out: dict[str, str] = {}
+    for item in arg.split():
+        key, sep, val = item.partition("=")
+        if not sep or not key.isalpha():
+            raise ValueError(item)
+        key = key.lower()
+        if val in _UNKNOWN or not val:
+            continue
+        if key == "addr":
+            ip = _ip(val[5:] if val.upper().startswith("IPV6:") else val)
+            if ip is None:
+                raise ValueError(item)
+            val = str(ip)
+        elif key == "port" and not val.isdigit():
+            raise ValueError(item)
+        out[key] = val[:255]
+    return out

@@ -158,7 +158,8 @@ class Relay:
         s = self.settings
         host, port = s.smtp.host_port
         self._load_tls()
-        networks = parse_networks(s.smtp.proxy_networks) if s.smtp.proxy_protocol else None
+        trusted = parse_networks(s.smtp.proxy_networks)
+        networks = trusted if s.smtp.proxy_protocol else None
         proxy_timeout = s.smtp.proxy_timeout.total_seconds() if networks is not None else None
 
         def factory() -> RelaySMTP:
@@ -166,6 +167,7 @@ class Relay:
                 self.handler,
                 gate=self.gate,
                 proxy_networks=networks,
+                xforward_networks=trusted if s.smtp.xforward else None,
                 proxy_protocol_timeout=proxy_timeout,
                 data_size_limit=s.smtp.max_message_size,
                 hostname=s.relay.helo_name,

@@ -103,9 +103,12 @@ class SmtpSection(_Section):
     timeout: Duration = timedelta(minutes=5)
     tls_cert: Path | None = None
     tls_key: Path | None = None
-    # PROXY protocol (v1/v2) from a load balancer: the header is required on every
-    # connection and honoured only from these networks; others are closed unanswered.
+    # Trusted front ends. PROXY protocol (v1/v2) from a load balancer: the header is
+    # required on every connection and honoured only from proxy_networks; others are
+    # closed unanswered. XFORWARD from Postfix (smtpd_proxy_filter): accepted from
+    # proxy_networks only.
     proxy_protocol: bool = False
+    xforward: bool = False
     proxy_networks: list[str] = Field(default_factory=list)
     proxy_timeout: Duration = timedelta(seconds=5)
 
@@ -127,10 +130,11 @@ class SmtpSection(_Section):
 
     @model_validator(mode="after")
     def _proxy_needs_networks(self) -> SmtpSection:
-        if self.proxy_protocol and not self.proxy_networks:
-            raise ValueError(
-                "smtp.proxy_protocol needs smtp.proxy_networks (the load balancers' addresses)"
-            )
+        for flag in ("proxy_protocol", "xforward"):
+            if getattr(self, flag) and not self.proxy_networks:
+                raise ValueError(
+                    f"smtp.{flag} needs smtp.proxy_networks (the front ends' addresses)"
+                )
         return self
 
     @property

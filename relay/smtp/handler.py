@@ -43,6 +43,20 @@ class RelayHandler:
         self.bounces = bounces
         self.accepting = True
 
+    async def handle_EHLO(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        """Advertise XFORWARD to a trusted Postfix only (see relay.proxy)."""
+        session.host_name = hostname
+        if getattr(server, "xforward_trusted", False):
+            responses.insert(len(responses) - 1, "250-XFORWARD NAME ADDR PORT PROTO HELO SOURCE")
+        return responses
+
     async def handle_PROXY(
         self, server: SMTP, session: Session, envelope: Envelope, data: ProxyData
     ) -> bool:

@@ -26,7 +26,7 @@ import structlog
 from aiosmtpd.smtp import MISSING, SMTP, Session
 
 from relay import metrics, replies
-from relay.proxy import Network, allowed
+from relay.proxy import Network, allowed, parse_xforward
 
 log = structlog.get_logger("relay.smtp")
 DATA_CHUNK = 1 << 16
@@ -84,11 +84,14 @@ class RelaySMTP(SMTP):
         *,
         gate: ConnectionGate,
         proxy_networks: list[Network] | None = None,
+        xforward_networks: list[Network] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(handler, **kwargs)
         self._gate = gate
         self._proxy_networks = proxy_networks
+        self._xforward_networks = xforward_networks
+        self.xforward_trusted = False
         self._in_data = False
         self._closing = False
         self._goodbye: asyncio.Task[None] | None = None
@@ -136,7 +139,31 @@ class RelaySMTP(SMTP):
             self.transport.close()
             return False
         metrics.SMTP_CONNECTIONS.labels(outcome="accepted").inc()
+        if self._xforward_networks is not None:
+            self.xforward_trusted = allowed(self.session.peer, self._xforward_networks)
         return True
+
+    async def smtp_XFORWARD(self, arg: str) -> None:
+        """Postfix's before-queue proxy tells us its client (XFORWARD_README): the real
+        address and HELO then stand in for Postfix's, exactly as with a PROXY header."""
+        if not self.xforward_trusted:
+            await self.push("502 5.5.1 Command not implemented")
+            return
+        if self.envelope is not None and self.envelope.mail_from is not None:
+            await self.push("503 5.5.1 XFORWARD not allowed inside a transaction")
+            return
+        try:
+            attrs = parse_xforward(arg or "")
+        except ValueError:
+            await self.push("501 5.5.4 Syntax: XFORWARD attribute=value...")
+            return
+        if "addr" in attrs:
+            self.session.proxy_peer = self.session.peer  # type: ignore[attr-defined]
+            self.session.peer = (attrs["addr"], int(attrs.get("port", "0") or 0))
+            log.info("smtp.xforward", client=attrs["addr"])
+        if "helo" in attrs:
+            self.session.host_name = attrs["helo"]
+        await self.push("250 2.0.0 Ok")
 
     def _busy(self) -> bool:
         """In a transaction: MAIL given and not yet answered after DATA."""
@@ -160,8 +187,9 @@ class RelaySMTP(SMTP):
     async def push(self, status: AnyStr) -> None:
         """After each reply, a draining session with no open transaction says goodbye."""
         await super().push(status)
-        quitting = (status if isinstance(status, str) else status.decode()).startswith("221")
-        if self._gate.draining and not self._busy() and not quitting:
+        text = status if isinstance(status, str) else status.decode()
+        final = text[3:4] != "-" and not text.startswith("221")  # not mid-reply, not QUIT
+        if self._gate.draining and final and not self._busy():
             await self._say_goodbye()
 
     async def handle_exception(self, error: Exception) -> str:

@@ -123,3 +123,46 @@ async def test_without_proxy_protocol_a_header_is_just_bad_syntax(make_settings)
         writer.write(b"PROXY TCP4 198.51.100.9 127.0.0.1 4000 25\r\n")
         assert (await reader.readline()).startswith(b"500")
         writer.close()
+
+
+async def test_xforward_from_a_trusted_postfix(make_settings) -> None:
+    """Postfix in front (smtpd_proxy_filter) forwards its client's address and HELO."""
+    seen: list[tuple[str, str]] = []
+
+    async def spf_seam(inbound, info, res, sender):  # type: ignore[no-untyped-def]
+        seen.append((info.client_ip, info.helo))
+        return await registered_sender(inbound, info, res, sender)
+
+    settings = make_settings(smtp={"xforward": True, "proxy_networks": ["127.0.0.0/8"]})
+    async with running_relay(settings, worker=False, authenticator=spf_seam) as relay:
+        order = await orders.create_order(relay.engine, DOMAIN, ORDER, buyer=BUYER, seller=SELLER)
+        alias = order.seller_alias
+        replies = await session(
+            relay.port,
+            b"",
+            [
+                b"EHLO postfix.relay.example",
+                b"XFORWARD NAME=mx.buyer.example ADDR=IPV6:2001:db8::7 PORT=4711",
+                b"XFORWARD HELO=mx.buyer.example PROTO=ESMTP SOURCE=REMOTE",
+                f"MAIL FROM:<{BUYER}>".encode(),
+                b"XFORWARD ADDR=192.0.2.1",
+                f"RCPT TO:<{alias}>".encode(),
+                b"DATA",
+                message(BUYER, alias).as_bytes() + b"\r\n.",
+            ],
+        )
+        assert "250-XFORWARD" in replies[1], replies[1]
+        assert replies[2].startswith("250") and replies[3].startswith("250"), replies
+        assert replies[5].startswith("503"), "XFORWARD inside a transaction must be refused"
+        assert replies[8].startswith("250 2.0.0"), replies
+        async with relay.engine.connect() as conn:
+            ips = (await conn.execute(sa.select(archive.c.client_ip))).scalars().all()
+    assert seen == [("2001:db8::7", "mx.buyer.example")]
+    assert ips == ["2001:db8::7"]
+
+
+async def test_xforward_refused_from_untrusted_peers(make_settings) -> None:
+    settings = make_settings(smtp={"xforward": True, "proxy_networks": ["10.0.0.0/8"]})
+    async with running_relay(settings, worker=False) as relay:
+        replies = await session(relay.port, b"", [b"EHLO client.test", b"XFORWARD ADDR=192.0.2.1"])
+    assert "XFORWARD" not in replies[1] and replies[2].startswith("502"), replies
