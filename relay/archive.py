@@ -82,10 +82,17 @@ async def last_hash(conn: AsyncConnection) -> str:
 
 
 async def append(conn: AsyncConnection, record: Record, prev_hash: str) -> tuple[int, str]:
+    """Insert one record, and its search text in the same transaction (relay.search), so a
+    committed record is searchable at once. The text extraction is bounded (it reads at
+    most the first ``search.MAX_SCAN`` bytes), since this runs under the chain lock."""
+    from relay.search import index_text
+
     row = record.row()
     digest = chain_hash(prev_hash, row)
     result = await conn.execute(archive.insert().values(**row, prev_hash=prev_hash, hash=digest))
-    return int(result.inserted_primary_key[0]), digest
+    record_id = int(result.inserted_primary_key[0])
+    await index_text(conn, record_id, record)
+    return record_id, digest
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,14 @@ Two ways a record gets its text row, both idempotent (INSERT OR IGNORE / ON CONF
 NOTHING, so they can race without failing a commit):
 
 - ``index_text(conn, archive_id, record)`` in the archive's own write transaction
-  (relay.commit.write_entries calls it), so a committed record is searchable at once;
-- ``catch_up(engine)`` for records written without it (older code, the bench, backfills),
-  which searches and reports call first. It is a cheap max-id comparison when up to date.
+  (``relay.archive.append`` calls it), so a committed record is searchable at once;
+- ``catch_up(engine)`` for records written any other way (the bench's bulk load, rows
+  from before migration 0002 are backfilled by the migration itself), which searches and
+  reports call first. It is a cheap max-id comparison when up to date.
+
+Extraction reads at most ``MAX_SCAN`` bytes of a message: it runs under the hash-chain
+lock, and a 40 MB attachment must not stall every other commit. Text parts come first in
+practically every message, so the bound costs nothing in recall.
 
 The ``simple`` text configuration and FTS5's ``unicode61`` tokenizer are language-neutral
 (the archive mixes en/de/fr/es/it/ja), at the price of no stemming; CJK text without
@@ -35,7 +40,8 @@ from relay.db import read_tx, write_tx
 from relay.db.schema import archive
 from relay.mail.autoreply import is_automatic
 
-MAX_TEXT = 200_000  # characters of body text indexed per message
+MAX_TEXT = 100_000  # characters of body text indexed per message
+MAX_SCAN = 512 * 1024  # bytes of a message parsed for its text
 TS_CONFIG = "simple"
 
 _meta = sa.MetaData()  # not relay.db.schema's: this table belongs to migration 0002
@@ -85,7 +91,7 @@ def extract(raw: bytes) -> tuple[str, bool]:
     parser chokes on is still archived and still findable by subject.
     """
     try:
-        msg = email.message_from_bytes(raw, policy=email.policy.compat32)
+        msg = email.message_from_bytes(raw[:MAX_SCAN], policy=email.policy.compat32)
         automatic = is_automatic(msg)
         plain, htmls = [], []
         for part in _parts(msg):
