@@ -107,9 +107,11 @@ def extract(raw: bytes) -> tuple[str, bool]:
     return _WS.sub(" ", text).strip()[:MAX_TEXT], automatic
 
 
-def text_row(archive_id: int, subject: str, raw: bytes) -> dict[str, Any]:
+def text_row(
+    archive_id: int, subject: str, raw: bytes, extracted: tuple[str, bool] | None = None
+) -> dict[str, Any]:
     """The ``archive_text`` row of one archived message."""
-    body, automatic = extract(raw)
+    body, automatic = extracted if extracted is not None else extract(raw)
     return {"archive_id": archive_id, "subject": subject, "body_text": body, "automatic": automatic}
 
 
@@ -122,8 +124,14 @@ def _insert(conn: AsyncConnection, rows: list[dict[str, Any]]) -> Any:
 
 
 async def index_text(conn: AsyncConnection, archive_id: int, record: Any) -> None:
-    """Index one record inside the transaction that archives it (``record``: archive.Record)."""
-    await conn.execute(_insert(conn, [text_row(archive_id, record.subject, record.original)]))
+    """Index one record inside the transaction that archives it (``record``: archive.Record).
+
+    A caller may extract ahead, outside the chain lock, and pass the result as
+    ``record.extra["search"] = extract(raw)``; otherwise it is extracted here.
+    """
+    extracted = record.extra.get("search") if record.extra else None
+    row = text_row(archive_id, record.subject, record.original, extracted)
+    await conn.execute(_insert(conn, [row]))
 
 
 async def _behind(conn: AsyncConnection) -> bool:

@@ -116,3 +116,21 @@ def test_query_grammar() -> None:
     assert fts5_query("it's O'Brien") == '"it s" AND "o brien"'
     with pytest.raises(QueryError):
         fts5_query(' "" * - ')
+
+
+async def test_text_extracted_ahead_of_the_commit_is_used(engine, order) -> None:
+    import hashlib
+
+    from relay.archive import Record
+    from relay.commit import Entry, commit_now
+
+    raw = b"Subject: s\r\n\r\nbody\r\n"
+    record = Record(
+        created_at=utcnow(), verdict="deliver", original=raw,
+        sha256=hashlib.sha256(raw).hexdigest(), order_id=order.id, subject="s",
+        extra={"search": ("precomputed words", True)},
+    )  # fmt: skip
+    [rid] = await commit_now(engine, [Entry(record)])
+    assert [
+        h["id"] for h in await archive.search(engine, archive.SearchFilter(text="precomputed"))
+    ] == [rid]
