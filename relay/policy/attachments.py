@@ -38,7 +38,7 @@ def sniff(data: bytes) -> str:
         return "exe"
     if h.startswith(b"#!"):
         return "script"
-    if h.startswith(b"%PDF"):
+    if b"%PDF-" in data[:1024]:
         return "pdf"
     if h.startswith(b"\xff\xd8\xff"):
         return "jpeg"
@@ -84,6 +84,8 @@ def judge(name: str, ctype: str, data: bytes) -> AttachmentJudgement:
     last = exts[-1] if exts else ""
     if real in ("exe", "script"):
         return AttachmentJudgement("dangerous_attachment", f"{real} content")
+    if real == "zip" and _zip_has_executable(data):
+        return AttachmentJudgement("dangerous_attachment", "archive with an executable")
     if last in _EXEC_EXT:
         return AttachmentJudgement("dangerous_attachment", f".{last} file")
     if len(exts) >= 2 and exts[-2] in _DOC_EXT and last not in _DOC_EXT:
@@ -108,6 +110,23 @@ def judge(name: str, ctype: str, data: bytes) -> AttachmentJudgement:
         if cleaned is not None:
             return AttachmentJudgement("image_metadata", "EXIF data", cleaned)
     return AttachmentJudgement(None)
+
+
+def _zip_has_executable(data: bytes) -> bool:
+    """Archives are opened by the reader in one click: look at the member names."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            names = zf.namelist()[:2000]
+    except Exception:  # noqa: BLE001 - not a readable archive: judged as a file
+        return False
+    for n in names:
+        exts = _exts(n.rsplit("/", 1)[-1])
+        if exts and (exts[-1] in _EXEC_EXT - {"docm", "xlsm", "pptm", "dotm", "xlam"}
+                     or n.lower().startswith(("word/vbaproject", "xl/vbaproject"))):
+            return True
+    return False
 
 
 def _animated(data: bytes) -> bool:

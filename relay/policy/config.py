@@ -30,7 +30,8 @@ MESSAGE_KINDS = (
 )
 LEXICON_KEYS = (
     "phone_cue", "personal_cue", "service_cue", "id_label", "thanks", "contact_offer",
-    "well_wishes", "shipping_confirmation", "promotional", "review_word", "review_request",
+    "well_wishes", "shipping_confirmation", "promotional", "promotional_weak", "review_word",
+    "review_request",
     "review_positive", "review_selective", "review_edit", "review_incentive", "off_platform",
     "opt_out", "important_tag", "critical", "messaging_cue", "social_cue", "username_cue",
 )
@@ -131,6 +132,7 @@ class LexiconFile(_Strict):
     well_wishes: list[str] = Field(default_factory=list)
     shipping_confirmation: list[str] = Field(default_factory=list)
     promotional: list[str] = Field(default_factory=list)
+    promotional_weak: list[str] = Field(default_factory=list)
     review_word: list[str] = Field(default_factory=list)
     review_request: list[str] = Field(default_factory=list)
     review_positive: list[str] = Field(default_factory=list)

@@ -78,8 +78,14 @@ class MessageRules:
         return [MessageFinding("off_platform", ex)] if ex else []
 
     def _promotional(self, text: str) -> list[MessageFinding]:
+        """One strong cue (a coupon code, "20% off", an upsell) or two distinct weak ones."""
         ex = self._hit("promotional", text)
-        return [MessageFinding("promotional", ex)] if ex else []
+        if ex:
+            return [MessageFinding("promotional", ex)]
+        weak = {m.group().lower() for m in self.lex.finditer("promotional_weak", text)}
+        if len(weak) >= 2:
+            return [MessageFinding("promotional", ", ".join(sorted(weak))[:80])]
+        return []
 
     def _reviews(self, subject: str, body: str, ctx: PolicyContext) -> list[MessageFinding]:
         out = []
