@@ -168,6 +168,15 @@ async def measure(path: Path, repeat: int, seed: int = 11) -> dict[str, list[flo
         "text 'refund' page 2 (before_id)": lambda: archive.SearchFilter(
             text="refund", limit=50, before_id=count - rng.randrange(count // 2)
         ),
+        "text 'tracking' in one order": lambda: archive.SearchFilter(
+            text="tracking", order_id=_order_id(rng.randrange(orders)), limit=50
+        ),
+        "text 'refund' + last 7 days": lambda: archive.SearchFilter(
+            text="refund", since=datetime(2026, 11, 20, tzinfo=UTC), limit=50
+        ),
+        "worst: 'tracking' + verdict none has": lambda: archive.SearchFilter(
+            text="tracking", verdict="reject", limit=50
+        ),
     }
     results: dict[str, list[float]] = {}
     for name, make in cases.items():
