@@ -112,11 +112,17 @@ def parse_model(model: type[BaseModel], data: Any) -> Any:
 
 
 async def read_json(request: Request) -> Any:
-    if int(request.headers.get("content-length") or 0) > MAX_BODY:
-        raise ApiError(413, "too_large", f"request body over {MAX_BODY} bytes")
-    raw = await request.body()
-    if len(raw) > MAX_BODY:
-        raise ApiError(413, "too_large", f"request body over {MAX_BODY} bytes")
+    too_large = ApiError(413, "too_large", f"request body over {MAX_BODY} bytes")
+    declared = request.headers.get("content-length", "0")
+    if not declared.isdigit() or int(declared) > MAX_BODY:
+        raise too_large
+    chunks, size = [], 0
+    async for chunk in request.stream():  # a chunked body is cut off at the limit too
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise too_large
+        chunks.append(chunk)
+    raw = b"".join(chunks)
     if not raw:
         return {}
     try:
@@ -187,5 +193,12 @@ async def http_exception(request: Request, exc: Exception) -> Response:
 
 
 async def server_error(request: Request, exc: Exception) -> Response:
+    """Our fault: 503 when the database is unreachable (retry later), 500 otherwise;
+    the body never carries internal detail."""
+    from sqlalchemy.exc import DBAPIError
+
+    if isinstance(exc, DBAPIError | OSError | TimeoutError):
+        log.error("api.unavailable", path=request.url.path, error=type(exc).__name__)
+        return error_response(ApiError(503, "unavailable", "temporarily unavailable, retry"))
     log.error("api.error", path=request.url.path, error=type(exc).__name__)
     return error_response(ApiError(500, "internal", "internal error"))

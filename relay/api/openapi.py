@@ -12,7 +12,8 @@ from relay.api.framework import Spec
 
 _STATUS_TEXT = {400: "Bad request", 401: "No or wrong bearer token", 403: "Wrong scope",
                 404: "Not found", 409: "Conflict", 413: "Body too large",
-                422: "Invalid input (the field is named)", 500: "Internal error"}  # fmt: skip
+                422: "Invalid input (the field is named)", 500: "Internal error",
+                503: "Database unavailable, retry later"}  # fmt: skip
 
 
 def _ref(model: type[BaseModel], components: dict[str, Any]) -> dict[str, Any]:
@@ -47,7 +48,12 @@ def _operation(spec: Spec, components: dict[str, Any]) -> dict[str, Any]:
         content = {spec.media_type: {"schema": {"type": "string", "format": "binary"}}}
     error = {"application/json": {"schema": _ref(m.Error, components)}}
     responses: dict[str, Any] = {str(spec.status): {"description": "Success", "content": content}}
-    for status in sorted({401, 403, *spec.errors}):
+    statuses = {401, 403, 500, 503, *spec.errors}
+    if spec.body is not None:
+        statuses |= {413, 422}
+    if spec.query is not None:
+        statuses.add(422)
+    for status in sorted(statuses):
         responses[str(status)] = {"description": _STATUS_TEXT[status], "content": error}
     op: dict[str, Any] = {
         "operationId": spec.operation_id,

@@ -201,3 +201,25 @@ async def test_thread_view_hides_addresses(
     assert msgs[0]["id"] == first and msgs[1]["subject"] == ""
     for forbidden in (BUYER, SELLER, "1234567", order.buyer_alias, order.seller_alias):
         assert forbidden not in r.text
+
+
+async def test_chunked_body_over_the_limit(client: httpx.AsyncClient) -> None:
+    async def chunks():  # no Content-Length: the server must count as it reads
+        for _ in range(40):
+            yield b"x" * 10_000
+
+    r = await client.post("/v1/orders", content=chunks(), headers=auth(MARKET_TOKEN))
+    assert_error(r, 413, "too_large")
+
+
+async def test_database_down_is_503_without_detail(settings: Any) -> None:
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    dead = create_async_engine("sqlite+aiosqlite:////nonexistent-dir/relay.sqlite3")
+    app = create_app(settings, dead)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as c:
+        r = await c.get(f"/v1/orders/{ORDER}", headers=auth(MARKET_TOKEN))
+    assert_error(r, 503, "unavailable")
+    assert "sqlite" not in r.text.lower() and "nonexistent" not in r.text
+    await dead.dispose()
