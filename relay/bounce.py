@@ -10,9 +10,10 @@ never start a loop, and never to the null sender.
 from __future__ import annotations
 
 import hashlib
+import re
 import textwrap
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.parser import BytesHeaderParser
 from email.policy import SMTP, compat32
@@ -39,16 +40,29 @@ _CLASSES = {
 }
 
 
-def explain(code: int | None, enhanced: str = "", *, expired: bool = False) -> str:
+def explain(
+    code: int | None, enhanced: str = "", *, expired: bool = False, after: timedelta | None = None
+) -> str:
     """A plain sentence from the codes alone: never from the remote server's text."""
     if expired:
-        return "the recipient's mail system could not be reached for several days"
+        return f"the recipient's mail system could not be reached for {_span(after)}"
     parts = enhanced.split(".") if enhanced else []
     if len(parts) == 3 and parts[1] in _CLASSES:
         return _CLASSES[parts[1]]
     if code and code >= 500:
         return "the recipient's mail system refused the message permanently"
     return "the message could not be delivered"
+
+
+def _span(after: timedelta | None) -> str:
+    if after is None:
+        return "several days"
+    seconds = after.total_seconds()
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            n = round(seconds / size)
+            return f"{n} {unit}{'s' if n != 1 else ''}"
+    return "a while"
 
 
 @dataclass(frozen=True)
@@ -61,6 +75,7 @@ class Original:
     sent_at: datetime
     sender: str  # the original sender's real address: the notice goes there
     automatic: bool = False  # an auto-reply or a bounce itself: never answered (RFC 3834)
+    message_id: str = ""  # the sender's own Message-ID: the notice threads under it
 
 
 def sender_of(from_header: str) -> str:
@@ -80,6 +95,7 @@ async def load_original(conn: AsyncConnection, archive_id: int) -> Original | No
                 archive.c.from_header,
                 archive.c.kind,
                 archive.c.mail_from,
+                archive.c.message_id,
                 archive.c.original,
             ).where(archive.c.id == archive_id)
         )
@@ -93,7 +109,14 @@ async def load_original(conn: AsyncConnection, archive_id: int) -> Original | No
         row.created_at,
         sender_of(row.from_header),
         automatic=not row.mail_from or _automatic(bytes(row.original)),
+        message_id=_one_id(row.message_id),
     )
+
+
+def _one_id(value: str) -> str:
+    """``<id>`` when the header held exactly one well-formed id, else empty."""
+    ids = re.findall(r"<[^<>\s]+@[^<>\s]+>", value or "")
+    return ids[0] if len(ids) == 1 else ""
 
 
 def _automatic(raw: bytes) -> bool:
@@ -112,6 +135,9 @@ def compose_notice(
     msg["Date"] = format_datetime(now)
     msg["Message-ID"] = f"<{new_message_id(domain)}>"
     msg["Auto-Submitted"] = "auto-replied"
+    if original.message_id:
+        msg["In-Reply-To"] = original.message_id
+        msg["References"] = original.message_id
     subject = " ".join(original.subject.split())[:200] or "(no subject)"
     # Short lines keep an ASCII notice in 7bit: quoted-printable soft breaks would split
     # words (and addresses) across lines for anyone scanning the bytes.

@@ -19,8 +19,8 @@ from relay import replies
 from relay.archive import Record, last_hash
 from relay.bounce import explain, load_original, notice_entry
 from relay.commit import Entry, GroupCommitter, lock_chain, write_entries
-from relay.db import read_tx, write_tx
-from relay.db.schema import deliveries, delivery_events, utcnow
+from relay.db import write_tx
+from relay.db.schema import archive, deliveries, delivery_events, utcnow
 from relay.mail.dsn import parse_dsn
 from relay.mail.verp import parse_return_path
 from relay.pipeline import SessionInfo
@@ -68,7 +68,11 @@ class SignedBounces:
     async def accept(self, info: SessionInfo, tokens: list[str], raw: bytes) -> str:
         outcome = read_dsn(raw)
         now = utcnow()
-        async with read_tx(self.engine) as conn:
+        async with write_tx(self.engine) as conn:
+            # Read inside the writing transaction, after the chain lock: two reports about
+            # the same delivery are then serialised, and only the first sends a notice.
+            await lock_chain(conn)
+            prev = await last_hash(conn)
             rows = (
                 await conn.execute(
                     sa.select(
@@ -77,26 +81,29 @@ class SignedBounces:
                         deliveries.c.status,
                         deliveries.c.notify,
                         deliveries.c.mail_from,
-                    ).where(deliveries.c.token.in_(tokens))
+                        archive.c.order_id,
+                        archive.c.alias,
+                    )
+                    .join(archive, archive.c.id == deliveries.c.archive_id)
+                    .where(deliveries.c.token.in_(tokens))
                 )
             ).all()
-        record = Record(
-            created_at=now,
-            verdict="absorbed",
-            kind="dsn",
-            original=raw,
-            sha256=hashlib.sha256(raw).hexdigest(),
-            session_id=info.session_id,
-            mail_from=info.mail_from.lower(),
-            client_ip=info.client_ip,
-            helo=info.helo[:255],
-            reason=f"{outcome.action} {outcome.status}"
-            if outcome
-            else "not a delivery status report",
-        )
-        async with write_tx(self.engine) as conn:
-            await lock_chain(conn)
-            prev = await last_hash(conn)
+            record = Record(
+                created_at=now,
+                verdict="absorbed",
+                kind="dsn",
+                original=raw,
+                sha256=hashlib.sha256(raw).hexdigest(),
+                session_id=info.session_id,
+                order_id=rows[0].order_id if rows else None,  # ops find it with the order
+                alias=rows[0].alias if rows else "",
+                mail_from=info.mail_from.lower(),
+                client_ip=info.client_ip,
+                helo=info.helo[:255],
+                reason=f"{outcome.action} {outcome.status}"
+                if outcome
+                else "not a delivery status report",
+            )
             entries = [Entry(record)]
             for row in rows:
                 if outcome is None:
@@ -113,12 +120,17 @@ class SignedBounces:
                     )
                 )
                 if failed and row.status != "failed":
-                    await conn.execute(
+                    # Guarded: a worker that failed the row meanwhile has told the sender.
+                    changed = await conn.execute(
                         deliveries.update()
-                        .where(deliveries.c.id == row.id)
-                        .values(status="failed", updated_at=now)
+                        .where(deliveries.c.id == row.id, deliveries.c.status != "failed")
+                        .values(
+                            status="failed",
+                            last_error=f"DSN {outcome.action} {outcome.status}",
+                            updated_at=now,
+                        )
                     )
-                    if row.notify and row.mail_from:
+                    if changed.rowcount and row.notify and row.mail_from:
                         notice = await self._notice(conn, row.archive_id, outcome)
                         if notice is not None:
                             entries.append(notice)

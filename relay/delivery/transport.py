@@ -96,6 +96,17 @@ class Pool:
         else:
             await _quit(client)
 
+    async def prune(self) -> None:
+        """Close connections idle too long: holding them open is impolite to the far
+        end, which would time them out anyway."""
+        now = time.monotonic()
+        stale = []
+        for idle in self._idle.values():
+            keep = [(since, c) for since, c in idle if now - since < MAX_IDLE_SECONDS]
+            stale.extend(c for since, c in idle if now - since >= MAX_IDLE_SECONDS)
+            idle[:] = keep
+        await asyncio.gather(*(_quit(c) for c in stale))
+
     async def close(self) -> None:
         clients = [c for idle in self._idle.values() for _, c in idle]
         self._idle.clear()

@@ -72,9 +72,10 @@ class DeliveryWorker:
         """Renew the leases of in-flight sends every third of the lease, also while
         stop() waits for them to finish."""
         lease = self.settings.delivery.claim_lease
-        every = max(lease.total_seconds() / 3, 0.05)
+        every = min(max(lease.total_seconds() / 3, 0.05), 10.0)  # also the pruning tick
         while True:
             await asyncio.sleep(every)
+            await self.pool.prune()
             try:
                 await queue.renew(self.engine, self.name, sorted(self._held), lease)
             except Exception as err:  # the next round tries again
@@ -217,7 +218,12 @@ class DeliveryWorker:
             if original is not None:
                 entry = notice_entry(
                     original,
-                    reason=explain(outcome.code, outcome.enhanced, expired=expired),
+                    reason=explain(
+                        outcome.code,
+                        outcome.enhanced,
+                        expired=expired,
+                        after=self.settings.delivery.give_up_after,
+                    ),
                     domain=self.settings.relay.domain,
                     marketplace=self.settings.relay.marketplace,
                     now=now,
