@@ -119,7 +119,7 @@ def _zip_has_executable(data: bytes) -> bool:
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
             names = zf.namelist()[:2000]
-    except Exception:  # noqa: BLE001 - not a readable archive: judged as a file
+    except Exception:
         return False
     for n in names:
         exts = _exts(n.rsplit("/", 1)[-1])

@@ -95,6 +95,14 @@ class Limits(_Strict):
     max_text_bytes: int = Field(default=2_000_000, gt=0)
 
 
+class Attachments(_Strict):
+    # images a seller attaches only to decorate (logos, banners, thank-you art): removed
+    decorative_names: str = (
+        r"(?i)(?:^|[_\-. ])(?:logo|banner|signature|footer|divider|spacer|icon|badge|social|"
+        r"facebook|instagram|twitter|linkedin|pinterest|tiktok|stock|thank[_\- ]?you|danke|"
+        r"merci|gracias|grazie|bedankt|dziekuj|dziękuj)")
+
+
 class Review(_Strict):
     window_min_days: int = Field(default=5, ge=0)
     window_max_days: int = Field(default=30, ge=0)
@@ -116,6 +124,7 @@ class PolicyFile(_Strict):
     domains: Domains = Field(default_factory=Domains)
     phones: Phones = Field(default_factory=Phones)
     limits: Limits = Field(default_factory=Limits)
+    attachments: Attachments = Field(default_factory=Attachments)
     review: Review = Field(default_factory=Review)
     language: Language = Field(default_factory=Language)
     lexicons: Lexicons = Field(default_factory=Lexicons)
@@ -231,4 +240,8 @@ def load_policy(path: pathlib.Path | None = None) -> Policy:
                 raise PolicyError(f"{lpath}: digits.{word}: must be one digit")
             digits[word.lower()] = digit
     patterns = {k: _compile(k, v, "lexicons") for k, v in merged.items() if v}
+    try:
+        regex.compile(pf.attachments.decorative_names)
+    except regex.error as err:
+        raise PolicyError(f"{path}: attachments.decorative_names: bad pattern: {err}") from None
     return Policy(pf, Lexicon(patterns, digits), path)

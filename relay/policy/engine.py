@@ -12,6 +12,8 @@ import pathlib
 from dataclasses import dataclass, field
 from email.message import Message
 
+import regex
+
 from relay.policy import attachments, mime
 from relay.policy.config import MESSAGE_KINDS, TOKEN_KINDS, Policy, PolicyError, load_policy
 from relay.policy.htmlpart import MAX_HTML_DEPTH, HtmlJudge, nesting_depth
@@ -49,6 +51,7 @@ class PolicyEngine:
         self.scanner = TextScanner(policy)
         self.html = HtmlJudge(self.scanner)
         self.messages = MessageRules(policy)
+        self._decorative = regex.compile(policy.file.attachments.decorative_names)
 
     @classmethod
     def load(cls, path: pathlib.Path | None = None) -> PolicyEngine:
@@ -193,6 +196,10 @@ class PolicyEngine:
                     part.set_param("name", new)
                 run.changed = True
         j = attachments.judge(name, part.get_content_type(), data)
+        if (j.kind is None and run.ctx.direction == "seller-to-buyer"
+                and part.get_content_maintype() == "image"
+                and self._decorative.search(name.rsplit(".", 1)[0])):
+            j = attachments.AttachmentJudgement("attachment_removed", "decorative image")
         if j.kind is None:
             if part.get_content_maintype() == "text" and attachments.sniff(data) == "unknown":
                 self._text(part, run, where)

@@ -100,3 +100,23 @@ def test_contact_in_attachment_filename_redacted(engine):
                         ctx("buyer-to-seller", buyer_locale="de-DE"))
     assert any(f.kind == "phone_number" and f.where.startswith("attachment:") for f in v.findings)
     assert "23456789" not in decoded_text(v.message)
+
+
+def test_decorative_seller_image_removed(engine):
+    png = io.BytesIO()
+    Image.new("RGB", (32, 8), (0, 0, 0)).save(png, "PNG")
+    att = [(png.getvalue(), "image", "png", "shop-logo.png")]
+    v = engine.evaluate(make(BODY, attachments=att), ctx())
+    assert any(f.kind == "attachment_removed" for f in v.findings)
+    assert engine.evaluate(make(BODY, attachments=att), ctx("buyer-to-seller")).action == "deliver"
+
+
+def test_zip_with_executable_rejected(engine):
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("invoice.pdf.exe", b"MZ")
+    v = engine.evaluate(make(BODY, attachments=[(buf.getvalue(), "application", "zip", "a.zip")]),
+                        ctx())
+    assert v.action == "reject"
