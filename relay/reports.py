@@ -81,15 +81,6 @@ class _Tally:
         }
 
 
-def _seller_email() -> Any:
-    return (
-        sa.select(parties.c.email)
-        .join(orders, orders.c.seller_id == parties.c.id)
-        .where(orders.c.id == archive.c.order_id)
-        .scalar_subquery()
-    )
-
-
 async def response_times(
     engine: AsyncEngine,
     *,
@@ -104,19 +95,26 @@ async def response_times(
     since = now - timedelta(days=days)
     seller = seller.strip().lower() if seller else None
     await catch_up(engine)  # the automatic-reply flag lives in archive_text
-    seller_col = _seller_email().label("seller")
-    base = sa.select(archive.c.id, archive.c.order_id, archive.c.created_at, seller_col).where(
-        archive.c.kind == "message",
-        archive.c.verdict.in_(_REACHED),
-        archive.c.created_at >= since,
-        archive.c.order_id.is_not(None),
+    asks = (
+        sa.select(
+            archive.c.id,
+            archive.c.order_id,
+            archive.c.created_at,
+            parties.c.email.label("seller"),
+            response_exemptions.c.archive_id.is_not(None).label("exempt"),
+        )
+        .join(orders, orders.c.id == archive.c.order_id)
+        .join(parties, parties.c.id == orders.c.seller_id)
+        .outerjoin(response_exemptions, response_exemptions.c.archive_id == archive.c.id)
+        .where(
+            archive.c.kind == "message",
+            archive.c.direction == "buyer-to-seller",
+            archive.c.verdict.in_(_REACHED),
+            archive.c.created_at >= since,
+        )
     )
     if seller:
-        base = base.where(seller_col == seller)
-    asks = base.add_columns(
-        response_exemptions.c.archive_id.is_not(None).label("exempt")
-    ).outerjoin(response_exemptions, response_exemptions.c.archive_id == archive.c.id)
-    asks = asks.where(archive.c.direction == "buyer-to-seller")
+        asks = asks.where(parties.c.email == seller)
     answers = (
         sa.select(archive.c.order_id, archive.c.created_at)
         .outerjoin(archive_text, archive_text.c.archive_id == archive.c.id)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 
 import structlog
 import uvicorn
@@ -55,8 +56,16 @@ def bound_port(server: uvicorn.Server) -> int:
     return int(server.servers[0].sockets[0].getsockname()[1])
 
 
-async def serve_api(settings: Settings, engine: AsyncEngine, stop: asyncio.Event) -> None:
-    """Serve until ``stop`` is set, then finish open requests and return."""
+async def serve_api(
+    settings: Settings,
+    engine: AsyncEngine,
+    stop: asyncio.Event,
+    on_start: Callable[[int], None] | None = None,
+) -> None:
+    """Serve until ``stop`` is set, then finish open requests and return.
+
+    ``on_start`` receives the bound port once listening (``api.listen`` may say port 0).
+    """
     server = make_server(settings, engine)
     # The host process owns SIGINT/SIGTERM and tells us to stop through ``stop``.
     server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
@@ -65,6 +74,8 @@ async def serve_api(settings: Settings, engine: AsyncEngine, stop: asyncio.Event
         await asyncio.sleep(0.01)
     if server.started:
         log.info("api.started", port=bound_port(server))
+        if on_start is not None:
+            on_start(bound_port(server))
     await asyncio.wait([task, asyncio.create_task(stop.wait())], return_when="FIRST_COMPLETED")
     server.should_exit = True
     await task

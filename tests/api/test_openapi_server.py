@@ -10,7 +10,7 @@ import pytest
 from starlette.routing import Route
 
 from relay.api import create_app
-from relay.api.server import bound_port, check_tokens, make_server
+from relay.api.server import check_tokens, make_server, serve_api
 from relay.settings import SettingsError
 from tests.api.conftest import MARKET_TOKEN, OPS_TOKEN
 from tests.helpers import BUYER
@@ -66,17 +66,11 @@ async def test_openapi_lists_every_route_with_schemas(settings: Any, engine: Any
 
 
 async def test_real_uvicorn_server_on_loopback(settings: Any, engine: Any) -> None:
-    server = make_server(settings, engine)
-    server.capture_signals = __import__("contextlib").nullcontext  # type: ignore[method-assign]
-    task = asyncio.create_task(server.serve())
+    stop = asyncio.Event()
+    port: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    task = asyncio.create_task(serve_api(settings, engine, stop, port.set_result))
     try:
-        for _ in range(500):
-            if server.started:
-                break
-            await asyncio.sleep(0.01)
-        port = bound_port(server)
-        assert port > 0
-        base = f"http://127.0.0.1:{port}"
+        base = f"http://127.0.0.1:{await asyncio.wait_for(port, 10)}"
         async with httpx.AsyncClient(base_url=base) as c:
             order = {"order_id": "300-0000000-0000001", "buyer": BUYER, "seller": "s@y.example"}
             r = await c.post("/v1/orders", json=order)
@@ -89,8 +83,9 @@ async def test_real_uvicorn_server_on_loopback(settings: Any, engine: Any) -> No
             assert r.status_code == 200 and r.json()["items"] == []
             assert (await c.get("/openapi.json")).status_code == 200
     finally:
-        server.should_exit = True
+        stop.set()
         await asyncio.wait_for(task, 10)
+    assert task.done() and task.exception() is None
 
 
 @pytest.mark.parametrize(
