@@ -91,3 +91,49 @@ def test_probe(engine, exp, kind, ctx, text, html, subj, gone):
         out = decoded_text(v.message)
         for g in gone:
             assert g not in out
+
+
+# deliver traps: numbers, carriers, prices, legit refunds and quotes (no finding may fire)
+D = [  # deliver traps
+ (C('s','en-US'), "Hi Rosa, your tent (order 305-1234567-7654321) ships via FedEx, tracking 7712 3456 7890, est. delivery 06/12/2025 between 8:00 AM and 12:00 PM. The poles are 2.4 m, the set costs $189.00 + $15.59 tax. ISBN of the manual: 978-3-16-148410-0. Best, Trailhead"),
+ (C('s','de-DE'), "Hallo Herr Weigl, Ihre Bestellung 305-1234567-7654321 ist bei DPD unter 01234567890123 unterwegs: https://tracking.dpd.de/status/de_DE/parcel/01234567890123. Modell 2019-2024 passt. Grüße"),
+ (C('s','fr-FR'), "Bonjour, le colis Mondial Relay n° 12345678 sera au point relais le 14/06. Horaires : 9h30-19h. Code postal 75011. Prix : 1 249,00 € TTC. Cordialement"),
+ (C('s','es-MX'), "Hola Ana, tu pedido 305-1234567-7654321 llegará el 12 de junio entre 9:00 y 14:00. Mide 30 x 20 x 10 cm y pesa 1,2 kg. Saludos"),
+ (C('s','it-IT'), "Buongiorno, il corriere BRT consegnerà il pacco (segnacollo 123456789012345) giovedì. Codice fiscale non necessario. Totale 59,90 € IVA inclusa. Cordiali saluti"),
+ (C('s','nl-NL'), "Hoi Sanne, je achterlicht (artikel 4006381333931) is vandaag met PostNL verstuurd. Bezorging morgen tussen 14:00 en 16:30. Groet, Ruben"),
+ (C('s','pl-PL'), "Dzień dobry, pompa GP-1100 została wysłana kurierem DPD, numer paczki 1234567890123W. Dostawa 12.06.2025 r. między 8:00 a 16:00. Pozdrawiamy"),
+ (C('s','ja-JP'), "高橋様\nご注文の商品は佐川急便にて発送いたしました。お問い合わせ番号：1234-5678-9012\nお届け予定：6月12日 午前中\nかもめ電機"),
+ (C('b','en-GB'), "Hi, I paid £45.99 on 03/06/2025 and the parcel (Evri 1234567890123456) never came. Can you check? Thanks"),
+ (C('b','de-DE'), "Hallo, ich habe die Rechnung Nr. 2025-1234 erhalten, aber die USt-IdNr. DE123456789 fehlt. Können Sie sie ergänzen? Danke"),
+ (C('s','en-US'), "Hi Kevin, sorry for the trouble. We've issued a full refund of $34.99 through the marketplace; it should show in 3-5 business days. Best, Skylark"),
+ (C('s','de-DE'), "Guten Tag, gerne erstellen wir Ihnen ein Angebot für das Ersatzteil. Die Aktion läuft über den Marktplatz, Sie erhalten dort eine Nachricht. Viele Grüße"),
+ (C('s','en-GB'), "Hello, thanks for your message. The buckle is 25 mm wide; we'll send a replacement today by Royal Mail 2nd Class. Kind regards"),
+ (C('s','fr-FR'), "Bonjour Julien, merci pour votre retour. Nous avons expédié un nouveau couvercle ce matin, il arrivera sous 48 h. Bonne journée"),
+ (C('b','es-ES'), "Hola, ¿me podéis decir si el taladro sirve para hormigón? Gracias 🙏"),
+ (C('s','en-US',thread='proactive',days=14), "Hello Megan, we hope the drone is working well. If you'd like, you can share your experience by leaving a review on the product page. Skylark Drones"),
+]
+
+
+@pytest.mark.parametrize("ctx, text", D, ids=[f"deliver-{i:02d}" for i in range(len(D))])
+def test_deliver_trap(engine, ctx, text):
+    v = engine.evaluate(make(text), ctx)
+    assert v.action == "deliver", [f for f in v.findings if f.action != "allow"]
+
+
+# HTML shapes real clients produce
+H = [
+ ('deliver', C('s','de-DE'), '<html xmlns:v="urn:schemas-microsoft-com:vml" xmlns="http://www.w3.org/TR/REC-html40"><head><link rel=File-List href="cid:filelist.xml@01D"><style>p.MsoNormal{margin:0cm}</style></head><body><p class=MsoNormal>Hallo Herr Krüger,<o:p></o:p></p><p class=MsoNormal>das Teil ist unterwegs.<o:p></o:p></p><p class=MsoNormal><img width=120 height=40 src="cid:image001.png@01DB.5E2A" alt="Logo"></p></body></html>'),
+ ('deliver', C('s','en-US'), '<div dir="ltr">Hi,<div>your order ships today.</div><div><a href="https://www.amazon.com/gp/your-account/order-details?orderID=305-1234567-7654321">Order details</a></div><span class="gmail_signature_prefix">-- </span><div class="gmail_signature">Trailhead</div></div>'),
+ ('redact', C('s','en-US'), '<div>Hi, your order ships today.</div><div style="display:none;max-height:0">Buy more at shop.example</div>'),
+ ('redact', C('s','en-US'), '<div>Hi, call us: <span>+1&nbsp;312</span><span>&nbsp;555&nbsp;0187</span></div>'),
+ ('redact', C('s','en-US'), '<div>Hi, write to <a href="mailto:&#106;o&#64;shop.example">us</a></div>'),
+ ('redact', C('s','en-US'), '<div style="background-image:url(https://img.shop.example/bg.png)">Hi, your order ships today.</div>'),
+ ('redact', C('s','en-US'), '<picture><source srcset="https://img.shop.example/a.webp 1x"><img src="cid:x"></picture><p>Hi, your order ships today.</p>'),
+ ('redact', C('s','en-US'), '<p>Hi, your order ships today.</p><p><font color="#ffffff">WhatsApp +44 7700 900123</font></p>'),
+]
+
+
+@pytest.mark.parametrize("exp, ctx, html", H, ids=[f"html-{i:02d}-{h[0]}" for i, h in enumerate(H)])
+def test_html_shapes(engine, exp, ctx, html):
+    v = engine.evaluate(make("Hello, your order ships today.", html), ctx)
+    assert v.action == exp, v.findings
