@@ -158,6 +158,12 @@ def endpoint(spec: Spec) -> Callable[[Handler], Callable[[Request], Awaitable[Re
 
     def wrap(fn: Handler) -> Callable[[Request], Awaitable[Response]]:
         async def handle(request: Request) -> Response:
+            response = await _handle(request)
+            # The operation, not the path: paths carry order ids and party addresses.
+            log.info("api.request", op=spec.operation_id, status=response.status_code)
+            return response
+
+        async def _handle(request: Request) -> Response:
             try:
                 request.state.scopes = authorise(request, spec.scopes)
                 kwargs: dict[str, Any] = dict(request.path_params)
