@@ -66,7 +66,7 @@ DATA_SECONDS = Histogram(
 )
 DELIVERY_ATTEMPT_SECONDS = Histogram(
     "relay_delivery_attempt_seconds",
-    "One delivery attempt: claim to recorded outcome",
+    "One delivery attempt: the SMTP conversation with the smarthost or recipient MX",
     ["outcome"],
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
     registry=REGISTRY,
@@ -91,8 +91,8 @@ def observe_rcpt_refused(enhanced: str) -> None:
 
 
 def observe_delivery_attempt(seconds: float, outcome: str) -> None:
-    """For the delivery worker: one attempt's duration and outcome (delivered, deferred,
-    failed, error)."""
+    """For the delivery worker, around ``transport.send``: one attempt's duration and its
+    outcome status (delivered, deferred, failed)."""
     DELIVERY_ATTEMPT_SECONDS.labels(outcome=outcome).observe(seconds)
 
 

@@ -110,6 +110,15 @@ class Relay:
         if s.metrics.listen:  # first, so /healthz answers (and /readyz says why) during start
             self.ops = OpsServer(s.metrics.host_port, self.engine, self.readiness)
             await self.ops.start()
+        try:
+            await self._start()
+        except BaseException:
+            if self.ops is not None:
+                await self.ops.stop()
+            raise
+
+    async def _start(self) -> None:
+        s = self.settings
         await upgrade(self.engine)
         verp_key = (
             bytes.fromhex(s.bounce.secret)
