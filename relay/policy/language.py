@@ -37,12 +37,13 @@ def letters(text: str) -> int:
     return len(regex.findall(r"\p{L}", text))
 
 
-def detect(text: str) -> tuple[str, float]:
-    """(language, confidence) of ``text`` with links, numbers and codes removed."""
+def detect(text: str) -> tuple[str, float, dict[str, float]]:
+    """(language, confidence, all probabilities) of ``text`` without links and codes."""
     clean = _NOISE.sub(" ", text)
     if regex.search(r"[\p{Hiragana}\p{Katakana}]", clean):
         kana = len(regex.findall(r"[\p{Hiragana}\p{Katakana}\p{Han}]", clean))
         if kana >= letters(clean) * 0.3:
-            return "ja", 1.0
-    lang, conf = _identifier().classify(clean)
-    return lang, float(conf)
+            return "ja", 1.0, {"ja": 1.0}
+    ranked = {lang: float(p) for lang, p in _identifier().rank(clean)}
+    lang = max(ranked, key=ranked.__getitem__)
+    return lang, ranked[lang], ranked

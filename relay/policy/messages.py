@@ -168,7 +168,7 @@ class MessageRules:
         cfg = self.policy.file.language
         if language.letters(body) < cfg.min_letters:
             return []
-        got, conf = language.detect(body)
-        if got != want and conf >= cfg.min_confidence:
+        got, conf, probs = language.detect(body)
+        if got != want and conf >= cfg.min_confidence and probs.get(want, 0.0) < 0.01:
             return [MessageFinding("wrong_language", f"written in {got}, buyer reads {want}")]
         return []

@@ -35,7 +35,7 @@ EMAIL_RE = regex.compile(
 )
 _AT = (r"(?:\s*[\[\(\{<]\s*(?:at|@|arroba|chez|ät|bei|małpa|malpa|chiocciola|apenstaartje|"
        r"arobase|klammeraffe)\s*[\]\)\}>]\s*"
-       r"|\s+(?:at|arroba|małpa|chiocciola|arobase|apenstaartje)\s+)")
+       r"|\s+(?:at|arroba|małpa|chiocciola|arobase|apenstaartje)\s+|\s+@\s*|\s*@\s+)")
 _DOT = (r"(?:\s*[\[\(\{<]\s*(?:dot|punto|point|punkt|kropka|punt|\.)\s*[\]\)\}>]\s*"
         r"|\s+(?:dot|punto|punkt)\s+|\.)")
 OBF_EMAIL_RE = regex.compile(
