@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import Callable
 
 import structlog
@@ -51,6 +52,22 @@ def make_server(settings: Settings, engine: AsyncEngine) -> uvicorn.Server:
     return uvicorn.Server(config)
 
 
+def bind(settings: Settings) -> socket.socket:
+    host, port = parse_hostport(settings.api.listen, 8025)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as err:
+        sock.close()
+        raise SettingsError(
+            f"setting 'api.listen': cannot listen on {settings.api.listen}: {err.strerror}"
+        ) from None
+    sock.set_inheritable(True)
+    return sock
+
+
 def bound_port(server: uvicorn.Server) -> int:
     """The port actually bound (``api.listen`` may say port 0)."""
     return int(server.servers[0].sockets[0].getsockname()[1])
@@ -69,13 +86,21 @@ async def serve_api(
     server = make_server(settings, engine)
     # The host process owns SIGINT/SIGTERM and tells us to stop through ``stop``.
     server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
-    task = asyncio.create_task(server.serve(), name="api")
+    # Bind here, not in uvicorn: its bind failure is sys.exit(), which would escape the
+    # task and stop the whole event loop (the SMTP relay too, when embedded).
+    sock = bind(settings)
+    task = asyncio.create_task(server.serve(sockets=[sock]), name="api")
     while not server.started and not task.done():  # noqa: ASYNC110 - uvicorn has no event
         await asyncio.sleep(0.01)
-    if server.started:
-        log.info("api.started", port=bound_port(server))
-        if on_start is not None:
-            on_start(bound_port(server))
-    await asyncio.wait([task, asyncio.create_task(stop.wait())], return_when="FIRST_COMPLETED")
+    if not server.started:
+        sock.close()
+        await task
+        raise SettingsError(f"setting 'api.listen': cannot serve on {settings.api.listen}")
+    log.info("api.started", port=bound_port(server))
+    if on_start is not None:
+        on_start(bound_port(server))
+    waiter = asyncio.create_task(stop.wait())
+    await asyncio.wait([task, waiter], return_when="FIRST_COMPLETED")
+    waiter.cancel()
     server.should_exit = True
     await task

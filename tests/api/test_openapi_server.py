@@ -101,3 +101,16 @@ def test_server_refuses_bad_api_settings(api: dict, key: str) -> None:
     with pytest.raises(SettingsError, match=key.replace(".", r"\.")):
         check_tokens(settings)
         make_server(settings, None)  # type: ignore[arg-type]
+
+
+async def test_port_in_use_is_a_clear_error(settings: Any, engine: Any) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        api = settings.api.model_copy(update={"listen": f"127.0.0.1:{port}"})
+        taken = settings.model_copy(update={"api": api})
+        with pytest.raises(SettingsError, match="cannot listen"):
+            await serve_api(taken, engine, asyncio.Event())
