@@ -134,3 +134,23 @@ async def test_text_extracted_ahead_of_the_commit_is_used(engine, order) -> None
     assert [
         h["id"] for h in await archive.search(engine, archive.SearchFilter(text="precomputed"))
     ] == [rid]
+
+
+async def test_migration_indexes_an_existing_archive(settings) -> None:
+    from relay.db import create_engine
+    from relay.db.migrate import upgrade
+
+    engine = create_engine(settings.database.url)
+    try:
+        await upgrade(engine, "0001")
+        raw = b"Subject: old\r\nContent-Type: text/plain\r\n\r\narchived before search existed\r\n"
+        row = {"created_at": utcnow(), "verdict": "deliver", "original": raw, "sha256": "x",
+               "prev_hash": "x", "hash": "x", "subject": "old"}  # fmt: skip
+        async with write_tx(engine) as conn:
+            await conn.execute(schema.archive.insert().values(row))
+        await upgrade(engine)
+        assert await catch_up(engine) == 0  # the migration did it
+        hits = await archive.search(engine, archive.SearchFilter(text="before search existed"))
+        assert [h["subject"] for h in hits] == ["old"]
+    finally:
+        await engine.dispose()
