@@ -244,7 +244,7 @@ async def test_worker_apart_from_the_listener(make_settings, sink) -> None:
 
 async def test_two_workers_never_deliver_a_row_twice(make_settings, sink) -> None:
     settings = smarthost(make_settings, sink, batch=3, concurrency=4)
-    count = 30
+    count = 24
     async with (
         running_relay(settings, smtp=False, policy=None),
         running_relay(settings, smtp=False, policy=None),
@@ -256,7 +256,8 @@ async def test_two_workers_never_deliver_a_row_twice(make_settings, sink) -> Non
         )
         await sink.wait_for(count, timeout=20)
         rows = await wait_until(lambda: all_status(front.engine, "delivered", count))
-        await asyncio.sleep(0.5)  # a duplicate would arrive now
+    # Stopped: every send in flight has finished, so a duplicate would be in the sink.
+    async with running_relay(settings, smtp=False, worker=False, policy=None) as front:
         assert len(sink.messages) == count
         subjects = sorted(email.message_from_bytes(m.data)["Subject"] for m in sink.messages)
         assert subjects == sorted(f"message {i}" for i in range(count))
@@ -289,10 +290,10 @@ async def test_a_connection_closed_by_the_server_costs_no_retry(make_settings) -
 
 
 async def test_a_slow_send_keeps_its_lease(make_settings) -> None:
-    slow = SlowSink()
+    slow = SlowSink(delay=1.0)  # more than twice the lease
     await slow.start()
     try:
-        settings = smarthost(make_settings, slow, claim_lease="0.6s", poll_interval="0.1s")
+        settings = smarthost(make_settings, slow, claim_lease="0.4s", poll_interval="0.1s")
         async with (
             running_relay(settings, smtp=False, policy=None),
             running_relay(settings, smtp=False, policy=None),
