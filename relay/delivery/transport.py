@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ import aiosmtplib
 from relay.delivery.route import RouteError, Router, Target
 
 MAX_IDLE_SECONDS = 30.0
+NO_TLS_SECONDS = 3600.0  # after a failed STARTTLS, plaintext to that host for this long
 PER_TARGET = 10
 _TRANSPORT_ERRORS = (TimeoutError, aiosmtplib.SMTPException, OSError)
 
@@ -49,6 +51,7 @@ class Pool:
         self.per_target = max(1, per_target)
         self._idle: dict[tuple[str, int], list[tuple[float, aiosmtplib.SMTP]]] = {}
         self._gates: dict[tuple[str, int], asyncio.Semaphore] = {}
+        self._no_tls: dict[tuple[str, int], float] = {}  # failed STARTTLS: when
         self.opened = 0  # connections opened so far (metrics, tests)
 
     @contextlib.asynccontextmanager
@@ -58,9 +61,8 @@ class Pool:
         async with gate:
             yield
 
-    async def _connect(self, t: Target) -> aiosmtplib.SMTP:
-        start_tls: bool | None = {"none": False, "starttls": True, "implicit": False}.get(t.tls)
-        client = aiosmtplib.SMTP(
+    def _client(self, t: Target, *, start_tls: bool | None) -> aiosmtplib.SMTP:
+        return aiosmtplib.SMTP(
             hostname=t.host,
             port=t.port,
             local_hostname=self.helo,
@@ -69,7 +71,13 @@ class Pool:
             start_tls=start_tls,
             validate_certs=t.tls in ("starttls", "implicit"),
         )
-        await client.connect()
+
+    async def _connect(self, t: Target) -> aiosmtplib.SMTP:
+        if t.tls == "opportunistic":
+            client = await self._opportunistic(t)
+        else:
+            client = self._client(t, start_tls=t.tls == "starttls")
+            await client.connect()
         self.opened += 1
         if t.username:
             try:
@@ -77,6 +85,27 @@ class Pool:
             except BaseException:
                 await _quit(client)
                 raise
+        return client
+
+    async def _opportunistic(self, t: Target) -> aiosmtplib.SMTP:
+        """STARTTLS when offered; when the handshake fails, plaintext (RFC 3207 leaves
+        that to the client, and Postfix's ``may`` level does the same) rather than
+        deferring a message for days over a broken certificate setup."""
+        client = self._client(t, start_tls=False)
+        await client.connect()
+        broken_since = self._no_tls.get(t.key)
+        if broken_since is not None and time.monotonic() - broken_since < NO_TLS_SECONDS:
+            return client
+        try:
+            await client.ehlo()
+            if not client.supports_extension("starttls"):
+                return client
+            await client.starttls()
+        except (ssl.SSLError, aiosmtplib.SMTPException, OSError, TimeoutError):
+            await _quit(client)
+            self._no_tls[t.key] = time.monotonic()
+            client = self._client(t, start_tls=False)
+            await client.connect()
         return client
 
     async def acquire(self, t: Target) -> tuple[aiosmtplib.SMTP, bool]:

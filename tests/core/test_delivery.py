@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import email
+import ssl
+import warnings
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from aiosmtpd.smtp import SMTP
 
 from relay import archive
 from relay.db import read_tx
@@ -381,3 +385,57 @@ async def test_smarthost_trouble_defers_and_never_bounces(
         assert tls.messages == [] and tls.logins == []
     finally:
         await tls.stop()
+
+
+async def test_direct_mx_uses_starttls_without_checking_the_certificate(
+    make_settings, dns_server, tmp_path
+) -> None:
+    tls = await _tls_sink(tmp_path, "starttls")  # self-signed and not trusted: still used
+    try:
+        dns_server.add("shop.example", "A", "127.0.0.1")
+        async with running_relay(direct(make_settings, dns_server, tls), policy=None) as relay:
+            await buyer_writes(relay, await make_order(relay))
+            await tls.wait_for(1)
+            assert tls.secure == [True]
+    finally:
+        await tls.stop()
+
+
+@dataclass
+class BrokenTlsSink(TlsSink):
+    """Offers STARTTLS but cannot complete a handshake (TLS 1.0 only)."""
+
+    async def start(self) -> None:
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(str(self.cert), str(self.key))
+        with warnings.catch_warnings():  # deprecated, which is the point
+            warnings.simplefilter("ignore", DeprecationWarning)
+            ctx.minimum_version = ctx.maximum_version = ssl.TLSVersion.TLSv1
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: SMTP(self, hostname="sink.test", tls_context=ctx, loop=loop), "127.0.0.1", 0
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+
+
+async def test_direct_mx_falls_back_to_plaintext_when_starttls_breaks(
+    make_settings, dns_server, tmp_path
+) -> None:
+    cert, key = make_tls_cert(tmp_path)
+    broken = BrokenTlsSink(cert=cert, key=key)
+    await broken.start()
+    try:
+        dns_server.add("shop.example", "A", "127.0.0.1")
+        settings = direct(make_settings, dns_server, broken)
+        async with running_relay(settings, policy=None) as relay:
+            order = await make_order(relay)
+            await buyer_writes(relay, order)
+            await broken.wait_for(1)
+            await buyer_writes(relay, order)  # remembered: straight to plaintext
+            await broken.wait_for(2)
+            assert broken.secure == [False, False]
+            assert relay.worker.pool._no_tls  # the handshake was tried, and failed
+            rows = await wait_until(lambda: all_status(relay.engine, "delivered", 2))
+            assert [r.attempts for r in rows] == [1, 1]
+    finally:
+        await broken.stop()
