@@ -67,11 +67,10 @@ def starttls_cn(port: int) -> str:
 
 
 async def wait_cn(port: int, want: str) -> None:
-    for _ in range(50):
-        if await asyncio.to_thread(starttls_cn, port) == want:
-            return
+    deadline = time.monotonic() + 15
+    while await asyncio.to_thread(starttls_cn, port) != want:
+        assert time.monotonic() < deadline, f"the relay never offered {want}"
         await asyncio.sleep(0.1)
-    raise AssertionError(f"the relay never offered {want}")
 
 
 async def reply(reader: asyncio.StreamReader) -> str:
@@ -144,15 +143,15 @@ async def test_sighup_reload_and_sigterm_drain(db_url: str, tmp_path: Path) -> N
         stopped_at = time.monotonic()
         relay.signal(signal.SIGTERM)
         assert (await reply(r2)).startswith("421 4.3.2"), "idle session not told"
-        for _ in range(50):  # the listener closes at once
+        deadline = time.monotonic() + 10  # the listener closes at once (on a loaded host:
+        while True:  # as soon as the process gets to run)
             try:
                 _, w = await asyncio.open_connection("127.0.0.1", port)
                 w.close()
-                await asyncio.sleep(0.05)
             except ConnectionRefusedError:
                 break
-        else:
-            raise AssertionError("new connections still accepted while draining")
+            assert time.monotonic() < deadline, "new connections still accepted while draining"
+            await asyncio.sleep(0.05)
         status, body = await http_get(ops, "/readyz")
         assert status == 503 and "draining" in body, body
         assert relay.proc is not None and relay.proc.returncode is None
@@ -166,7 +165,7 @@ async def test_sighup_reload_and_sigterm_drain(db_url: str, tmp_path: Path) -> N
         rc = await asyncio.wait_for(relay.proc.wait(), GRACE + 5)
         elapsed = time.monotonic() - stopped_at
         assert rc == 0, relay.log.read_text()[-3000:]
-        assert elapsed < GRACE, f"took {elapsed:.1f}s"
+        assert elapsed < GRACE + 3, f"took {elapsed:.1f}s"  # the bound, plus closing down
         assert elapsed >= SINK_DELAY - 1, "did not wait for the delivery in flight"
     finally:
         await relay.stop()
