@@ -19,7 +19,7 @@ from relay import replies
 from relay.archive import Record, last_hash
 from relay.bounce import explain, load_original, notice_entry
 from relay.commit import Entry, GroupCommitter, lock_chain, write_entries
-from relay.db import write_tx
+from relay.db import read_tx, write_tx
 from relay.db.schema import archive, deliveries, delivery_events, utcnow
 from relay.mail.dsn import parse_dsn
 from relay.mail.verp import parse_return_path
@@ -63,7 +63,20 @@ class SignedBounces:
         self.key = key
 
     def check(self, local: str) -> str | None:
+        """The token of a correctly signed return path (no database access)."""
         return parse_return_path(local, key=self.key, prefix=self.settings.bounce.local_prefix)
+
+    async def check_known(self, local: str) -> str | None:
+        """``check`` plus: the token names one of our deliveries. A signature only proves
+        we minted the address; a return path whose delivery row is gone (another
+        database, a restored backup) should get the same 550 as a forgery."""
+        token = self.check(local)
+        if token is None:
+            return None
+        async with read_tx(self.engine) as conn:
+            q = sa.select(deliveries.c.id).where(deliveries.c.token == token)
+            row = (await conn.execute(q)).first()
+        return token if row is not None else None
 
     async def accept(self, info: SessionInfo, tokens: list[str], raw: bytes) -> str:
         outcome = read_dsn(raw)
