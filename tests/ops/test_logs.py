@@ -73,7 +73,10 @@ async def test_session_log_has_session_id_everywhere_and_no_addresses(
         assert (await cmd(reader, writer, "QUIT")).startswith("221")
         writer.close()
         await sink.wait_for(1)
-        await asyncio.sleep(0.5)  # the worker's delivered line
+        for _ in range(100):  # the worker logs just after the sink's 250
+            if "delivery.delivered" in relay.log.read_text():
+                break
+            await asyncio.sleep(0.1)
     finally:
         assert await relay.stop() == 0
     lines = relay.lines()  # every line is JSON (json.loads would fail otherwise)

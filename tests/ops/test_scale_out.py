@@ -145,7 +145,7 @@ async def test_two_relays_two_workers_one_postgresql(db_url: str, sink: Any, tmp
         f"refused {dict(refused)}, {time.monotonic() - started:.1f}s "
         f"({', '.join(f'{k} at {v:.1f}s' for k, v in phases.items())})"
     )
-    assert len(acked) >= 60 and min(per_relay.values()) >= 20, per_relay
+    assert len(acked) >= 40 and min(per_relay.values()) >= 10, per_relay
     assert not refused, f"refusals under load: {refused}"
     assert not expected - set(delivered), (
         f"accepted, never delivered: {len(expected - set(delivered))}"
@@ -193,7 +193,7 @@ async def test_two_relays_two_workers_one_postgresql(db_url: str, sink: Any, tmp
         )
         assert accepted == len(expected)
         assert value(scraped, "relay_delivery_events_total", event="delivered") == len(expected)
-    assert time.monotonic() - started < 60
+    assert time.monotonic() - started < 90  # about 25 s on an idle two-core host
 
 
 def _token(data: bytes) -> str:
