@@ -159,18 +159,46 @@ class LexiconFile(_Strict):
 
 @dataclass(frozen=True)
 class Lexicon:
-    """All languages merged: one compiled alternation per key, plus the digit words."""
+    """All languages merged: one compiled alternation per key, plus the digit words.
+
+    ``patterns`` are case-insensitive. For speed, searches run a case-sensitive copy on
+    the lower-cased text (several times faster with large alternations) and the few
+    deliberately case-sensitive entries (``(?-i:LINE)``) on the original text.
+    """
 
     patterns: dict[str, regex.Pattern[str]]
     digits: dict[str, str] = field(default_factory=dict)
+    fast: dict[str, tuple[regex.Pattern[str] | None, regex.Pattern[str] | None]] = field(
+        default_factory=dict)
+
+    def _matches(self, key: str, text: str, first: bool) -> list[regex.Match[str]]:
+        pat = self.patterns.get(key)
+        if pat is None:
+            return []
+        low = text.lower()
+        if len(low) != len(text) or key not in self.fast:
+            m = pat.search(text) if first else None
+            return ([m] if m else []) if first else list(pat.finditer(text))
+        lowered, exact = self.fast[key]
+        out: list[regex.Match[str]] = []
+        for rx, subject in ((lowered, low), (exact, text)):
+            if rx is None:
+                continue
+            if first:
+                m = rx.search(subject)
+                if m:
+                    out.append(m)
+            else:
+                out.extend(rx.finditer(subject))
+        out.sort(key=lambda m: m.start())
+        return out[:1] if first else out
 
     def search(self, key: str, text: str) -> regex.Match[str] | None:
-        pat = self.patterns.get(key)
-        return pat.search(text) if pat is not None else None
+        found = self._matches(key, text, True)
+        return found[0] if found else None
 
     def finditer(self, key: str, text: str) -> list[regex.Match[str]]:
-        pat = self.patterns.get(key)
-        return list(pat.finditer(text)) if pat is not None else []
+        return self._matches(key, text, False)
 
 
 @dataclass(frozen=True)
@@ -240,8 +268,16 @@ def load_policy(path: pathlib.Path | None = None) -> Policy:
                 raise PolicyError(f"{lpath}: digits.{word}: must be one digit")
             digits[word.lower()] = digit
     patterns = {k: _compile(k, v, "lexicons") for k, v in merged.items() if v}
+    fast = {}
+    for k, pats in merged.items():
+        if not pats:
+            continue
+        exact = [p for p in pats if "(?-i:" in p]
+        plain = [p.lower() for p in pats if "(?-i:" not in p]
+        fast[k] = (regex.compile("|".join(f"(?:{p})" for p in plain)) if plain else None,
+                   regex.compile("|".join(f"(?:{p})" for p in exact)) if exact else None)
     try:
         regex.compile(pf.attachments.decorative_names)
     except regex.error as err:
         raise PolicyError(f"{path}: attachments.decorative_names: bad pattern: {err}") from None
-    return Policy(pf, Lexicon(patterns, digits), path)
+    return Policy(pf, Lexicon(patterns, digits, fast), path)

@@ -9,6 +9,7 @@ of the known domains are ``deceptive_link``.
 from __future__ import annotations
 
 import functools
+import re
 import urllib.parse
 from dataclasses import dataclass
 
@@ -22,12 +23,12 @@ _TLDS = (
     "es|it|nl|be|pl|jp|uk|us|ca|mx|br|pt|se|dk|no|fi|ie|cz|sk|hu|ro|gr|ru|cn|kr|in|au|nz|"
     "link|page|club|xyz|top|social|email|blog"
 )
-URL_RE = regex.compile(
+URL_RE = re.compile(
     r"(?:(?:https?|ftp)://|www\.)[^\s<>\"'\]\[{}|\\^`]+"
     r"|(?:mailto|tel|callto|sms|whatsapp|tg|viber|skype):[^\s<>\"']+"
     rf"|(?<![\w@.\-/])(?:[a-z0-9](?:[a-z0-9\-]{{0,61}}[a-z0-9])?\.)+(?:{_TLDS})"
     r"(?![\w\-@])(?:/[^\s<>\"']*)?",
-    regex.IGNORECASE,
+    re.IGNORECASE,
 )
 _TRAIL = ".,;:!?)>»”’'\""
 _HOMO = str.maketrans({

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import re
 from dataclasses import dataclass
 
 import phonenumbers
@@ -30,7 +31,7 @@ class Hit:
     cut: bool = True        # False: reported, but its span is cut as part of another hit
 
 
-EMAIL_RE = regex.compile(
+EMAIL_RE = re.compile(
     r"(?<![\w.%+\-])[\w][\w.%+\-]*@[\w](?:[\w\-]*\w)?(?:\.[\w](?:[\w\-]*\w)?)*\.[^\W\d_]{2,24}(?![\w\-])"
 )
 _AT = (r"(?:\s*[\[\(\{<]\s*(?:at|@|arroba|chez|ät|bei|małpa|malpa|chiocciola|apenstaartje|"
@@ -38,9 +39,9 @@ _AT = (r"(?:\s*[\[\(\{<]\s*(?:at|@|arroba|chez|ät|bei|małpa|malpa|chiocciola|a
        r"|\s+(?:at|arroba|małpa|chiocciola|arobase|apenstaartje)\s+|\s+@\s*|\s*@\s+)")
 _DOT = (r"(?:\s*[\[\(\{<]\s*(?:dot|punto|point|punkt|kropka|punt|\.)\s*[\]\)\}>]\s*"
         r"|\s+(?:dot|punto|punkt)\s+|\.)")
-OBF_EMAIL_RE = regex.compile(
+OBF_EMAIL_RE = re.compile(
     rf"(?<![\w.])[\w][\w.+\-]*{_AT}[\w\-]+(?:{_DOT}[\w\-]+)*{_DOT}[a-z]{{2,12}}(?![\w])",
-    regex.IGNORECASE,
+    re.IGNORECASE,
 )
 PHONE_CAND = regex.compile(
     r"(?<![\w.,/+\-])(?:\+\s?|00|\(\s?)?\d(?:[\d\-./()]|[ \t](?=[\d(]))*\d(?![\w]|[.,]\d)"
@@ -59,7 +60,7 @@ _MASKS = [
     r"(?<![\w-])(?=[\w-]*\d)(?=[\w-]*[A-Za-z])[A-Za-z0-9]+(?:-[A-Za-z0-9]+)*(?![\w-])",
     r"\b\d{13,}\b",
 ]
-MASK_RE = regex.compile("|".join(f"(?:{m})" for m in _MASKS))
+MASK_RE = re.compile("|".join(f"(?:{m})" for m in _MASKS))
 HANDLE_RE = regex.compile(
     r"(?<![\w@.\-/])@([A-Za-z0-9_][A-Za-z0-9_.\-]{1,29}[A-Za-z0-9_])(?![\w@])")
 COLON_TOKEN = regex.compile(r"\s*(?:\w+\s+)?[:：]\s*(@?[A-Za-z0-9_][A-Za-z0-9_.\-]{2,30})")
