@@ -3,9 +3,10 @@
 Each buyer message that reached the seller starts a clock of 24 elapsed hours (weekends
 and nights count: buyers wait through them too). The seller's next message in the same
 order that reached the buyer stops it; automatic replies (RFC 3834, relay.mail.autoreply)
-do not, since an out-of-office is not an answer. A buyer message marked "no response
-needed" leaves the measure. Several buyer messages before one reply each have a clock,
-all stopped by that reply: the buyer waited for each of them.
+do not, since an out-of-office is not an answer (and a buyer's automatic reply starts no
+clock: it asks nothing). A buyer message marked "no response needed" leaves the measure.
+Several buyer messages before one reply each have a clock, all stopped by that reply: the
+buyer waited for each of them.
 
 Exemptions are insert-only facts (who said so, when, why), so a seller's late rate can
 always be explained later.
@@ -106,11 +107,14 @@ async def response_times(
         .join(orders, orders.c.id == archive.c.order_id)
         .join(parties, parties.c.id == orders.c.seller_id)
         .outerjoin(response_exemptions, response_exemptions.c.archive_id == archive.c.id)
+        .outerjoin(archive_text, archive_text.c.archive_id == archive.c.id)
         .where(
             archive.c.kind == "message",
             archive.c.direction == "buyer-to-seller",
             archive.c.verdict.in_(_REACHED),
             archive.c.created_at >= since,
+            # The buyer's own out-of-office asks nothing of the seller.
+            sa.func.coalesce(archive_text.c.automatic, sa.false()) == sa.false(),
         )
     )
     if seller:

@@ -34,6 +34,7 @@ async def _scenario(engine: Any, order: Any, put: Any) -> dict[str, int]:
     ids["exempt"] = await put(order, "buyer-to-seller", "thanks!", at=h(47))
     ids["fresh"] = await put(order, "buyer-to-seller", "e", at=h(2))
     ids["refused"] = await put(order, "buyer-to-seller", "f", at=h(70), verdict="refused")
+    await put(order, "buyer-to-seller", "out of office", at=h(30), headers=AUTO)  # asks nothing
     other = await orders.create_order(
         engine, DOMAIN, "200-0000000-0000001", buyer="b2@x.example", seller="s2@y.example"
     )
