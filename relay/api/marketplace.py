@@ -55,6 +55,16 @@ async def create_order(request: Request, body: m.CreateOrder) -> Response:
     return JSONResponse(view.as_dict(), status_code=201)
 
 
+@endpoint(Spec("GET", "/v1/orders", M, "List orders, newest first", "listOrders",
+               query=m.OrderListQuery, response=m.OrderList))  # fmt: skip
+async def list_orders(request: Request, query: m.OrderListQuery) -> Response:
+    views = await orders.list_orders(
+        request.app.state.engine, _domain(request), party=query.party, status=query.status,
+        limit=query.limit,
+    )  # fmt: skip
+    return JSONResponse({"orders": [v.as_dict() for v in views]})
+
+
 @endpoint(Spec("GET", "/v1/orders/{order_id}", M, "Read an order", "getOrder",
                response=m.Order, path_params=ORDER_PARAM, errors=(404,)))  # fmt: skip
 async def get_order(request: Request, order_id: str) -> Response:
@@ -194,5 +204,6 @@ async def send_template(
     return JSONResponse(sent.as_dict(), status_code=202)
 
 
-HANDLERS = [create_order, get_order, close_order, reopen_order, get_thread, exempt_message,
-            list_senders, add_sender, remove_sender, list_templates, send_template]  # fmt: skip
+HANDLERS = [create_order, list_orders, get_order, close_order, reopen_order, get_thread,
+            exempt_message, list_senders, add_sender, remove_sender, list_templates,
+            send_template]  # fmt: skip

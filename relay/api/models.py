@@ -68,6 +68,7 @@ class ArchiveQuery(_In):
     direction: Literal["buyer-to-seller", "seller-to-buyer", "notice"] | None = None
     verdict: Literal["deliver", "redact", "reject", "refused", "absorbed"] | None = None
     finding_kind: str | None = Field(default=None, pattern=r"^[a-z_]{1,64}$")
+    kind: Literal["message", "notice", "dsn"] | None = None
     since: datetime | None = None
     until: datetime | None = None
     limit: int = Field(default=50, ge=1, le=500)
@@ -77,6 +78,14 @@ class ArchiveQuery(_In):
         lambda v: None if v is None else _email(v)
     )
     _when = field_validator("since", "until")(_utc)
+
+
+class OrderListQuery(_In):
+    party: str | None = Field(default=None, description="a buyer's or seller's real address")
+    status: Literal["open", "closed"] | None = None
+    limit: int = Field(default=100, ge=1, le=1000)
+
+    _emails = field_validator("party")(lambda v: None if v is None else _email(v))
 
 
 class ReportQuery(_In):
@@ -117,6 +126,10 @@ class Order(BaseModel):
     created_at: datetime
     closed_at: datetime | None
     delivered_at: datetime | None
+
+
+class OrderList(BaseModel):
+    orders: list[Order]
 
 
 class Senders(BaseModel):

@@ -84,6 +84,13 @@ async def test_order_lifecycle(client: httpx.AsyncClient) -> None:
     assert_error(await client.post("/v1/orders", json=NEW, headers=h), 409, "conflict", "order_id")
     path = f"/v1/orders/{NEW['order_id']}"
     assert (await client.get(path, headers=h)).json() == created
+    listed = await client.get("/v1/orders", params={"party": "BOB@buyer.example"}, headers=h)
+    assert listed.json() == {"orders": [created]}
+    r = await client.get("/v1/orders", params={"status": "closed"}, headers=h)
+    assert r.json() == {"orders": []}
+    assert_error(
+        await client.get("/v1/orders", params={"status": "x"}, headers=h), 422, "invalid", "status"
+    )
     closed = (await client.post(f"{path}/close", headers=h)).json()
     assert closed["status"] == "closed" and closed["closed_at"]
     reopened = (await client.post(f"{path}/reopen", headers=h)).json()
