@@ -229,6 +229,10 @@ class DeliveryWorker:
                     now=now,
                 )
         async with write_tx(self.engine) as conn:
+            if entry is not None:
+                # Chain lock before the row lock, the order SignedBounces.accept uses:
+                # the other order can deadlock on PostgreSQL against an incoming DSN.
+                await lock_chain(conn)
             result = await conn.execute(
                 deliveries.update()
                 .where(queue.held_by(item))
@@ -255,7 +259,6 @@ class DeliveryWorker:
             if not result.rowcount:
                 entry = None  # a DSN or another worker already decided, and told the sender
             if entry is not None:
-                await lock_chain(conn)
                 await write_entries(conn, [entry], await last_hash(conn))
         self.wake.set()
         log.info("delivery.failed", delivery=item.id, code=outcome.code, notice=entry is not None)
