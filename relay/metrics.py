@@ -26,6 +26,7 @@ from datetime import timedelta
 from typing import Any
 
 import sqlalchemy as sa
+import structlog
 from prometheus_client import CollectorRegistry, Gauge, Histogram
 from prometheus_client import Counter as PCounter
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
@@ -36,11 +37,14 @@ from relay import replies
 from relay.db import read_tx
 from relay.db.schema import UTCDateTime, archive, deliveries, delivery_events, utcnow
 
+log = structlog.get_logger("relay.metrics")
 REGISTRY = CollectorRegistry(auto_describe=True)
 SETTLE = 60.0  # seconds before a row is folded into the running totals
 PAGE = 5000
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 3600, 14400, 86400)
 QUEUE_STATES = ("queued", "sending", "deferred")
+RESPONSES_EVERY = 300.0  # seconds between recomputing the response-time gauges
+RESPONSES_DAYS = 30
 
 # --- in-process instruments -----------------------------------------------------------
 
@@ -214,6 +218,8 @@ class DatabaseCollector(Collector):
         self._oldest = 0.0
         self._up = 0
         self._seconds = 0.0
+        self._responses: dict[str, float] = {}
+        self._responses_at = -RESPONSES_EVERY
 
     async def refresh(self, timeout: float = 10.0) -> bool:
         async with self._lock:
@@ -224,6 +230,9 @@ class DatabaseCollector(Collector):
             except Exception:
                 self._up = 0
             self._seconds = time.monotonic() - started
+            if started - self._responses_at >= RESPONSES_EVERY:
+                self._responses_at = started
+                await self._read_responses(timeout)
             return bool(self._up)
 
     async def _read(self) -> None:
@@ -260,7 +269,49 @@ class DatabaseCollector(Collector):
                 oldest = first if oldest is None or first < oldest else oldest
         self._oldest = (utcnow() - oldest).total_seconds() if oldest else 0.0
 
+    async def _read_responses(self, timeout: float) -> None:
+        """The 24-hour response rule over the last 30 days, summed over all sellers (a
+        per-seller label would put real addresses in the metrics)."""
+        from relay.reports import response_times
+
+        try:
+            report = await asyncio.wait_for(
+                response_times(self.engine, days=RESPONSES_DAYS), timeout
+            )
+        except Exception as err:
+            log.warning("metrics.responses_failed", error=type(err).__name__)
+            return
+        sums: Counter[str] = Counter()
+        for seller in report["sellers"]:
+            for key in ("buyer_messages", "answered", "answered_late", "open_overdue"):
+                sums[key] += seller[key]
+            if seller["average_response_seconds"] is not None:
+                sums["seconds"] += seller["average_response_seconds"] * seller["answered"]
+        decided = sums["answered"] + sums["open_overdue"]
+        self._responses = {
+            "buyer_messages": sums["buyer_messages"],
+            "open_overdue": sums["open_overdue"],
+            "late_ratio": (sums["answered_late"] + sums["open_overdue"]) / decided
+            if decided
+            else 0.0,
+            "average_seconds": sums["seconds"] / sums["answered"] if sums["answered"] else 0.0,
+        }
+
     def collect(self) -> Any:
+        yield from self._collect_totals()
+        window = f"{RESPONSES_DAYS}d"
+        for key, help_text in (
+            ("buyer_messages", "Buyer messages that reached a seller in the window"),
+            ("open_overdue", "Buyer messages still unanswered after 24 hours"),
+            ("late_ratio", "Share of buyer messages answered late or not at all (24-hour rule)"),
+            ("average_seconds", "Average time sellers took to answer a buyer message"),
+        ):
+            if key in self._responses:
+                gauge = GaugeMetricFamily(f"relay_response_{key}", help_text, labels=["window"])
+                gauge.add_metric([window], self._responses[key])
+                yield gauge
+
+    def _collect_totals(self) -> Any:
         t = self._totals
         messages = CounterMetricFamily(
             "relay_messages",

@@ -20,7 +20,10 @@ PROMO = (
 
 
 async def _traffic(port: int, order: Any) -> None:
-    """Two deliveries (one redacted), one policy reject, one stranger, one unknown RCPT."""
+    """A buyer question, then the seller's answers: two deliveries (one redacted), one
+    policy reject; one stranger, one unknown RCPT."""
+    question = message(BUYER, order.seller_alias, "Where is it?", "Any news?\n").as_bytes()
+    assert (await send(port, BUYER, [order.seller_alias], question))[0] == 250
     alias = order.buyer_alias
     plain = message(SELLER, alias, "Shipped", "Your parcel left today.\n").as_bytes()
     assert (await send(port, SELLER, [alias], plain))[0] == 250
@@ -35,7 +38,8 @@ async def _traffic(port: int, order: Any) -> None:
     assert (await send(port, SELLER, [unknown], plain))[0] == 550
 
 
-async def test_metrics_after_real_traffic(make_settings, sink) -> None:
+async def test_metrics_after_real_traffic(make_settings, sink, monkeypatch) -> None:
+    monkeypatch.setattr(metrics, "RESPONSES_EVERY", 0.0)  # recompute on every scrape
     settings = make_settings(
         delivery={"smarthost": f"127.0.0.1:{sink.port}"}, metrics={"listen": "127.0.0.1:0"}
     )
@@ -46,10 +50,10 @@ async def test_metrics_after_real_traffic(make_settings, sink) -> None:
             relay.engine, DOMAIN, ORDER, buyer=BUYER, seller=SELLER, seller_name="Shop"
         )
         await _traffic(relay.port, order)
-        await sink.wait_for(2)
+        await sink.wait_for(3)
         for _ in range(100):  # the worker records the outcome just after the sink's 250
             after = await scrape(port)
-            if value(after, "relay_delivery_events_total", event="delivered") == 2:
+            if value(after, "relay_delivery_events_total", event="delivered") == 3:
                 break
             await asyncio.sleep(0.1)
 
@@ -57,24 +61,29 @@ async def test_metrics_after_real_traffic(make_settings, sink) -> None:
             return total(after, name, **labels) - total(before, name, **labels)
 
         m = "relay_messages_total"
-        assert value(after, m, kind="message", verdict="deliver", reason="") == 1
+        assert value(after, m, kind="message", verdict="deliver", reason="") == 2
         assert value(after, m, kind="message", verdict="redact", reason="") == 1
         assert value(after, m, kind="message", verdict="refused", reason="stranger") == 1
         assert total(after, m, verdict="reject") == 1
         rejects = [dict(ls) for (n, ls) in after if n == m and ("verdict", "reject") in ls]
         assert rejects[0]["reason"] not in ("", "policy", "other"), rejects  # the rule's name
         assert value(after, "relay_redactions_total", kind="phone_number") >= 1
-        assert value(after, "relay_delivery_events_total", event="delivered") == 2
-        assert value(after, "relay_delivery_latency_seconds_count") == 2
-        assert value(after, "relay_delivery_latency_seconds_bucket", le="+Inf") == 2
+        assert value(after, "relay_delivery_events_total", event="delivered") == 3
+        assert value(after, "relay_delivery_latency_seconds_count") == 3
+        assert value(after, "relay_delivery_latency_seconds_bucket", le="+Inf") == 3
         assert value(after, "relay_queue_depth", status="queued") == 0
         assert value(after, "relay_queue_oldest_age_seconds") == 0
         assert value(after, "relay_database_up") == 1
         # in-process instruments (module-level, so compared with the scrape before)
         assert delta("relay_smtp_rcpt_refused_total", code="5.1.1") == 1
-        assert delta("relay_smtp_data_seconds_count", reply="2xx") == 2
+        assert delta("relay_smtp_data_seconds_count", reply="2xx") == 3
         assert delta("relay_smtp_data_seconds_count", reply="5xx") == 2
-        assert delta("relay_smtp_connections_total", outcome="accepted") == 5
+        assert delta("relay_smtp_connections_total", outcome="accepted") == 6
+        # the 24-hour response rule, over all sellers: one question, answered in seconds
+        assert value(after, "relay_response_buyer_messages", window="30d") == 1
+        assert value(after, "relay_response_open_overdue", window="30d") == 0
+        assert value(after, "relay_response_late_ratio", window="30d") == 0
+        assert 0 <= value(after, "relay_response_average_seconds", window="30d") < 60
         assert value(after, "relay_smtp_sessions_open") == 0
         assert value(after, "process_resident_memory_bytes") > 0
 
