@@ -39,7 +39,7 @@ def letters(text: str) -> int:
 
 def detect(text: str) -> tuple[str, float, dict[str, float]]:
     """(language, confidence, all probabilities) of ``text`` without links and codes."""
-    clean = _NOISE.sub(" ", text)
+    clean = _NOISE.sub(" ", text[:4000])    # a few paragraphs identify a language
     if regex.search(r"[\p{Hiragana}\p{Katakana}]", clean):
         kana = len(regex.findall(r"[\p{Hiragana}\p{Katakana}\p{Han}]", clean))
         if kana >= letters(clean) * 0.3:

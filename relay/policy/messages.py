@@ -28,7 +28,7 @@ _QUOTE_HEAD = regex.compile(
 _SENT = regex.compile(r"(?<=[.!?。！？])\s+|\n+")
 
 
-MAX_BODY = 20_000   # a message's kind shows in its first pages; tokens are scanned in full
+MAX_BODY = 8_000    # a message's kind shows in its first pages; tokens are scanned in full
 
 
 @dataclass(frozen=True)
@@ -88,12 +88,13 @@ class MessageRules:
         return []
 
     def _reviews(self, subject: str, body: str, ctx: PolicyContext) -> list[MessageFinding]:
-        out = []
+        out: list[MessageFinding] = []
         text = f"{subject}\n{body}"
+        if not (self.lex.search("review_word", text) or self.lex.search("review_request", text)
+                or self.lex.search("review_edit", text)):
+            return out
         asks = [s for s in sentences(text) if self.lex.search("review_request", s)
                 or self.lex.search("review_edit", s)]
-        if not asks and not self.lex.search("review_word", text):
-            return out
         for s in sentences(text):
             if self.lex.search("review_word", s) and self.lex.search("review_incentive", s):
                 out.append(MessageFinding("review_incentive", s[:80]))
