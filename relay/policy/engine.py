@@ -189,7 +189,10 @@ class PolicyEngine:
         where = f"attachment:{name or part.get_content_type()}"
         data = mime.payload_bytes(part)
         if name:
-            new = self._redact(name, where, run)
+            # underscores separate words in file names: scan them as spaces (same length)
+            new = self._redact(name.replace("_", " "), where, run)
+            if new == name.replace("_", " "):
+                new = name
             if new != name:
                 part.set_param("filename", new, header="Content-Disposition")
                 if part.get_param("name"):

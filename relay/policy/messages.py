@@ -99,13 +99,14 @@ class MessageRules:
             if self.lex.search("review_word", s) and self.lex.search("review_incentive", s):
                 out.append(MessageFinding("review_incentive", s[:80]))
                 break
-        if not asks and not self._hit("review_selective", text):
+        positive = self._hit("review_positive", text)
+        if not asks and not positive and not self._hit("review_selective", text):
             return out
         rv = self.policy.file.review
         reason = None
         if self._hit("review_edit", text):
             reason = "asks to change a review"
-        elif self._hit("review_positive", text):
+        elif positive:
             reason = "asks for a positive review"
         elif self._hit("review_selective", text) and self._hit("review_word", text):
             reason = "asks only satisfied buyers"
