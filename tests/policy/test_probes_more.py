@@ -31,13 +31,21 @@ def test_more_probes(engine):
             misses.append((name, v.action, sorted(ks)))
 
     # iso-2022-jp body with phone
-    m = EmailMessage(); m['Subject']='Re: 注文'; m['From']='a@b.example'
+    m = EmailMessage()
+    m['Subject']='Re: 注文'
+    m['From']='a@b.example'
     m.set_content('高橋様\n部品は本日発送しました。ご不明な点は携帯 090-1234-5678 までお電話ください。\nかもめ電機', charset='iso-2022-jp')
     chk('iso2022jp', m.as_bytes(policy=SMTP), C('s','ja-JP'), 'redact', 'phone_number', ['090-1234-5678'])
     # nested rfc822 with html and email in From
-    inner = EmailMessage(); inner['From']='Rep <rep.private@gmail.com>'; inner['Subject']='Re: lift'
-    inner.set_content('Call me 973 555 0126'); inner.add_alternative('<p>Call me <b>973 555 0126</b></p>', subtype='html')
-    outer = EmailMessage(); outer['Subject']='Fwd'; outer['From']='x@y.example'; outer.set_content('See attached reply, can you help?')
+    inner = EmailMessage()
+    inner['From']='Rep <rep.private@gmail.com>'
+    inner['Subject']='Re: lift'
+    inner.set_content('Call me 973 555 0126')
+    inner.add_alternative('<p>Call me <b>973 555 0126</b></p>', subtype='html')
+    outer = EmailMessage()
+    outer['Subject']='Fwd'
+    outer['From']='x@y.example'
+    outer.set_content('See attached reply, can you help?')
     outer.add_attachment(inner)
     chk('nested', outer.as_bytes(policy=SMTP), C('b','en-US'), 'redact', 'email_address', ['rep.private@gmail.com', '555 0126'])
     # base64 html with hidden white text on white bg
