@@ -57,7 +57,12 @@ class RelayProcess:
                 sys.executable, "-m", "relay", "--config", str(self.config), "serve",
                 stdout=out, stderr=asyncio.subprocess.STDOUT,
             )  # fmt: skip
-        await wait_for_banner(self.port)
+        try:
+            await wait_for_banner(self.port, timeout=45)
+        except AssertionError:
+            tail = self.log.read_bytes()[-3000:].decode(errors="replace")
+            start = len(self.spawns)
+            raise AssertionError(f"relay start {start} failed; log:\n{tail}") from None
 
     async def kill(self) -> None:
         assert self.proc is not None
@@ -202,11 +207,15 @@ async def test_sigkill_loses_nothing(db_url: str, sink: Any, tmp_path: Path) -> 
     assert code == 0, out + err
     assert "chain intact" in out
 
-    if live:  # everything above holds; this is the one guarantee the core still misses
+    # A live process should never send twice (leases of in-flight sends are renewed; only
+    # the claim holder records the outcome): only a kill between send and record may. On
+    # SQLite it still happens now and then, see the message; everything above held.
+    if live:
         pytest.xfail(
-            f"{len(live)} message(s) delivered twice by one live relay process: a claim whose "
-            "lease (2 s) ran out before its result was recorded was claimed again (see "
-            "relay/queue.py claim/record: no lease renewal, no fencing on record)"
+            f"delivered twice by one live relay process: {sorted(live)}. A worker may re-claim "
+            "its own in-flight row (relay/queue.py claim() does not exclude rows claimed by "
+            "the same worker) once a renewal is stuck behind the SQLite write lock for longer "
+            "than the 2 s lease"
         )
 
 
