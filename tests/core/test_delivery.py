@@ -12,6 +12,7 @@ import email
 import ssl
 import warnings
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -29,6 +30,7 @@ from tests.helpers import (
     SELLER,
     CountingSink,
     HangingUpSink,
+    Sink,
     SlowSink,
     TlsSink,
     all_status,
@@ -439,3 +441,47 @@ async def test_direct_mx_falls_back_to_plaintext_when_starttls_breaks(
             assert [r.attempts for r in rows] == [1, 1]
     finally:
         await broken.stop()
+
+
+@dataclass
+class HostSink(Sink):
+    """A sink on a chosen loopback address and port (a second MX on the same port)."""
+
+    host: str = "127.0.0.1"
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: SMTP(self, hostname="sink.test", loop=loop), self.host, self.port
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+
+
+async def test_a_temporary_refusal_moves_on_to_the_next_mx(make_settings, dns_server, sink) -> None:
+    sink.rcpt_reply = refuse(SELLER, "451 4.7.1 greylisted")
+    backup = HostSink(host="127.0.0.2", port=sink.port)
+    await backup.start()
+    try:
+        dns_server.add("shop.example", "MX", "10 mx1.shop.example.")
+        dns_server.add("shop.example", "MX", "20 mx2.shop.example.")
+        dns_server.add("mx1.shop.example", "A", "127.0.0.1")
+        dns_server.add("mx2.shop.example", "A", "127.0.0.2")
+        async with running_relay(direct(make_settings, dns_server, sink), policy=None) as relay:
+            await buyer_writes(relay, await make_order(relay))
+            assert (await backup.wait_for(1))[0].rcpt_tos == [SELLER]
+            rows = await wait_until(lambda: all_status(relay.engine, "delivered", 1))
+            assert rows[0].attempts == 1 and sink.messages == []
+    finally:
+        await backup.stop()
+
+
+async def test_a_dns_timeout_defers(make_settings, dns_server, sink) -> None:
+    dns_server.drop("shop.example")
+    settings = direct(make_settings, dns_server, sink)
+    settings = settings.model_copy(
+        update={"dns": settings.dns.model_copy(update={"timeout": timedelta(seconds=0.5)})}
+    )
+    async with running_relay(settings, policy=None) as relay:
+        await buyer_writes(relay, await make_order(relay))
+        rows = await wait_until(lambda: all_status(relay.engine, "deferred", 1))
+        assert rows[0].last_error.startswith("DNS failure")
