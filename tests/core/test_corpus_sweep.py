@@ -180,6 +180,7 @@ async def test_corpus_sweep(make_settings, sink, db_url: str) -> None:
             got = find_delivery(sink.messages, queued)
             assert got is not None, f"{name}: accepted as {queued} but never delivered"
             assert got.rcpt_tos == [SELLER]
+            assert f"<{order.buyer_alias}>".encode() in got.data, f"{name}: From not the alias"
             assert not leaks(got), f"{name}: delivered copy leaks the buyer: {leaks(got)}"
     assert all(not leaks(m) for m in sink.messages)
     assert len(sink.messages) == expected
