@@ -496,3 +496,96 @@ class TlsSink(Sink):
         ssl_arg = ctx if self.mode == "implicit" else None
         self._server = await loop.create_server(factory, "127.0.0.1", 0, ssl=ssl_arg)
         self.port = self._server.sockets[0].getsockname()[1]
+
+
+async def tls_sink(tmp_path: Any, mode: str, users: dict[str, str] | None = None) -> TlsSink:
+    cert, key = make_tls_cert(tmp_path)
+    sink = TlsSink(cert=cert, key=key, mode=mode, users=users or {})
+    await sink.start()
+    return sink
+
+
+@dataclass
+class BrokenTlsSink(TlsSink):
+    """Offers STARTTLS but cannot complete a handshake (TLS 1.0 only)."""
+
+    async def start(self) -> None:
+        import ssl
+        import warnings
+
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(str(self.cert), str(self.key))
+        with warnings.catch_warnings():  # deprecated, which is the point
+            warnings.simplefilter("ignore", DeprecationWarning)
+            ctx.minimum_version = ctx.maximum_version = ssl.TLSVersion.TLSv1
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: SMTP(self, hostname="sink.test", tls_context=ctx, loop=loop), "127.0.0.1", 0
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+
+
+@dataclass
+class HostSink(Sink):
+    """A sink on a chosen loopback address and port (a second MX on the same port)."""
+
+    host: str = "127.0.0.1"
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: SMTP(self, hostname="sink.test", loop=loop), self.host, self.port
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+
+
+def dsn(
+    rp: str,
+    action: str = "failed",
+    status: str = "5.1.1",
+    rcpt: str = SELLER,
+    more: tuple[str, ...] = (),
+) -> bytes:
+    """An RFC 3464 report as Postfix writes it; the remote text quotes the recipient.
+    ``more`` adds lines after the per-recipient block (further recipients)."""
+    lines = [
+        "From: Mail Delivery System <MAILER-DAEMON@mx.shop.example>",
+        f"To: {rp}",
+        "Subject: Undelivered Mail Returned to Sender",
+        f"Date: {format_datetime(datetime.now(UTC))}",
+        f"Message-ID: {make_msgid(domain='mx.shop.example')}",
+        "Auto-Submitted: auto-replied",
+        "MIME-Version: 1.0",
+        'Content-Type: multipart/report; report-type=delivery-status; boundary="B0UND"',
+        "",
+        "--B0UND",
+        "Content-Type: text/plain; charset=us-ascii",
+        "",
+        "This is the mail system at host mx.shop.example.",
+        "",
+        f"<{rcpt}>: host mailstore.shop.example said: 550 5.1.1 <{rcpt}>: User unknown",
+        "",
+        "--B0UND",
+        "Content-Type: message/delivery-status",
+        "",
+        "Reporting-MTA: dns; mx.shop.example",
+        f"Arrival-Date: {format_datetime(datetime.now(UTC))}",
+        "",
+        f"Final-Recipient: rfc822; {rcpt}",
+        f"Original-Recipient: rfc822;{rcpt}",
+        f"Action: {action}",
+        f"Status: {status}",
+        "Remote-MTA: dns; mailstore.shop.example",
+        f"Diagnostic-Code: smtp; 550 {status} <{rcpt}>: User unknown",
+        *more,
+        "",
+        "--B0UND",
+        "Content-Type: text/rfc822-headers",
+        "",
+        f"To: <{rcpt}>",
+        "Subject: Question about my order",
+        "",
+        "--B0UND--",
+        "",
+    ]
+    return "\r\n".join(lines).encode()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import email
 import email.policy
 from datetime import UTC, datetime, timedelta
-from email.utils import format_datetime, make_msgid
 from typing import Any
 
 import pytest
@@ -30,6 +29,7 @@ from tests.helpers import (
     assert_notice,
     buyer_writes,
     delivery_rows,
+    dsn,
     event_names,
     make_order,
     message,
@@ -42,58 +42,6 @@ from tests.helpers import (
 )
 
 SECRET = "ab" * 32  # bounce.secret: lets the tests sign return paths of their own
-
-
-def dsn(
-    rp: str,
-    action: str = "failed",
-    status: str = "5.1.1",
-    rcpt: str = SELLER,
-    more: tuple[str, ...] = (),
-) -> bytes:
-    """An RFC 3464 report as Postfix writes it; the remote text quotes the recipient.
-    ``more`` adds lines after the per-recipient block (further recipients)."""
-    lines = [
-        "From: Mail Delivery System <MAILER-DAEMON@mx.shop.example>",
-        f"To: {rp}",
-        "Subject: Undelivered Mail Returned to Sender",
-        f"Date: {format_datetime(datetime.now(UTC))}",
-        f"Message-ID: {make_msgid(domain='mx.shop.example')}",
-        "Auto-Submitted: auto-replied",
-        "MIME-Version: 1.0",
-        'Content-Type: multipart/report; report-type=delivery-status; boundary="B0UND"',
-        "",
-        "--B0UND",
-        "Content-Type: text/plain; charset=us-ascii",
-        "",
-        "This is the mail system at host mx.shop.example.",
-        "",
-        f"<{rcpt}>: host mailstore.shop.example said: 550 5.1.1 <{rcpt}>: User unknown",
-        "",
-        "--B0UND",
-        "Content-Type: message/delivery-status",
-        "",
-        "Reporting-MTA: dns; mx.shop.example",
-        f"Arrival-Date: {format_datetime(datetime.now(UTC))}",
-        "",
-        f"Final-Recipient: rfc822; {rcpt}",
-        f"Original-Recipient: rfc822;{rcpt}",
-        f"Action: {action}",
-        f"Status: {status}",
-        "Remote-MTA: dns; mailstore.shop.example",
-        f"Diagnostic-Code: smtp; 550 {status} <{rcpt}>: User unknown",
-        *more,
-        "",
-        "--B0UND",
-        "Content-Type: text/rfc822-headers",
-        "",
-        f"To: <{rcpt}>",
-        "Subject: Question about my order",
-        "",
-        "--B0UND--",
-        "",
-    ]
-    return "\r\n".join(lines).encode()
 
 
 def settings_for(make_settings: Any, sink: Any, **delivery: Any) -> Any:

@@ -9,14 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import email
-import ssl
-import warnings
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from aiosmtpd.smtp import SMTP
 
 from relay import archive
 from relay.db import read_tx
@@ -28,11 +24,11 @@ from relay.settings import DeliverySection, DnsSection
 from tests.helpers import (
     DOMAIN,
     SELLER,
+    BrokenTlsSink,
     CountingSink,
     HangingUpSink,
-    Sink,
+    HostSink,
     SlowSink,
-    TlsSink,
     all_status,
     assert_notice,
     buyer_dns,
@@ -46,6 +42,7 @@ from tests.helpers import (
     refuse,
     running_relay,
     smarthost,
+    tls_sink,
     wait_until,
 )
 
@@ -318,15 +315,8 @@ async def test_a_slow_send_keeps_its_lease(make_settings) -> None:
 # ---------------------------------------------------------------- smarthost TLS and AUTH
 
 
-async def _tls_sink(tmp_path, mode: str, users: dict[str, str] | None = None) -> TlsSink:  # type: ignore[no-untyped-def]
-    cert, key = make_tls_cert(tmp_path)
-    sink = TlsSink(cert=cert, key=key, mode=mode, users=users or {})
-    await sink.start()
-    return sink
-
-
 async def test_smarthost_starttls_with_auth(make_settings, tmp_path, monkeypatch) -> None:
-    tls = await _tls_sink(tmp_path, "starttls", {"relay": "s3cret"})
+    tls = await tls_sink(tmp_path, "starttls", {"relay": "s3cret"})
     monkeypatch.setenv("SSL_CERT_FILE", str(tls.cert))  # trust the sink's certificate
     try:
         settings = smarthost(
@@ -347,7 +337,7 @@ async def test_smarthost_starttls_with_auth(make_settings, tmp_path, monkeypatch
 
 
 async def test_smarthost_implicit_tls(make_settings, tmp_path, monkeypatch) -> None:
-    tls = await _tls_sink(tmp_path, "implicit")
+    tls = await tls_sink(tmp_path, "implicit")
     monkeypatch.setenv("SSL_CERT_FILE", str(tls.cert))
     try:
         settings = smarthost(make_settings, tls, smarthost_tls="implicit")
@@ -363,7 +353,7 @@ async def test_smarthost_trouble_defers_and_never_bounces(
     make_settings, tmp_path, monkeypatch
 ) -> None:
     """A wrong password or an untrusted certificate is our problem: defer, keep the mail."""
-    tls = await _tls_sink(tmp_path, "starttls", {"relay": "s3cret"})
+    tls = await tls_sink(tmp_path, "starttls", {"relay": "s3cret"})
     try:
         wrong = dict(smarthost_tls="starttls", smarthost_username="relay", smarthost_password="x")
         monkeypatch.setenv("SSL_CERT_FILE", str(tls.cert))
@@ -392,7 +382,7 @@ async def test_smarthost_trouble_defers_and_never_bounces(
 async def test_direct_mx_uses_starttls_without_checking_the_certificate(
     make_settings, dns_server, tmp_path
 ) -> None:
-    tls = await _tls_sink(tmp_path, "starttls")  # self-signed and not trusted: still used
+    tls = await tls_sink(tmp_path, "starttls")  # self-signed and not trusted: still used
     try:
         dns_server.add("shop.example", "A", "127.0.0.1")
         async with running_relay(direct(make_settings, dns_server, tls), policy=None) as relay:
@@ -401,23 +391,6 @@ async def test_direct_mx_uses_starttls_without_checking_the_certificate(
             assert tls.secure == [True]
     finally:
         await tls.stop()
-
-
-@dataclass
-class BrokenTlsSink(TlsSink):
-    """Offers STARTTLS but cannot complete a handshake (TLS 1.0 only)."""
-
-    async def start(self) -> None:
-        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        ctx.load_cert_chain(str(self.cert), str(self.key))
-        with warnings.catch_warnings():  # deprecated, which is the point
-            warnings.simplefilter("ignore", DeprecationWarning)
-            ctx.minimum_version = ctx.maximum_version = ssl.TLSVersion.TLSv1
-        loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            lambda: SMTP(self, hostname="sink.test", tls_context=ctx, loop=loop), "127.0.0.1", 0
-        )
-        self.port = self._server.sockets[0].getsockname()[1]
 
 
 async def test_direct_mx_falls_back_to_plaintext_when_starttls_breaks(
@@ -441,20 +414,6 @@ async def test_direct_mx_falls_back_to_plaintext_when_starttls_breaks(
             assert [r.attempts for r in rows] == [1, 1]
     finally:
         await broken.stop()
-
-
-@dataclass
-class HostSink(Sink):
-    """A sink on a chosen loopback address and port (a second MX on the same port)."""
-
-    host: str = "127.0.0.1"
-
-    async def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            lambda: SMTP(self, hostname="sink.test", loop=loop), self.host, self.port
-        )
-        self.port = self._server.sockets[0].getsockname()[1]
 
 
 async def test_a_temporary_refusal_moves_on_to_the_next_mx(make_settings, dns_server, sink) -> None:
