@@ -91,8 +91,9 @@ class Limits(_Strict):
     max_parts: int = Field(default=500, gt=0)
     max_header_bytes: int = Field(default=262144, gt=0)
     max_header_field_bytes: int = Field(default=65536, gt=0)
-    max_html_bytes: int = Field(default=2_000_000, gt=0)
-    max_text_bytes: int = Field(default=2_000_000, gt=0)
+    max_html_bytes: int = Field(default=1_000_000, gt=0)
+    max_text_bytes: int = Field(default=1_000_000, gt=0)
+    max_total_text_bytes: int = Field(default=1_500_000, gt=0)
 
 
 class Attachments(_Strict):

@@ -41,6 +41,7 @@ class _Run:
     subject: str = ""
     plain: list[str] = field(default_factory=list)
     html_text: list[str] = field(default_factory=list)
+    text_bytes: int = 0
 
 
 class PolicyEngine:
@@ -81,6 +82,7 @@ class PolicyEngine:
         msg = mime.parse(raw)
         entities = list(mime.walk(msg, limits))
         run = _Run(ctx)
+        self._precount(entities)
         self._headers(msg, _CONTENT_HEADERS, run, top=True)
         total = 0
         for ent in entities:
@@ -158,8 +160,34 @@ class PolicyEngine:
                         part[name] = v
                 run.changed = True
 
+    def _precount(self, entities: list[mime.Entity]) -> None:
+        """Refuse before scanning anything when the text alone is over the CPU budget."""
+        total = 0
+        for ent in entities:
+            part = ent.part
+            if part.is_multipart() or part.get_content_maintype() != "text":
+                continue
+            payload = part.get_payload()
+            size = len(payload) if isinstance(payload, str | bytes) else 0
+            if (part.get("Content-Transfer-Encoding") or "").strip().lower() == "base64":
+                size = size * 3 // 4
+            total += size
+        if total > self.policy.file.limits.max_total_text_bytes * 1.1:
+            raise mime.Refused("the message has too much text to check")
+
+    def _budget(self, run: _Run, size: int) -> None:
+        """Text is what costs CPU: refuse what cannot be read in full within the budget."""
+        limits = self.policy.file.limits
+        run.text_bytes += size
+        if run.text_bytes > limits.max_total_text_bytes:
+            raise mime.Refused("the message has too much text to check")
+
     def _text(self, part: Message, run: _Run, where: str) -> None:
-        text = mime.text_of(part, self.policy.file.limits.max_text_bytes)
+        limit = self.policy.file.limits.max_text_bytes
+        text = mime.text_of(part, limit + 1)
+        if len(text) > limit:
+            raise mime.Refused("a text part is too large to check")
+        self._budget(run, len(text))
         if where == "body.text":
             run.plain.append(text)
         new = self._redact(text, where, run)
@@ -172,6 +200,7 @@ class PolicyEngine:
         src = mime.text_of(part, limits.max_html_bytes + 1)
         if len(src) > limits.max_html_bytes:
             raise mime.Refused("an HTML part is too large to check")
+        self._budget(run, len(src))
         if nesting_depth(src) > MAX_HTML_DEPTH:
             raise mime.Refused(f"an HTML part nests elements deeper than {MAX_HTML_DEPTH} levels")
         res = self.html.judge(src, run.ctx)

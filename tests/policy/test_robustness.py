@@ -117,3 +117,29 @@ def test_engine_is_shareable_between_threads(engine):
         results = list(pool.map(lambda _: engine.evaluate(raw, ctx()), range(32)))
     assert {r.message for r in results} == {results[0].message}
     assert all(r.action == "redact" for r in results)
+
+
+def test_huge_text_is_refused_not_half_read(engine):
+    text = "filler words here. " * 60_000 + "call me 020 7946 0321"
+    v, cpu = _cpu(engine, make(text), ctx())
+    assert v.action == "reject" and "too large" in v.reason
+    assert cpu < CPU_BUDGET
+
+
+def test_many_medium_parts_hit_the_text_budget(engine):
+    m = EmailMessage()
+    m["Subject"] = "parts"
+    m.set_content("hello")
+    for i in range(40):
+        m.add_attachment(("lorem ipsum " * 12_000).encode(), maintype="text", subtype="plain",
+                         filename=f"n{i}.txt")
+    v, cpu = _cpu(engine, m.as_bytes(policy=SMTP), ctx())
+    assert v.action == "reject" and "too much text" in v.reason
+    assert cpu < CPU_BUDGET
+
+
+def test_engine_pickles_for_worker_processes(engine):
+    import pickle
+
+    clone = pickle.loads(pickle.dumps(engine))
+    assert clone.evaluate(make("Ring me on 020 7946 0321"), ctx()).action == "redact"
