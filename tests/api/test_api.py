@@ -219,14 +219,29 @@ async def test_chunked_body_over_the_limit(client: httpx.AsyncClient) -> None:
     assert_error(r, 413, "too_large")
 
 
-async def test_database_down_is_503_without_detail(settings: Any) -> None:
-    from sqlalchemy.ext.asyncio import create_async_engine
+async def test_database_down_is_503_without_detail(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sqlalchemy.exc import OperationalError
 
-    dead = create_async_engine("sqlite+aiosqlite:////nonexistent-dir/relay.sqlite3")
-    app = create_app(settings, dead)
+    from relay import orders
+    from tests.helpers import test_settings as settings_for
+
+    async def down(*args: Any, **kwargs: Any) -> None:
+        raise OperationalError("SELECT secret", {}, Exception("connection refused to db:5432"))
+
+    async def bug(*args: Any, **kwargs: Any) -> None:
+        raise KeyError("internal detail")
+
+    settings = settings_for(
+        "sqlite+aiosqlite:///:memory:", api={"marketplace_tokens": [MARKET_TOKEN]}
+    )
+    app = create_app(settings, None)  # type: ignore[arg-type]
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as c:
+        monkeypatch.setattr(orders, "get_order", down)
         r = await c.get(f"/v1/orders/{ORDER}", headers=auth(MARKET_TOKEN))
-    assert_error(r, 503, "unavailable")
-    assert "sqlite" not in r.text.lower() and "nonexistent" not in r.text
-    await dead.dispose()
+        assert_error(r, 503, "unavailable")
+        assert "secret" not in r.text and "5432" not in r.text
+        monkeypatch.setattr(orders, "get_order", bug)
+        r = await c.get(f"/v1/orders/{ORDER}", headers=auth(MARKET_TOKEN))
+        assert_error(r, 500, "internal")
+        assert "detail" not in r.json()["error"]["message"]
