@@ -57,6 +57,8 @@ class DeliveryWorker:
         self._held: set[int] = set()  # delivery ids we are sending: leases to renew
         self._renewer: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
+        self._claiming = False  # the claim loop runs
+        self._claim_done = asyncio.Event()
 
     async def run(self) -> None:
         self._renewer = asyncio.create_task(self._renew_leases(), name="delivery-leases")
@@ -82,6 +84,14 @@ class DeliveryWorker:
                 log.error("delivery.renew_failed", error=type(err).__name__)
 
     async def _claim_loop(self) -> None:
+        self._claiming = True
+        try:
+            await self._claim_rounds()
+        finally:
+            self._claiming = False
+            self._claim_done.set()
+
+    async def _claim_rounds(self) -> None:
         d = self.settings.delivery
         while not self._stopping.is_set():
             # Clear before claiming: a commit that lands during the claim must wake the
@@ -120,6 +130,11 @@ class DeliveryWorker:
     async def stop(self, grace: float = 30.0) -> None:
         """Stop claiming; let in-flight deliveries finish within ``grace`` seconds."""
         self._stopping.set()
+        if self._claiming:
+            # A claim in progress hands out rows after this point: wait for the loop to
+            # end, so those sends are waited for below rather than orphaned.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._claim_done.wait(), grace)
         if self._running:
             _, pending = await asyncio.wait(set(self._running), timeout=grace)
             for task in pending:
