@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import socket
 from collections.abc import Callable
+from typing import Any
 
 import structlog
 import uvicorn
@@ -104,3 +105,30 @@ async def serve_api(
     waiter.cancel()
     server.should_exit = True
     await task
+
+
+async def run_relay_and_api(relay: Any) -> None:
+    """``relay.service.run_forever`` plus the API on the same loop and database engine.
+
+    Runs until SIGTERM/SIGINT; if the API cannot listen, the relay is stopped again and
+    the error raised, so a bad ``api.listen`` never leaves a half-started process.
+    """
+    import signal
+
+    check_tokens(relay.settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await relay.start()
+    api = asyncio.create_task(serve_api(relay.settings, relay.engine, stop), name="api")
+    waiter = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait([api, waiter], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stop.set()
+        waiter.cancel()
+        try:
+            await api
+        finally:
+            await relay.stop()

@@ -17,8 +17,11 @@ def api(ctx: click.Context) -> None:
 
 @api.command("serve")
 @click.option("--listen", default=None, help="host:port, overriding api.listen")
+@click.option(
+    "--with-relay", is_flag=True, help="also run the SMTP relay and delivery worker (one process)"
+)
 @click.pass_obj
-def serve(state: CliState, listen: str | None) -> None:
+def serve(state: CliState, listen: str | None, with_relay: bool) -> None:
     """Serve until SIGINT/SIGTERM; migrates the schema first."""
     import asyncio
     import signal
@@ -33,6 +36,13 @@ def serve(state: CliState, listen: str | None) -> None:
         api_section = settings.api.model_copy(update={"listen": listen})
         settings = settings.model_copy(update={"api": api_section})
     configure(settings.log.format, settings.log.level)
+    if with_relay:
+        from relay.api.server import run_relay_and_api
+        from relay.service import Relay
+        from relay.wiring import auth_parts
+
+        run_async(run_relay_and_api(Relay(settings, **auth_parts(settings))))
+        return
 
     async def main() -> None:
         engine = create_engine(settings.database.url, pool_size=settings.database.pool_size)

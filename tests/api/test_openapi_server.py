@@ -114,3 +114,57 @@ async def test_port_in_use_is_a_clear_error(settings: Any, engine: Any) -> None:
         taken = settings.model_copy(update={"api": api})
         with pytest.raises(SettingsError, match="cannot listen"):
             await serve_api(taken, engine, asyncio.Event())
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_api_beside_the_relay_in_one_process(make_settings) -> None:
+    """``relay api serve --with-relay``: SMTP relay and API on one loop; SIGTERM stops both."""
+    import os
+    import signal
+
+    from relay.api.server import run_relay_and_api
+    from relay.service import Relay
+
+    port = _free_port()
+    tokens = {"marketplace_tokens": [MARKET_TOKEN], "listen": f"127.0.0.1:{port}"}
+    relay = Relay(make_settings(api=tokens), policy=None)
+    task = asyncio.create_task(run_relay_and_api(relay))
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as c:
+            for _ in range(300):
+                try:
+                    r = await c.get(
+                        "/v1/orders", headers={"Authorization": f"Bearer {MARKET_TOKEN}"}
+                    )
+                    break
+                except httpx.TransportError:
+                    await asyncio.sleep(0.02)
+            assert r.status_code == 200 and relay.port > 0
+    finally:
+        if not task.done():  # its SIGTERM handler is installed: this stops it, not pytest
+            os.kill(os.getpid(), signal.SIGTERM)
+        await asyncio.wait_for(task, 15)
+    assert relay.server is not None and not relay.server.is_serving()
+
+
+async def test_relay_stops_again_when_the_api_cannot_listen(make_settings) -> None:
+    import socket
+
+    from relay.api.server import run_relay_and_api
+    from relay.service import Relay
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        api = {"marketplace_tokens": [MARKET_TOKEN], "listen": f"127.0.0.1:{busy.getsockname()[1]}"}
+        relay = Relay(make_settings(api=api), policy=None)
+        with pytest.raises(SettingsError, match="cannot listen"):
+            await asyncio.wait_for(run_relay_and_api(relay), 15)
+    assert relay.server is not None and not relay.server.is_serving()
