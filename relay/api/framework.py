@@ -150,7 +150,6 @@ class Spec:
 
 
 Handler = Callable[..., Awaitable[Response]]
-SPECS: list[Spec] = []
 
 
 def endpoint(spec: Spec) -> Callable[[Handler], Callable[[Request], Awaitable[Response]]]:
@@ -181,7 +180,6 @@ def endpoint(spec: Spec) -> Callable[[Handler], Callable[[Request], Awaitable[Re
         handle.__name__ = fn.__name__
         handle.__doc__ = fn.__doc__
         handle.spec = spec  # type: ignore[attr-defined]
-        SPECS.append(spec)
         return handle
 
     return wrap
@@ -203,8 +201,10 @@ async def server_error(request: Request, exc: Exception) -> Response:
     the body never carries internal detail."""
     from sqlalchemy.exc import DBAPIError
 
+    endpoint = request.scope.get("endpoint")
+    op = getattr(getattr(endpoint, "spec", None), "operation_id", "unknown")  # never the path
     if isinstance(exc, DBAPIError | OSError | TimeoutError):
-        log.error("api.unavailable", path=request.url.path, error=type(exc).__name__)
+        log.error("api.unavailable", op=op, error=type(exc).__name__)
         return error_response(ApiError(503, "unavailable", "temporarily unavailable, retry"))
-    log.error("api.error", path=request.url.path, error=type(exc).__name__)
+    log.error("api.error", op=op, error=type(exc).__name__)
     return error_response(ApiError(500, "internal", "internal error"))
