@@ -176,6 +176,8 @@ def endpoint(spec: Spec) -> Callable[[Handler], Callable[[Request], Awaitable[Re
                 return await fn(request, **kwargs)
             except ApiError as err:
                 return error_response(err)
+            except Exception as exc:  # answered here: a re-raised DBAPIError's text (and
+                return await server_error(request, exc)  # so the log) carries SQL params
 
         handle.__name__ = fn.__name__
         handle.__doc__ = fn.__doc__
