@@ -191,9 +191,6 @@ class HtmlJudge:
                 text = node.text(deep=True, separator=" ").strip()
                 if text:
                     res.hits.append(HtmlHit("hidden_content", "html.hidden", text[:80]))
-                    for h in self.scanner.scan(text, ctx):
-                        if not h.allowed:
-                            res.hits.append(HtmlHit(h.kind, h.rule, h.excerpt))
                 remove.append(node)
                 changed = True
             hidden[nid] = is_hidden or bool(hidden.get(pid))

@@ -29,6 +29,7 @@ class Hit:
     excerpt: str
     allowed: bool = False
     cut: bool = True        # False: reported, but its span is cut as part of another hit
+    sentence: bool = False  # a whole sentence (unsubscribe footer), not a single token
 
 
 EMAIL_RE = re.compile(
@@ -211,7 +212,7 @@ class TextScanner:
                 if k != -1:
                     e = k + 1
             a, b = nt.span(s, e)
-            out.append(Hit("opt_out_link", "link.opt_out", a, b, text[a:b]))
+            out.append(Hit("opt_out_link", "link.opt_out", a, b, text[a:b], sentence=True))
         return out
 
     def _emoji(self, text: str) -> list[Hit]:
@@ -282,10 +283,13 @@ def _resolve(hits: list[Hit]) -> list[Hit]:
     """
     if len(hits) < 2:
         return hits
-    ok_links = [h for h in hits if h.allowed and h.kind == "external_link"]
-    if ok_links:
-        hits = [h for h in hits if h in ok_links or not any(
-            o.start <= h.start and h.end <= o.end for o in ok_links)]
+    link_kinds = ("external_link", "messaging_app_link", "social_handle", "opt_out_link",
+                  "deceptive_link")
+    links = [h for h in hits if h.kind in link_kinds and not h.sentence]
+    if links:  # a number or handle inside a link is part of that link, not a finding of its own
+        hits = [h for h in hits if h in links or not any(
+            o.start <= h.start and h.end <= o.end and (o.end - o.start) > (h.end - h.start)
+            for o in links)]
     allowed = [h for h in hits if h.allowed]
     live = sorted((h for h in hits if not h.allowed), key=lambda h: (h.start, -h.end))
     out: list[Hit] = [dataclasses.replace(h, cut=False) for h in allowed]
