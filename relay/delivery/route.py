@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import dns.asyncresolver
 import dns.exception
+import dns.name
 import dns.rdatatype
 import dns.resolver
 
@@ -92,7 +93,11 @@ class Router:
             ) from None
         except dns.resolver.NoAnswer:
             return [domain]  # implicit MX
-        except (dns.exception.Timeout, dns.resolver.NoNameservers) as err:
+        except (dns.name.NameTooLong, dns.name.LabelTooLong, dns.name.EmptyLabel):
+            raise RouteError(
+                "recipient domain is not a valid name", permanent=True, enhanced="5.1.2"
+            ) from None
+        except dns.exception.DNSException as err:  # timeouts, SERVFAIL, anything odd
             raise RouteError(
                 f"DNS failure: {type(err).__name__}", permanent=False, enhanced="4.4.3"
             ) from None
@@ -112,7 +117,7 @@ class Router:
                 answer = await self.resolver.resolve(name, rtype)
             except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
                 continue
-            except (dns.exception.Timeout, dns.resolver.NoNameservers):
+            except dns.exception.DNSException:
                 failed = True
                 continue
             found.extend(r.address for r in answer)

@@ -12,12 +12,13 @@ import email
 from datetime import timedelta
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from relay import archive
 from relay.db import read_tx
 from relay.db.schema import delivery_events
-from relay.delivery.route import Router, make_resolver
+from relay.delivery.route import RouteError, Router, make_resolver
 from relay.delivery.transport import Pool
 from relay.delivery.transport import send as send_one
 from relay.settings import DeliverySection, DnsSection
@@ -444,3 +445,20 @@ async def test_a_dns_timeout_defers(make_settings, dns_server, sink) -> None:
         await buyer_writes(relay, await make_order(relay))
         rows = await wait_until(lambda: all_status(relay.engine, "deferred", 1))
         assert rows[0].last_error.startswith("DNS failure")
+
+
+async def test_routing_verdicts_straight_from_the_router(dns_server) -> None:
+    dns_server.add("shop.example", "MX", "10 mx.shop.example.")
+    dns_server.add("mx.shop.example", "A", "127.0.0.1")
+    dns_server.add("mx.shop.example", "A", "127.0.0.1")
+    dns_server.fail("broken.example")
+    dns = DnsSection(nameservers=["127.0.0.1"], port=dns_server.port, timeout=timedelta(seconds=1))
+    router = Router(DeliverySection(mx_port=2525), make_resolver(dns))
+    (target,) = await router.targets("someone@SHOP.example.")
+    assert (target.host, target.port, target.hostname) == ("127.0.0.1", 2525, "mx.shop.example")
+    verdicts = {}
+    for rcpt in ("a@" + "x" * 70 + ".example", "a@a..b.example", "a@broken.example"):
+        with pytest.raises(RouteError) as caught:
+            await router.targets(rcpt)
+        verdicts[rcpt.rpartition("@")[2][:6]] = caught.value.permanent
+    assert verdicts == {"xxxxxx": True, "a..b.e": True, "broken": False}
