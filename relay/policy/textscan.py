@@ -230,8 +230,9 @@ class TextScanner:
         if self.lex.search("phone_cue", t[max(0, start - 40):start]):
             return True
         groups = regex.split(r"[\s\-./()]+", cand.strip("() "))
-        return cand.lstrip().startswith(("+", "(")) or (
-            cand.lstrip().startswith("0") and len(groups) >= 3)
+        lead = cand.lstrip()
+        return lead.startswith("+") or bool(regex.match(r"\(\s?\+?\d{2,5}\s?\)", lead)) or (
+            lead.startswith("0") and len(groups) >= 3)
 
     def _labelled_id(self, t: str, start: int) -> bool:
         """A number right after an id label (``NIP``, ``Sendungsnummer``) is that id."""
@@ -260,16 +261,27 @@ def _valid(cand: str, regions: tuple[str, ...]) -> int:
     if s.startswith("00"):
         s = "+" + s[2:]
     best = 0
+    digits = "".join(c for c in s if c.isdigit())
     for region in ((None,) if s.startswith("+") else regions):
         try:
             num = phonenumbers.parse(s, region)
         except phonenumbers.NumberParseException:
             continue
         if phonenumbers.is_valid_number(num):
-            return 2
-        if phonenumbers.is_possible_number(num):
+            if region is None or _full_national(region, digits):
+                return 2
+            best = 1
+        elif phonenumbers.is_possible_number(num):
             best = 1
     return best
+
+
+def _full_national(region: str, digits: str) -> bool:
+    """Written as a full national number: with the trunk prefix where the region has one
+    (``0`` in DE/FR/GB/NL/JP ...), so ``28/47-622`` is not a German number without it."""
+    meta = phonenumbers.PhoneMetadata.metadata_for_region(region)
+    prefix = meta.national_prefix if meta is not None else None
+    return not prefix or prefix == "1" or digits.startswith(prefix)
 
 
 _PRIO = {"opt_out_link": 0, "email_address": 1, "messaging_app_link": 2, "social_handle": 3,

@@ -70,6 +70,8 @@ def test_phone_numbers_are_redacted(engine, locale, body, token):
     "Licence key: SKY7-QX4M-82KD-9TPL-3WN6, Activation ID: 4471 2290 8813.",
     "UPS 1Z 9F4 W71 03 6690 2318, ASIN B0D7K2MZ4Q, S/N BA40-2291-0457-C.",
     "UID-Nr. ATU68791234, EUR 649,00, 504 Wh, KW 24.",
+    "Der Schlauch 28 Zoll (28/47-622) passt, Kassette 10-51 Z., Modell 2019-2024.",
+    "Tracking 7712 3456 7890 via FedEx, ISBN 978-3-16-148410-0, EAN 4006381333931.",
 ])
 def test_numbers_that_are_not_phones(engine, body):
     v = engine.evaluate(make(body), ctx("buyer-to-seller"))
