@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from dataclasses import dataclass
+from email.parser import BytesHeaderParser
+from email.policy import compat32
 
 import sqlalchemy as sa
 import structlog
@@ -50,8 +52,22 @@ def read_dsn(raw: bytes) -> DsnOutcome | None:
     report = parse_dsn(raw)
     if report is None or not report.recipients:
         return None
+    if not report.standard and not _from_mail_system(raw):
+        # A plain-text guess about mail from a person or an autoresponder ("I am out of
+        # the office, mailbox unavailable") must not fail a delivery and alarm the sender.
+        return None
     worst = min(report.recipients, key=lambda r: _PRECEDENCE.get(r.action, len(_PRECEDENCE)))
     return DsnOutcome(worst.action, worst.status or "")
+
+
+_SYSTEM_SENDERS = ("mailer-daemon", "postmaster", "mail delivery", "maildelivery")
+
+
+def _from_mail_system(raw: bytes) -> bool:
+    """Whether From names a mail system (MAILER-DAEMON, postmaster, "Mail Delivery ...")."""
+    headers = BytesHeaderParser(policy=compat32).parsebytes(raw)
+    sender = str(headers.get("From", "") or "").lower()
+    return any(word in sender for word in _SYSTEM_SENDERS)
 
 
 def _event(action: str) -> str:

@@ -200,6 +200,26 @@ async def test_plain_text_bounce_counts_as_failure(make_settings, sink) -> None:
         assert (await delivery_rows(relay.engine))[0].status == "failed"
 
 
+async def test_an_out_of_office_to_the_return_path_is_no_bounce(make_settings, sink) -> None:
+    """RFC 3834 responders answer the return path; bounce-like words from a person or
+    an autoresponder must not fail a delivered message."""
+    async with running_relay(settings_for(make_settings, sink), policy=None) as relay:
+        _, rp = await delivered_once(relay, sink)
+        ooo = message(
+            SELLER,
+            rp,
+            subject="Automatic reply: Question about my order",
+            body="I am out of the office: mailbox unavailable until Monday.\n",
+            Auto_Submitted="auto-replied",
+        ).as_bytes()
+        code, text = await send(relay.port, "", [rp], ooo)
+        assert code == 250, text
+        rows = await delivery_rows(relay.engine)
+        assert rows[0].status == "delivered" and await notices(relay.engine) == []
+        (report,) = await dsn_records(relay.engine)
+        assert report.reason == "not a delivery status report"
+
+
 async def test_mail_that_is_no_report_changes_nothing(make_settings, sink) -> None:
     async with running_relay(settings_for(make_settings, sink), policy=None) as relay:
         _, rp = await delivered_once(relay, sink)
