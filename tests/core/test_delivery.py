@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import email
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from aiosmtpd.smtp import SMTP
 
 from relay import archive
 from relay.db import read_tx
@@ -462,3 +464,34 @@ async def test_routing_verdicts_straight_from_the_router(dns_server) -> None:
             await router.targets(rcpt)
         verdicts[rcpt.rpartition("@")[2][:6]] = caught.value.permanent
     assert verdicts == {"xxxxxx": True, "a..b.e": True, "broken": False}
+
+
+@dataclass
+class OneShotSink(CountingSink):
+    """Answers 421 to a second transaction on one connection (a server that closed an
+    idle connection the relay still thinks is open)."""
+
+    async def handle_MAIL(
+        self, server: SMTP, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        session.mails = getattr(session, "mails", 0) + 1
+        if session.mails > 1:
+            return "421 4.4.2 sink.test closing idle connection"
+        envelope.mail_from = address
+        return "250 OK"
+
+
+async def test_a_421_on_a_reused_connection_retries_at_once(make_settings) -> None:
+    oneshot = OneShotSink()
+    await oneshot.start()
+    try:
+        async with running_relay(smarthost(make_settings, oneshot), policy=None) as relay:
+            order = await make_order(relay)
+            for i in range(2):
+                await buyer_writes(relay, order, subject=f"m{i}")
+                await oneshot.wait_for(i + 1)
+            rows = await wait_until(lambda: all_status(relay.engine, "delivered", 2))
+            assert [r.attempts for r in rows] == [1, 1]
+        assert oneshot.connections == 2
+    finally:
+        await oneshot.stop()
