@@ -8,11 +8,12 @@ seller's reply is not blamed for what the buyer wrote.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import regex
 
 from relay.policy import language
-from relay.policy.config import Policy
+from relay.policy.config import Lexicon, Policy
 from relay.policy.model import PolicyContext
 
 _QUOTE_HEAD = regex.compile(
@@ -49,95 +50,149 @@ def sentences(text: str) -> list[str]:
     return [s.strip() for s in _SENT.split(text) if s and s.strip()]
 
 
-class MessageRules:
+@dataclass(frozen=True)
+class MessageView:
+    """What message rules read: the subject, the writer's own text, and the context."""
+
+    subject: str
+    body: str
+    ctx: PolicyContext
+
+    @property
+    def text(self) -> str:
+        return f"{self.subject}\n{self.body}"
+
+
+class MessageRule:
+    """One message kind: a name (the kind), the directions it binds, and a check."""
+
+    kind: ClassVar[str]
+    seller_only: ClassVar[bool] = True
+
     def __init__(self, policy: Policy) -> None:
         self.policy = policy
         self.lex = policy.lexicon
 
-    def judge(self, subject: str, body: str, ctx: PolicyContext) -> list[MessageFinding]:
-        body = own_text(body[:MAX_BODY])
-        text = f"{subject}\n{body}"
-        out: list[MessageFinding] = []
-        out += self._off_platform(text)
-        if ctx.direction != "seller-to-buyer":
-            return out
-        out += self._promotional(text)
-        out += self._reviews(subject, body, ctx)
-        out += self._important(subject, body)
-        out += self._thanks_or_confirmation(body, ctx)
-        out += self._language(body, ctx)
-        return out
-
-    # -- rules --------------------------------------------------------------------------
-    def _hit(self, key: str, text: str) -> str | None:
+    def hit(self, key: str, text: str) -> str | None:
         m = self.lex.search(key, text)
         return m.group() if m else None
 
-    def _off_platform(self, text: str) -> list[MessageFinding]:
-        ex = self._hit("off_platform", text)
-        return [MessageFinding("off_platform", ex)] if ex else []
+    def check(self, view: MessageView) -> list[MessageFinding]:
+        raise NotImplementedError
 
-    def _promotional(self, text: str) -> list[MessageFinding]:
-        """One strong cue (a coupon code, "20% off", an upsell) or two distinct weak ones."""
-        ex = self._hit("promotional", text)
+
+class OffPlatform(MessageRule):
+    """Paying, ordering or talking outside the marketplace (binds buyers too)."""
+
+    kind = "off_platform"
+    seller_only = False
+
+    def check(self, view: MessageView) -> list[MessageFinding]:
+        ex = self.hit("off_platform", view.text)
+        return [MessageFinding(self.kind, ex)] if ex else []
+
+
+class Promotional(MessageRule):
+    """One strong cue (a coupon code, "20% off", an upsell) or two distinct weak ones."""
+
+    kind = "promotional"
+
+    def check(self, view: MessageView) -> list[MessageFinding]:
+        ex = self.hit("promotional", view.text)
         if ex:
-            return [MessageFinding("promotional", ex)]
-        weak = {m.group().lower() for m in self.lex.finditer("promotional_weak", text)}
+            return [MessageFinding(self.kind, ex)]
+        weak = {m.group().lower() for m in self.lex.finditer("promotional_weak", view.text)}
         if len(weak) >= 2:
-            return [MessageFinding("promotional", ", ".join(sorted(weak))[:80])]
+            return [MessageFinding(self.kind, ", ".join(sorted(weak))[:80])]
         return []
 
-    def _reviews(self, subject: str, body: str, ctx: PolicyContext) -> list[MessageFinding]:
-        out: list[MessageFinding] = []
-        text = f"{subject}\n{body}"
-        if not (self.lex.search("review_word", text) or self.lex.search("review_request", text)
-                or self.lex.search("review_edit", text)):
-            return out
+
+def _mentions_reviews(lex: Lexicon, text: str) -> bool:
+    return bool(lex.search("review_word", text) or lex.search("review_request", text)
+                or lex.search("review_edit", text))
+
+
+class ReviewIncentive(MessageRule):
+    """Something of value offered in the same sentence as a review."""
+
+    kind = "review_incentive"
+
+    def check(self, view: MessageView) -> list[MessageFinding]:
+        if not _mentions_reviews(self.lex, view.text):
+            return []
+        for s in sentences(view.text):
+            if self.lex.search("review_word", s) and self.lex.search("review_incentive", s):
+                return [MessageFinding(self.kind, s[:80])]
+        return []
+
+
+class ReviewSolicitation(MessageRule):
+    """Positive-only, selective, edit-your-review, repeat or out-of-window requests."""
+
+    kind = "review_solicitation"
+
+    def check(self, view: MessageView) -> list[MessageFinding]:
+        text, ctx = view.text, view.ctx
+        if not _mentions_reviews(self.lex, text):
+            return []
         asks = [s for s in sentences(text) if self.lex.search("review_request", s)
                 or self.lex.search("review_edit", s)]
-        for s in sentences(text):
-            if self.lex.search("review_word", s) and self.lex.search("review_incentive", s):
-                out.append(MessageFinding("review_incentive", s[:80]))
-                break
-        positive = self._hit("review_positive", text)
-        if not asks and not positive and not self._hit("review_selective", text):
-            return out
+        positive = self.hit("review_positive", text)
+        if not asks and not positive and not self.hit("review_selective", text):
+            return []
         rv = self.policy.file.review
         reason = None
-        if self._hit("review_edit", text):
+        if self.hit("review_edit", text):
             reason = "asks to change a review"
         elif positive:
             reason = "asks for a positive review"
-        elif self._hit("review_selective", text) and self._hit("review_word", text):
+        elif self.hit("review_selective", text) and self.hit("review_word", text):
             reason = "asks only satisfied buyers"
         elif asks and ctx.prior_review_requests >= rv.max_requests:
             reason = "repeat review request"
         elif asks and ctx.days_since_delivery is not None and not (
                 rv.window_min_days <= ctx.days_since_delivery <= rv.window_max_days):
             reason = "outside the review window"
-        if reason:
-            out.append(MessageFinding("review_solicitation", reason))
-        return out
+        return [MessageFinding(self.kind, reason)] if reason else []
 
-    def _important(self, subject: str, body: str) -> list[MessageFinding]:
-        tag = self._hit("important_tag", subject)
-        if not tag:
-            return []
-        if self._hit("critical", f"{subject}\n{body}"):
-            return []
-        return [MessageFinding("important_tag_misuse", tag)]
 
-    def _thanks_or_confirmation(self, body: str, ctx: PolicyContext) -> list[MessageFinding]:
-        out = []
-        if ctx.thread == "proactive":
-            ex = self._hit("shipping_confirmation", body)
-            if ex and not self._hit("critical", body):
-                out.append(MessageFinding("shipping_confirmation", ex))
-        content = self._content_sentences(body)
+class ImportantTagMisuse(MessageRule):
+    """``[Important]`` in the subject of a message with nothing critical in it."""
+
+    kind = "important_tag_misuse"
+
+    def check(self, view: MessageView) -> list[MessageFinding]:
+        tag = self.hit("important_tag", view.subject)
+        if not tag or self.hit("critical", view.text):
+            return []
+        return [MessageFinding(self.kind, tag)]
+
+
+class ShippingConfirmation(MessageRule):
+    """A proactive order or shipping confirmation (the marketplace already sends one)."""
+
+    kind = "shipping_confirmation"
+
+    def check(self, view: MessageView) -> list[MessageFinding]:
+        if view.ctx.thread != "proactive":
+            return []
+        ex = self.hit("shipping_confirmation", view.body)
+        if ex and not self.hit("critical", view.body):
+            return [MessageFinding(self.kind, ex)]
+        return []
+
+
+class ThankYouOnly(MessageRule):
+    """Every sentence between greeting and sign-off is thanks, an offer to help or wishes."""
+
+    kind = "thank_you_only"
+
+    def check(self, view: MessageView) -> list[MessageFinding]:
+        content = self._content_sentences(view.body)
         if content and any(self.lex.search("thanks", s) for s in content) and all(
                 self._filler(s) for s in content):
-            out.append(MessageFinding("thank_you_only", content[0][:80]))
-        return out
+            return [MessageFinding(self.kind, content[0][:80])]
+        return []
 
     def _filler(self, sentence: str) -> bool:
         """Thanks, an offer to help or good wishes, with at most a few other words."""
@@ -163,14 +218,42 @@ class MessageRules:
             lines = lines[:-1]
         return sentences("\n".join(lines))
 
-    def _language(self, body: str, ctx: PolicyContext) -> list[MessageFinding]:
-        want = ctx.buyer_locale.replace("_", "-").split("-")[0].lower()
+
+class WrongLanguage(MessageRule):
+    """Seller text not in the buyer's preferred language (offline language id)."""
+
+    kind = "wrong_language"
+
+    def check(self, view: MessageView) -> list[MessageFinding]:
+        want = view.ctx.buyer_locale.replace("_", "-").split("-")[0].lower()
         if not want or want not in language.CANDIDATES:
             return []
         cfg = self.policy.file.language
-        if language.letters(body) < cfg.min_letters:
+        if language.letters(view.body) < cfg.min_letters:
             return []
-        got, conf, probs = language.detect(body)
+        got, conf, probs = language.detect(view.body)
         if got != want and conf >= cfg.min_confidence and probs.get(want, 0.0) < 0.01:
-            return [MessageFinding("wrong_language", f"written in {got}, buyer reads {want}")]
+            return [MessageFinding(self.kind, f"written in {got}, buyer reads {want}")]
         return []
+
+
+MESSAGE_RULES: tuple[type[MessageRule], ...] = (
+    OffPlatform, Promotional, ReviewIncentive, ReviewSolicitation, ImportantTagMisuse,
+    ShippingConfirmation, ThankYouOnly, WrongLanguage,
+)
+
+
+class MessageRules:
+    """All message-kind rules of one policy, run in a fixed order."""
+
+    def __init__(self, policy: Policy) -> None:
+        self.rules = [cls(policy) for cls in MESSAGE_RULES]
+
+    def judge(self, subject: str, body: str, ctx: PolicyContext) -> list[MessageFinding]:
+        view = MessageView(subject, own_text(body[:MAX_BODY]), ctx)
+        out: list[MessageFinding] = []
+        for rule in self.rules:
+            if rule.seller_only and ctx.direction != "seller-to-buyer":
+                continue
+            out += rule.check(view)
+        return out

@@ -1,6 +1,8 @@
 """The rule catalogue: one entry per finding kind, with the wording senders see.
 
-Detection lives in the detector modules (textscan, htmlpart, attachments, messages); this
+Message kinds are small rule classes in :mod:`.messages` (``check(view) -> findings``).
+Token kinds are found together in one pass per part (:mod:`.textscan`, :mod:`.htmlpart`,
+:mod:`.attachments`), because scanning a part once per rule would cost too much. This
 catalogue names each rule and says *why* it exists, for ``relay policy show`` and for the
 550 reply (which names the rule and never echoes the offending token).
 """
