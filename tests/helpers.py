@@ -498,11 +498,20 @@ class TlsSink(Sink):
         self.port = self._server.sockets[0].getsockname()[1]
 
 
-async def tls_sink(tmp_path: Any, mode: str, users: dict[str, str] | None = None) -> TlsSink:
+def tls_sink(tmp_path: Any, mode: str, users: dict[str, str] | None = None) -> TlsSink:
+    """A TlsSink with a fresh certificate (not started: see ``started``)."""
     cert, key = make_tls_cert(tmp_path)
-    sink = TlsSink(cert=cert, key=key, mode=mode, users=users or {})
-    await sink.start()
-    return sink
+    return TlsSink(cert=cert, key=key, mode=mode, users=users or {})
+
+
+@contextlib.asynccontextmanager
+async def started(server: Any) -> AsyncIterator[Any]:
+    """Run a sink (``start``/``stop``) for the duration of a block."""
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
 
 
 @dataclass
@@ -589,3 +598,18 @@ def dsn(
         "",
     ]
     return "\r\n".join(lines).encode()
+
+
+@dataclass
+class OneShotSink(CountingSink):
+    """Answers 421 to a second transaction on one connection (a server that closed an
+    idle connection the relay still thinks is open)."""
+
+    async def handle_MAIL(
+        self, server: SMTP, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        session.mails = getattr(session, "mails", 0) + 1
+        if session.mails > 1:
+            return "421 4.4.2 sink.test closing idle connection"
+        envelope.mail_from = address
+        return "250 OK"

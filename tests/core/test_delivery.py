@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import email
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from aiosmtpd.smtp import SMTP
 
 from relay import archive
 from relay.db import read_tx
@@ -31,6 +29,7 @@ from tests.helpers import (
     CountingSink,
     HangingUpSink,
     HostSink,
+    OneShotSink,
     SlowSink,
     all_status,
     assert_notice,
@@ -45,6 +44,7 @@ from tests.helpers import (
     refuse,
     running_relay,
     smarthost,
+    started,
     tls_sink,
     wait_until,
 )
@@ -211,9 +211,7 @@ async def test_connection_refused_defers(make_settings, sink) -> None:
 
 
 async def test_connections_are_reused(make_settings) -> None:
-    counting = CountingSink()
-    await counting.start()
-    try:
+    async with started(CountingSink()) as counting:
         settings = smarthost(make_settings, counting)
         async with running_relay(settings, worker=False, policy=None) as front:
             order = await make_order(front)
@@ -229,8 +227,6 @@ async def test_connections_are_reused(make_settings) -> None:
                 await buyer_writes(relay, order, subject=f"trickle {i}")
                 await counting.wait_for(13 + i)
         assert counting.connections - seen == 1
-    finally:
-        await counting.stop()
 
 
 async def test_worker_apart_from_the_listener(make_settings, sink) -> None:
@@ -279,9 +275,7 @@ async def test_two_workers_never_deliver_a_row_twice(make_settings, sink) -> Non
 
 
 async def test_a_connection_closed_by_the_server_costs_no_retry(make_settings) -> None:
-    hanging = HangingUpSink()
-    await hanging.start()
-    try:
+    async with started(HangingUpSink()) as hanging:
         async with running_relay(smarthost(make_settings, hanging), policy=None) as relay:
             order = await make_order(relay)
             for i in range(3):
@@ -291,14 +285,10 @@ async def test_a_connection_closed_by_the_server_costs_no_retry(make_settings) -
             rows = await wait_until(lambda: all_status(relay.engine, "delivered", 3))
             assert [r.attempts for r in rows] == [1, 1, 1]
         assert hanging.connections == 3
-    finally:
-        await hanging.stop()
 
 
 async def test_a_slow_send_keeps_its_lease(make_settings) -> None:
-    slow = SlowSink(delay=1.0)  # more than twice the lease
-    await slow.start()
-    try:
+    async with started(SlowSink(delay=1.0)) as slow:  # more than twice the lease
         settings = smarthost(make_settings, slow, claim_lease="0.4s", poll_interval="0.1s")
         async with (
             running_relay(settings, smtp=False, policy=None),
@@ -311,17 +301,14 @@ async def test_a_slow_send_keeps_its_lease(make_settings) -> None:
             assert rows[0].attempts == 1
         # Stopping let every in-flight send finish: a second claim would show up now.
         assert len(slow.messages) == 1
-    finally:
-        await slow.stop()
 
 
 # ---------------------------------------------------------------- smarthost TLS and AUTH
 
 
 async def test_smarthost_starttls_with_auth(make_settings, tmp_path, monkeypatch) -> None:
-    tls = await tls_sink(tmp_path, "starttls", {"relay": "s3cret"})
-    monkeypatch.setenv("SSL_CERT_FILE", str(tls.cert))  # trust the sink's certificate
-    try:
+    async with started(tls_sink(tmp_path, "starttls", {"relay": "s3cret"})) as tls:
+        monkeypatch.setenv("SSL_CERT_FILE", str(tls.cert))  # trust the sink's certificate
         settings = smarthost(
             make_settings,
             tls,
@@ -335,29 +322,23 @@ async def test_smarthost_starttls_with_auth(make_settings, tmp_path, monkeypatch
             await buyer_writes(relay, order)
             await tls.wait_for(2)
             assert tls.secure == [True, True] and tls.logins == ["relay"]  # one login, reused
-    finally:
-        await tls.stop()
 
 
 async def test_smarthost_implicit_tls(make_settings, tmp_path, monkeypatch) -> None:
-    tls = await tls_sink(tmp_path, "implicit")
-    monkeypatch.setenv("SSL_CERT_FILE", str(tls.cert))
-    try:
+    async with started(tls_sink(tmp_path, "implicit")) as tls:
+        monkeypatch.setenv("SSL_CERT_FILE", str(tls.cert))
         settings = smarthost(make_settings, tls, smarthost_tls="implicit")
         async with running_relay(settings, policy=None) as relay:
             await buyer_writes(relay, await make_order(relay))
             await tls.wait_for(1)
             assert tls.secure == [True]
-    finally:
-        await tls.stop()
 
 
 async def test_smarthost_trouble_defers_and_never_bounces(
     make_settings, tmp_path, monkeypatch
 ) -> None:
     """A wrong password or an untrusted certificate is our problem: defer, keep the mail."""
-    tls = await tls_sink(tmp_path, "starttls", {"relay": "s3cret"})
-    try:
+    async with started(tls_sink(tmp_path, "starttls", {"relay": "s3cret"})) as tls:
         wrong = dict(smarthost_tls="starttls", smarthost_username="relay", smarthost_password="x")
         monkeypatch.setenv("SSL_CERT_FILE", str(tls.cert))
         async with running_relay(smarthost(make_settings, tls, **wrong), policy=None) as relay:
@@ -378,31 +359,25 @@ async def test_smarthost_trouble_defers_and_never_bounces(
             rows = await wait_until(retried)
             assert rows[0].last_error.startswith("connection failed")
         assert tls.messages == [] and tls.logins == []
-    finally:
-        await tls.stop()
 
 
 async def test_direct_mx_uses_starttls_without_checking_the_certificate(
     make_settings, dns_server, tmp_path
 ) -> None:
-    tls = await tls_sink(tmp_path, "starttls")  # self-signed and not trusted: still used
-    try:
+    # Self-signed and not trusted: opportunistic TLS uses it all the same.
+    async with started(tls_sink(tmp_path, "starttls")) as tls:
         dns_server.add("shop.example", "A", "127.0.0.1")
         async with running_relay(direct(make_settings, dns_server, tls), policy=None) as relay:
             await buyer_writes(relay, await make_order(relay))
             await tls.wait_for(1)
             assert tls.secure == [True]
-    finally:
-        await tls.stop()
 
 
 async def test_direct_mx_falls_back_to_plaintext_when_starttls_breaks(
     make_settings, dns_server, tmp_path
 ) -> None:
     cert, key = make_tls_cert(tmp_path)
-    broken = BrokenTlsSink(cert=cert, key=key)
-    await broken.start()
-    try:
+    async with started(BrokenTlsSink(cert=cert, key=key)) as broken:
         dns_server.add("shop.example", "A", "127.0.0.1")
         settings = direct(make_settings, dns_server, broken)
         async with running_relay(settings, policy=None) as relay:
@@ -415,15 +390,11 @@ async def test_direct_mx_falls_back_to_plaintext_when_starttls_breaks(
             assert relay.worker.pool._no_tls  # the handshake was tried, and failed
             rows = await wait_until(lambda: all_status(relay.engine, "delivered", 2))
             assert [r.attempts for r in rows] == [1, 1]
-    finally:
-        await broken.stop()
 
 
 async def test_a_temporary_refusal_moves_on_to_the_next_mx(make_settings, dns_server, sink) -> None:
     sink.rcpt_reply = refuse(SELLER, "451 4.7.1 greylisted")
-    backup = HostSink(host="127.0.0.2", port=sink.port)
-    await backup.start()
-    try:
+    async with started(HostSink(host="127.0.0.2", port=sink.port)) as backup:
         dns_server.add("shop.example", "MX", "10 mx1.shop.example.")
         dns_server.add("shop.example", "MX", "20 mx2.shop.example.")
         dns_server.add("mx1.shop.example", "A", "127.0.0.1")
@@ -433,8 +404,6 @@ async def test_a_temporary_refusal_moves_on_to_the_next_mx(make_settings, dns_se
             assert (await backup.wait_for(1))[0].rcpt_tos == [SELLER]
             rows = await wait_until(lambda: all_status(relay.engine, "delivered", 1))
             assert rows[0].attempts == 1 and sink.messages == []
-    finally:
-        await backup.stop()
 
 
 async def test_a_dns_timeout_defers(make_settings, dns_server, sink) -> None:
@@ -466,25 +435,8 @@ async def test_routing_verdicts_straight_from_the_router(dns_server) -> None:
     assert verdicts == {"xxxxxx": True, "a..b.e": True, "broken": False}
 
 
-@dataclass
-class OneShotSink(CountingSink):
-    """Answers 421 to a second transaction on one connection (a server that closed an
-    idle connection the relay still thinks is open)."""
-
-    async def handle_MAIL(
-        self, server: SMTP, session: Any, envelope: Any, address: str, options: list[str]
-    ) -> str:
-        session.mails = getattr(session, "mails", 0) + 1
-        if session.mails > 1:
-            return "421 4.4.2 sink.test closing idle connection"
-        envelope.mail_from = address
-        return "250 OK"
-
-
 async def test_a_421_on_a_reused_connection_retries_at_once(make_settings) -> None:
-    oneshot = OneShotSink()
-    await oneshot.start()
-    try:
+    async with started(OneShotSink()) as oneshot:
         async with running_relay(smarthost(make_settings, oneshot), policy=None) as relay:
             order = await make_order(relay)
             for i in range(2):
@@ -493,5 +445,3 @@ async def test_a_421_on_a_reused_connection_retries_at_once(make_settings) -> No
             rows = await wait_until(lambda: all_status(relay.engine, "delivered", 2))
             assert [r.attempts for r in rows] == [1, 1]
         assert oneshot.connections == 2
-    finally:
-        await oneshot.stop()
