@@ -26,6 +26,7 @@ _INLINE = {"a", "span", "b", "i", "u", "em", "strong", "font", "small", "big", "
 _SKIP_TEXT = {"style", "script", "head", "title", "noscript", "template", "xml"}
 _DROP = {"script", "iframe", "object", "embed", "form", "frame", "frameset", "applet",
          "base", "link", "meta"}
+_MEDIA = {"video", "audio", "source", "track"}
 _TEXT_ATTRS = ("alt", "title", "aria-label")
 _TAGS = {"a", "abbr", "b", "blockquote", "br", "caption", "center", "cite", "code", "col",
          "colgroup", "dd", "del", "div", "dl", "dt", "em", "font", "h1", "h2", "h3", "h4", "h5",
@@ -173,7 +174,14 @@ class HtmlJudge:
                     res.hits.append(HtmlHit(kind, f"html.{kind}", url))
                 node.attrs["style"] = css.strip_remote(style)
                 changed = True
-            if tag in _DROP:
+            if tag in _DROP or tag in _MEDIA:
+                # remote loads on open (stylesheets, frames, media) are beacons or images
+                for att in ("src", "href", "data"):
+                    val = attrs.get(att) or ""
+                    if _remote(val) and tag not in ("base", "form", "meta"):
+                        kind = "remote_image" if tag in _MEDIA and not links.is_tracky(
+                            val) else "tracking_pixel"
+                        res.hits.append(HtmlHit(kind, f"html.{kind}", val))
                 remove.append(node)
                 changed = True
                 skip_depth_nodes.add(nid)
