@@ -117,6 +117,9 @@ async def run_cli(settings: Any, *args: str) -> Any:
         "RELAY_RELAY__DOMAIN": DOMAIN,
         "RELAY_AUTH__MODE": "off",
     }
+    # The relay under test logs from this process while CliRunner has swapped sys.stdout:
+    # keep every log line on the real stderr, before and after (the CLI may reconfigure).
+    configure("console", "info", sys.__stderr__)
     result = await asyncio.to_thread(CliRunner().invoke, main, list(args), env=env)
-    configure("console", "info", sys.stderr)  # the CLI may have pointed logs at its own stderr
+    configure("console", "info", sys.__stderr__)
     return result
