@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import email
+from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -48,6 +50,19 @@ from tests.helpers import (
     tls_sink,
     wait_until,
 )
+from tests.helpers import test_settings as settings_at  # not collected as a test
+
+
+@pytest.fixture
+def lite_settings(tmp_path: Path) -> Callable[..., Any]:
+    """SQLite only, for tests of routing and SMTP transport that the database does not
+    affect (the issue: "the database-facing ones also on PostgreSQL")."""
+
+    def make(**sections: dict[str, Any]) -> Any:
+        return settings_at(f"sqlite+aiosqlite:///{tmp_path}/relay.sqlite3", **sections)
+
+    return make
+
 
 # ---------------------------------------------------------------- direct MX
 
@@ -67,7 +82,7 @@ async def test_direct_mx_delivers_to_the_mx_host(make_settings, dns_server, sink
 
 
 async def test_direct_mx_follows_preference_past_dead_hosts(
-    make_settings, dns_server, sink
+    lite_settings, dns_server, sink
 ) -> None:
     # Preference 5 has no address at all, 10 refuses connections, 20 is the sink.
     dns_server.add("shop.example", "MX", "20 mx-good.shop.example.")
@@ -75,7 +90,7 @@ async def test_direct_mx_follows_preference_past_dead_hosts(
     dns_server.add("shop.example", "MX", "10 mx-dead.shop.example.")
     dns_server.add("mx-dead.shop.example", "A", "127.0.0.2")
     dns_server.add("mx-good.shop.example", "A", "127.0.0.1")
-    async with running_relay(direct(make_settings, dns_server, sink), policy=None) as relay:
+    async with running_relay(direct(lite_settings, dns_server, sink), policy=None) as relay:
         order = await make_order(relay)
         await buyer_writes(relay, order)
         got = (await sink.wait_for(1))[0]
@@ -87,9 +102,9 @@ async def test_direct_mx_follows_preference_past_dead_hosts(
     assert looked_up.index("mx-dead.shop.example.") < looked_up.index("mx-good.shop.example.")
 
 
-async def test_direct_mx_falls_back_to_the_domain_address(make_settings, dns_server, sink) -> None:
+async def test_direct_mx_falls_back_to_the_domain_address(lite_settings, dns_server, sink) -> None:
     dns_server.add("shop.example", "A", "127.0.0.1")  # no MX record at all
-    async with running_relay(direct(make_settings, dns_server, sink), policy=None) as relay:
+    async with running_relay(direct(lite_settings, dns_server, sink), policy=None) as relay:
         order = await make_order(relay)
         await buyer_writes(relay, order)
         assert (await sink.wait_for(1))[0].rcpt_tos == [SELLER]
@@ -122,10 +137,10 @@ async def test_nxdomain_recipient_domain_fails(make_settings, dns_server, sink) 
         assert rows[0].last_error == "recipient domain does not exist"
 
 
-async def test_no_mx_and_no_address_fails(make_settings, dns_server, sink) -> None:
+async def test_no_mx_and_no_address_fails(lite_settings, dns_server, sink) -> None:
     dns_server.add("shop.example", "TXT", "v=spf1 -all")  # the name exists, mail-less
     buyer_dns(dns_server)
-    async with running_relay(direct(make_settings, dns_server, sink), policy=None) as relay:
+    async with running_relay(direct(lite_settings, dns_server, sink), policy=None) as relay:
         order = await make_order(relay)
         await buyer_writes(relay, order)
         assert_notice((await sink.wait_for(1))[0], order)
@@ -134,18 +149,18 @@ async def test_no_mx_and_no_address_fails(make_settings, dns_server, sink) -> No
         assert rows[0].last_error == "recipient domain has no mail server"
 
 
-async def test_mx_hosts_without_address_defer(make_settings, dns_server, sink) -> None:
+async def test_mx_hosts_without_address_defer(lite_settings, dns_server, sink) -> None:
     dns_server.add("shop.example", "MX", "10 gone.shop.example.")
-    async with running_relay(direct(make_settings, dns_server, sink), policy=None) as relay:
+    async with running_relay(direct(lite_settings, dns_server, sink), policy=None) as relay:
         order = await make_order(relay)
         await buyer_writes(relay, order)
         rows = await wait_until(lambda: all_status(relay.engine, "deferred", 1))
         assert rows[0].last_error == "no address for the mail exchangers"
 
 
-async def test_dns_failure_defers_instead_of_failing(make_settings, dns_server, sink) -> None:
+async def test_dns_failure_defers_instead_of_failing(lite_settings, dns_server, sink) -> None:
     dns_server.fail("shop.example")
-    async with running_relay(direct(make_settings, dns_server, sink), policy=None) as relay:
+    async with running_relay(direct(lite_settings, dns_server, sink), policy=None) as relay:
         order = await make_order(relay)
         await buyer_writes(relay, order)
         rows = await wait_until(lambda: all_status(relay.engine, "deferred", 1))
@@ -196,10 +211,10 @@ async def test_utf8_address_to_a_server_without_smtputf8_fails(sink) -> None:
         await pool.close()
 
 
-async def test_connection_refused_defers(make_settings, sink) -> None:
+async def test_connection_refused_defers(lite_settings, sink) -> None:
     port = sink.port
     await sink.stop()
-    settings = make_settings(delivery={"smarthost": f"127.0.0.1:{port}"})
+    settings = lite_settings(delivery={"smarthost": f"127.0.0.1:{port}"})
     async with running_relay(settings, policy=None) as relay:
         order = await make_order(relay)
         await buyer_writes(relay, order)
@@ -274,9 +289,9 @@ async def test_two_workers_never_deliver_a_row_twice(make_settings, sink) -> Non
         assert delivered == count and workers == {""}
 
 
-async def test_a_connection_closed_by_the_server_costs_no_retry(make_settings) -> None:
+async def test_a_connection_closed_by_the_server_costs_no_retry(lite_settings) -> None:
     async with started(HangingUpSink()) as hanging:
-        async with running_relay(smarthost(make_settings, hanging), policy=None) as relay:
+        async with running_relay(smarthost(lite_settings, hanging), policy=None) as relay:
             order = await make_order(relay)
             for i in range(3):
                 await buyer_writes(relay, order, subject=f"m{i}")
@@ -306,11 +321,11 @@ async def test_a_slow_send_keeps_its_lease(make_settings) -> None:
 # ---------------------------------------------------------------- smarthost TLS and AUTH
 
 
-async def test_smarthost_starttls_with_auth(make_settings, tmp_path, monkeypatch) -> None:
+async def test_smarthost_starttls_with_auth(lite_settings, tmp_path, monkeypatch) -> None:
     async with started(tls_sink(tmp_path, "starttls", {"relay": "s3cret"})) as tls:
         monkeypatch.setenv("SSL_CERT_FILE", str(tls.cert))  # trust the sink's certificate
         settings = smarthost(
-            make_settings,
+            lite_settings,
             tls,
             smarthost_tls="starttls",
             smarthost_username="relay",
@@ -324,10 +339,10 @@ async def test_smarthost_starttls_with_auth(make_settings, tmp_path, monkeypatch
             assert tls.secure == [True, True] and tls.logins == ["relay"]  # one login, reused
 
 
-async def test_smarthost_implicit_tls(make_settings, tmp_path, monkeypatch) -> None:
+async def test_smarthost_implicit_tls(lite_settings, tmp_path, monkeypatch) -> None:
     async with started(tls_sink(tmp_path, "implicit")) as tls:
         monkeypatch.setenv("SSL_CERT_FILE", str(tls.cert))
-        settings = smarthost(make_settings, tls, smarthost_tls="implicit")
+        settings = smarthost(lite_settings, tls, smarthost_tls="implicit")
         async with running_relay(settings, policy=None) as relay:
             await buyer_writes(relay, await make_order(relay))
             await tls.wait_for(1)
@@ -335,13 +350,13 @@ async def test_smarthost_implicit_tls(make_settings, tmp_path, monkeypatch) -> N
 
 
 async def test_smarthost_trouble_defers_and_never_bounces(
-    make_settings, tmp_path, monkeypatch
+    lite_settings, tmp_path, monkeypatch
 ) -> None:
     """A wrong password or an untrusted certificate is our problem: defer, keep the mail."""
     async with started(tls_sink(tmp_path, "starttls", {"relay": "s3cret"})) as tls:
         wrong = dict(smarthost_tls="starttls", smarthost_username="relay", smarthost_password="x")
         monkeypatch.setenv("SSL_CERT_FILE", str(tls.cert))
-        async with running_relay(smarthost(make_settings, tls, **wrong), policy=None) as relay:
+        async with running_relay(smarthost(lite_settings, tls, **wrong), policy=None) as relay:
             order = await make_order(relay)
             await buyer_writes(relay, order)
             rows = await wait_until(lambda: all_status(relay.engine, "deferred", 1))
@@ -350,7 +365,7 @@ async def test_smarthost_trouble_defers_and_never_bounces(
         monkeypatch.setenv("SSL_CERT_DIR", str(tmp_path / "none"))
         monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "none.pem"))
         right = dict(wrong, smarthost_password="s3cret")
-        async with running_relay(smarthost(make_settings, tls, **right), policy=None) as relay:
+        async with running_relay(smarthost(lite_settings, tls, **right), policy=None) as relay:
 
             async def retried() -> list[Any] | None:
                 rows = await all_status(relay.engine, "deferred", 1)
@@ -362,24 +377,24 @@ async def test_smarthost_trouble_defers_and_never_bounces(
 
 
 async def test_direct_mx_uses_starttls_without_checking_the_certificate(
-    make_settings, dns_server, tmp_path
+    lite_settings, dns_server, tmp_path
 ) -> None:
     # Self-signed and not trusted: opportunistic TLS uses it all the same.
     async with started(tls_sink(tmp_path, "starttls")) as tls:
         dns_server.add("shop.example", "A", "127.0.0.1")
-        async with running_relay(direct(make_settings, dns_server, tls), policy=None) as relay:
+        async with running_relay(direct(lite_settings, dns_server, tls), policy=None) as relay:
             await buyer_writes(relay, await make_order(relay))
             await tls.wait_for(1)
             assert tls.secure == [True]
 
 
 async def test_direct_mx_falls_back_to_plaintext_when_starttls_breaks(
-    make_settings, dns_server, tmp_path
+    lite_settings, dns_server, tmp_path
 ) -> None:
     cert, key = make_tls_cert(tmp_path)
     async with started(BrokenTlsSink(cert=cert, key=key)) as broken:
         dns_server.add("shop.example", "A", "127.0.0.1")
-        settings = direct(make_settings, dns_server, broken)
+        settings = direct(lite_settings, dns_server, broken)
         async with running_relay(settings, policy=None) as relay:
             order = await make_order(relay)
             await buyer_writes(relay, order)
@@ -392,23 +407,23 @@ async def test_direct_mx_falls_back_to_plaintext_when_starttls_breaks(
             assert [r.attempts for r in rows] == [1, 1]
 
 
-async def test_a_temporary_refusal_moves_on_to_the_next_mx(make_settings, dns_server, sink) -> None:
+async def test_a_temporary_refusal_moves_on_to_the_next_mx(lite_settings, dns_server, sink) -> None:
     sink.rcpt_reply = refuse(SELLER, "451 4.7.1 greylisted")
     async with started(HostSink(host="127.0.0.2", port=sink.port)) as backup:
         dns_server.add("shop.example", "MX", "10 mx1.shop.example.")
         dns_server.add("shop.example", "MX", "20 mx2.shop.example.")
         dns_server.add("mx1.shop.example", "A", "127.0.0.1")
         dns_server.add("mx2.shop.example", "A", "127.0.0.2")
-        async with running_relay(direct(make_settings, dns_server, sink), policy=None) as relay:
+        async with running_relay(direct(lite_settings, dns_server, sink), policy=None) as relay:
             await buyer_writes(relay, await make_order(relay))
             assert (await backup.wait_for(1))[0].rcpt_tos == [SELLER]
             rows = await wait_until(lambda: all_status(relay.engine, "delivered", 1))
             assert rows[0].attempts == 1 and sink.messages == []
 
 
-async def test_a_dns_timeout_defers(make_settings, dns_server, sink) -> None:
+async def test_a_dns_timeout_defers(lite_settings, dns_server, sink) -> None:
     dns_server.drop("shop.example")
-    settings = direct(make_settings, dns_server, sink)
+    settings = direct(lite_settings, dns_server, sink)
     settings = settings.model_copy(
         update={"dns": settings.dns.model_copy(update={"timeout": timedelta(seconds=0.5)})}
     )
@@ -435,9 +450,9 @@ async def test_routing_verdicts_straight_from_the_router(dns_server) -> None:
     assert verdicts == {"xxxxxx": True, "a..b.e": True, "broken": False}
 
 
-async def test_a_421_on_a_reused_connection_retries_at_once(make_settings) -> None:
+async def test_a_421_on_a_reused_connection_retries_at_once(lite_settings) -> None:
     async with started(OneShotSink()) as oneshot:
-        async with running_relay(smarthost(make_settings, oneshot), policy=None) as relay:
+        async with running_relay(smarthost(lite_settings, oneshot), policy=None) as relay:
             order = await make_order(relay)
             for i in range(2):
                 await buyer_writes(relay, order, subject=f"m{i}")
