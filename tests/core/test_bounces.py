@@ -8,6 +8,7 @@ import email.policy
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import dkim
 import pytest
 import sqlalchemy as sa
 
@@ -19,6 +20,7 @@ from relay.db.schema import archive as archive_table
 from relay.delivery.route import Router
 from relay.delivery.transport import Outcome
 from relay.delivery.worker import DeliveryWorker
+from relay.dkim import DkimSigner, generate_key
 from relay.mail.verp import new_token, return_path
 from tests.helpers import (
     BUYER,
@@ -399,3 +401,23 @@ async def test_a_signed_but_unknown_return_path_is_refused_at_rcpt(make_settings
         stray = return_path(new_token(), key=bytes.fromhex(SECRET), domain=DOMAIN)
         code, text = await send(relay.port, "", [stray], dsn(stray))
         assert (code, text.split()[0]) == (550, "5.1.1")
+
+
+async def test_notices_are_dkim_signed_like_every_delivered_message(make_settings, sink) -> None:
+    pem, txt = generate_key("rsa-sha256")
+    signer = DkimSigner(DOMAIN, "s1", pem)
+    sink.rcpt_reply = refuse(SELLER, f"550 5.1.1 <{SELLER}> unknown", times=1)
+    settings = settings_for(make_settings, sink)
+    async with running_relay(settings, policy=None, signer=signer.sign) as relay:
+        order = await make_order(relay)
+        await buyer_writes(relay, order, subject="first")  # refused: a notice
+        assert_notice((await sink.wait_for(1))[0], order)
+        await buyer_writes(relay, order, subject="second")  # delivered
+        got = await sink.wait_for(2)
+
+    def dnsfunc(name: bytes, timeout: float = 5) -> bytes | None:
+        return txt.encode() if name.decode().rstrip(".") == f"s1._domainkey.{DOMAIN}" else None
+
+    for received in got:
+        assert received.data.startswith(b"DKIM-Signature:")
+        assert dkim.verify(received.data, dnsfunc=dnsfunc), received.data[:300]
