@@ -1,9 +1,11 @@
 """The delivery queue: claim due rows, record each attempt's outcome.
 
-Claims are leases: a row being sent carries ``claimed_until``; if its worker dies the
-lease runs out and another worker takes the row. That is the one window in which a
-message can be delivered twice (sent, then the worker dies before recording it), the
-same trade Postfix makes: a duplicate rather than a loss.
+Claims are leases: a row being sent carries ``claimed_until``, which its live worker
+renews while the send lasts; if the worker dies the lease runs out and another worker
+takes the row. That is the one window in which a message can be delivered twice (sent,
+then the worker dies before recording it), the same trade Postfix makes: a duplicate
+rather than a loss. Only the holder of a claim may change the row's state (``held_by``),
+so a late result never overwrites a DSN's verdict or another worker's.
 """
 
 from __future__ import annotations
