@@ -41,6 +41,7 @@ log = structlog.get_logger("relay.metrics")
 REGISTRY = CollectorRegistry(auto_describe=True)
 SETTLE = 60.0  # seconds before a row is folded into the running totals
 PAGE = 5000
+MAX_PAGES = 40  # per table and scrape: the first scrape of a big archive stays short
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 3600, 14400, 86400)
 QUEUE_STATES = ("queued", "sending", "deferred")
 RESPONSES_EVERY = 300.0  # seconds between recomputing the response-time gauges
@@ -164,12 +165,13 @@ class _Tail:
     def __init__(self) -> None:
         self.cursor = 0
         self.settled = _Totals()
+        self.behind = False
 
     async def read(self, conn: Any, query: Any, id_col: Any, at_of: Any, add: Any) -> _Totals:
         """Fold settled rows into ``self.settled``; return totals of the unsettled tail."""
         cutoff = utcnow() - timedelta(seconds=SETTLE)
         live, after, settling = _Totals(), self.cursor, True
-        while True:
+        for _ in range(MAX_PAGES):
             rows = (
                 await conn.execute(query.where(id_col > after).order_by(id_col).limit(PAGE))
             ).all()
@@ -181,8 +183,13 @@ class _Tail:
                     settling = False
                     add(live, row)
             if len(rows) < PAGE:
+                self.behind = False
                 return live
             after = rows[-1].id
+        # A big table on the first scrape: catch up over several scrapes. The totals lag
+        # but never go down (the cursor only advances; every scrape reads at least as far).
+        self.behind = True
+        return live
 
 
 def _add_record(t: _Totals, row: Any) -> None:
@@ -354,6 +361,11 @@ class DatabaseCollector(Collector):
         )
         yield GaugeMetricFamily(
             "relay_database_up", "1 if the last scrape could read the database", value=self._up
+        )
+        yield GaugeMetricFamily(
+            "relay_metrics_catching_up",
+            "1 while the counters are still reading an existing archive (first scrapes)",
+            value=int(self._archive.behind or self._events.behind),
         )
         yield GaugeMetricFamily(
             "relay_database_scrape_seconds",

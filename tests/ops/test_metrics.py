@@ -152,3 +152,35 @@ async def test_readyz_fails_while_database_is_unreachable(tmp_path) -> None:
         scraped = await scrape(relay.ops.port)
         assert value(scraped, "relay_database_up") == 0
         (tmp_path / "relay.sqlite3").rmdir()
+
+
+async def test_counters_catch_up_over_several_scrapes(make_settings, sink, monkeypatch):
+    """A big existing archive is read a bounded number of pages per scrape: the totals
+    lag, rise scrape by scrape, and never go down."""
+    settings = make_settings(
+        delivery={"smarthost": f"127.0.0.1:{sink.port}"}, metrics={"listen": "127.0.0.1:0"}
+    )
+    monkeypatch.setattr(metrics, "SETTLE", -1.0)
+    monkeypatch.setattr(metrics, "PAGE", 2)
+    monkeypatch.setattr(metrics, "MAX_PAGES", 1)
+    async with running_relay(settings) as relay:
+        order = await orders.create_order(relay.engine, DOMAIN, ORDER, buyer=BUYER, seller=SELLER)
+        data = message(BUYER, order.seller_alias).as_bytes()
+        for _ in range(5):
+            assert (await send(relay.port, BUYER, [order.seller_alias], data))[0] == 250
+        seen = []
+        for _ in range(4):
+            scraped = await scrape(relay.ops.port)
+            seen.append(
+                (
+                    value(
+                        scraped,
+                        "relay_messages_total",
+                        kind="message",
+                        verdict="deliver",
+                        reason="",
+                    ),
+                    value(scraped, "relay_metrics_catching_up"),
+                )
+            )
+    assert seen == [(2, 1), (4, 1), (5, 0), (5, 0)]
