@@ -27,6 +27,9 @@ _SKIP_TEXT = {"style", "script", "head", "title", "noscript", "template", "xml"}
 _DROP = {"script", "iframe", "object", "embed", "form", "frame", "frameset", "applet",
          "base", "link", "meta"}
 _MEDIA = {"video", "audio", "source", "track"}
+_QUOTE_CLASSES = {"gmail_quote", "yahoo_quoted", "moz-cite-prefix", "protonmail_quote",
+                  "gmail_attr", "ms-outlook-mobile-reference-message"}
+_QUOTE_IDS = {"divRplyFwdMsg", "appendonsend", "mail-editor-reference-message-container"}
 _TEXT_ATTRS = ("alt", "title", "aria-label")
 _TAGS = {"a", "abbr", "b", "blockquote", "br", "caption", "center", "cite", "code", "col",
          "colgroup", "dd", "del", "div", "dl", "dt", "em", "font", "h1", "h2", "h3", "h4", "h5",
@@ -111,6 +114,8 @@ class HtmlJudge:
         remove: list[LexborNode] = []
         segs: list[tuple[LexborNode, int, int]] = []
         buf: list[str] = []
+        own: list[str] = []            # text outside quoted earlier messages
+        quoted: set[int] = set()
         pos = 0
         brk = False
         skip_depth_nodes: set[int] = set()
@@ -124,9 +129,12 @@ class HtmlJudge:
                 txt = node.text_content or ""
                 if brk and buf:
                     buf.append("\n")
+                    own.append("\n")
                     pos += 1
                 brk = False
                 buf.append(txt)
+                if pid not in quoted:
+                    own.append(txt)
                 segs.append((node, pos, pos + len(txt)))
                 pos += len(txt)
                 continue
@@ -145,6 +153,9 @@ class HtmlJudge:
             my_bg = css.background_of(decl) or css.colour(attrs.get("bgcolor")) or p_bg
             fg[nid], bg[nid] = my_fg, my_bg
             classes = {c.lower() for c in (attrs.get("class") or "").split()}
+            if pid in quoted or tag == "blockquote" or classes & _QUOTE_CLASSES or (
+                    attrs.get("id") or "") in _QUOTE_IDS:
+                quoted.add(nid)
             is_hidden = (
                 css.hides(decl) or "hidden" in attrs
                 or bool(classes & hid_cls) or (attrs.get("id") or "").lower() in hid_ids
@@ -203,7 +214,7 @@ class HtmlJudge:
                 changed = True
             hidden[nid] = is_hidden or bool(hidden.get(pid))
         visible = "".join(buf)
-        res.text = visible
+        res.text = "".join(own)
         scanned = self.scanner.scan(visible, ctx)
         hits = [h for h in scanned if h.cut and not h.allowed]
         for h in scanned:

@@ -84,3 +84,19 @@ def test_deceptive_links(engine):
     assert "deceptive_link" in rejected(v)
     v = engine.evaluate(make("Track it at https://www.dhl.dе/track today."), ctx())
     assert "deceptive_link" in rejected(v)
+
+
+def test_html_only_reply_is_judged_without_the_quote(engine):
+    from email.message import EmailMessage
+    from email.policy import SMTP
+
+    html = ("<div dir=ltr>Hallo Frau Jansen, die Speichen sind ab Montag wieder vorrätig und "
+            "wir schicken sie Ihnen sofort zu.</div><div class=gmail_quote><div class=gmail_attr>"
+            "On Mon wrote:</div><blockquote>Kunnen jullie de spaken nabestellen? Ik wil er graag "
+            "tien hebben voor mijn fiets, alvast bedankt.</blockquote></div>")
+    m = EmailMessage()
+    m["Subject"] = "Re: spaken"
+    m.set_content(html, subtype="html")
+    raw = m.as_bytes(policy=SMTP)
+    assert engine.evaluate(raw, ctx(buyer_locale="de-DE")).action == "deliver"
+    assert "wrong_language" in rejected(engine.evaluate(raw, ctx(buyer_locale="nl-NL")))
