@@ -120,6 +120,8 @@ async def run_relay_and_api(relay: Any) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    if hasattr(relay, "reload_tls"):  # as in run_forever: SIGHUP reloads the certificate
+        loop.add_signal_handler(signal.SIGHUP, relay.reload_tls)
     await relay.start()
     api = asyncio.create_task(serve_api(relay.settings, relay.engine, stop), name="api")
     waiter = asyncio.create_task(stop.wait())
