@@ -162,7 +162,12 @@ class Pipeline:
             order_id=res.order_id,
             buyer_locale=res.buyer_locale,
             thread="reply" if index.answers(res.stands_for) else "proactive",
-            prior_review_requests=await prior_review_requests(self.engine, res.order_id),
+            # Only seller messages can be review requests; spare the buyer's a query.
+            prior_review_requests=(
+                await prior_review_requests(self.engine, res.order_id)
+                if res.sender_role == "seller"
+                else 0
+            ),
             days_since_delivery=days,
             relay_domain=self.settings.relay.domain,
         )

@@ -6,8 +6,10 @@ prober whether an alias ever existed.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -47,16 +49,13 @@ def split_address(address: str) -> tuple[str, str]:
     return local.lower(), domain.lower().rstrip(".")
 
 
-async def resolve_alias(engine: AsyncEngine, relay_domain: str, address: str) -> Resolution | Reply:
-    try:
-        local, domain = split_address(address)
-    except ValueError:
-        return replies.SYNTAX_ADDRESS
-    if domain != relay_domain:
-        return replies.RELAY_DENIED
+def _alias_query() -> sa.Select[Any]:
+    """Built once: the alias, its order, both parties and the counterpart's extra senders
+    in one round trip (one row per authorised sender)."""
     me, other = aliases.alias("me"), aliases.alias("other")
     rp, sp = parties.alias("rp"), parties.alias("sp")
-    query = (
+    buyer_alias = me.c.stands_for == "buyer"
+    return (
         sa.select(
             me.c.stands_for,
             other.c.local_part.label("other_local"),
@@ -68,34 +67,62 @@ async def resolve_alias(engine: AsyncEngine, relay_domain: str, address: str) ->
             orders.c.seller_name,
             orders.c.delivered_at,
             rp.c.email.label("recipient_email"),
-            sp.c.id.label("sender_id"),
             sp.c.email.label("sender_email"),
             sp.c.allow_spf_only,
+            party_senders.c.email.label("extra_sender"),
         )
         .join(orders, orders.c.id == me.c.order_id)
         .join(
             other, sa.and_(other.c.order_id == me.c.order_id, other.c.stands_for != me.c.stands_for)
         )
-        .join(
-            rp,
-            rp.c.id
-            == sa.case((me.c.stands_for == "buyer", orders.c.buyer_id), else_=orders.c.seller_id),
-        )
-        .join(
-            sp,
-            sp.c.id
-            == sa.case((me.c.stands_for == "buyer", orders.c.seller_id), else_=orders.c.buyer_id),
-        )
-        .where(me.c.local_part == local)
+        .join(rp, rp.c.id == sa.case((buyer_alias, orders.c.buyer_id), else_=orders.c.seller_id))
+        .join(sp, sp.c.id == sa.case((buyer_alias, orders.c.seller_id), else_=orders.c.buyer_id))
+        .outerjoin(party_senders, party_senders.c.party_id == sp.c.id)
+        .where(me.c.local_part == sa.bindparam("local"))
     )
+
+
+_QUERY = _alias_query()
+CACHE_SECONDS = 2.0
+_cache: dict[tuple[int, str], tuple[float, Resolution | Reply]] = {}
+
+
+def invalidate() -> None:
+    """Forget cached answers (called by provisioning in this process; other processes
+    see a change within CACHE_SECONDS)."""
+    _cache.clear()
+
+
+async def resolve_alias(engine: AsyncEngine, relay_domain: str, address: str) -> Resolution | Reply:
+    """Resolve an RCPT address, caching the answer briefly: a busy thread sends many
+    messages to the same alias, and RCPT is on every message's critical path."""
+    try:
+        local, domain = split_address(address)
+    except ValueError:
+        return replies.SYNTAX_ADDRESS
+    if domain != relay_domain:
+        return replies.RELAY_DENIED
+    key = (id(engine.sync_engine), local)
+    now = time.monotonic()
+    hit = _cache.get(key)
+    if hit is not None and hit[0] > now:
+        return hit[1]
+    answer = await _lookup(engine, relay_domain, local)
+    if len(_cache) > 10_000:
+        _cache.clear()
+    _cache[key] = (now + CACHE_SECONDS, answer)
+    return answer
+
+
+async def _lookup(engine: AsyncEngine, relay_domain: str, local: str) -> Resolution | Reply:
     async with read_tx(engine) as conn:
-        row = (await conn.execute(query)).first()
-        if row is None or row.status != "open" or (row.expires_at and row.expires_at <= utcnow()):
-            return replies.NO_SUCH_ALIAS
-        extra = await conn.execute(
-            sa.select(party_senders.c.email).where(party_senders.c.party_id == row.sender_id)
-        )
-        senders = frozenset([row.sender_email, *(r.email for r in extra)])
+        rows = (await conn.execute(_QUERY, {"local": local})).all()
+    if not rows:
+        return replies.NO_SUCH_ALIAS
+    row = rows[0]
+    if row.status != "open" or (row.expires_at and row.expires_at <= utcnow()):
+        return replies.NO_SUCH_ALIAS
+    senders = frozenset([row.sender_email, *(r.extra_sender for r in rows if r.extra_sender)])
     names = {"buyer": row.buyer_name, "seller": row.seller_name}
     sender_role = "seller" if row.stands_for == "buyer" else "buyer"
     return Resolution(

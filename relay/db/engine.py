@@ -8,6 +8,8 @@ two writers never deadlock upgrading a read lock. PostgreSQL keeps
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -60,13 +62,37 @@ def _install_sqlite_hooks(engine: AsyncEngine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
+_WRITERS: weakref.WeakKeyDictionary[Any, tuple[asyncio.AbstractEventLoop, asyncio.Lock]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _writer_lock(engine: AsyncEngine) -> asyncio.Lock:
+    """One writing transaction at a time per SQLite engine in this process.
+
+    SQLite allows one writer anyway; without this, writers that lose the race poll the
+    lock on SQLite's busy timer and some wait seconds while others get through, which
+    stalls 250 replies behind queue bookkeeping. Queued on an asyncio lock they take
+    turns in order, at no cost to readers (WAL).
+    """
+    loop = asyncio.get_running_loop()
+    entry = _WRITERS.get(engine.sync_engine)
+    if entry is None or entry[0] is not loop:
+        entry = _WRITERS[engine.sync_engine] = (loop, asyncio.Lock())
+    return entry[1]
+
+
 @asynccontextmanager
 async def write_tx(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
     """A writing transaction: BEGIN IMMEDIATE on SQLite, a plain one on PostgreSQL."""
-    async with engine.connect() as conn:
-        conn = await conn.execution_options(immediate=True)
-        async with conn.begin():
-            yield conn
+    if engine.dialect.name == "sqlite":
+        async with _writer_lock(engine), engine.connect() as conn:
+            conn = await conn.execution_options(immediate=True)
+            async with conn.begin():
+                yield conn
+        return
+    async with engine.connect() as conn, conn.begin():
+        yield conn
 
 
 @asynccontextmanager
