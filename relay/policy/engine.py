@@ -100,7 +100,9 @@ class PolicyEngine:
         if total > limits.max_attachment_bytes:
             self._add(run, "attachment_too_large", "attachment.size", "attachment:*",
                       f"{total} bytes")
-        body = "\n".join(run.plain) if run.plain else "\n".join(run.html_text)
+        plain, html = "\n".join(run.plain), "\n".join(run.html_text)
+        # the text part, unless it is a stub of an HTML-first message
+        body = plain if len(plain.strip()) * 2 >= len(html.strip()) else html
         for mf in self.messages.judge(run.subject, body, ctx):
             self._add(run, mf.kind, mf.kind, "body.text", mf.excerpt)
         return self._verdict(msg, raw, run)
