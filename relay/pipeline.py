@@ -29,6 +29,7 @@ from relay.mail.verp import new_token, return_path
 from relay.policy.model import PolicyContext, Verdict
 from relay.replies import Reply
 from relay.resolve import Resolution
+from relay.search import extract
 from relay.settings import Settings
 from relay.threads import ThreadIndex, load_thread_index, prior_review_requests
 
@@ -123,7 +124,11 @@ class Pipeline:
         sender = from_mailbox(inbound)
         judged = [await self._judge(inbound, info, res, sender) for res in rcpts]
         refusal = next((j.refusal for j in judged if j.refusal), None)
-        entries = [self._entry(inbound, info, j, now, refused=refusal is not None) for j in judged]
+        search_text = extract(inbound.raw)
+        entries = [
+            self._entry(inbound, info, j, now, search_text, refused=refusal is not None)
+            for j in judged
+        ]
         await self.committer.submit(entries)
         if refusal is not None:
             log.info("message.refused", reply=str(refusal), recipients=len(rcpts))
@@ -197,7 +202,14 @@ class Pipeline:
         )
 
     def _entry(
-        self, inbound: Inbound, info: SessionInfo, j: _Judged, now: datetime, *, refused: bool
+        self,
+        inbound: Inbound,
+        info: SessionInfo,
+        j: _Judged,
+        now: datetime,
+        search_text: tuple[str, bool],
+        *,
+        refused: bool,
     ) -> Entry:
         res = j.res
         delivered = None if refused else j.message
@@ -226,6 +238,9 @@ class Pipeline:
             reason=reason,
             findings=json.dumps(j.findings, ensure_ascii=False),
             auth=json.dumps(j.auth, ensure_ascii=False, default=str),
+            # Decoded text for full-text search, extracted here rather than under the
+            # archive's chain lock, where it would hold up every other session's commit.
+            extra={"search": search_text},
         )
         if delivered is None:
             return Entry(record)

@@ -19,14 +19,21 @@ def _settings(state: CliState, config: str | None):  # type: ignore[no-untyped-d
     "--config", "-c", "config", type=click.Path(dir_okay=False), help="settings TOML file"
 )
 @click.option("--no-worker", is_flag=True, help="accept mail only; run `relay worker` elsewhere")
+@click.option("--api", "with_api", is_flag=True, help="also serve the HTTP API on api.listen")
 @click.pass_obj
-def serve(state: CliState, config: str | None, no_worker: bool) -> None:
+def serve(state: CliState, config: str | None, no_worker: bool, with_api: bool) -> None:
     """Run the SMTP relay (and, unless --no-worker, the delivery worker)."""
     from relay.service import Relay, run_forever
 
     settings = _settings(state, config)
     configure(settings.log.format, settings.log.level)
-    run_async(run_forever(Relay(settings, worker=not no_worker, **_auth_parts(settings))))
+    relay = Relay(settings, worker=not no_worker, **_auth_parts(settings))
+    if with_api:
+        from relay.api.server import run_relay_and_api
+
+        run_async(run_relay_and_api(relay))
+    else:
+        run_async(run_forever(relay))
 
 
 @click.command()
