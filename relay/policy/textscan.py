@@ -6,6 +6,7 @@ text, so the caller can cut exactly what the sender wrote.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import functools
 import re
@@ -297,11 +298,26 @@ def _resolve(hits: list[Hit]) -> list[Hit]:
         return hits
     link_kinds = ("external_link", "messaging_app_link", "social_handle", "opt_out_link",
                   "deceptive_link")
-    links = [h for h in hits if h.kind in link_kinds and not h.sentence]
+    links = sorted((h for h in hits if h.kind in link_kinds and not h.sentence),
+                   key=lambda h: h.start)
     if links:  # a number or handle inside a link is part of that link, not a finding of its own
-        hits = [h for h in hits if h in links or not any(
-            o.start <= h.start and h.end <= o.end and (o.end - o.start) > (h.end - h.start)
-            for o in links)]
+        link_ids = {id(h) for h in links}
+        starts = [o.start for o in links]
+        best: list[Hit] = []   # prefix: the link reaching furthest among those started so far
+        for o in links:
+            best.append(o if not best or o.end > best[-1].end else best[-1])
+
+        def inside(h: Hit) -> bool:
+            k = bisect.bisect_right(starts, h.start)
+            if k == 0 or best[k - 1].end < h.end:
+                return False
+            o = best[k - 1]
+            if (o.end - o.start) > (h.end - h.start):
+                return True
+            return any(x.start <= h.start and h.end <= x.end
+                       and (x.end - x.start) > (h.end - h.start) for x in links[:k])
+
+        hits = [h for h in hits if id(h) in link_ids or not inside(h)]
     allowed = [h for h in hits if h.allowed]
     live = sorted((h for h in hits if not h.allowed), key=lambda h: (h.start, -h.end))
     out: list[Hit] = [dataclasses.replace(h, cut=False) for h in allowed]
