@@ -51,6 +51,7 @@ class Pool:
         self.per_target = max(1, per_target)
         self._idle: dict[tuple[str, int], list[tuple[float, aiosmtplib.SMTP]]] = {}
         self._gates: dict[tuple[str, int], asyncio.Semaphore] = {}
+        self._users: dict[tuple[str, int], int] = {}  # holders and waiters per gate
         self._no_tls: dict[tuple[str, int], float] = {}  # failed STARTTLS: when
         self.opened = 0  # connections opened so far (metrics, tests)
 
@@ -58,8 +59,14 @@ class Pool:
     async def slot(self, t: Target) -> AsyncIterator[None]:
         """Hold one of the destination's connection slots for one transaction."""
         gate = self._gates.setdefault(t.key, asyncio.Semaphore(self.per_target))
-        async with gate:
-            yield
+        self._users[t.key] = self._users.get(t.key, 0) + 1
+        try:
+            async with gate:
+                yield
+        finally:
+            self._users[t.key] -= 1
+            if not self._users[t.key]:  # direct MX meets many hosts: keep no empty gates
+                del self._users[t.key], self._gates[t.key]
 
     def _client(self, t: Target, *, start_tls: bool | None) -> aiosmtplib.SMTP:
         return aiosmtplib.SMTP(
@@ -130,10 +137,14 @@ class Pool:
         end, which would time them out anyway."""
         now = time.monotonic()
         stale = []
-        for idle in self._idle.values():
-            keep = [(since, c) for since, c in idle if now - since < MAX_IDLE_SECONDS]
+        for key, idle in list(self._idle.items()):
             stale.extend(c for since, c in idle if now - since >= MAX_IDLE_SECONDS)
-            idle[:] = keep
+            idle[:] = [(since, c) for since, c in idle if now - since < MAX_IDLE_SECONDS]
+            if not idle:
+                del self._idle[key]
+        for key, since in list(self._no_tls.items()):
+            if now - since >= NO_TLS_SECONDS:
+                del self._no_tls[key]
         await asyncio.gather(*(_quit(c) for c in stale))
 
     async def close(self) -> None:

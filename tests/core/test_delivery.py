@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from relay import archive
 from relay.db import read_tx
 from relay.db.schema import delivery_events
+from relay.delivery import transport
 from relay.delivery.route import RouteError, Router, make_resolver
 from relay.delivery.transport import Pool
 from relay.delivery.transport import send as send_one
@@ -460,3 +461,21 @@ async def test_a_421_on_a_reused_connection_retries_at_once(lite_settings) -> No
             rows = await wait_until(lambda: all_status(relay.engine, "delivered", 2))
             assert [r.attempts for r in rows] == [1, 1]
         assert oneshot.connections == 2
+
+
+async def test_the_pool_forgets_idle_connections_and_hosts(sink, monkeypatch) -> None:
+    router = Router(
+        DeliverySection(smarthost=f"127.0.0.1:{sink.port}"), make_resolver(DnsSection())
+    )
+    pool = Pool("relay.example", 5)
+    try:
+        outcome = await send_one(router, pool, "", SELLER, b"Subject: x\r\n\r\nhi\r\n")
+        assert outcome.status == "delivered"
+        assert pool._gates == {} and len(pool._idle[("127.0.0.1", sink.port)]) == 1
+        await pool.prune()  # not idle long enough yet
+        assert len(pool._idle[("127.0.0.1", sink.port)]) == 1
+        monkeypatch.setattr(transport, "MAX_IDLE_SECONDS", 0.0)
+        await pool.prune()
+        assert pool._idle == {}
+    finally:
+        await pool.close()
