@@ -261,11 +261,9 @@ class HtmlJudge:
             return False
         v = links.classify(href.strip(), ctx, self.policy, label)
         shown = links.looks_like_url(label)
-        if shown and v.kind != "deceptive_link":
-            sh, th = links.host_of(shown), links.host_of(href.strip())
-            if sh and th and not (sh == th or sh.endswith("." + th) or th.endswith("." + sh)):
-                res.hits.append(HtmlHit("deceptive_link", "deceptive_link", href.strip()))
-                v = links.LinkVerdict(v.kind, False, v.rule)
+        if shown and v.kind != "deceptive_link" and links.mismatch(shown, href.strip()):
+            res.hits.append(HtmlHit("deceptive_link", "deceptive_link", href.strip()))
+            v = links.LinkVerdict(v.kind, False, v.rule)
         res.hits.append(HtmlHit(v.kind, v.rule, href.strip(), v.allowed))
         if v.allowed:
             return False

@@ -160,6 +160,12 @@ def classify(url: str, ctx: PolicyContext, policy: Policy, near: str = "") -> Li
     return LinkVerdict("external_link", False, "link.external")
 
 
+def mismatch(shown: str, target: str) -> bool:
+    """Does a link labelled ``shown`` (a URL or domain) really lead somewhere else?"""
+    sh, th = host_of(shown), host_of(target)
+    return bool(sh and th and not (sh == th or sh.endswith("." + th) or th.endswith("." + sh)))
+
+
 def looks_like_url(text: str) -> str | None:
     """The URL or domain a link *label* shows, if it shows one (for text/target mismatch)."""
     m = URL_RE.search(text.strip())

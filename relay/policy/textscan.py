@@ -125,6 +125,7 @@ class TextScanner:
 
     def _links(self, nt: NormText, text: str, ctx: PolicyContext) -> list[Hit]:
         out = []
+        prev: tuple[int, str] | None = None   # (end, url) of the previous link
         for m in links.URL_RE.finditer(nt.text):
             url = links.clean_url(m.group())
             a, b = nt.span(m.start(), m.start() + len(url))
@@ -141,6 +142,10 @@ class TextScanner:
             near = nt.text[max(line_start, m.start() - 100):m.start()]
             v = links.classify(url, ctx, self.policy, near)
             out.append(Hit(v.kind, v.rule, a, b, text[a:b], v.allowed))
+            # a text rendering of an HTML link, "label <target>": the label shows a URL
+            if prev and nt.text[prev[0]:m.start()].strip() == "<" and links.mismatch(prev[1], url):
+                out.append(Hit("deceptive_link", "deceptive_link", a, b, text[a:b]))
+            prev = (m.start() + len(url), url)
         return out
 
     def _handles(self, nt: NormText, text: str) -> list[Hit]:

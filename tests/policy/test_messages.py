@@ -84,6 +84,10 @@ def test_deceptive_links(engine):
     assert "deceptive_link" in rejected(v)
     v = engine.evaluate(make("Track it at https://www.dhl.dе/track today."), ctx())
     assert "deceptive_link" in rejected(v)
+    text = "Invoice: https://www.amazon.fr/gp/css/order-history <https://bills.example/dl?o=1>"
+    assert "deceptive_link" in rejected(engine.evaluate(make(text), ctx()))
+    same = "Tracking: https://www.dhl.de/x?p=1 <https://www.dhl.de/x?p=1>"
+    assert engine.evaluate(make(same), ctx()).action == "deliver"
 
 
 def test_html_only_reply_is_judged_without_the_quote(engine):
