@@ -77,6 +77,9 @@ async def test_session_log_has_session_id_everywhere_and_no_addresses(
             if "delivery.delivered" in relay.log.read_text():
                 break
             await asyncio.sleep(0.1)
+    except AssertionError as err:  # say why the relay answered as it did
+        trouble = [line for line in relay.log.read_text().splitlines() if '"error"' in line]
+        raise AssertionError(f"{err}; relay log errors: {trouble[-5:]}") from err
     finally:
         assert await relay.stop() == 0
     lines = relay.lines()  # every line is JSON (json.loads would fail otherwise)
