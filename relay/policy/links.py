@@ -21,7 +21,8 @@ from relay.policy.model import PolicyContext
 _TLDS = (
     "com|net|org|info|biz|io|co|me|ly|gl|to|tv|app|dev|shop|store|online|site|eu|de|at|ch|fr|"
     "es|it|nl|be|pl|jp|uk|us|ca|mx|br|pt|se|dk|no|fi|ie|cz|sk|hu|ro|gr|ru|cn|kr|in|au|nz|"
-    "link|page|club|xyz|top|social|email|blog"
+    "link|page|club|xyz|top|social|email|blog|pro|art|design|studio|tech|world|lu|li|lt|lv|"
+    "ee|si|hr|bg|ua|tw|hk|sg|ar|cl|ws|cc|bz|gg"
 )
 URL_RE = re.compile(
     r"(?:(?:https?|ftp)://|www\.)[^\s<>\"'\]\[{}|\\^`]+"
@@ -122,9 +123,10 @@ def lookalike(host: str, policy: Policy) -> str | None:
         if _LATIN.search(label) and _OTHER_SCRIPT.search(label):
             return label
     sk = skeleton(host)
+    dotted = f".{host}."
     for k, ks in _skeletons(tuple(known)):
-        if sk == ks or sk.endswith("." + ks):
-            return k
+        if sk == ks or sk.endswith("." + ks) or f".{k}." in dotted:
+            return k   # look-alike, or the known domain worn as a subdomain prefix
     return None
 
 
