@@ -28,6 +28,7 @@ from relay.settings import Settings
 
 log = structlog.get_logger("relay.delivery")
 Signer = Callable[[bytes], bytes]
+RECORD_RETRIES = (0.2, 1.0, 3.0)  # pauses between attempts to record an outcome
 
 
 class DeliveryWorker:
@@ -174,7 +175,6 @@ class DeliveryWorker:
                 if self.signer is not None:
                     data = self.signer(data)
                 outcome = await send(self.router, self.pool, item.mail_from, item.rcpt, data)
-                await self._record(item, outcome)
             except Exception as err:
                 log.error(
                     "delivery.internal_error",
@@ -182,8 +182,20 @@ class DeliveryWorker:
                     error=type(err).__name__,
                     exc_info=err,
                 )
-                with contextlib.suppress(Exception):
-                    await self._record(item, Outcome("deferred", None, "4.3.0", "internal error"))
+                outcome = Outcome("deferred", None, "4.3.0", "internal error")
+            # Record what really happened, retrying a database blip: recording a sent
+            # message as "internal error, retry" would deliver it twice.
+            for pause in (*RECORD_RETRIES, None):
+                try:
+                    await self._record(item, outcome)
+                    return
+                except Exception as err:
+                    log.error("delivery.record_failed", delivery=item.id, error=type(err).__name__)
+                    if pause is None:
+                        break
+                    await asyncio.sleep(pause)
+            # Still no database: the lease runs out and the row is tried again (the same
+            # window as a crash between sending and recording).
 
     async def _record(self, item: queue.Claimed, outcome: Outcome) -> None:
         d = self.settings.delivery

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from relay import archive
+from relay import archive, queue
 from relay.db import read_tx
 from relay.db.schema import delivery_events
 from relay.delivery import transport
@@ -479,3 +479,24 @@ async def test_the_pool_forgets_idle_connections_and_hosts(sink, monkeypatch) ->
         assert pool._idle == {}
     finally:
         await pool.close()
+
+
+async def test_a_database_blip_while_recording_sends_nothing_twice(
+    make_settings, sink, monkeypatch
+) -> None:
+    real = queue.record
+    failures = [1]
+
+    async def flaky(*args: Any, **kwargs: Any) -> bool:
+        if failures[0]:
+            failures[0] -= 1
+            raise ConnectionError("database went away")
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(queue, "record", flaky)
+    async with running_relay(smarthost(make_settings, sink), policy=None) as relay:
+        await buyer_writes(relay, await make_order(relay))
+        rows = await wait_until(lambda: all_status(relay.engine, "delivered", 1))
+        assert rows[0].attempts == 1 and failures == [0]
+        await asyncio.sleep(1.2)  # the retry schedule (1 s) a wrong "deferred" would use
+    assert len(sink.messages) == 1
