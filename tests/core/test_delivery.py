@@ -482,7 +482,7 @@ async def test_the_pool_forgets_idle_connections_and_hosts(sink, monkeypatch) ->
 
 
 async def test_a_database_blip_while_recording_sends_nothing_twice(
-    make_settings, sink, monkeypatch
+    lite_settings, sink, monkeypatch
 ) -> None:
     real = queue.record
     failures = [1]
@@ -494,7 +494,7 @@ async def test_a_database_blip_while_recording_sends_nothing_twice(
         return await real(*args, **kwargs)
 
     monkeypatch.setattr(queue, "record", flaky)
-    async with running_relay(smarthost(make_settings, sink), policy=None) as relay:
+    async with running_relay(smarthost(lite_settings, sink), policy=None) as relay:
         await buyer_writes(relay, await make_order(relay))
         rows = await wait_until(lambda: all_status(relay.engine, "delivered", 1))
         assert rows[0].attempts == 1 and failures == [0]
