@@ -1,7 +1,11 @@
 """The delivery worker: claim due rows, send, record, retry or bounce.
 
 It runs in the relay process (woken by each commit) or alone (``relay worker``); several
-workers share one PostgreSQL queue through leases and ``FOR UPDATE SKIP LOCKED``.
+workers share one PostgreSQL queue through leases and ``FOR UPDATE SKIP LOCKED``. A
+worker renews the leases of what it is sending, so only a dead worker's rows are taken
+over, and it changes a row only while it still holds the claim (``queue.held_by``).
+A failure and its bounce notice are written in one transaction: never one without the
+other, and never a notice about a notice or about automatic mail.
 """
 
 from __future__ import annotations
