@@ -4,7 +4,8 @@ A remote server's error text usually quotes the recipient's address ("550 5.1.1
 <support@shop.example>: no such user"), so a notice never carries it: it explains the
 enhanced status code in plain words and names the order and the alias the sender used.
 Notices go from the null return path with ``Auto-Submitted: auto-replied`` so they can
-never start a loop, and never to the null sender.
+never start a loop, and never to the null sender nor about automatic mail (an
+out-of-office, a list message: RFC 3834 says such mail is not answered).
 """
 
 from __future__ import annotations
