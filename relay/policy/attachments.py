@@ -17,7 +17,7 @@ _EXEC_EXT = {
     "exe", "com", "scr", "pif", "bat", "cmd", "msi", "msp", "dll", "cpl", "js", "jse", "vbs",
     "vbe", "wsf", "wsh", "hta", "ps1", "psm1", "jar", "sh", "bash", "app", "apk", "lnk",
     "reg", "scf", "gadget", "msc", "iso", "img", "vhd", "docm", "xlsm", "pptm", "dotm",
-    "xlam", "py", "pl", "rb", "php", "elf", "bin", "run", "command", "appimage", "deb", "rpm",
+    "xlam", "py", "pl", "rb", "php", "elf", "run", "command", "appimage", "deb", "rpm",
     "dmg", "pkg", "inf", "chm", "url", "website",
 }
 _DOC_EXT = {"pdf", "jpg", "jpeg", "png", "gif", "doc", "docx", "xls", "xlsx", "txt", "zip",
@@ -87,17 +87,16 @@ def judge(name: str, ctype: str, data: bytes) -> AttachmentJudgement:
     if real == "zip" and _zip_has_executable(data):
         return AttachmentJudgement("dangerous_attachment", "archive with an executable")
     if last in _EXEC_EXT:
-        return AttachmentJudgement("dangerous_attachment", f".{last} file")
-    if len(exts) >= 2 and exts[-2] in _DOC_EXT and last not in _DOC_EXT:
-        return AttachmentJudgement("dangerous_attachment", "double extension")
+        detail = "double extension" if len(exts) >= 2 and exts[-2] in _DOC_EXT else f".{last} file"
+        return AttachmentJudgement("dangerous_attachment", detail)
     main, _, sub = ctype.lower().partition("/")
     claimed = _IMAGE_EXT.get(sub) if main == "image" else ("pdf" if sub == "pdf" else None)
     by_name = _IMAGE_EXT.get(last) or ("pdf" if last == "pdf" else None)
+    images = set(_IMAGE_EXT.values())
     for claim in (claimed, by_name):
-        if claim and real != claim and real != "unknown" and not (
-                claim in ("tiff", "heic") or real in ("tiff",)):
-            return AttachmentJudgement("dangerous_attachment", "declared type does not match")
-        if claim and real == "unknown" and claim in ("pdf", "jpeg", "png", "gif"):
+        if not claim or real == claim or (claim in images and real in images):
+            continue   # a PNG saved as .jpg is a harmless mislabel; anything else lies
+        if real != "unknown" or claim in ("pdf", "jpeg", "png", "gif"):
             return AttachmentJudgement("dangerous_attachment", "declared type does not match")
     if real in ("vcard", "ics") or sub in ("vcard", "x-vcard", "directory") or last == "vcf":
         return AttachmentJudgement("attachment_removed", "contact card")

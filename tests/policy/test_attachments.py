@@ -120,3 +120,12 @@ def test_zip_with_executable_rejected(engine):
     v = engine.evaluate(make(BODY, attachments=[(buf.getvalue(), "application", "zip", "a.zip")]),
                         ctx())
     assert v.action == "reject"
+
+
+def test_png_saved_as_jpg_is_a_harmless_mislabel(engine):
+    png = io.BytesIO()
+    Image.new("RGB", (16, 16), (9, 9, 9)).save(png, "PNG")
+    att = [(png.getvalue(), "image", "jpeg", "photo.jpg")]
+    assert engine.evaluate(make(BODY, attachments=att), ctx("buyer-to-seller")).action == "deliver"
+    bz = [(b"BZh91AY&SY", "application", "x-bzip2", "notes.txt.bz2")]
+    assert engine.evaluate(make(BODY, attachments=bz), ctx("buyer-to-seller")).action == "deliver"
