@@ -90,6 +90,8 @@ async def test_5xx_fails_at_once_and_notifies_without_the_address(make_settings,
         (notice,) = await notices(relay.engine)
         assert notice.order_id == ORDER and notice.alias == order.seller_alias
         assert SELLER not in notice.delivered.decode()
+        notice_record = await archive.get_record(relay.engine, notice.id)
+        assert [e["event"] for e in notice_record["events"]] == ["delivered"]  # type: ignore[index]
         result = await archive.verify(relay.engine)
         assert result.ok and result.records == 2, result
 
