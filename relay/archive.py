@@ -58,10 +58,15 @@ class Record:
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def row(self) -> dict[str, Any]:
-        d = {k: getattr(self, k) for k in _CHAINED}
+        # PostgreSQL text cannot hold NUL; a hostile header must not turn into a 451 loop.
+        d = {k: _no_nul(getattr(self, k)) for k in _CHAINED}
         d["original"] = self.original
         d["delivered"] = self.delivered
         return d
+
+
+def _no_nul(value: Any) -> Any:
+    return value.replace("\x00", "\ufffd") if isinstance(value, str) else value
 
 
 def chain_hash(prev_hash: str, row: dict[str, Any]) -> str:
@@ -81,18 +86,34 @@ async def last_hash(conn: AsyncConnection) -> str:
     return row.hash if row else GENESIS
 
 
-async def append(conn: AsyncConnection, record: Record, prev_hash: str) -> tuple[int, str]:
-    """Insert one record, and its search text in the same transaction (relay.search), so a
-    committed record is searchable at once. The text extraction is bounded (it reads at
-    most the first ``search.MAX_SCAN`` bytes), since this runs under the chain lock."""
-    from relay.search import index_text
+async def append_many(
+    conn: AsyncConnection, records: list[Record], prev_hash: str
+) -> tuple[list[int], str]:
+    """Insert records in chain order, and their search text, in the caller's transaction.
 
-    row = record.row()
-    digest = chain_hash(prev_hash, row)
-    result = await conn.execute(archive.insert().values(**row, prev_hash=prev_hash, hash=digest))
-    record_id = int(result.inserted_primary_key[0])
-    await index_text(conn, record_id, record)
-    return record_id, digest
+    One multi-row INSERT for the lot (ids come back in parameter order): the group
+    commit holds the chain lock while this runs, so round trips here are paid by every
+    waiting session.
+    """
+    from relay.search import index_many
+
+    rows = []
+    for record in records:
+        row = record.row()
+        digest = chain_hash(prev_hash, row)
+        rows.append({**row, "prev_hash": prev_hash, "hash": digest})
+        prev_hash = digest
+    result = await conn.execute(
+        archive.insert().returning(archive.c.id, sort_by_parameter_order=True), rows
+    )
+    ids = [int(r[0]) for r in result]
+    await index_many(conn, ids, records)
+    return ids, prev_hash
+
+
+async def append(conn: AsyncConnection, record: Record, prev_hash: str) -> tuple[int, str]:
+    ids, digest = await append_many(conn, [record], prev_hash)
+    return ids[0], digest
 
 
 @dataclass(frozen=True)

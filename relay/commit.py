@@ -51,39 +51,31 @@ async def lock_chain(conn: AsyncConnection) -> None:
 async def write_entries(
     conn: AsyncConnection, entries: list[Entry], prev: str
 ) -> tuple[list[int], str]:
-    ids = []
+    """Archive records, queue their deliveries and map their Message-IDs: three
+    multi-row statements however many entries, all in the caller's transaction."""
+    ids, prev = await archive.append_many(conn, [e.record for e in entries], prev)
     now = utcnow()
-    for entry in entries:
-        record_id, prev = await archive.append(conn, entry.record, prev)
-        ids.append(record_id)
+    queued, mapped = [], []
+    for record_id, entry in zip(ids, entries, strict=True):
         out = entry.outgoing
         if out is None:
             continue
-        await conn.execute(
-            deliveries.insert().values(
-                archive_id=record_id,
-                token=out.token,
-                mail_from=out.mail_from,
-                rcpt=out.rcpt,
-                status="queued",
-                attempts=0,
-                next_attempt_at=now,
-                notify=out.notify,
-                created_at=now,
-                updated_at=now,
-            )
-        )
+        queued.append({
+            "archive_id": record_id, "token": out.token, "mail_from": out.mail_from,
+            "rcpt": out.rcpt, "status": "queued", "attempts": 0, "next_attempt_at": now,
+            "notify": out.notify, "created_at": now, "updated_at": now,
+        })  # fmt: skip
         if out.author and entry.record.relay_message_id:
-            await conn.execute(
-                message_ids.insert().values(
-                    relay_id=entry.record.relay_message_id,
-                    original_id=out.original_message_id,
-                    order_id=entry.record.order_id or "",
-                    author=out.author,
-                    archive_id=record_id,
-                    created_at=now,
-                )
-            )
+            mapped.append({
+                "relay_id": entry.record.relay_message_id,
+                "original_id": out.original_message_id,
+                "order_id": entry.record.order_id or "", "author": out.author,
+                "archive_id": record_id, "created_at": now,
+            })  # fmt: skip
+    if queued:
+        await conn.execute(deliveries.insert(), queued)
+    if mapped:
+        await conn.execute(message_ids.insert(), mapped)
     return ids, prev
 
 
@@ -139,13 +131,14 @@ class GroupCommitter:
         self, group: list[tuple[list[Entry], asyncio.Future[list[int]]]]
     ) -> None:
         try:
-            results = []
+            flat = [e for entries, _ in group for e in entries]
             async with write_tx(self.engine) as conn:
                 await lock_chain(conn)
-                prev = await archive.last_hash(conn)
-                for entries, _ in group:
-                    ids, prev = await write_entries(conn, entries, prev)
-                    results.append(ids)
+                ids, _ = await write_entries(conn, flat, await archive.last_hash(conn))
+            results, start = [], 0
+            for entries, _ in group:  # hand each session back its own ids
+                results.append(ids[start : start + len(entries)])
+                start += len(entries)
         except Exception as err:
             if len(group) == 1:
                 log.error("archive.commit_failed", error=type(err).__name__)

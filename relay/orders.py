@@ -9,8 +9,6 @@ from __future__ import annotations
 import base64
 import re
 import secrets
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from email.errors import HeaderParseError
@@ -20,7 +18,6 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from relay import resolve
 from relay.db import read_tx, write_tx
 from relay.db.schema import aliases, orders, parties, party_senders, utcnow
 
@@ -31,14 +28,6 @@ ROLES = ("buyer", "seller")
 
 class OrderError(ValueError):
     """A provisioning request that cannot be honoured; the message says why."""
-
-
-@asynccontextmanager
-async def _change(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
-    """A provisioning write; afterwards RCPT must not answer from a stale cache."""
-    async with write_tx(engine) as conn:
-        yield conn
-    resolve.invalidate()
 
 
 def normalize_email(value: str) -> str:
@@ -123,7 +112,7 @@ async def create_order(
     for email in (buyer, seller):
         _check_not_ours(email, relay_domain)
     buyer_name, seller_name = _clean_name(buyer_name), _clean_name(seller_name)
-    async with _change(engine) as conn:
+    async with write_tx(engine) as conn:
         exists = await conn.execute(sa.select(orders.c.id).where(orders.c.id == order_id))
         if exists.first():
             raise OrderError(f"order {order_id} already exists")
@@ -232,7 +221,7 @@ async def set_status(
     engine: AsyncEngine, relay_domain: str, order_id: str, status: str
 ) -> OrderView:
     """Close or reopen. A closed order's aliases answer like unknown ones."""
-    async with _change(engine) as conn:
+    async with write_tx(engine) as conn:
         result = await conn.execute(
             orders.update()
             .where(orders.c.id == order_id)
@@ -248,7 +237,7 @@ async def set_status(
 async def add_sender(engine: AsyncEngine, party: str, sender: str) -> None:
     """Authorise another From address for a party (a seller's orders@ mailbox)."""
     party, sender = normalize_email(party), normalize_email(sender)
-    async with _change(engine) as conn:
+    async with write_tx(engine) as conn:
         row = (await conn.execute(sa.select(parties.c.id).where(parties.c.email == party))).first()
         if row is None:
             raise OrderError(f"no such party: {party}")
@@ -266,7 +255,7 @@ async def add_sender(engine: AsyncEngine, party: str, sender: str) -> None:
 async def set_party(engine: AsyncEngine, party: str, *, allow_spf_only: bool) -> None:
     """Per-party authentication relaxation: a domain without DKIM may pass on SPF alone."""
     party = normalize_email(party)
-    async with _change(engine) as conn:
+    async with write_tx(engine) as conn:
         result = await conn.execute(
             parties.update().where(parties.c.email == party).values(allow_spf_only=allow_spf_only)
         )
@@ -276,7 +265,7 @@ async def set_party(engine: AsyncEngine, party: str, *, allow_spf_only: bool) ->
 
 async def remove_sender(engine: AsyncEngine, party: str, sender: str) -> None:
     party, sender = normalize_email(party), normalize_email(sender)
-    async with _change(engine) as conn:
+    async with write_tx(engine) as conn:
         ids = sa.select(parties.c.id).where(parties.c.email == party).scalar_subquery()
         result = await conn.execute(
             party_senders.delete().where(

@@ -6,7 +6,6 @@ prober whether an alias ever existed.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -83,35 +82,18 @@ def _alias_query() -> sa.Select[Any]:
 
 
 _QUERY = _alias_query()
-CACHE_SECONDS = 2.0
-_cache: dict[tuple[int, str], tuple[float, Resolution | Reply]] = {}
-
-
-def invalidate() -> None:
-    """Forget cached answers (called by provisioning in this process; other processes
-    see a change within CACHE_SECONDS)."""
-    _cache.clear()
 
 
 async def resolve_alias(engine: AsyncEngine, relay_domain: str, address: str) -> Resolution | Reply:
-    """Resolve an RCPT address, caching the answer briefly: a busy thread sends many
-    messages to the same alias, and RCPT is on every message's critical path."""
+    """No cache on purpose: closing an order or authorising a sender (from any process)
+    must take effect at the next RCPT. The prebuilt query keeps the lookup cheap."""
     try:
         local, domain = split_address(address)
     except ValueError:
         return replies.SYNTAX_ADDRESS
     if domain != relay_domain:
         return replies.RELAY_DENIED
-    key = (id(engine.sync_engine), local)
-    now = time.monotonic()
-    hit = _cache.get(key)
-    if hit is not None and hit[0] > now:
-        return hit[1]
-    answer = await _lookup(engine, relay_domain, local)
-    if len(_cache) > 10_000:
-        _cache.clear()
-    _cache[key] = (now + CACHE_SECONDS, answer)
-    return answer
+    return await _lookup(engine, relay_domain, local)
 
 
 async def _lookup(engine: AsyncEngine, relay_domain: str, local: str) -> Resolution | Reply:

@@ -112,7 +112,8 @@ def text_row(
 ) -> dict[str, Any]:
     """The ``archive_text`` row of one archived message."""
     body, automatic = extracted if extracted is not None else extract(raw)
-    return {"archive_id": archive_id, "subject": subject, "body_text": body, "automatic": automatic}
+    clean = {"subject": subject.replace("\x00", " "), "body_text": body.replace("\x00", " ")}
+    return {"archive_id": archive_id, **clean, "automatic": automatic}
 
 
 def _insert(conn: AsyncConnection, rows: list[dict[str, Any]]) -> Any:
@@ -123,15 +124,22 @@ def _insert(conn: AsyncConnection, rows: list[dict[str, Any]]) -> Any:
     return insert(archive_text).values(rows).on_conflict_do_nothing()
 
 
-async def index_text(conn: AsyncConnection, archive_id: int, record: Any) -> None:
-    """Index one record inside the transaction that archives it (``record``: archive.Record).
+async def index_many(conn: AsyncConnection, ids: list[int], records: list[Any]) -> None:
+    """Index records inside the transaction that archives them (``archive.Record``s).
 
     A caller may extract ahead, outside the chain lock, and pass the result as
     ``record.extra["search"] = extract(raw)``; otherwise it is extracted here.
     """
-    extracted = record.extra.get("search") if record.extra else None
-    row = text_row(archive_id, record.subject, record.original, extracted)
-    await conn.execute(_insert(conn, [row]))
+    rows = [
+        text_row(rid, r.subject, r.original, r.extra.get("search") if r.extra else None)
+        for rid, r in zip(ids, records, strict=True)
+    ]
+    if rows:
+        await conn.execute(_insert(conn, rows))
+
+
+async def index_text(conn: AsyncConnection, archive_id: int, record: Any) -> None:
+    await index_many(conn, [archive_id], [record])
 
 
 async def _behind(conn: AsyncConnection) -> bool:
