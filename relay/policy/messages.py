@@ -57,6 +57,7 @@ class MessageView:
     subject: str
     body: str
     ctx: PolicyContext
+    reviews: bool = False      # does the text talk about reviews at all (computed once)
 
     @property
     def text(self) -> str:
@@ -118,7 +119,7 @@ class ReviewIncentive(MessageRule):
     kind = "review_incentive"
 
     def check(self, view: MessageView) -> list[MessageFinding]:
-        if not _mentions_reviews(self.lex, view.text):
+        if not view.reviews:
             return []
         for s in sentences(view.text):
             if self.lex.search("review_word", s) and self.lex.search("review_incentive", s):
@@ -133,7 +134,7 @@ class ReviewSolicitation(MessageRule):
 
     def check(self, view: MessageView) -> list[MessageFinding]:
         text, ctx = view.text, view.ctx
-        if not _mentions_reviews(self.lex, text):
+        if not view.reviews:
             return []
         asks = [s for s in sentences(text) if self.lex.search("review_request", s)
                 or self.lex.search("review_edit", s)]
@@ -247,10 +248,14 @@ class MessageRules:
     """All message-kind rules of one policy, run in a fixed order."""
 
     def __init__(self, policy: Policy) -> None:
+        self.lex = policy.lexicon
         self.rules = [cls(policy) for cls in MESSAGE_RULES]
 
     def judge(self, subject: str, body: str, ctx: PolicyContext) -> list[MessageFinding]:
-        view = MessageView(subject, own_text(body[:MAX_BODY]), ctx)
+        own = own_text(body[:MAX_BODY])
+        seller = ctx.direction == "seller-to-buyer"
+        view = MessageView(subject, own, ctx,
+                           seller and _mentions_reviews(self.lex, f"{subject}\n{own}"))
         out: list[MessageFinding] = []
         for rule in self.rules:
             if rule.seller_only and ctx.direction != "seller-to-buyer":
