@@ -122,8 +122,8 @@ def _one_id(value: str) -> str:
 
 def _automatic(raw: bytes) -> bool:
     """Whether the original was itself automatic mail (out-of-office, list, bounce)."""
-    headers = BytesHeaderParser(policy=compat32).parsebytes(raw)
-    return is_automatic(headers)
+    head = re.split(rb"\r?\n\r?\n", raw, maxsplit=1)[0]  # only the header section
+    return is_automatic(BytesHeaderParser(policy=compat32).parsebytes(head))
 
 
 def compose_notice(
