@@ -30,6 +30,8 @@ from relay.mail.autoreply import is_automatic
 from relay.mail.rewrite import new_message_id
 from relay.mail.verp import new_token
 
+HEAD_BYTES = 65536
+
 _CLASSES = {
     "1": "the recipient's mailbox address is no longer valid",
     "2": "the recipient's mailbox is full or unavailable",
@@ -97,7 +99,8 @@ async def load_original(conn: AsyncConnection, archive_id: int) -> Original | No
                 archive.c.kind,
                 archive.c.mail_from,
                 archive.c.message_id,
-                archive.c.original,
+                # The header section is all we need: never load a 40 MB body for it.
+                sa.func.substr(archive.c.original, 1, HEAD_BYTES).label("head"),
             ).where(archive.c.id == archive_id)
         )
     ).first()
@@ -109,7 +112,7 @@ async def load_original(conn: AsyncConnection, archive_id: int) -> Original | No
         row.subject,
         row.created_at,
         sender_of(row.from_header),
-        automatic=not row.mail_from or _automatic(bytes(row.original)),
+        automatic=not row.mail_from or _automatic(bytes(row.head)),
         message_id=_one_id(row.message_id),
     )
 
