@@ -58,6 +58,28 @@ class LinkVerdict:
     rule: str
 
 
+_REDIRECTORS = {"safelinks.protection.outlook.com": "url", "www.google.com": "q",
+                "google.com": "q", "l.facebook.com": "u"}
+
+
+def unwrap(url: str) -> str:
+    """The real target behind a mail client's safety redirect (Outlook Safe Links ...)."""
+    for _ in range(3):
+        host = host_of(url)
+        key = next((v for k, v in _REDIRECTORS.items() if host == k or host.endswith("." + k)),
+                   None)
+        if key is None:
+            return url
+        try:
+            inner = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query).get(key, [""])[0]
+        except ValueError:
+            return url
+        if not inner.lower().startswith(("http://", "https://")):
+            return url
+        url = inner
+    return url
+
+
 def clean_url(raw: str) -> str:
     """Strip trailing punctuation a URL does not own (but keep balanced parentheses)."""
     url = raw
@@ -137,6 +159,7 @@ def is_tracky(url: str) -> bool:
 def classify(url: str, ctx: PolicyContext, policy: Policy, near: str = "") -> LinkVerdict:
     """Judge one link target; ``near`` is the text around it (for opt-out footers)."""
     d = policy.file.domains
+    url = unwrap(url)
     low = url.lower()
     scheme = low.split(":", 1)[0] if ":" in low.split("/", 1)[0] else ""
     if scheme in ("whatsapp", "tg", "viber", "skype"):
@@ -164,7 +187,7 @@ def classify(url: str, ctx: PolicyContext, policy: Policy, near: str = "") -> Li
 
 def mismatch(shown: str, target: str) -> bool:
     """Does a link labelled ``shown`` (a URL or domain) really lead somewhere else?"""
-    sh, th = host_of(shown), host_of(target)
+    sh, th = host_of(unwrap(shown)), host_of(unwrap(target))
     return bool(sh and th and not (sh == th or sh.endswith("." + th) or th.endswith("." + sh)))
 
 

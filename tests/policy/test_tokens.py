@@ -154,3 +154,15 @@ def test_subject_encoded_word_address(engine):
     v = engine.evaluate(raw, ctx(buyer_locale="en-GB"))
     assert any(f.where == "subject" and f.kind == "email_address" for f in v.findings)
     assert_gone(v, "sav.atelier@orange.fr")
+
+
+def test_outlook_safe_links_are_judged_by_their_target(engine):
+    safe = ("https://eur01.safelinks.protection.outlook.com/?url=https%3A%2F%2Fwww.dhl.de"
+            "%2Fde%2Fverfolgen%3Fpiececode%3D1&data=05")
+    html = f'<p>Tracking: <a href="{safe}">https://www.dhl.de/de/verfolgen?piececode=1</a></p>'
+    v = engine.evaluate(make("Tracking: https://www.dhl.de/de/verfolgen?piececode=1", html),
+                        ctx(buyer_locale="de-DE"))
+    assert v.action == "deliver", v.findings
+    evil = safe.replace("www.dhl.de", "evil.example")
+    v = engine.evaluate(make("Tracking below", f'<a href="{evil}">Track</a>'), ctx())
+    assert "external_link" in kinds(v)
