@@ -94,12 +94,12 @@ class PolicyEngine:
             if mime.is_attachment(part):
                 total += self._attachment(part, ent.parent, run)
             elif part.get_content_type() == "text/html":
-                self._html(part, run)
+                self._html(part, run, ent.forwarded)
             else:
-                self._text(part, run, "body.text")
+                self._text(part, run, "body.text", ent.forwarded)
         if total > limits.max_attachment_bytes:
-            self._add(run, "attachment_too_large", "attachment.size", "attachment:*",
-                      f"{total} bytes")
+            kind = "attachment_too_large"
+            self._add(run, kind, RULES[kind].name, "attachment:*", f"{total} bytes")
         plain, html = "\n".join(run.plain), "\n".join(run.html_text)
         # the text part, unless it is a stub of an HTML-first message
         body = plain if len(plain.strip()) * 2 >= len(html.strip()) else html
@@ -184,20 +184,20 @@ class PolicyEngine:
         if run.text_bytes > limits.max_total_text_bytes:
             raise mime.Refused("the message has too much text to check")
 
-    def _text(self, part: Message, run: _Run, where: str) -> None:
+    def _text(self, part: Message, run: _Run, where: str, forwarded: bool = False) -> None:
         limit = self.policy.file.limits.max_text_bytes
         text = mime.text_of(part, limit + 1)
         if len(text) > limit:
             raise mime.Refused("a text part is too large to check")
         self._budget(run, len(text))
-        if where == "body.text":
+        if where == "body.text" and not forwarded:   # message rules read the writer's words
             run.plain.append(text)
         new = self._redact(text, where, run)
         if new != text:
             mime.set_text(part, new)
             run.changed = True
 
-    def _html(self, part: Message, run: _Run) -> None:
+    def _html(self, part: Message, run: _Run, forwarded: bool = False) -> None:
         limits = self.policy.file.limits
         src = mime.text_of(part, limits.max_html_bytes + 1)
         if len(src) > limits.max_html_bytes:
@@ -206,7 +206,8 @@ class PolicyEngine:
         if nesting_depth(src) > MAX_HTML_DEPTH:
             raise mime.Refused(f"an HTML part nests elements deeper than {MAX_HTML_DEPTH} levels")
         res = self.html.judge(src, run.ctx)
-        run.html_text.append(res.text)
+        if not forwarded:
+            run.html_text.append(res.text)
         redact = False
         for h in res.hits:
             f = self._add(run, h.kind, h.rule, "body.html", h.excerpt, h.allowed)

@@ -57,14 +57,15 @@ class Entity:
     parent: Message | None
     depth: int
     nested_headers: bool     # the headers of an attached message (message/rfc822)
+    forwarded: bool = False  # inside an attached message: not the writer's own words
 
 
 def walk(msg: Message, limits: Limits) -> Iterator[Entity]:
     """Every entity, iteratively (no recursion), enforcing nesting and part limits."""
-    stack: list[tuple[Message, Message | None, int, bool]] = [(msg, None, 0, False)]
+    stack: list[tuple[Message, Message | None, int, bool, bool]] = [(msg, None, 0, False, False)]
     count = 0
     while stack:
-        part, parent, depth, nested = stack.pop()
+        part, parent, depth, nested, inside = stack.pop()
         count += 1
         if count > limits.max_parts:
             raise Refused(f"the message has more than {limits.max_parts} MIME parts")
@@ -73,13 +74,13 @@ def walk(msg: Message, limits: Limits) -> Iterator[Entity]:
         for name, value in part._headers:  # raw values: no parsing cost
             if len(name) + len(value) > limits.max_header_field_bytes:
                 raise Refused("a header field is too large")
-        yield Entity(part, parent, depth, nested)
+        yield Entity(part, parent, depth, nested, inside or nested)
         payload = part.get_payload() if part.is_multipart() else None
         if isinstance(payload, list):
             is_msg = part.get_content_maintype() == "message"
             for child in reversed(payload):
                 if isinstance(child, Message):
-                    stack.append((child, part, depth + 1, is_msg))
+                    stack.append((child, part, depth + 1, is_msg, inside or nested))
 
 
 def header_text(part: Message, name: str) -> list[str]:

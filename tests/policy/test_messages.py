@@ -104,3 +104,18 @@ def test_html_only_reply_is_judged_without_the_quote(engine):
     raw = m.as_bytes(policy=SMTP)
     assert engine.evaluate(raw, ctx(buyer_locale="de-DE")).action == "deliver"
     assert "wrong_language" in rejected(engine.evaluate(raw, ctx(buyer_locale="nl-NL")))
+
+
+def test_forwarded_message_is_not_the_writers_words(engine):
+    from email.message import EmailMessage
+    from email.policy import SMTP
+
+    inner = EmailMessage()
+    inner["Subject"] = "Summer sale"
+    inner.set_content("Use coupon SUMMER20 for 20% off everything in our shop this week!")
+    outer = EmailMessage()
+    outer["Subject"] = "Fwd: sale"
+    outer.set_content("Hello, is this coupon from you valid for my order as well? Thanks")
+    outer.add_attachment(inner)
+    v = engine.evaluate(outer.as_bytes(policy=SMTP), ctx(buyer_locale="en-GB"))
+    assert "promotional" not in rejected(v)
