@@ -115,7 +115,7 @@ def test_forwarded_message_is_not_the_writers_words(engine):
     inner.set_content("Use coupon SUMMER20 for 20% off everything in our shop this week!")
     outer = EmailMessage()
     outer["Subject"] = "Fwd: sale"
-    outer.set_content("Hello, is this coupon from you valid for my order as well? Thanks")
+    outer.set_content("Hello, the manufacturer wrote to us, see the attached note. Regards")
     outer.add_attachment(inner)
     v = engine.evaluate(outer.as_bytes(policy=SMTP), ctx(buyer_locale="en-GB"))
     assert "promotional" not in rejected(v)
