@@ -52,6 +52,7 @@ class Pool:
         self._idle: dict[tuple[str, int], list[tuple[float, aiosmtplib.SMTP]]] = {}
         self._gates: dict[tuple[str, int], asyncio.Semaphore] = {}
         self._users: dict[tuple[str, int], int] = {}  # holders and waiters per gate
+        self._closing: set[asyncio.Task[None]] = set()  # QUITs of pruned connections
         self._no_tls: dict[tuple[str, int], float] = {}  # failed STARTTLS: when
         self.opened = 0  # connections opened so far (metrics, tests)
 
@@ -132,9 +133,10 @@ class Pool:
         else:
             await _quit(client)
 
-    async def prune(self) -> None:
+    def prune(self) -> None:
         """Close connections idle too long: holding them open is impolite to the far
-        end, which would time them out anyway."""
+        end, which would time them out anyway. The QUITs run in the background: a slow
+        far end must not hold up the caller (the worker's lease renewal)."""
         now = time.monotonic()
         stale = []
         for key, idle in list(self._idle.items()):
@@ -145,12 +147,19 @@ class Pool:
         for key, since in list(self._no_tls.items()):
             if now - since >= NO_TLS_SECONDS:
                 del self._no_tls[key]
-        await asyncio.gather(*(_quit(c) for c in stale))
+        if stale:
+            task = asyncio.create_task(_quit_all(stale))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
 
     async def close(self) -> None:
         clients = [c for idle in self._idle.values() for _, c in idle]
         self._idle.clear()
-        await asyncio.gather(*(_quit(c) for c in clients))
+        await asyncio.gather(_quit_all(clients), *self._closing)
+
+
+async def _quit_all(clients: list[aiosmtplib.SMTP]) -> None:
+    await asyncio.gather(*(_quit(c) for c in clients))
 
 
 async def _quit(client: aiosmtplib.SMTP) -> None:

@@ -82,11 +82,11 @@ class DeliveryWorker:
         every = min(max(lease.total_seconds() / 3, 0.05), 10.0)  # also the pruning tick
         while True:
             await asyncio.sleep(every)
-            await self.pool.prune()
             try:
                 await queue.renew(self.engine, self.name, sorted(self._held), lease)
             except Exception as err:  # the next round tries again
                 log.error("delivery.renew_failed", error=type(err).__name__)
+            self.pool.prune()
 
     async def _claim_loop(self) -> None:
         self._claiming = True
@@ -111,6 +111,9 @@ class DeliveryWorker:
                     )
                 except Exception as err:  # database trouble: keep the worker alive
                     log.error("delivery.claim_failed", error=type(err).__name__)
+            # A row we are still sending comes back only if its lease lapsed (renewal
+            # stalled behind a busy database): the claim renewed it; never send it twice.
+            items = [item for item in items if item.id not in self._held]
             for item in items:
                 self._held.add(item.id)
                 task = asyncio.create_task(self._deliver(item))

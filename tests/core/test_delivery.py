@@ -472,11 +472,13 @@ async def test_the_pool_forgets_idle_connections_and_hosts(sink, monkeypatch) ->
         outcome = await send_one(router, pool, "", SELLER, b"Subject: x\r\n\r\nhi\r\n")
         assert outcome.status == "delivered"
         assert pool._gates == {} and len(pool._idle[("127.0.0.1", sink.port)]) == 1
-        await pool.prune()  # not idle long enough yet
+        pool.prune()  # not idle long enough yet
         assert len(pool._idle[("127.0.0.1", sink.port)]) == 1
         monkeypatch.setattr(transport, "MAX_IDLE_SECONDS", 0.0)
-        await pool.prune()
-        assert pool._idle == {}
+        pool.prune()
+        assert pool._idle == {} and len(pool._closing) == 1  # QUIT runs in the background
+        await pool.close()
+        assert pool._closing == set()
     finally:
         await pool.close()
 
@@ -500,3 +502,19 @@ async def test_a_database_blip_while_recording_sends_nothing_twice(
         assert rows[0].attempts == 1 and failures == [0]
         await asyncio.sleep(1.2)  # the retry schedule (1 s) a wrong "deferred" would use
     assert len(sink.messages) == 1
+
+
+async def test_a_stalled_renewal_never_makes_a_worker_resend_its_own_row(
+    lite_settings, monkeypatch
+) -> None:
+    async def stalled(*args: Any, **kwargs: Any) -> int:  # the database is too busy
+        return 0
+
+    monkeypatch.setattr(queue, "renew", stalled)
+    async with started(SlowSink(delay=1.0)) as slow:
+        settings = smarthost(lite_settings, slow, claim_lease="0.3s", poll_interval="0.1s")
+        async with running_relay(settings, policy=None) as relay:
+            await buyer_writes(relay, await make_order(relay))
+            rows = await wait_until(lambda: all_status(relay.engine, "delivered", 1))
+            assert rows[0].attempts == 1
+        assert len(slow.messages) == 1
