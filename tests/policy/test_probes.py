@@ -137,3 +137,45 @@ H = [
 def test_html_shapes(engine, exp, ctx, html):
     v = engine.evaluate(make("Hello, your order ships today.", html), ctx)
     assert v.action == exp, v.findings
+
+
+# message kinds phrased differently in each language (proactive, day 10 after delivery)
+KINDS = [
+ ('promotional','de-DE','Hallo, nur diese Woche: 25 % auf alle Fahrradlampen im Shop! Viele Grüße'),
+ ('promotional','fr-FR','Bonjour, découvrez notre nouvelle collection de bijoux d’automne, livraison offerte dès 50 € !'),
+ ('promotional','es-ES','Hola, aprovecha nuestras rebajas de verano: hasta un 40% en toda la tienda.'),
+ ('promotional','it-IT','Buongiorno, con il codice AUTUNNO15 ha il 15% di sconto sul prossimo acquisto.'),
+ ('promotional','nl-NL','Hoi, deze week 20% korting op alle tuinmeubelen met de code TUIN20!'),
+ ('promotional','pl-PL','Dzień dobry, tylko teraz 30% rabatu na wszystkie pompy ogrodowe!'),
+ ('promotional','ja-JP','高橋様\n只今、全品20%OFFのセールを開催中です。この機会にぜひご利用ください。'),
+ ('promotional','en-US','Hi Rosa, sign up for our newsletter to hear about new gear first!'),
+ ('review_solicitation','fr-FR','Bonjour, si vous êtes satisfaite, pourriez-vous nous laisser 5 étoiles ?'),
+ ('review_solicitation','es-ES','Hola, ¿nos dejarías una valoración de 5 estrellas? Nos ayudaría mucho.'),
+ ('review_solicitation','it-IT','Buongiorno, se è soddisfatta ci lasci una recensione positiva!'),
+ ('review_solicitation','pl-PL','Dzień dobry, prosimy o wystawienie pozytywnej opinii.'),
+ ('review_solicitation','ja-JP','高橋様\n商品にご満足いただけましたら、星5のレビューをお願いいたします。'),
+ ('review_solicitation','nl-NL','Hallo, zou je je negatieve review willen verwijderen nu het probleem is opgelost?'),
+ ('review_incentive','en-GB','Hi, leave a review and we will send you a £10 Amazon voucher.'),
+ ('review_incentive','fr-FR','Bonjour, en échange de votre avis, nous vous remboursons 5 €.'),
+ ('review_incentive','nl-NL','Hallo, voor een review krijg je een cadeaubon van 10 euro.'),
+ ('review_incentive','ja-JP','高橋様\nレビューを書いていただいた方に500円分のギフト券をプレゼントします。'),
+ ('thank_you_only','en-GB','Hi Amelia,\nThanks again for your order, we really appreciate it!\nBest wishes,\nCopperleaf Kitchen'),
+ ('thank_you_only','de-DE','Hallo Frau Keller,\nherzlichen Dank für Ihren Einkauf! Wir wünschen Ihnen viel Freude damit.\nIhr Team'),
+ ('thank_you_only','fr-FR','Bonjour Camille,\nMerci beaucoup pour votre confiance ! N’hésitez pas à nous contacter en cas de question.\nInès'),
+ ('thank_you_only','pl-PL','Dzień dobry,\nserdecznie dziękujemy za zakupy w naszym sklepie!\nZespół Ogrodnik24'),
+ ('shipping_confirmation','de-DE','Hallo Herr Weigl,\nIhre Bestellung wurde heute versandt. Sendungsnummer: 00340434292135311204.\nViele Grüße'),
+ ('shipping_confirmation','es-ES','Hola Javier:\nTu pedido ha sido enviado hoy. Número de seguimiento: PQ4F6K0712839450128001M.\nUn saludo'),
+ ('shipping_confirmation','fr-FR','Bonjour,\nNous vous confirmons la réception de votre commande 305-1234567-7654321. Elle sera expédiée sous 24 h.\nCordialement'),
+ ('shipping_confirmation','ja-JP','高橋様\nご注文の商品を本日発送いたしました。\nかもめ電機'),
+ ('off_platform','en-US','Hi, for future orders just email us directly and pay by bank transfer, it is cheaper.'),
+ ('off_platform','es-ES','Hola, la próxima vez puedes comprarnos directamente en nuestra web y te sale más barato.'),
+ ('off_platform','it-IT','Buongiorno, può pagarci direttamente con PayPal, così evitiamo le commissioni.'),
+]
+
+
+@pytest.mark.parametrize("kind, loc, text", KINDS, ids=[f"{k}-{l}" for k, l, _ in KINDS])
+def test_message_kind_phrasings(engine, kind, loc, text):
+    context = PolicyContext(direction="seller-to-buyer", order_id="305-1234567-7654321",
+                            buyer_locale=loc, thread="proactive", days_since_delivery=10)
+    v = engine.evaluate(make(text, subject="Info"), context)
+    assert kind in {f.kind for f in v.reject_findings}, v.findings
