@@ -173,7 +173,7 @@ KINDS = [
 ]
 
 
-@pytest.mark.parametrize("kind, loc, text", KINDS, ids=[f"{k}-{l}" for k, l, _ in KINDS])
+@pytest.mark.parametrize("kind, loc, text", KINDS, ids=[f"{k}-{loc}" for k, loc, _ in KINDS])
 def test_message_kind_phrasings(engine, kind, loc, text):
     context = PolicyContext(direction="seller-to-buyer", order_id="305-1234567-7654321",
                             buyer_locale=loc, thread="proactive", days_since_delivery=10)
