@@ -179,3 +179,15 @@ def test_message_kind_phrasings(engine, kind, loc, text):
                             buyer_locale=loc, thread="proactive", days_since_delivery=10)
     v = engine.evaluate(make(text, subject="Info"), context)
     assert kind in {f.kind for f in v.reject_findings}, v.findings
+
+
+@pytest.mark.parametrize("loc, text", [
+    ("de-DE", "Guten Tag, wir bieten Ihnen auch einen kostenlosen Ersatz an, falls der Griff wieder wackelt."),
+    ("en-US", "Hi, we also have the blue one in stock if you prefer to exchange it."),
+    ("fr-FR", "Bonjour, nous vous proposons également un échange gratuit de la théière."),
+    ("en-US", "Hi, the matching screws are included in the box, see page 3 of the manual."),
+])
+def test_service_offers_are_not_upsells(engine, loc, text):
+    context = PolicyContext(direction="seller-to-buyer", order_id="305-1234567-7654321",
+                            buyer_locale=loc, thread="reply")
+    assert engine.evaluate(make(text), context).action == "deliver"
