@@ -186,6 +186,8 @@ def test_message_kind_phrasings(engine, kind, loc, text):
     ("en-US", "Hi, we also have the blue one in stock if you prefer to exchange it."),
     ("fr-FR", "Bonjour, nous vous proposons également un échange gratuit de la théière."),
     ("en-US", "Hi, the matching screws are included in the box, see page 3 of the manual."),
+    ("en-US", "Hi, you can order the spare clip directly on Amazon, it is listed as ASIN B0D7K2MZ4Q."),
+    ("fr-FR", "Bonjour, vous pouvez commander directement sur Amazon le couvercle seul."),
 ])
 def test_service_offers_are_not_upsells(engine, loc, text):
     context = PolicyContext(direction="seller-to-buyer", order_id="305-1234567-7654321",
