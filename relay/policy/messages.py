@@ -114,12 +114,13 @@ def _mentions_reviews(lex: Lexicon, text: str) -> bool:
 
 
 class ReviewIncentive(MessageRule):
-    """Something of value offered in the same sentence as a review."""
+    """A review is asked for, and something of value is offered in a sentence about it."""
 
     kind = "review_incentive"
 
     def check(self, view: MessageView) -> list[MessageFinding]:
-        if not view.reviews:
+        if not view.reviews or not (self.hit("review_request", view.text)
+                                    or self.hit("review_positive", view.text)):
             return []
         for s in sentences(view.text):
             if self.lex.search("review_word", s) and self.lex.search("review_incentive", s):

@@ -188,6 +188,13 @@ def test_message_kind_phrasings(engine, kind, loc, text):
     ("en-US", "Hi, the matching screws are included in the box, see page 3 of the manual."),
     ("en-US", "Hi, you can order the spare clip directly on Amazon, it is listed as ASIN B0D7K2MZ4Q."),
     ("fr-FR", "Bonjour, vous pouvez commander directement sur Amazon le couvercle seul."),
+    # words of one language that are lexicon entries in another (RIB, iDEAL, blik, note ...)
+    ("en-US", "Please note that the refund of $20 will be issued within 3 days."),
+    ("en-US", "The power rating is 850 W and the price was €49, as on the invoice."),
+    ("en-GB", "This jumper has ribbed cuffs and a rib-knit collar, ideal for winter."),
+    ("nl-NL", "Ik heb even een blik geworpen op de foto, het is ideaal voor buiten."),
+    ("fr-FR", "Merci Lydia pour votre message, le colis part demain matin."),
+    ("es-ES", "Gracias por tu comentario, te devolvemos 10 € hoy mismo por la tapa."),
 ])
 def test_service_offers_are_not_upsells(engine, loc, text):
     context = PolicyContext(direction="seller-to-buyer", order_id="305-1234567-7654321",
