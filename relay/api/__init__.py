@@ -21,6 +21,7 @@ from relay.api.framework import Tokens, http_exception, server_error
 from relay.api.openapi import document
 from relay.settings import Settings
 from relay.templates import TemplateSender
+from relay.web import mount as mount_message_center
 
 HANDLERS = [*marketplace.HANDLERS, *ops.HANDLERS]
 
@@ -42,6 +43,7 @@ def create_app(settings: Settings, engine: AsyncEngine) -> Starlette:
         Route(_route_path(h.spec.path), h, methods=[h.spec.method])  # type: ignore[attr-defined]
         for h in HANDLERS
     ]
+    routes.append(mount_message_center(settings, engine))  # type: ignore[arg-type]  # /ui
     handlers: dict[Any, Any] = {HTTPException: http_exception, Exception: server_error}
     app = Starlette(routes=routes, exception_handlers=handlers)
     app.state.settings = settings
