@@ -170,6 +170,12 @@ class DeliverySection(_Section):
     timeout: Duration = timedelta(seconds=60)
     poll_interval: Duration = timedelta(seconds=1)
     claim_lease: Duration = timedelta(minutes=10)
+    processes: int = Field(
+        default=0,
+        ge=0,
+        le=16,
+        description="delivery workers `relay serve` runs as child processes; 0: in-process",
+    )
 
     @field_validator("smarthost")
     @classmethod

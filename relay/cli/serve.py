@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from relay.cli import CliState, run_async
@@ -27,13 +29,29 @@ def serve(state: CliState, config: str | None, no_worker: bool, with_api: bool) 
 
     settings = _settings(state, config)
     configure(settings.log.format, settings.log.level)
-    relay = Relay(settings, worker=not no_worker, **_auth_parts(settings))
+    processes = 0 if no_worker else settings.delivery.processes
+    relay = Relay(settings, worker=not no_worker and processes == 0, **_auth_parts(settings))
     if with_api:
         from relay.api.server import run_relay_and_api
 
-        run_async(run_relay_and_api(relay))
+        main = run_relay_and_api(relay)
     else:
-        run_async(run_forever(relay))
+        main = run_forever(relay)
+    run_async(_with_worker_processes(main, processes, state.config))
+
+
+async def _with_worker_processes(main: Any, count: int, config: str | None) -> None:
+    if count == 0:
+        await main
+        return
+    from relay.supervisor import WorkerProcesses
+
+    workers = WorkerProcesses(count, config)
+    await workers.start()
+    try:
+        await main
+    finally:
+        await workers.stop()
 
 
 @click.command()
