@@ -247,7 +247,10 @@ class TextScanner:
         if not labels:
             return False
         tail = window[labels[-1].end():]
-        return not self.lex.search("phone_cue", tail) and len(tail.strip(" :：#.-")) <= 18
+        if len(tail.strip(" :：#.-")) > 18:
+            return False
+        # a phone cue anywhere close ("call me about order: ...") outweighs the label
+        return not self.lex.search("phone_cue", t[max(0, start - 40):start])
 
     def _service_line(self, t: str, start: int) -> bool:
         """Presented as a carrier, manufacturer or warranty line in the same sentence."""

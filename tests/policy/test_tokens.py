@@ -54,6 +54,7 @@ def test_relay_alias_and_content_id_are_not_addresses(engine):
     ("en-GB", "WhatsApp me: +44 7700 900123", "+44 7700 900123"),
     ("de-DE", "Handy: null-eins-fünf-eins 234 567 89", "null-eins-fünf-eins 234 567 89"),
     ("en-US", "Call me: (312) 555\u2060-\u20600187", "(312) 555\u2060-\u20600187"),
+    ("en-GB", "Call me regarding the order: 0161 496 0000", "0161 496 0000"),
 ])
 def test_phone_numbers_are_redacted(engine, locale, body, token):
     v = engine.evaluate(make(body), ctx("buyer-to-seller", buyer_locale=locale))
