@@ -24,7 +24,10 @@ SAME_SITE = {"Origin": BASE}
 
 
 @pytest.fixture
-async def client(settings: Any, engine: Any) -> AsyncIterator[httpx.AsyncClient]:
+async def client(
+    settings: Any,  # noqa: F811
+    engine: Any,  # noqa: F811
+) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=create_app(settings, engine))
     async with httpx.AsyncClient(transport=transport, base_url=BASE) as c:
         yield c
