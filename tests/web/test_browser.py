@@ -1,0 +1,149 @@
+"""The Message Center in headless Chromium, against real SMTP traffic.
+
+A relay with the real content policy takes a buyer's message with a phone number (which
+it redacts) and the seller's answer; ``relay api``'s uvicorn server serves the pages on
+loopback; Chromium logs in with the ops token, searches, opens the thread, sees the
+redaction marked and the original beside the delivered copy. Skipped, with the reason,
+where Debian's chromium or the ``playwright`` package is missing (no browser download:
+``playwright install`` is never run).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from relay.api.server import serve_api
+from tests.api.conftest import OPS_TOKEN
+from tests.helpers import BUYER, SELLER, make_order, message, running_relay, send
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+PHONE = "+49 30 12345678"
+
+
+def _playwright() -> Any:
+    if not (os.path.exists(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
+        pytest.skip(f"{CHROMIUM} not installed (apt-get install -y chromium)")
+    try:
+        from playwright.async_api import async_playwright
+    except ImportError:
+        pytest.skip("the playwright Python package is not installed")
+    return async_playwright
+
+
+async def _seed(relay: Any, sink: Any) -> Any:
+    order = await make_order(relay)
+    ask = message(BUYER, order.seller_alias, "Parcel <script>alert(1)</script>",
+                  f"Hello, my parcel is late. Please call me on {PHONE} today.\n")  # fmt: skip
+    code, text = await send(relay.port, BUYER, [order.seller_alias], ask.as_bytes())
+    assert code == 250, text
+    answer = message(SELLER, order.buyer_alias, "Re: Parcel", "It ships tomorrow.\n")
+    code, text = await send(relay.port, SELLER, [order.buyer_alias], answer.as_bytes())
+    assert code == 250, text
+    await sink.wait_for(2)
+    delivered = sink.messages[0].data
+    assert PHONE.encode() not in delivered  # the real policy redacted it
+    return order
+
+
+async def test_message_center_in_chromium(make_settings, sink, tmp_path: Path) -> None:
+    async_playwright = _playwright()
+    settings = make_settings(
+        delivery={"smarthost": f"127.0.0.1:{sink.port}"},
+        api={"listen": "127.0.0.1:0", "ops_tokens": [OPS_TOKEN]},
+    )
+    async with running_relay(settings) as relay:
+        order = await _seed(relay, sink)
+        stop = asyncio.Event()
+        port: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        server = asyncio.create_task(serve_api(settings, relay.engine, stop, port.set_result))
+        try:
+            base = f"http://127.0.0.1:{await asyncio.wait_for(port, 10)}"
+            async with async_playwright() as pw:
+                browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+                try:
+                    await _walk(browser, base, order.id, tmp_path)
+                finally:
+                    await browser.close()
+        finally:
+            stop.set()
+            await asyncio.wait_for(server, 10)
+
+
+async def _walk(browser: Any, base: str, order_id: str, tmp_path: Path) -> None:
+    page = await browser.new_page()
+    dialogs: list[str] = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), asyncio.ensure_future(d.dismiss())))
+    page.set_default_timeout(15_000)
+
+    # Any page sends a stranger to the login form; a wrong token is refused.
+    await page.goto(f"{base}/ui/")
+    assert "/ui/login" in page.url
+    await page.fill("input[name=token]", "not-the-token-at-all")
+    await page.click("button[type=submit]")
+    assert "not an ops token" in (await page.text_content("[role=alert]") or "")
+    await page.fill("input[name=token]", OPS_TOKEN)
+    await page.click("button[type=submit]")
+    await page.wait_for_url(f"{base}/ui/")
+    cookies = await page.context.cookies()
+    assert [c["httpOnly"] and c["sameSite"] == "Strict" for c in cookies] == [True]
+    assert OPS_TOKEN not in cookies[0]["value"]
+
+    # Full-text search finds the buyer's message; the hostile subject stays text.
+    await page.fill("input[name=text]", "parcel late")
+    await page.click("form.search button[type=submit]")
+    await page.wait_for_selector("table.results")
+    rows = page.locator("table.results tbody tr")
+    assert await rows.count() == 1
+    assert "<script>alert(1)</script>" in (await rows.first.text_content() or "")
+
+    # The thread: oldest first, verdicts shown, the redaction marked.
+    await rows.first.locator(f"a:text('{order_id}')").click()
+    await page.wait_for_selector("article.message")
+    verdicts = await page.locator("article.message .verdict").all_text_contents()
+    assert verdicts == ["redact", "deliver"]
+    mark = page.locator("article.message mark.redaction").first
+    assert await mark.text_content() == "[phone number removed]"
+    assert await mark.is_visible()
+    assert "phone_number" in (await page.locator("table.findings").first.text_content() or "")
+    await page.screenshot(path=str(tmp_path / "thread.png"), full_page=True)
+
+    # Original and delivered side by side.
+    await page.locator("article.message h3 a").first.click()
+    await page.wait_for_selector(".compare")
+    sides = page.locator(".compare section.side")
+    assert await sides.count() == 2
+    left, right = await sides.nth(0).bounding_box(), await sides.nth(1).bounding_box()
+    assert left and right and left["x"] < right["x"] and abs(left["y"] - right["y"]) < 5
+    assert PHONE in (await sides.nth(0).locator("pre.body").first.text_content() or "")
+    assert PHONE not in (await sides.nth(1).text_content() or "")
+    red = sides.nth(1).locator("mark.redaction")
+    assert await red.first.text_content() == "[phone number removed]"
+    color = await red.first.evaluate("e => getComputedStyle(e).backgroundColor")
+    assert color not in ("rgba(0, 0, 0, 0)", "transparent")  # the stylesheet loaded
+    assert await sides.nth(1).locator("a.download").get_attribute("href")
+    shot = tmp_path / "record.png"
+    await page.screenshot(path=str(shot), full_page=True)
+    keep = os.environ.get("RELAY_WEB_SCREENSHOTS")
+    if keep:
+        for name in ("thread.png", "record.png"):
+            shutil.copy(tmp_path / name, Path(keep) / name)
+
+    # The report, then logging out closes every page again.
+    await page.click("text=Response times")
+    await page.wait_for_selector("table.report")
+    assert SELLER in (await page.locator("table.report").text_content() or "")
+    await page.click("text=Log out")
+    await page.wait_for_url(f"{base}/ui/login")
+    await page.goto(f"{base}/ui/records/1")
+    assert "/ui/login" in page.url
+    assert dialogs == []  # no archived script ever ran
