@@ -259,8 +259,10 @@ class TextScanner:
         cues = self.lex.finditer("service_cue", sentence)
         if not cues:
             return False
-        after = sentence[cues[-1].end():]
-        return not self.lex.search("personal_cue", after)
+        # "our hotline" or "my cell" is the writer's own line, not a third party's
+        around = sentence[max(0, cues[-1].start() - 25):cues[-1].start()] + " | " + sentence[
+            cues[-1].end():]
+        return not self.lex.search("personal_cue", around)
 
 
 @functools.lru_cache(maxsize=4096)

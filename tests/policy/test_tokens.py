@@ -167,3 +167,17 @@ def test_outlook_safe_links_are_judged_by_their_target(engine):
     evil = safe.replace("www.dhl.de", "evil.example")
     v = engine.evaluate(make("Tracking below", f'<a href="{evil}">Track</a>'), ctx())
     assert "external_link" in kinds(v)
+
+
+@pytest.mark.parametrize("locale, body, allowed", [
+    ("en-US", "Call UPS at 1-800-742-5877 if the driver misses you.", True),
+    ("en-GB", "Questions about the DHL parcel: 0161 496 0000", False),
+    ("en-GB", "Our customer service line is 0161 496 0000.", False),
+    ("de-DE", "Unsere Hotline: 0151 23456789", False),
+    ("de-DE", "Die Hotline des Herstellers: 0800 123 4567", True),
+    ("it-IT", "Il produttore mette a disposizione il numero verde 800 917 462.", True),
+])
+def test_third_party_service_lines_only(engine, locale, body, allowed):
+    v = engine.evaluate(make(body), ctx(buyer_locale=locale))
+    phones = [f for f in v.findings if f.kind == "phone_number"]
+    assert phones and all((f.action == "allow") == allowed for f in phones), v.findings
