@@ -129,7 +129,8 @@ def thread(order: dict[str, Any] | None, items: list[dict[str, Any]]) -> Html:
             f'<p class="subject">{esc(r["subject"])}</p>'
             + (f'<p class="reason">{esc(r["reason"])}</p>' if r.get("reason") else "")
             + (findings_table(findings) if findings else "")
-            + f'<p class="which muted">{esc(which)}</p>'
+            + f'<p class="which muted">{esc(which)} · <a class="compare-link" '
+            f'href="/ui/records/{int(r["id"])}">original beside delivered</a></p>'
             f'<pre class="body">{marked(_first_text(shown))}</pre></article>'
         )
     if not cards:
