@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
+import sqlalchemy as sa
 import structlog
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -27,6 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from relay import archive, orders, reports
 from relay.api.models import ORDER_ID_PATTERN, ArchiveQuery
+from relay.db import read_tx, schema
 from relay.search import QueryError
 from relay.settings import Settings
 from relay.web import mime, views
@@ -162,17 +164,28 @@ async def thread(request: Request) -> Response:
                                                              limit=THREAD_LIMIT))  # fmt: skip
     if order is None and not rows:
         raise HTTPException(404)
+    bodies = await _bodies(engine, [int(r["id"]) for r in rows])
     items = []
     for row in reversed(rows):
-        rec = await archive.get_record(engine, int(row["id"]))
-        assert rec is not None
-        data = rec["delivered"] if rec["delivered"] is not None else rec["original"]
+        original, delivered = bodies[int(row["id"])]
+        data = delivered if delivered is not None else original
         items.append({"row": row, "decoded": mime.decode(bytes(data)),
-                      "delivered": rec["delivered"] is not None})  # fmt: skip
+                      "delivered": delivered is not None})  # fmt: skip
     title = f"Order {order_id}"
     if len(rows) == THREAD_LIMIT:
         title += f" (latest {THREAD_LIMIT} records)"
     return html(page(title, views.thread(order, items)))
+
+
+async def _bodies(engine: AsyncEngine, ids: list[int]) -> dict[int, tuple[bytes, bytes | None]]:
+    """Both copies of a thread's messages in one query, not one ``get_record`` each."""
+    if not ids:
+        return {}
+    q = sa.select(schema.archive.c.id, schema.archive.c.original, schema.archive.c.delivered)
+    async with read_tx(engine) as conn:
+        rows = (await conn.execute(q.where(schema.archive.c.id.in_(ids)))).all()
+    return {int(r.id): (bytes(r.original), None if r.delivered is None else bytes(r.delivered))
+            for r in rows}  # fmt: skip
 
 
 async def _record(request: Request) -> dict[str, Any]:
