@@ -49,6 +49,13 @@ async def _seed(relay: Any, sink: Any) -> Any:
     answer = message(SELLER, order.buyer_alias, "Re: Parcel", "It ships tomorrow.\n")
     code, text = await send(relay.port, SELLER, [order.buyer_alias], answer.as_bytes())
     assert code == 250, text
+    html = message(SELLER, order.buyer_alias, "Re: Parcel (html)", "Thanks, Alice.\n")
+    html.add_alternative(
+        '<p>Thanks, <b>Alice</b>.</p><script>alert(7)</script><img src=x onerror="alert(8)">',
+        subtype="html",
+    )
+    code, text = await send(relay.port, SELLER, [order.buyer_alias], html.as_bytes())
+    assert code in (250, 550), text  # delivered or refused, the archive has it either way
     await sink.wait_for(2)
     delivered = sink.messages[0].data
     assert PHONE.encode() not in delivered  # the real policy redacted it
@@ -110,7 +117,7 @@ async def _walk(browser: Any, base: str, order_id: str, tmp_path: Path) -> None:
     await rows.first.locator(f"a:text('{order_id}')").click()
     await page.wait_for_selector("article.message")
     verdicts = await page.locator("article.message .verdict").all_text_contents()
-    assert verdicts == ["redact", "deliver"]
+    assert verdicts[:2] == ["redact", "deliver"] and len(verdicts) == 3
     mark = page.locator("article.message mark.redaction").first
     assert await mark.text_content() == "[phone number removed]"
     assert await mark.is_visible()
@@ -137,6 +144,17 @@ async def _walk(browser: Any, base: str, order_id: str, tmp_path: Path) -> None:
     if keep:
         for name in ("thread.png", "record.png"):
             shutil.copy(tmp_path / name, Path(keep) / name)
+
+    # An HTML body: sanitised, in a sandboxed frame, and none of its script runs.
+    await page.go_back()
+    await page.locator("article.message h3 a").nth(2).click()
+    frame_el = page.locator("iframe.html-part").first
+    await frame_el.wait_for()
+    assert await frame_el.get_attribute("sandbox") == ""
+    frame = await (await frame_el.element_handle()).content_frame()
+    assert frame is not None
+    assert "Thanks, Alice." in (await frame.locator("body").text_content() or "")
+    assert await frame.locator("script, img[onerror]").count() == 0
 
     # The report, then logging out closes every page again.
     await page.click("text=Response times")
