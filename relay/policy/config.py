@@ -29,7 +29,8 @@ MESSAGE_KINDS = (
     "important_tag_misuse", "dangerous_attachment", "attachment_too_large",
 )
 LEXICON_KEYS = (
-    "phone_cue", "personal_cue", "service_cue", "id_label", "thanks", "contact_offer",
+    "phone_cue", "personal_cue", "service_cue", "id_label", "strong_id_label", "thanks",
+    "contact_offer",
     "well_wishes", "shipping_confirmation", "promotional", "promotional_weak", "review_word",
     "review_request",
     "review_positive", "review_selective", "review_edit", "review_incentive", "off_platform",
@@ -137,6 +138,7 @@ class LexiconFile(_Strict):
     personal_cue: list[str] = Field(default_factory=list)
     service_cue: list[str] = Field(default_factory=list)
     id_label: list[str] = Field(default_factory=list)
+    strong_id_label: list[str] = Field(default_factory=list)
     thanks: list[str] = Field(default_factory=list)
     contact_offer: list[str] = Field(default_factory=list)
     well_wishes: list[str] = Field(default_factory=list)

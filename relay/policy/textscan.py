@@ -192,7 +192,12 @@ class TextScanner:
             if not 7 <= len(digits) <= 15:
                 continue
             validity = _valid(cand, tuple(regions))
-            if validity == 0 or self._labelled_id(t, m.start()):
+            if validity == 0:
+                continue
+            label = self._labelled_id(t, m.start())
+            # after an order/parcel label a number written like a phone is still a phone;
+            # after a tax, VAT, serial or licence label it is that id, whatever it looks like
+            if label == 2 or (label == 1 and not _dialled(cand)):
                 continue
             if validity == 1 and not self._phone_shaped(t, m.start(), cand):
                 continue
@@ -240,17 +245,18 @@ class TextScanner:
         return lead.startswith("+") or bool(regex.match(r"\(\s?\+?\d{2,5}\s?\)", lead)) or (
             lead.startswith("0") and len(groups) >= 3)
 
-    def _labelled_id(self, t: str, start: int) -> bool:
-        """A number right after an id label (``NIP``, ``Sendungsnummer``) is that id."""
+    def _labelled_id(self, t: str, start: int) -> int:
+        """2: right after a tax/serial label (``NIP``, ``P.IVA``); 1: after another id label
+        (``Sendungsnummer``, ``order``); 0: no label, or a phone cue outweighs it."""
         window = t[max(0, start - 30):start]
-        labels = self.lex.finditer("id_label", window)
-        if not labels:
-            return False
-        tail = window[labels[-1].end():]
-        if len(tail.strip(" :：#.-")) > 18:
-            return False
-        # a phone cue anywhere close ("call me about order: ...") outweighs the label
-        return not self.lex.search("phone_cue", t[max(0, start - 40):start])
+        best = 0
+        for key, level in (("strong_id_label", 2), ("id_label", 1)):
+            labels = self.lex.finditer(key, window)
+            if labels and len(window[labels[-1].end():].strip(" :：#.-")) <= 18:
+                best = max(best, level)
+        if best and self.lex.search("phone_cue", t[max(0, start - 40):start]):
+            return 0   # "call me about order: ..." is a phone number
+        return best
 
     def _service_line(self, t: str, start: int) -> bool:
         """Presented as a carrier, manufacturer or warranty line in the same sentence."""
@@ -293,6 +299,13 @@ def _full_national(region: str, digits: str) -> bool:
     meta = phonenumbers.PhoneMetadata.metadata_for_region(region)
     prefix = meta.national_prefix if meta is not None else None
     return not prefix or prefix == "1" or digits.startswith(prefix)
+
+
+def _dialled(cand: str) -> bool:
+    """Written the way phone numbers are: international, or a trunk 0 and digit groups."""
+    lead = cand.lstrip("( ")
+    groups = [g for g in regex.split(r"[\s\-./()]+", cand) if g]
+    return lead.startswith(("+", "00")) or (lead.startswith("0") and len(groups) >= 2)
 
 
 _PRIO = {"opt_out_link": 0, "email_address": 1, "messaging_app_link": 2, "social_handle": 3,

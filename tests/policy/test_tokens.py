@@ -55,6 +55,7 @@ def test_relay_alias_and_content_id_are_not_addresses(engine):
     ("de-DE", "Handy: null-eins-fünf-eins 234 567 89", "null-eins-fünf-eins 234 567 89"),
     ("en-US", "Call me: (312) 555\u2060-\u20600187", "(312) 555\u2060-\u20600187"),
     ("en-GB", "Call me regarding the order: 0161 496 0000", "0161 496 0000"),
+    ("de-DE", "Für Rückfragen zur Sendung: 0151 2345678", "0151 2345678"),
 ])
 def test_phone_numbers_are_redacted(engine, locale, body, token):
     v = engine.evaluate(make(body), ctx("buyer-to-seller", buyer_locale=locale))
