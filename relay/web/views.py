@@ -120,6 +120,10 @@ def thread(order: dict[str, Any] | None, items: list[dict[str, Any]]) -> Html:
         r, shown = it["row"], it["decoded"]
         which = "delivered" if it["delivered"] else "original (not delivered)"
         findings = r["findings"]
+        # What was found is marked only in a copy that still holds it (one not delivered).
+        found = [] if it["delivered"] else [
+            str(f.get("excerpt", "")) for f in findings if isinstance(f, dict)
+        ]  # fmt: skip
         cls = "has-findings" if findings else ""
         cards.append(
             f'<article class="message {esc(r["direction"])} {cls}" id="m{int(r["id"])}">'
@@ -131,7 +135,8 @@ def thread(order: dict[str, Any] | None, items: list[dict[str, Any]]) -> Html:
             + (findings_table(findings) if findings else "")
             + f'<p class="which muted">{esc(which)} · <a class="compare-link" '
             f'href="/ui/records/{int(r["id"])}">original beside delivered</a></p>'
-            f'<pre class="body">{marked(_first_text(shown))}</pre></article>'
+            f'<pre class="body">{marked(_first_text(shown), found)}</pre>'
+            "</article>"
         )
     if not cards:
         cards.append('<p class="muted">No messages in this order yet.</p>')

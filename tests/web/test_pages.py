@@ -73,8 +73,9 @@ async def test_thread_in_time_order_with_verdicts_and_redactions(ops, order, arc
     # test. Here the delivered text carries a marker written by hand.
     second = await archive_msg(order, "seller-to-buyer", "Re: Where is it?",
                                "Call us at [phone number removed] any time\n")  # fmt: skip
+    promo = [{"kind": "promotion", "excerpt": "50% off"}]
     third = await archive_msg(order, "seller-to-buyer", "Buy more", "50% off\n",
-                              verdict="reject", findings=[{"kind": "promotion"}])  # fmt: skip
+                              verdict="reject", findings=promo)  # fmt: skip
     r = await ops.get(f"/ui/orders/{ORDER}")
     assert r.status_code == 200
     ids = [int(i) for i in re.findall(r'<article class="message[^"]*" id="m(\d+)"', r.text)]
@@ -83,6 +84,7 @@ async def test_thread_in_time_order_with_verdicts_and_redactions(ops, order, arc
     assert verdicts == ["redact", "deliver", "reject"]
     assert '<mark class="redaction">[phone number removed]</mark>' in r.text
     assert "contact.phone" in r.text and "promotion" in r.text
+    assert '<mark class="found">50% off</mark>' in r.text  # why the refused one was refused
     assert SELLER in r.text  # ops see the real parties
 
 
