@@ -310,5 +310,8 @@ class HtmlJudge:
 
 def sanitise(html: str) -> str:
     """nh3 with a mail-friendly allowlist; remote images are already gone by now."""
-    return nh3.clean(html, tags=_TAGS, attributes=_ATTRS, url_schemes={"https", "cid"},
-                     strip_comments=True, link_rel=None)
+    return "<html><body>" + nh3.clean(
+        html, tags=_TAGS, attributes=_ATTRS, url_schemes={"https", "cid"},
+                     strip_comments=True, link_rel=None,
+        clean_content_tags={"script", "style", "head", "title", "noscript", "template", "xml"},
+    ) + "</body></html>"
