@@ -110,6 +110,18 @@ async def message_bytes(engine: AsyncEngine, archive_id: int) -> bytes:
     return bytes(row.delivered)
 
 
+@dataclass(frozen=True)
+class Attempt:
+    """The outcome of one attempt, to be recorded."""
+
+    item: Claimed
+    status: str  # delivered|deferred
+    event: str
+    code: int | None
+    detail: str
+    next_attempt_at: datetime | None = None
+
+
 async def record(
     engine: AsyncEngine,
     item: Claimed,
@@ -120,35 +132,52 @@ async def record(
     detail: str,
     next_attempt_at: datetime | None = None,
 ) -> bool:
-    """Append the attempt to the permanent event log and, if the row is still ours, set
-    its new state; returns whether it was (see ``held_by``)."""
+    """Record one attempt (see ``record_many``)."""
+    attempt = Attempt(item, status, event, code, detail, next_attempt_at)
+    return (await record_many(engine, [attempt]))[0]
+
+
+async def record_many(engine: AsyncEngine, attempts: list[Attempt]) -> list[bool]:
+    """Append the attempts to the permanent event log and set each row's new state if
+    the row is still ours (see ``held_by``), all in one transaction: on SQLite every
+    write transaction holds the one write lock through an fsync, so a worker that wrote
+    each outcome alone would slow the SMTP side's commits down to its own pace."""
+    if not attempts:
+        return []
     now = utcnow()
+    changed = []
     async with write_tx(engine) as conn:
-        result = await conn.execute(
-            deliveries.update()
-            .where(held_by(item))
-            .values(
-                status=status,
-                attempts=item.attempts + 1,
-                next_attempt_at=next_attempt_at or now,
-                claimed_by="",
-                claimed_until=None,
-                last_code=code,
-                last_error=detail[:1000],
-                updated_at=now,
+        for a in attempts:
+            result = await conn.execute(
+                deliveries.update()
+                .where(held_by(a.item))
+                .values(
+                    status=a.status,
+                    attempts=a.item.attempts + 1,
+                    next_attempt_at=a.next_attempt_at or now,
+                    claimed_by="",
+                    claimed_until=None,
+                    last_code=a.code,
+                    last_error=a.detail[:1000],
+                    updated_at=now,
+                )
             )
-        )
+            changed.append(bool(result.rowcount))
         await conn.execute(
-            delivery_events.insert().values(
-                delivery_id=item.id,
-                archive_id=item.archive_id,
-                at=now,
-                event=event,
-                code=code,
-                detail=detail[:1000],
-            )
+            delivery_events.insert(),
+            [
+                {
+                    "delivery_id": a.item.id,
+                    "archive_id": a.item.archive_id,
+                    "at": now,
+                    "event": a.event,
+                    "code": a.code,
+                    "detail": a.detail[:1000],
+                }
+                for a in attempts
+            ],
         )
-    return bool(result.rowcount)
+    return changed
 
 
 async def queue_stats(engine: AsyncEngine) -> dict[str, int | float]:

@@ -33,6 +33,7 @@ from relay.settings import Settings
 log = structlog.get_logger("relay.delivery")
 Signer = Callable[[bytes], bytes]
 RECORD_RETRIES = (0.2, 1.0, 3.0)  # pauses between attempts to record an outcome
+RECORD_BATCH = 200  # outcomes per transaction at most
 
 
 class DeliveryWorker:
@@ -61,19 +62,50 @@ class DeliveryWorker:
         self._running: set[asyncio.Task[None]] = set()
         self._held: set[int] = set()  # delivery ids we are sending: leases to renew
         self._renewer: asyncio.Task[None] | None = None
+        self._recorder: asyncio.Task[None] | None = None
+        self._attempts: asyncio.Queue[tuple[queue.Attempt, asyncio.Future[None]]] = asyncio.Queue()
         self._stopping = asyncio.Event()
         self._claiming = False  # the claim loop runs
         self._claim_done = asyncio.Event()
 
     async def run(self) -> None:
         self._renewer = asyncio.create_task(self._renew_leases(), name="delivery-leases")
+        self._recorder = asyncio.create_task(self._record_batches(), name="delivery-record")
+        helpers = (self._renewer, self._recorder)
         try:
             await self._claim_loop()
-            await self._renewer  # until stop() has let the in-flight sends finish
+            await asyncio.gather(*helpers)  # until stop() has let the in-flight sends finish
         finally:
-            self._renewer.cancel()
+            for task in helpers:
+                task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._renewer
+                await asyncio.gather(*helpers, return_exceptions=True)
+
+    async def _record_batches(self) -> None:
+        """Write the outcomes that are waiting in one transaction, over and over: a
+        batch forms by itself while the previous one commits (see queue.record_many)."""
+        while True:
+            batch = [await self._attempts.get()]
+            while not self._attempts.empty() and len(batch) < RECORD_BATCH:
+                batch.append(self._attempts.get_nowait())
+            try:
+                await queue.record_many(self.engine, [attempt for attempt, _ in batch])
+            except Exception as err:  # each sender retries its own (_deliver_held)
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(err)
+            else:
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_result(None)
+
+    async def _save(self, attempt: queue.Attempt) -> None:
+        if self._recorder is None or self._recorder.done():  # drain(), or not running
+            await queue.record_many(self.engine, [attempt])
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._attempts.put_nowait((attempt, fut))
+        await fut
 
     async def _renew_leases(self) -> None:
         """Renew the leases of in-flight sends every third of the lease, also while
@@ -103,14 +135,16 @@ class DeliveryWorker:
             # next idle, not be forgotten until the poll interval runs out.
             self.wake.clear()
             free = d.concurrency - len(self._running)
+            limit = min(free, d.batch)
             items = []
             if free > 0:
                 try:
                     items = await queue.claim(
-                        self.engine, self.name, limit=min(free, d.batch), lease=d.claim_lease
+                        self.engine, self.name, limit=limit, lease=d.claim_lease
                     )
                 except Exception as err:  # database trouble: keep the worker alive
                     log.error("delivery.claim_failed", error=type(err).__name__)
+            full = free > 0 and len(items) == limit  # there may be more due right now
             # A row we are still sending comes back only if its lease lapsed (renewal
             # stalled behind a busy database): the claim renewed it; never send it twice.
             items = [item for item in items if item.id not in self._held]
@@ -119,7 +153,7 @@ class DeliveryWorker:
                 task = asyncio.create_task(self._deliver(item))
                 self._running.add(task)
                 task.add_done_callback(self._running.discard)
-            if not items or free <= len(items):
+            if not full:
                 await self._idle(d.poll_interval.total_seconds())
 
     async def _idle(self, seconds: float) -> None:
@@ -149,8 +183,9 @@ class DeliveryWorker:
                 task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.gather(*pending, return_exceptions=True)
-        if self._renewer is not None:
-            self._renewer.cancel()
+        for helper in (self._renewer, self._recorder):
+            if helper is not None:
+                helper.cancel()
         await self.pool.close()
 
     async def drain(self, timeout: float = 30.0) -> None:
@@ -212,25 +247,16 @@ class DeliveryWorker:
                 "failed", outcome.code, outcome.enhanced, "expired: " + outcome.detail
             )
         if outcome.status == "delivered":
-            await queue.record(
-                self.engine,
-                item,
-                status="delivered",
-                event="delivered",
-                code=outcome.code,
-                detail=outcome.detail,
+            await self._save(
+                queue.Attempt(item, "delivered", "delivered", outcome.code, outcome.detail)
             )
             log.info("delivery.delivered", delivery=item.id, attempts=item.attempts + 1)
         elif outcome.status == "deferred":
             delay = retry_delay(d.retry, item.attempts)
-            await queue.record(
-                self.engine,
-                item,
-                status="deferred",
-                event="deferred",
-                code=outcome.code,
-                detail=outcome.detail,
-                next_attempt_at=now + delay,
+            await self._save(
+                queue.Attempt(
+                    item, "deferred", "deferred", outcome.code, outcome.detail, now + delay
+                )
             )
             log.info(
                 "delivery.deferred",
