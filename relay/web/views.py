@@ -75,7 +75,7 @@ def results(q: dict[str, str], rows: list[dict[str, Any]], more: bool, error: st
     if not rows:
         return Html(f'{search_form(q)}<p class="muted">No records match.</p>')
     body = table(
-        ("#", "time (UTC)", "order", "direction", "verdict", "subject", "findings"),
+        ("#", "time (UTC)", "order", "direction", "verdict", "subject", "findings", "delivery"),
         [
             [
                 Html(f'<a href="/ui/records/{int(r["id"])}">{int(r["id"])}</a>'),
@@ -83,6 +83,7 @@ def results(q: dict[str, str], rows: list[dict[str, Any]], more: bool, error: st
                 Html(f'<a href="{url("/ui/orders/" + r["order_id"])}">{esc(r["order_id"])}</a>')
                 if r.get("order_id") else "",
                 r["direction"], verdict(r["verdict"]), r["subject"], _kinds(r["findings"]),
+                ", ".join(str(d["status"]) for d in r.get("deliveries", [])),
             ]
             for r in rows
         ],
