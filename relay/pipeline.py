@@ -217,31 +217,20 @@ class Pipeline:
         reason = j.reason
         if refused and j.refusal is None:
             verdict, reason = "refused", "another recipient of the same transaction refused it"
-        record = Record(
-            created_at=now,
-            verdict=verdict,
-            original=inbound.raw,
-            sha256=inbound.sha256,
+        record = _envelope_record(
+            info, res, raw=inbound.raw, sha256=inbound.sha256, now=now, verdict=verdict,
+            reason=reason,
             delivered=delivered,
-            session_id=info.session_id,
-            order_id=res.order_id,
-            direction=res.direction,
-            alias=res.alias,
-            mail_from=info.mail_from.lower(),
-            rcpt=res.recipient_email,
-            client_ip=info.client_ip,
-            helo=info.helo[:255],
             from_header=inbound.first("From")[:2000],
             subject=str(inbound.headers.get("Subject", ""))[:2000],
             message_id=inbound.first("Message-ID")[:998],
             relay_message_id=j.relay_id if delivered else "",
-            reason=reason,
             findings=json.dumps(j.findings, ensure_ascii=False),
             auth=json.dumps(j.auth, ensure_ascii=False, default=str),
             # Decoded text for full-text search, extracted here rather than under the
             # archive's chain lock, where it would hold up every other session's commit.
             extra={"search": search_text},
-        )
+        )  # fmt: skip
         if delivered is None:
             return Entry(record)
         token = new_token()
@@ -268,23 +257,28 @@ class Pipeline:
     ) -> None:
         digest = hashlib.sha256(raw).hexdigest()
         entries = [
-            Entry(
-                Record(
-                    created_at=now,
-                    verdict="refused",
-                    original=raw,
-                    sha256=digest,
-                    session_id=info.session_id,
-                    order_id=res.order_id,
-                    direction=res.direction,
-                    alias=res.alias,
-                    mail_from=info.mail_from.lower(),
-                    rcpt=res.recipient_email,
-                    client_ip=info.client_ip,
-                    helo=info.helo[:255],
-                    reason=reply.text,
-                )
-            )
+            Entry(_envelope_record(info, res, raw=raw, sha256=digest, now=now, verdict="refused",
+                                   reason=reply.text))
             for res in rcpts
-        ]
+        ]  # fmt: skip
         await self.committer.submit(entries)
+
+
+def _envelope_record(
+    info: SessionInfo,
+    res: Resolution,
+    *,
+    raw: bytes,
+    sha256: str,
+    now: datetime,
+    verdict: str,
+    reason: str,
+    **fields: Any,
+) -> Record:
+    """The archive record of one recipient: what every record shares, plus ``fields``."""
+    return Record(
+        created_at=now, verdict=verdict, original=raw, sha256=sha256,
+        session_id=info.session_id, order_id=res.order_id, direction=res.direction,
+        alias=res.alias, mail_from=info.mail_from.lower(), rcpt=res.recipient_email,
+        client_ip=info.client_ip, helo=info.helo[:255], reason=reason, **fields,
+    )  # fmt: skip

@@ -9,7 +9,16 @@ import pytest
 
 from relay import orders
 from relay.db import create_engine
-from tests.helpers import BUYER, DOMAIN, ORDER, SELLER, message, running_relay, send
+from tests.helpers import (
+    BUYER,
+    DOMAIN,
+    ORDER,
+    SELLER,
+    make_tls_cert,
+    message,
+    running_relay,
+    send,
+)
 
 
 class RawClient:
@@ -214,43 +223,10 @@ async def test_smtplib_client_round_trip(make_settings, sink) -> None:
         assert (await sink.wait_for(1))[0].rcpt_tos == [SELLER]
 
 
-def _self_signed(tmp_path):  # type: ignore[no-untyped-def]
-    from datetime import UTC, datetime, timedelta
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mx.relay.example")])
-    now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(days=1))
-        .not_valid_after(now + timedelta(days=30))
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
-
-
 async def test_starttls_when_a_certificate_is_configured(make_settings, sink, tmp_path) -> None:
     import aiosmtplib
 
-    cert, key = _self_signed(tmp_path)
+    cert, key = make_tls_cert(tmp_path)
     settings = make_settings(
         delivery={"smarthost": f"127.0.0.1:{sink.port}"},
         smtp={"tls_cert": str(cert), "tls_key": str(key)},
