@@ -191,8 +191,8 @@ class ThankYouOnly(MessageRule):
 
     def check(self, view: MessageView) -> list[MessageFinding]:
         content = self._content_sentences(view.body)
-        if content and any(self.lex.search("thanks", s) for s in content) and all(
-                self._filler(s) for s in content):
+        if content and any(self.lex.search("thanks", s) or self.lex.search("contact_offer", s)
+                           for s in content) and all(self._filler(s) for s in content):
             return [MessageFinding(self.kind, content[0][:80])]
         return []
 

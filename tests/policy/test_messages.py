@@ -119,3 +119,20 @@ def test_forwarded_message_is_not_the_writers_words(engine):
     outer.add_attachment(inner)
     v = engine.evaluate(outer.as_bytes(policy=SMTP), ctx(buyer_locale="en-GB"))
     assert "promotional" not in rejected(v)
+
+
+@pytest.mark.parametrize("locale, body", [
+    ("es-ES", "Hola Lucía:\n¿Ha llegado bien tu pedido? Si hay cualquier problema con el set, "
+              "cuéntanos.\nCasa Oliva"),
+    ("en-GB", "Hi Oliver,\nIf there is any problem with your harness, just let us know.\n"
+              "Best wishes,\nPemberton"),
+])
+def test_contact_us_only_is_thank_you_only(engine, locale, body):
+    v = engine.evaluate(make(body), ctx(buyer_locale=locale, thread="proactive"))
+    assert "thank_you_only" in rejected(v)
+
+
+def test_answer_with_contact_offer_is_fine(engine):
+    body = ("Hi Oliver,\nYes, the harness is machine washable at 30 °C. Let us know if you have "
+            "any other questions.\nBest,\nPemberton")
+    assert engine.evaluate(make(body), ctx(thread="reply")).action == "deliver"
