@@ -28,14 +28,16 @@ GEN = ROOT / ".." / "shared" / "bench" / "gen_fixtures.py"
 
 
 def fixtures(gen: pathlib.Path, out: pathlib.Path) -> dict[str, bytes]:
-    subprocess.run([sys.executable, str(gen), "--out", str(out)], check=True,
-                   capture_output=True)
-    return {p.stem: p.read_bytes().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-            for p in sorted(out.glob("*.eml"))}
+    subprocess.run([sys.executable, str(gen), "--out", str(out)], check=True, capture_output=True)
+    return {
+        p.stem: p.read_bytes().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+        for p in sorted(out.glob("*.eml"))
+    }
 
 
-def measure(engine: PolicyEngine, raw: bytes, ctx: PolicyContext,
-            runs: int) -> tuple[list[float], list[float]]:
+def measure(
+    engine: PolicyEngine, raw: bytes, ctx: PolicyContext, runs: int
+) -> tuple[list[float], list[float]]:
     """Wall-clock and CPU milliseconds per call (CPU is steadier on a shared machine)."""
     engine.evaluate(raw, ctx)  # warm-up: lazy models, caches
     wall, cpu = [], []
@@ -52,8 +54,9 @@ def p90(xs: list[float]) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--runs", type=int, default=200)
     ap.add_argument("--gen", type=pathlib.Path, default=GEN)
     args = ap.parse_args(argv)
@@ -63,17 +66,25 @@ def main(argv: list[str] | None = None) -> int:
     engine = PolicyEngine.load()
     with tempfile.TemporaryDirectory(prefix="policy-bench-") as tmp:
         fx = fixtures(args.gen, pathlib.Path(tmp))
-    print(f"{'fixture':<12} {'direction':<16} {'bytes':>9} {'verdict':<8} "
-          f"{'median ms':>10} {'p90 ms':>8} {'cpu med':>8} {'cpu p90':>8}")
+    print(
+        f"{'fixture':<12} {'direction':<16} {'bytes':>9} {'verdict':<8} "
+        f"{'median ms':>10} {'p90 ms':>8} {'cpu med':>8} {'cpu p90':>8}"
+    )
     for name, raw in fx.items():
         for direction in ("buyer-to-seller", "seller-to-buyer"):
-            ctx = PolicyContext(direction=direction, order_id="204-3817265-4409183",  # type: ignore[arg-type]
-                                buyer_locale="en-US", thread="reply")
+            ctx = PolicyContext(
+                direction=direction,
+                order_id="204-3817265-4409183",  # type: ignore[arg-type]
+                buyer_locale="en-US",
+                thread="reply",
+            )
             verdict = engine.evaluate(raw, ctx).action
             wall, cpu = measure(engine, raw, ctx, args.runs)
-            print(f"{name:<12} {direction:<16} {len(raw):>9} {verdict:<8} "
-                  f"{statistics.median(wall):>10.2f} {p90(wall):>8.2f} "
-                  f"{statistics.median(cpu):>8.2f} {p90(cpu):>8.2f}")
+            print(
+                f"{name:<12} {direction:<16} {len(raw):>9} {verdict:<8} "
+                f"{statistics.median(wall):>10.2f} {p90(wall):>8.2f} "
+                f"{statistics.median(cpu):>8.2f} {p90(cpu):>8.2f}"
+            )
     return 0
 
 
