@@ -90,6 +90,7 @@ def clean_url(raw: str) -> str:
     return url
 
 
+@functools.lru_cache(maxsize=4096)
 def host_of(url: str) -> str:
     u = url if "://" in url else "http://" + url
     try:
@@ -138,15 +139,19 @@ def lookalike(host: str, policy: Policy) -> str | None:
     A label mixing Latin letters with Cyrillic or Greek ones is a homoglyph by itself.
     """
     d = policy.file.domains
-    known = d.marketplace + d.carriers + d.allow
-    if not host or on(host, known):
+    return _lookalike(host, tuple(d.marketplace + d.carriers + d.allow))
+
+
+@functools.lru_cache(maxsize=4096)
+def _lookalike(host: str, known: tuple[str, ...]) -> str | None:
+    if not host or on(host, list(known)):
         return None
     for label in host.split("."):
         if _LATIN.search(label) and _OTHER_SCRIPT.search(label):
             return label
     sk = skeleton(host)
     dotted = f".{host}."
-    for k, ks in _skeletons(tuple(known)):
+    for k, ks in _skeletons(known):
         if sk == ks or sk.endswith("." + ks) or f".{k}." in dotted:
             return k   # look-alike, or the known domain worn as a subdomain prefix
     return None
