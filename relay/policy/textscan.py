@@ -65,7 +65,8 @@ _MASKS = [
 MASK_RE = re.compile("|".join(f"(?:{m})" for m in _MASKS))
 HANDLE_RE = regex.compile(
     r"(?<![\w@.\-/])@([A-Za-z0-9_][A-Za-z0-9_.\-]{1,29}[A-Za-z0-9_])(?![\w@])")
-COLON_TOKEN = regex.compile(r"\s*(?:\w+\s+)?[:：]\s*(@?[A-Za-z0-9_][A-Za-z0-9_.\-]{2,30})")
+COLON_TOKEN = regex.compile(
+    r"\s*(?:\w+\s+)?(?:[:：]|is|ist|est|es|è|jest|=)\s*(@?[A-Za-z0-9_][A-Za-z0-9_.\-]{2,30})")
 USER_TOKEN = regex.compile(r"\s*[:：]?\s*(@?[A-Za-z0-9_][A-Za-z0-9_.\-]{2,30})")
 EMOJI_RE = regex.compile(
     r"[\U0001F1E6-\U0001F1FF]{2}|[0-9#*]\uFE0F?\u20E3"
@@ -115,6 +116,8 @@ class TextScanner:
         for rx in (EMAIL_RE, OBF_EMAIL_RE):
             for m in rx.finditer(nt.text):
                 addr = m.group()
+                if rx is OBF_EMAIL_RE and not _plausible_obfuscation(addr):
+                    continue
                 if nt.text[max(0, m.start() - 4):m.start()].lower() == "cid:":
                     continue
                 if "@" in addr and is_relay_alias(addr, ctx):
@@ -299,6 +302,23 @@ def _full_national(region: str, digits: str) -> bool:
     meta = phonenumbers.PhoneMetadata.metadata_for_region(region)
     prefix = meta.national_prefix if meta is not None else None
     return not prefix or prefix == "1" or digits.startswith(prefix)
+
+
+_WORD_AT = re.compile(r"\s(?:at|arroba|małpa|chiocciola|arobase|apenstaartje)\s", re.I)
+_BRACKETED = re.compile(r"[\[\(\{<]\s*(?:at|@|dot|punto|point|punkt|kropka|punt|\.)", re.I)
+
+
+def _plausible_obfuscation(addr: str) -> bool:
+    """``look at amazon.de`` is English, ``jane.doe at gmail dot com`` an address: a bare
+    "at" needs a spelled-out "dot" or a mailbox-like local part (``jane.doe``, ``kmarsh84``)."""
+    if _BRACKETED.search(addr) or "@" in addr:
+        return True
+    m = _WORD_AT.search(addr)
+    if m is None:
+        return True
+    local, domain = addr[:m.start()], addr[m.end():]
+    spelled_dot = re.search(r"\s(?:dot|punto|punkt|kropka|punt|point)\s", domain, re.I)
+    return bool(spelled_dot) or bool(re.search(r"[._\d+\-]", local))
 
 
 def _dialled(cand: str) -> bool:

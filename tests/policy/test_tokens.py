@@ -182,3 +182,18 @@ def test_third_party_service_lines_only(engine, locale, body, allowed):
     v = engine.evaluate(make(body), ctx(buyer_locale=locale))
     phones = [f for f in v.findings if f.kind == "phone_number"]
     assert phones and all((f.action == "allow") == allowed for f in phones), v.findings
+
+
+def test_plain_at_needs_a_mailbox_like_local_part(engine):
+    v = engine.evaluate(make("Please have a look at amazon.de for the order status."),
+                        ctx("buyer-to-seller"))
+    assert "email_address" not in kinds(v)
+    v = engine.evaluate(make("Write to jane.doe at gmail.com please"), ctx("buyer-to-seller"))
+    assert "email_address" in kinds(v)
+
+
+def test_social_handle_after_is(engine):
+    v = engine.evaluate(make("My insta is piotr.zielinski_ogrod, see the video there"),
+                        ctx("buyer-to-seller"))
+    assert "social_handle" in kinds(v)
+    assert_gone(v, "piotr.zielinski_ogrod")
