@@ -76,9 +76,8 @@ def check(ctx: click.Context, message: str, context_file: str, out_file: str | N
         elif out.exists():
             out.unlink()
     if as_json:
+        # exactly the spec's object; the reason is in the plain output and the SMTP reply
         obj = {"action": verdict.action, "findings": [f.as_dict() for f in verdict.findings]}
-        if verdict.reason:
-            obj["reason"] = verdict.reason
         click.echo(json.dumps(obj, ensure_ascii=False))
     else:
         click.echo(verdict.action + (f": {verdict.reason}" if verdict.reason else ""))

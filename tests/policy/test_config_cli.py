@@ -117,3 +117,13 @@ def test_eval_small_directory(tmp_path):
     r = CliRunner().invoke(main, ["policy", "eval", str(tmp_path)])
     assert r.exit_code == 0, r.output
     assert r.output.strip().splitlines()[-1] == "policy: 3/3 cases pass (100.0%)"
+
+
+def test_check_json_has_exactly_the_spec_keys(tmp_path):
+    msg = tmp_path / "m.eml"
+    msg.write_bytes(make("Use coupon SAVE20 for 20% off our new collection!"))
+    r = CliRunner().invoke(main, ["policy", "check", str(msg), "--context",
+                                  _ctx_file(tmp_path), "--json"])
+    assert set(json.loads(r.output)) == {"action", "findings"}
+    r = CliRunner().invoke(main, ["policy", "check", str(msg), "--context", _ctx_file(tmp_path)])
+    assert r.output.startswith("reject: Message refused by rule promotional")
