@@ -19,7 +19,8 @@ from relay.policy.model import PolicyContext
 _QUOTE_HEAD = regex.compile(
     r"^\s*(?:On\b.{0,200}\bwrote:|El\b.{0,200}\bescribió:|Le\b.{0,200}\ba écrit\s?:"
     r"|Am\b.{0,200}\bschrieb\b.{0,100}:|Il\b.{0,200}\bha scritto:|Op\b.{0,200}\bschreef\b.{0,100}:"
-    r"|W dniu\b.{0,200}\bnapisał\w*:"
+    r"|W dniu\b.{0,200}\bnapisał\w*(?:\(a\))?:"
+    r"|.{0,200}<[^>\s]+@[^>\s]+>\s?(?:\S{0,20})?[:：]\s*"
     r"|.{0,120}\d{1,2}:\d{2}.{0,100}(?:wrote|escribió|a écrit|schrieb|"
     r"ha scritto|schreef|napisał\w*)\s?:|-{2,}\s*(?:Original Message|Ursprüngliche Nachricht|"
     r"Message d'origine|Mensaje original|Messaggio originale|Oorspronkelijk bericht)\s*-{2,}"
