@@ -16,17 +16,17 @@ from relay.policy import language
 from relay.policy.config import Lexicon, Policy
 from relay.policy.model import PolicyContext
 
-_QUOTE_HEAD = regex.compile(
-    r"^\s*(?:On\b.{0,200}\bwrote:|El\b.{0,200}\bescribió:|Le\b.{0,200}\ba écrit\s?:"
-    r"|Am\b.{0,200}\bschrieb\b.{0,100}:|Il\b.{0,200}\bha scritto:|Op\b.{0,200}\bschreef\b.{0,100}:"
-    r"|W dniu\b.{0,200}\bnapisał\w*(?:\(a\))?:"
-    r"|.{0,200}<[^>\s]+@[^>\s]+>\s?(?:\S{0,20})?[:：]\s*"
-    r"|.{0,120}\d{1,2}:\d{2}.{0,100}(?:wrote|escribió|a écrit|schrieb|"
-    r"ha scritto|schreef|napisał\w*)\s?:|-{2,}\s*(?:Original Message|Ursprüngliche Nachricht|"
-    r"Message d'origine|Mensaje original|Messaggio originale|Oorspronkelijk bericht)\s*-{2,}"
-    r"|(?:From|Van|Von|De|Da|Od|差出人)\s?:\s.+)$",
-    regex.MULTILINE | regex.IGNORECASE,
-)
+# Quote headers, judged one short line at a time (a multi-line regex with wide gaps
+# backtracks badly on long texts): "On ... wrote:", "Am ... schrieb ...:", "... <a@b>:",
+# "-----Original Message-----", "From: ..." and their translations.
+_QUOTE_VERB = regex.compile(
+    r"\b(?:wrote|escribió|a écrit|schrieb|ha scritto|schreef|napisał\w*(?:\(a\))?)\b"
+    r".{0,60}[:：]\s*$", regex.IGNORECASE)
+_QUOTE_ADDR = regex.compile(r"<[^>\s]+@[^>\s]+>\s?\S{0,20}[:：]\s*$")
+_QUOTE_SEP = regex.compile(
+    r"^-{2,}\s*(?:Original Message|Ursprüngliche Nachricht|Message d.origine|Mensaje original|"
+    r"Messaggio originale|Oorspronkelijk bericht|Wiadomość oryginalna)\s*-{2,}$", regex.IGNORECASE)
+_QUOTE_FROM = regex.compile(r"^(?:From|Van|Von|De|Da|Od|差出人)\s?[:：]\s.+", regex.IGNORECASE)
 _SENT = regex.compile(r"(?<=[.!?。！？])\s+|\n+")
 
 
@@ -41,10 +41,16 @@ class MessageFinding:
 
 def own_text(text: str) -> str:
     """The writer's own words: quoted lines and everything after a quote header cut."""
-    m = _QUOTE_HEAD.search(text)
-    if m:
-        text = text[:m.start()]
-    return "\n".join(ln for ln in text.splitlines() if not ln.lstrip().startswith(">"))
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        s = line.strip()
+        if len(s) > 300 or not any(c in s for c in ":：-"):
+            continue
+        if (_QUOTE_VERB.search(s) or _QUOTE_ADDR.search(s) or _QUOTE_SEP.match(s)
+                or _QUOTE_FROM.match(s)):
+            lines = lines[:i]
+            break
+    return "\n".join(ln for ln in lines if not ln.lstrip().startswith(">"))
 
 
 def sentences(text: str) -> list[str]:

@@ -143,3 +143,9 @@ def test_engine_pickles_for_worker_processes(engine):
 
     clone = pickle.loads(pickle.dumps(engine))
     assert clone.evaluate(make("Ring me on 020 7946 0321"), ctx()).action == "redact"
+
+
+def test_long_single_line_text_is_cheap(engine):
+    text = ("word 12:30 wrote something " * 400 + "\n") * 3
+    v, cpu = _cpu(engine, make(text), ctx())
+    assert v.action in ("deliver", "redact", "reject") and cpu < 0.5
