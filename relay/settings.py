@@ -169,7 +169,9 @@ class DeliverySection(_Section):
     batch: int = Field(default=50, ge=1)
     timeout: Duration = timedelta(seconds=60)
     poll_interval: Duration = timedelta(seconds=1)
-    claim_lease: Duration = timedelta(minutes=10)
+    # In-flight sends renew their lease, so it only bounds how long a dead worker's rows
+    # wait before another worker takes them over.
+    claim_lease: Duration = timedelta(seconds=60)
     processes: int = Field(
         default=0,
         ge=0,

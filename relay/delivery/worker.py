@@ -13,13 +13,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
+import time
 from collections.abc import Callable
 from datetime import timedelta
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from relay import queue
+from relay import metrics, queue
 from relay.archive import last_hash
 from relay.bounce import Original, explain, load_original, notice_entry
 from relay.commit import lock_chain, write_entries
@@ -216,7 +217,9 @@ class DeliveryWorker:
                 data = await queue.message_bytes(self.engine, item.archive_id)
                 if self.signer is not None:
                     data = self.signer(data)
+                started = time.monotonic()
                 outcome = await send(self.router, self.pool, item.mail_from, item.rcpt, data)
+                metrics.observe_delivery_attempt(time.monotonic() - started, outcome.status)
             except Exception as err:
                 log.error(
                     "delivery.internal_error",

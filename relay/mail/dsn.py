@@ -193,7 +193,9 @@ def _heuristic(msg: email.message.Message) -> DsnReport | None:
     daemon = any(w in sender for w in ("mailer-daemon", "postmaster", "mail delivery"))
     delayed = any(m in subject or m in low for m in _DELAY_MARKERS)
     failed = any(m in subject or m in low for m in _FAILED_MARKERS)
-    if not (failed or delayed) or not (daemon or failed):
+    # Words like "undeliverable" also turn up in people's mail ("the parcel was
+    # undeliverable"): without a mail-system sender they prove nothing.
+    if not (failed or delayed) or not daemon:
         return None
     action = "delayed" if delayed and not failed else "failed"
     status = _status(body)

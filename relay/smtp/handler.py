@@ -7,6 +7,7 @@ the sender's MTA keeps the message and tries again, and nothing is lost.
 from __future__ import annotations
 
 import asyncio
+from typing import Protocol
 
 import structlog
 from aiosmtpd.proxy_protocol import ProxyData
@@ -22,16 +23,13 @@ from relay.settings import Settings
 log = structlog.get_logger("relay.smtp")
 
 
-class BounceIntake:
-    """What the handler needs to accept mail for signed return paths."""
+class BounceIntake(Protocol):
+    """What the handler needs to accept mail for signed return paths
+    (relay.bounces_in.SignedBounces)."""
 
-    def check(self, local: str) -> str | None:  # pragma: no cover - interface
-        raise NotImplementedError
+    async def check_known(self, local: str) -> str | None: ...
 
-    async def accept(
-        self, info: SessionInfo, tokens: list[str], raw: bytes
-    ) -> str:  # pragma: no cover
-        raise NotImplementedError
+    async def accept(self, info: SessionInfo, tokens: list[str], raw: bytes) -> str: ...
 
 
 class RelayHandler:
@@ -117,12 +115,12 @@ class RelayHandler:
             local, domain = split_address(address)
         except ValueError:
             return replies.SYNTAX_ADDRESS
-        if self.bounces is not None and domain == relay.domain:
-            token = self.bounces.check(local)
-            if token is not None:
-                envelope.bounce_tokens.append(token)  # type: ignore[attr-defined]
-                return replies.RECIPIENT_OK
         try:
+            if self.bounces is not None and domain == relay.domain:
+                token = await self.bounces.check_known(local)
+                if token is not None:
+                    envelope.bounce_tokens.append(token)  # type: ignore[attr-defined]
+                    return replies.RECIPIENT_OK
             res = await resolve_alias(self.pipeline.engine, relay.domain, address)
         except Exception as err:
             log.error("smtp.rcpt.db_error", error=type(err).__name__)

@@ -10,7 +10,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import dkim
-import pytest
 import sqlalchemy as sa
 
 from relay import archive, queue
@@ -395,11 +394,6 @@ async def test_check_known_needs_a_delivery_row(make_settings, sink) -> None:
         assert await bounces.check_known(stray.rpartition("@")[0]) is None  # ...but unknown
 
 
-@pytest.mark.xfail(
-    reason="relay/smtp/handler.py RCPT calls the synchronous SignedBounces.check(), which "
-    "cannot look the token up; awaiting check_known() there makes this pass",
-    strict=False,
-)
 async def test_a_signed_but_unknown_return_path_is_refused_at_rcpt(make_settings, sink) -> None:
     async with running_relay(settings_for(make_settings, sink), policy=None) as relay:
         stray = return_path(new_token(), key=bytes.fromhex(SECRET), domain=DOMAIN)

@@ -207,16 +207,10 @@ async def test_sigkill_loses_nothing(db_url: str, sink: Any, tmp_path: Path) -> 
     assert code == 0, out + err
     assert "chain intact" in out
 
-    # A live process should never send twice (leases of in-flight sends are renewed; only
-    # the claim holder records the outcome): only a kill between send and record may. On
-    # SQLite it still happens now and then, see the message; everything above held.
-    if live:
-        pytest.xfail(
-            f"delivered twice by one live relay process: {sorted(live)}. A worker may re-claim "
-            "its own in-flight row (relay/queue.py claim() does not exclude rows claimed by "
-            "the same worker) once a renewal is stuck behind the SQLite write lock for longer "
-            "than the 2 s lease"
-        )
+    # A live process never sends twice (leases of in-flight sends are renewed, only the
+    # claim holder records the outcome, a worker never re-claims its own in-flight row):
+    # only a kill between send and record may.
+    assert not live, f"delivered twice by one live relay process: {sorted(live)}"
 
 
 def _classify_duplicates(

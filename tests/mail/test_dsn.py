@@ -181,3 +181,9 @@ def test_fuzzed_reports_never_raise() -> None:
 def test_scrub() -> None:
     assert scrub("550 <a.b+c@x.example>: no") == "550 <<address>>: no"
     assert scrub("no address here 5.1.1") == "no address here 5.1.1"
+
+
+def test_failure_words_from_a_person_are_not_a_bounce() -> None:
+    raw = (b"From: support@shop.example\r\nSubject: Re: Question\r\n\r\n"
+           b"The parcel was undeliverable at your address, user unknown at the door.\r\n")
+    assert parse_dsn(raw) is None
