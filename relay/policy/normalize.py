@@ -72,11 +72,11 @@ class DigitWords:
     def __init__(self, words: dict[str, str]) -> None:
         self.words = {k.lower(): v for k, v in words.items()}
         alt = "|".join(sorted(map(regex.escape, self.words), key=len, reverse=True)) or "(?!)"
-        self.run = regex.compile(
-            rf"(?<![\w])(?:{alt})(?:[\s\-,]+(?:{alt}))+(?![\w])"
-            rf"|(?<![\w])(?:{alt})(?=[\s\-]+\d)",
-            regex.IGNORECASE,
-        )
+        pattern = (rf"(?<![\w])(?:{alt})(?:[\s\-,]+(?:{alt}))+(?![\w])"
+                   rf"|(?<![\w])(?:{alt})(?=[\s\-]+\d)")
+        self.run = regex.compile(pattern, regex.IGNORECASE)
+        # the words are lower case: on lower-cased text a case-sensitive search is faster
+        self.run_lower = regex.compile(pattern)
         self.token = regex.compile(rf"(?:{alt})", regex.IGNORECASE)
 
     def __call__(self, nt: NormText) -> NormText:
@@ -88,7 +88,9 @@ def digit_words(nt: NormText, dw: DigitWords) -> NormText:
     words = dw.words
     text = nt.text
     hits = []
-    for m in dw.run.finditer(text):
+    low = text.lower()
+    found = dw.run_lower.finditer(low) if len(low) == len(text) else dw.run.finditer(text)
+    for m in found:
         tokens = list(dw.token.finditer(m.group()))
         near_digits = bool(regex.match(r"[\s\-]*\d", text[m.end():m.end() + 3]))
         if len(tokens) >= 3 or (near_digits and len(tokens) >= 1 and _plausible(m, text)):
