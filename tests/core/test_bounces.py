@@ -22,11 +22,7 @@ from relay.delivery.transport import Outcome
 from relay.delivery.worker import DeliveryWorker
 from relay.dkim import DkimSigner, generate_key
 from relay.mail.verp import new_token, return_path
-from tests.helpers import (
-    BUYER,
-    DOMAIN,
-    ORDER,
-    SELLER,
+from tests.delivery_support import (
     all_status,
     assert_notice,
     buyer_writes,
@@ -34,14 +30,12 @@ from tests.helpers import (
     dsn,
     event_names,
     make_order,
-    message,
     notices,
     refuse,
-    running_relay,
-    send,
     smarthost,
     wait_until,
 )
+from tests.helpers import BUYER, DOMAIN, ORDER, SELLER, message, running_relay, send
 
 SECRET = "ab" * 32  # bounce.secret: lets the tests sign return paths of their own
 

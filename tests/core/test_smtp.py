@@ -9,16 +9,8 @@ import pytest
 
 from relay import orders
 from relay.db import create_engine
-from tests.helpers import (
-    BUYER,
-    DOMAIN,
-    ORDER,
-    SELLER,
-    make_tls_cert,
-    message,
-    running_relay,
-    send,
-)
+from tests.delivery_support import make_tls_cert
+from tests.helpers import BUYER, DOMAIN, ORDER, SELLER, message, running_relay, send
 
 
 class RawClient:

@@ -20,7 +20,8 @@ import pytest
 
 from relay.api.server import serve_api
 from tests.api.conftest import OPS_TOKEN
-from tests.helpers import BUYER, SELLER, make_order, message, running_relay, send
+from tests.delivery_support import make_order
+from tests.helpers import BUYER, SELLER, message, running_relay, send
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
