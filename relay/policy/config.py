@@ -244,6 +244,16 @@ def _compile(key: str, pats: list[str], where: str) -> regex.Pattern[str]:
     return regex.compile("|".join(f"(?:{p})" for p in pats), regex.IGNORECASE | regex.V0)
 
 
+def _lower_pattern(pattern: str) -> str:
+    """Lower-case a pattern's literals but not its escapes (``\\W`` must stay ``\\W``)."""
+    out = []
+    escaped = False
+    for ch in pattern:
+        out.append(ch if escaped else ch.lower())
+        escaped = not escaped and ch == "\\"
+    return "".join(out)
+
+
 def load_policy(path: pathlib.Path | None = None) -> Policy:
     """Read and validate a policy file and its lexicons; raises PolicyError naming the key."""
     path = pathlib.Path(path) if path is not None else shipped_dir() / "default.toml"
@@ -276,7 +286,7 @@ def load_policy(path: pathlib.Path | None = None) -> Policy:
         if not pats:
             continue
         exact = [p for p in pats if "(?-i:" in p]
-        plain = [p.lower() for p in pats if "(?-i:" not in p]
+        plain = [_lower_pattern(p) for p in pats if "(?-i:" not in p]
         fast[k] = (regex.compile("|".join(f"(?:{p})" for p in plain)) if plain else None,
                    regex.compile("|".join(f"(?:{p})" for p in exact)) if exact else None)
     try:

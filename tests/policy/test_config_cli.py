@@ -127,3 +127,12 @@ def test_check_json_has_exactly_the_spec_keys(tmp_path):
     assert set(json.loads(r.output)) == {"action", "findings"}
     r = CliRunner().invoke(main, ["policy", "check", str(msg), "--context", _ctx_file(tmp_path)])
     assert r.output.startswith("reject: Message refused by rule promotional")
+
+
+def test_lexicon_fast_path_keeps_escapes():
+    from relay.policy.config import _lower_pattern
+
+    assert _lower_pattern(r"\bPay\W{0,3}\D\\X") == r"\bpay\W{0,3}\D\\x"
+    eng = PolicyEngine.load()
+    text = "Please pay within 48 hours at:\nhttps://www.example.com/fee"
+    assert eng.policy.lexicon.search("off_platform", text) is not None
