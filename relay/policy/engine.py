@@ -104,7 +104,7 @@ class PolicyEngine:
         # the text part, unless it is a stub of an HTML-first message
         body = plain if len(plain.strip()) * 2 >= len(html.strip()) else html
         for mf in self.messages.judge(run.subject, body, ctx):
-            self._add(run, mf.kind, mf.kind, "body.text", mf.excerpt)
+            self._add(run, mf.kind, mf.kind, "body.text", mf.excerpt, mf.allowed)
         return self._verdict(msg, raw, run)
 
     def _verdict(self, msg: Message, raw: bytes, run: _Run) -> Verdict:

@@ -33,6 +33,11 @@ def _identifier():
     return _IDENT
 
 
+def warm() -> None:
+    """Load the model now (a server calls this at start-up, not on its first message)."""
+    _identifier()
+
+
 def letters(text: str) -> int:
     return len(regex.findall(r"\p{L}", text))
 

@@ -37,6 +37,7 @@ MAX_BODY = 8_000    # a message's kind shows in its first pages; tokens are scan
 class MessageFinding:
     kind: str
     excerpt: str
+    allowed: bool = False  # recorded, not refused (e.g. the one neutral review request)
 
 
 def own_text(text: str) -> str:
@@ -162,7 +163,11 @@ class ReviewSolicitation(MessageRule):
         elif asks and ctx.days_since_delivery is not None and not (
                 rv.window_min_days <= ctx.days_since_delivery <= rv.window_max_days):
             reason = "outside the review window"
-        return [MessageFinding(self.kind, reason)] if reason else []
+        if reason:
+            return [MessageFinding(self.kind, reason)]
+        # The one allowed request is still recorded: the relay counts delivered requests
+        # per order (prior_review_requests) from these findings in the archive.
+        return [MessageFinding(self.kind, "neutral review request", allowed=True)] if asks else []
 
 
 class ImportantTagMisuse(MessageRule):

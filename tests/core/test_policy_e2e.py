@@ -109,3 +109,32 @@ async def test_automatic_replies_are_delivered_but_never_answered(make_settings,
             d["status"] for r in rows if r["kind"] == "message" for d in r["deliveries"]
         )
         assert statuses == ["failed", "failed"]
+
+
+async def test_a_second_review_request_is_refused_from_the_archive_count(
+    make_settings, sink
+) -> None:
+    """One neutral request 5 to 30 days after delivery is allowed; the archive remembers
+    it, so a second one for the same order is a repeat request."""
+    from datetime import timedelta
+
+    from relay.db.schema import utcnow
+
+    settings = make_settings(delivery={"smarthost": f"127.0.0.1:{sink.port}"})
+    async with running_relay(settings) as relay:
+        order = await orders.create_order(
+            relay.engine, DOMAIN, ORDER, buyer=BUYER, seller=SELLER, buyer_locale="en-US",
+            delivered_at=utcnow() - timedelta(days=10),
+        )  # fmt: skip
+        ask = (
+            "Hello, we hope the kettle arrived safely. If you have a moment, we would be "
+            "grateful if you could leave a review of your purchase on the marketplace.\n"
+        )
+        first = message(SELLER, order.buyer_alias, "Your recent order", ask).as_bytes()
+        code, text = await send(relay.port, SELLER, [order.buyer_alias], first)
+        assert code == 250, text
+        again = message(SELLER, order.buyer_alias, "Your recent order", ask).as_bytes()
+        code, text = await send(relay.port, SELLER, [order.buyer_alias], again)
+        assert code == 550 and "review" in text.lower(), text
+        rows = await search(relay.engine, SearchFilter(order_id=ORDER))
+        assert [r["verdict"] for r in rows] == ["reject", "deliver"]
