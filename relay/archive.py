@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -127,8 +128,18 @@ class VerifyResult:
         return self.first_bad is None
 
 
-async def verify(engine: AsyncEngine, batch: int = 500) -> VerifyResult:
-    """Walk the whole chain in id order, recomputing every hash."""
+async def count_records(engine: AsyncEngine) -> int:
+    async with read_tx(engine) as conn:
+        return int(
+            (await conn.execute(sa.select(sa.func.count()).select_from(archive))).scalar() or 0
+        )
+
+
+async def verify(
+    engine: AsyncEngine, batch: int = 500, progress: Callable[[int], None] | None = None
+) -> VerifyResult:
+    """Walk the whole chain in id order, recomputing every hash; ``progress`` is told how
+    many records each batch covered (a CLI progress bar)."""
     prev, count, last_id = GENESIS, 0, 0
     cols = [archive.c[k] for k in (*_CHAINED, "id", "prev_hash", "hash", "original", "delivered")]
     while True:
@@ -154,6 +165,8 @@ async def verify(engine: AsyncEngine, batch: int = 500) -> VerifyResult:
             if chain_hash(prev, dict(m)) != r.hash:
                 return VerifyResult(count, r.id, "record content does not match its hash")
             prev, count, last_id = r.hash, count + 1, r.id
+        if progress is not None:
+            progress(len(rows))
 
 
 @dataclass(frozen=True)

@@ -83,8 +83,9 @@ def export(state: CliState, order_id: str, fmt: str, part: str, output: str | No
     if fmt == "eml-dir":
         directory = Path(output or order_id)
         directory.mkdir(parents=True, exist_ok=True)
-        for r in rows:
-            (directory / f"{r.id:010d}-{r.direction or r.kind}.eml").write_bytes(r.data)
+        with click.progressbar(rows, label="exporting", file=sys.stderr) as bar:
+            for r in bar:
+                (directory / f"{r.id:010d}-{r.direction or r.kind}.eml").write_bytes(r.data)
     else:
         blob = b"".join(store.mbox_entry(r) for r in rows)
         if output:
@@ -130,7 +131,13 @@ def show(state: CliState, record_id: int, part: str | None, as_json: bool) -> No
 @click.pass_obj
 def verify(state: CliState) -> None:
     """Walk the hash chain; exit 1 at the first record that does not verify."""
-    result = run_async(with_engine(state, store.verify))
+
+    async def run(engine):  # type: ignore[no-untyped-def]
+        total = await store.count_records(engine)
+        with click.progressbar(length=total, label="verifying", file=sys.stderr) as bar:
+            return await store.verify(engine, progress=bar.update)
+
+    result = run_async(with_engine(state, run))
     if result.ok:
         click.echo(f"archive verified: {result.records} records, chain intact")
         return
