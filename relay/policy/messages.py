@@ -7,6 +7,7 @@ seller's reply is not blamed for what the buyer wrote.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -72,7 +73,7 @@ class MessageView:
         return f"{self.subject}\n{self.body}"
 
 
-class MessageRule:
+class MessageRule(ABC):
     """One message kind: a name (the kind), the directions it binds, and a check."""
 
     kind: ClassVar[str]
@@ -86,8 +87,9 @@ class MessageRule:
         m = self.lex.search(key, text)
         return m.group() if m else None
 
+    @abstractmethod
     def check(self, view: MessageView) -> list[MessageFinding]:
-        raise NotImplementedError
+        """The findings of this kind in ``view``; empty when the message is fine."""
 
 
 class OffPlatform(MessageRule):
