@@ -64,7 +64,7 @@ class Policy(Protocol):
 
 def from_mailbox(inbound: Inbound) -> str | None:
     """The single From mailbox, lower-cased; None when there is not exactly one."""
-    values = inbound.headers.get_all("From") or []
+    values = inbound.structured("From")
     if len(values) != 1:
         return None
     try:
@@ -222,7 +222,7 @@ class Pipeline:
             reason=reason,
             delivered=delivered,
             from_header=inbound.first("From")[:2000],
-            subject=str(inbound.headers.get("Subject", ""))[:2000],
+            subject=inbound.decoded("Subject")[:2000],
             message_id=inbound.first("Message-ID")[:998],
             relay_message_id=j.relay_id if delivered else "",
             findings=json.dumps(j.findings, ensure_ascii=False),

@@ -10,27 +10,43 @@ import hashlib
 import re
 from dataclasses import dataclass
 from email import policy
-from email.message import EmailMessage
+from email.message import Message
 from email.parser import BytesHeaderParser
+from typing import Any
 
 from relay import replies
 from relay.replies import Reply
 
 _HEADER_END = re.compile(rb"\r\n\r\n")
 HOPS_HEADER = "X-Relay-Hops"
-_PARSER = BytesHeaderParser(policy=policy.default)
+# compat32 keeps header values as plain strings: the structured header registry of
+# policy.default costs milliseconds per message on the event loop, so only the few
+# headers that need it are parsed structurally (``structured``).
+_PARSER = BytesHeaderParser(policy=policy.compat32)
 
 
 @dataclass(frozen=True)
 class Inbound:
     raw: bytes
     sha256: str
-    headers: EmailMessage  # the header section only; the body stays bytes in ``raw``
+    headers: Message  # the header section only (compat32); the body stays bytes in ``raw``
     header_bytes: bytes
     body: bytes
 
-    def values(self, name: str) -> list[str]:
-        return [str(v) for v in (self.headers.get_all(name) or [])]
+    def structured(self, name: str) -> list[Any]:
+        """The fields called ``name`` as policy.default header objects (addresses,
+        decoded text): parsed on demand, since few headers need it."""
+        wanted = name.lower()
+        return [
+            policy.default.header_fetch_parse(name, _utf8(str(value)))
+            for key, value in self.headers.raw_items()
+            if key.lower() == wanted
+        ]
+
+    def decoded(self, name: str) -> str:
+        """The first ``name`` field, RFC 2047-decoded ("" when absent)."""
+        fields = self.structured(name)
+        return str(fields[0]) if fields else ""
 
     def first(self, name: str) -> str:
         values = self.raw_values(name)
@@ -49,6 +65,14 @@ class Inbound:
         received = len(self.headers.get_all("Received") or [])
         carried = self.first(HOPS_HEADER).strip()
         return received + (int(carried) if carried.isdigit() and len(carried) < 4 else 0)
+
+
+def _utf8(value: str) -> str:
+    """Raw 8-bit header bytes arrive as surrogate escapes; most are UTF-8 in practice."""
+    try:
+        return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeError:
+        return value
 
 
 def has_bare_line_ending_or_nul(raw: bytes) -> bool:
