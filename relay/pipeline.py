@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from relay import replies
 from relay.archive import Record
+from relay.authn.fromaddr import FromError, header_values, single_from
 from relay.commit import Entry, GroupCommitter, Outgoing
 from relay.db.schema import utcnow
 from relay.mail import rewrite as rw
@@ -63,17 +64,15 @@ class Policy(Protocol):
 
 
 def from_mailbox(inbound: Inbound) -> str | None:
-    """The single From mailbox, lower-cased; None when there is not exactly one."""
-    values = inbound.structured("From")
-    if len(values) != 1:
-        return None
+    """The single From mailbox, lower-cased; None unless there is exactly one plain one.
+
+    The strict reader of relay.authn (raw, undecoded values: encoded-word, quoting and
+    display-name tricks fail), the same one the authentication judgement uses.
+    """
     try:
-        addresses = values[0].addresses
-    except (AttributeError, IndexError, ValueError):
+        return single_from(header_values(inbound.raw)).lower()
+    except FromError:
         return None
-    if len(addresses) != 1 or not addresses[0].domain:
-        return None
-    return addresses[0].addr_spec.lower()
 
 
 async def registered_sender(

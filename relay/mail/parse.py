@@ -10,9 +10,10 @@ import hashlib
 import re
 from dataclasses import dataclass
 from email import policy
+from email.errors import HeaderParseError
+from email.header import decode_header, make_header
 from email.message import Message
 from email.parser import BytesHeaderParser
-from typing import Any
 
 from relay import replies
 from relay.replies import Reply
@@ -33,20 +34,17 @@ class Inbound:
     header_bytes: bytes
     body: bytes
 
-    def structured(self, name: str) -> list[Any]:
-        """The fields called ``name`` as policy.default header objects (addresses,
-        decoded text): parsed on demand, since few headers need it."""
-        wanted = name.lower()
-        return [
-            policy.default.header_fetch_parse(name, _utf8(str(value)))
-            for key, value in self.headers.raw_items()
-            if key.lower() == wanted
-        ]
-
     def decoded(self, name: str) -> str:
-        """The first ``name`` field, RFC 2047-decoded ("" when absent)."""
-        fields = self.structured(name)
-        return str(fields[0]) if fields else ""
+        """The first ``name`` field, RFC 2047-decoded ("" when absent). The stdlib's
+        header registry would build a class per call; decode_header does not."""
+        values = self.raw_values(name)
+        if not values:
+            return ""
+        value = _utf8(values[0])
+        try:
+            return str(make_header(decode_header(value)))
+        except (HeaderParseError, UnicodeError, LookupError, ValueError):
+            return value
 
     def first(self, name: str) -> str:
         values = self.raw_values(name)
