@@ -17,7 +17,7 @@ from typing import Any
 import sqlalchemy as _sa
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from tests.helpers import BUYER, DOMAIN, ORDER, SELLER, Sink, message, send
+from tests.helpers import BUYER, DOMAIN, ORDER, SELLER, Sink, make_cert, message, send
 
 
 @dataclass
@@ -179,49 +179,6 @@ class SlowSink(Sink):
         return await super().handle_DATA(server, session, envelope)
 
 
-def make_tls_cert(directory: Any) -> tuple[Any, Any]:
-    """A self-signed certificate for 127.0.0.1 / localhost; trust it with SSL_CERT_FILE."""
-    import ipaddress
-    from datetime import timedelta
-    from pathlib import Path
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(now + timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = Path(directory) / "sink.crt", Path(directory) / "sink.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
-
-
 @dataclass
 class TlsSink(Sink):
     """A smarthost that speaks TLS (``starttls`` or ``implicit``) and, with ``users``,
@@ -274,7 +231,7 @@ class TlsSink(Sink):
 
 def tls_sink(tmp_path: Any, mode: str, users: dict[str, str] | None = None) -> TlsSink:
     """A TlsSink with a fresh certificate (not started: see ``started``)."""
-    cert, key = make_tls_cert(tmp_path)
+    cert, key = make_cert(tmp_path)
     return TlsSink(cert=cert, key=key, mode=mode, users=users or {})
 
 

@@ -234,3 +234,44 @@ async def relay_cli(config: Any, *args: str, timeout: float = 60.0) -> tuple[int
         await proc.wait()
         raise
     return int(proc.returncode or 0), out.decode(), err.decode()
+
+
+def make_cert(directory: Any, name: str = "localhost", *, days: float = 1) -> tuple[Any, Any]:
+    """A self-signed CA certificate for ``name`` and 127.0.0.1, valid ``days`` from now,
+    written as ``cert.pem``/``key.pem`` in ``directory`` (a second call replaces them, as
+    a certificate renewal does); trust it with SSL_CERT_FILE."""
+    import ipaddress
+    from datetime import timedelta
+    from pathlib import Path
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.now(UTC)
+    san = [x509.DNSName(name), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(hours=1))
+        .not_valid_after(now + timedelta(days=days))
+        .add_extension(x509.SubjectAlternativeName(san), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = Path(directory) / "cert.pem", Path(directory) / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path

@@ -90,14 +90,16 @@ def run_async(coro: Any) -> Any:
         sys.exit(130)
 
 
-async def with_engine(state: CliState, fn: Any) -> Any:
-    """Open the configured database (creating or migrating its schema) and run ``fn``."""
+async def with_engine(state: CliState, fn: Any, *, migrate: bool = True) -> Any:
+    """Open the configured database (creating or migrating its schema unless ``migrate``
+    is false) and run ``fn``."""
     from relay.db import create_engine
     from relay.db.migrate import upgrade
 
     engine = create_engine(state.settings.database.url)
     try:
-        await upgrade(engine)
+        if migrate:
+            await upgrade(engine)
         return await fn(engine)
     finally:
         await engine.dispose()

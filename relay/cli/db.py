@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from relay.cli import CliState, run_async
+from relay.cli import CliState, run_async, with_engine
 
 
 @click.group()
@@ -16,33 +16,16 @@ def db() -> None:
 @click.pass_obj
 def upgrade(state: CliState) -> None:
     """Create or migrate the schema to the newest revision."""
-    from relay.db import create_engine
     from relay.db.migrate import current_revision
-    from relay.db.migrate import upgrade as do_upgrade
 
-    async def run() -> str | None:
-        engine = create_engine(state.settings.database.url)
-        try:
-            await do_upgrade(engine)
-            return await current_revision(engine)
-        finally:
-            await engine.dispose()
-
-    click.echo(f"database at revision {run_async(run())}")
+    click.echo(f"database at revision {run_async(with_engine(state, current_revision))}")
 
 
 @db.command()
 @click.pass_obj
 def current(state: CliState) -> None:
-    """Print the schema revision of the database."""
-    from relay.db import create_engine
+    """Print the schema revision of the database (without migrating it)."""
     from relay.db.migrate import current_revision, head_revision
 
-    async def run() -> str | None:
-        engine = create_engine(state.settings.database.url)
-        try:
-            return await current_revision(engine)
-        finally:
-            await engine.dispose()
-
-    click.echo(f"current: {run_async(run())}  head: {head_revision()}")
+    revision = run_async(with_engine(state, current_revision, migrate=False))
+    click.echo(f"current: {revision}  head: {head_revision()}")

@@ -25,14 +25,13 @@ from tests.delivery_support import (
     buyer_writes,
     direct,
     make_order,
-    make_tls_cert,
     refuse,
     smarthost,
     started,
     tls_sink,
     wait_until,
 )
-from tests.helpers import SELLER, running_relay
+from tests.helpers import SELLER, make_cert, running_relay
 
 # ---------------------------------------------------------------- smarthost TLS and AUTH
 
@@ -108,7 +107,7 @@ async def test_direct_mx_uses_starttls_without_checking_the_certificate(
 async def test_direct_mx_falls_back_to_plaintext_when_starttls_breaks(
     lite_settings, dns_server, tmp_path
 ) -> None:
-    cert, key = make_tls_cert(tmp_path)
+    cert, key = make_cert(tmp_path)
     async with started(BrokenTlsSink(cert=cert, key=key)) as broken:
         dns_server.add("shop.example", "A", "127.0.0.1")
         settings = direct(lite_settings, dns_server, broken)

@@ -9,8 +9,7 @@ import pytest
 
 from relay import orders
 from relay.db import create_engine
-from tests.delivery_support import make_tls_cert
-from tests.helpers import BUYER, DOMAIN, ORDER, SELLER, message, running_relay, send
+from tests.helpers import BUYER, DOMAIN, ORDER, SELLER, make_cert, message, running_relay, send
 
 
 class RawClient:
@@ -218,7 +217,7 @@ async def test_smtplib_client_round_trip(make_settings, sink) -> None:
 async def test_starttls_when_a_certificate_is_configured(make_settings, sink, tmp_path) -> None:
     import aiosmtplib
 
-    cert, key = make_tls_cert(tmp_path)
+    cert, key = make_cert(tmp_path)
     settings = make_settings(
         delivery={"smarthost": f"127.0.0.1:{sink.port}"},
         smtp={"tls_cert": str(cert), "tls_key": str(key)},

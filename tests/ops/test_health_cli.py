@@ -6,8 +6,7 @@ import json
 from pathlib import Path
 
 from relay.cli.health import ops_url
-from tests.helpers import free_port, relay_cli, running_relay, write_settings
-from tests.ops.support import make_cert
+from tests.helpers import free_port, make_cert, relay_cli, running_relay, write_settings
 
 
 def _config(tmp_path: Path, listen: str) -> Path:

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from relay import metrics, orders
-from tests.helpers import BUYER, DOMAIN, ORDER, SELLER, message, running_relay, send
-from tests.ops.support import http_get, make_cert, scrape, total, value
+from tests.helpers import BUYER, DOMAIN, ORDER, SELLER, make_cert, message, running_relay, send
+from tests.ops.support import http_get, scrape, total, value
 
 PHONE = "+44 20 7946 0321"
 PROMO = (

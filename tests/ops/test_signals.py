@@ -21,12 +21,13 @@ from tests.helpers import (
     SELLER,
     Received,
     free_port,
+    make_cert,
     message,
     relay_cli,
     send,
     write_settings,
 )
-from tests.ops.support import RelayProcess, common_name, http_get, make_cert
+from tests.ops.support import RelayProcess, common_name, http_get
 
 GRACE = 10.0
 SINK_DELAY = 3.0
