@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -275,3 +276,52 @@ def make_cert(directory: Any, name: str = "localhost", *, days: float = 1) -> tu
         )
     )
     return cert_path, key_path
+
+
+@dataclass
+class Load:
+    """What one load client saw: tokens answered 250, SMTP error replies, sessions cut."""
+
+    acked: list[str] = field(default_factory=list)
+    replies: Counter[str] = field(default_factory=Counter)
+    cut: int = 0
+
+
+async def send_until(
+    stop: asyncio.Event,
+    port: int,
+    alias: str,
+    *,
+    token: str,
+    subject: str,
+    timeout: float = 10.0,
+    survive_disconnects: bool = False,
+) -> Load:
+    """One connection per message until ``stop``, each message with its own token in the
+    Subject (``f"{subject} {token}-{n}"``). Connection errors fail the caller unless
+    ``survive_disconnects`` (a test that kills the server on purpose)."""
+    seen = Load()
+    n = 0
+    while not stop.is_set():
+        n += 1
+        mark = f"{token}-{n}"
+        data = message(BUYER, alias, subject=f"{subject} {mark}").as_bytes()
+        smtp = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, timeout=timeout, start_tls=False)
+        try:
+            await smtp.connect()
+            await smtp.sendmail(BUYER, [alias], data)
+            seen.acked.append(mark)
+            with contextlib.suppress(Exception):
+                await smtp.quit()
+        except aiosmtplib.SMTPResponseException as err:
+            if err.code > 0:
+                seen.replies[f"{err.code} {err.message[:60]}"] += 1
+            seen.cut += err.code <= 0
+            smtp.close()
+        except (aiosmtplib.SMTPException, OSError, TimeoutError):
+            if not survive_disconnects:
+                raise
+            seen.cut += 1
+            smtp.close()
+            await asyncio.sleep(0.05)
+    return seen

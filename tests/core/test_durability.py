@@ -7,7 +7,6 @@ documented crash window: sent, then the worker died before recording it).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import json
 import re
@@ -18,7 +17,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import aiosmtplib
 import pytest
 
 from tests.helpers import (
@@ -27,8 +25,8 @@ from tests.helpers import (
     ORDER,
     SELLER,
     free_port,
-    message,
     relay_cli,
+    send_until,
     wait_for_banner,
     write_settings,
 )
@@ -81,33 +79,6 @@ class RelayProcess:
             await self.proc.wait()
 
 
-async def load(
-    client: int, alias: str, port: int, stop: asyncio.Event, acked: list[str], replies: Counter[str]
-) -> int:
-    """Send one message after another, each with its own token; note those answered 250.
-    Refused connections and sessions cut by a kill are expected and not counted; SMTP
-    error replies are tallied by code."""
-    n = failures = 0
-    while not stop.is_set():
-        n += 1
-        token = f"c{client}-m{n}"
-        data = message(BUYER, alias, subject=f"durable {token}").as_bytes()
-        smtp = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, timeout=10, start_tls=False)
-        try:
-            await smtp.connect()
-            await smtp.sendmail(BUYER, [alias], data)
-            acked.append(token)
-            with contextlib.suppress(Exception):
-                await smtp.quit()
-        except (aiosmtplib.SMTPException, OSError, TimeoutError) as err:
-            failures += 1
-            if isinstance(err, aiosmtplib.SMTPResponseException) and err.code > 0:
-                replies[f"{err.code} {err.message[:60]}"] += 1
-            smtp.close()
-            await asyncio.sleep(0.05)
-    return failures
-
-
 async def test_sigkill_loses_nothing(db_url: str, sink: Any, tmp_path: Path) -> None:
     started = time.monotonic()
     port = free_port()
@@ -143,10 +114,13 @@ async def test_sigkill_loses_nothing(db_url: str, sink: Any, tmp_path: Path) -> 
     relay = RelayProcess(config, port, tmp_path / "relay.log")
     await relay.start()
     stop = asyncio.Event()
-    acked: list[str] = []
-    errors: Counter[str] = Counter()
     clients = [
-        asyncio.create_task(load(i, alias, port, stop, acked, errors)) for i in range(CLIENTS)
+        asyncio.create_task(
+            send_until(
+                stop, port, alias, token=f"c{i}", subject="durable", survive_disconnects=True
+            )
+        )
+        for i in range(CLIENTS)
     ]
     try:
         for _ in range(KILLS):
@@ -155,7 +129,10 @@ async def test_sigkill_loses_nothing(db_url: str, sink: Any, tmp_path: Path) -> 
             await relay.start()
         await asyncio.sleep(RUN_BEFORE_KILL)
         stop.set()
-        failures = sum(await asyncio.gather(*clients))
+        loads = await asyncio.gather(*clients)
+        acked = [mark for load in loads for mark in load.acked]
+        errors = sum((load.replies for load in loads), Counter())
+        failures = sum(load.cut + load.replies.total() for load in loads)
 
         # Everything acknowledged reaches the sink (claims of killed workers expire in 2 s).
         expected = set(acked)

@@ -11,7 +11,6 @@ database-derived counters must agree across processes.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import re
 import time
@@ -19,7 +18,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import aiosmtplib
 import pytest
 import sqlalchemy as sa
 
@@ -32,8 +30,8 @@ from tests.helpers import (
     ORDER,
     SELLER,
     free_port,
-    message,
     relay_cli,
+    send_until,
     write_settings,
 )
 from tests.ops.support import RelayProcess, scrape, value
@@ -48,29 +46,6 @@ pytestmark = [
 CLIENTS_PER_RELAY = 5
 LOAD_SECONDS = 8.0
 TOKEN = re.compile(rb"Subject: scale ([a-z0-9-]+)")
-
-
-async def client(
-    name: str, port: int, alias: str, stop: asyncio.Event, acked: list[tuple[str, str]]
-) -> Counter[str]:
-    """One connection after another, one message each; note what got 250."""
-    refused: Counter[str] = Counter()
-    n = 0
-    while not stop.is_set():
-        n += 1
-        token = f"{name}-{n}"
-        data = message(BUYER, alias, subject=f"scale {token}").as_bytes()
-        smtp = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, timeout=20, start_tls=False)
-        try:
-            await smtp.connect()
-            await smtp.sendmail(BUYER, [alias], data)
-            acked.append((name.split("-")[0], token))
-            with contextlib.suppress(Exception):
-                await smtp.quit()
-        except aiosmtplib.SMTPResponseException as err:
-            refused[f"{err.code}"] += 1
-            smtp.close()
-    return refused
 
 
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
@@ -110,19 +85,24 @@ async def test_two_relays_two_workers_one_postgresql(db_url: str, sink: Any, tmp
     assert code == 0, err
     alias = json.loads(out)["seller_alias"]
 
-    acked: list[tuple[str, str]] = []
     stop = asyncio.Event()
     try:
         await asyncio.gather(*(p.start() for p in procs.values()))
         phases = {"up": time.monotonic() - started}
         load = [
-            asyncio.create_task(client(f"{relay}-c{i}", ports[relay][0], alias, stop, acked))
+            asyncio.create_task(
+                send_until(
+                    stop, ports[relay][0], alias, token=f"{relay}-c{i}", subject="scale", timeout=20
+                )
+            )
             for relay in ("relay1", "relay2")
             for i in range(CLIENTS_PER_RELAY)
         ]
         await asyncio.sleep(LOAD_SECONDS)
         stop.set()
-        refused = sum((await asyncio.gather(*load)), Counter())
+        loads = await asyncio.gather(*load)
+        refused = sum((x.replies for x in loads), Counter())
+        acked = [(mark.split("-")[0], mark) for x in loads for mark in x.acked]
         expected = {token for _, token in acked}
         phases["load"] = time.monotonic() - started
         deadline = time.monotonic() + 30
