@@ -17,7 +17,7 @@ from typing import Any
 import sqlalchemy as _sa
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from tests.helpers import BUYER, DOMAIN, ORDER, SELLER, Sink, make_cert, message, send
+from tests.helpers import BUYER, ORDER, SELLER, Sink, create_order, make_cert, message, send
 
 
 @dataclass
@@ -35,16 +35,8 @@ class CountingSink(Sink):
 
 
 async def make_order(relay: Any, *, seller: str = SELLER, order_id: str = ORDER) -> Any:
-    from relay import orders
-
-    return await orders.create_order(
-        relay.engine,
-        DOMAIN,
-        order_id,
-        buyer=BUYER,
-        seller=seller,
-        buyer_name="Alice",
-        seller_name="Shop GmbH",
+    return await create_order(
+        relay, order_id=order_id, seller=seller, buyer_name="Alice", seller_name="Shop GmbH"
     )
 
 

@@ -325,3 +325,13 @@ async def send_until(
             smtp.close()
             await asyncio.sleep(0.05)
     return seen
+
+
+async def create_order(relay: Any, **fields: Any) -> Any:
+    """The test order (ORDER, BUYER, SELLER on DOMAIN) in a running relay's database;
+    ``fields`` override or add any of relay.orders.create_order's keywords."""
+    from relay import orders
+
+    order_id = fields.pop("order_id", ORDER)
+    args: dict[str, Any] = {"buyer": BUYER, "seller": SELLER, **fields}
+    return await orders.create_order(relay.engine, DOMAIN, order_id, **args)

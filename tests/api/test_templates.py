@@ -16,7 +16,7 @@ from relay.archive import get_record
 from relay.policy import PolicyEngine
 from relay.policy.model import PolicyContext
 from tests.api.conftest import MARKET_TOKEN, run_cli
-from tests.helpers import BUYER, DOMAIN, ORDER, SELLER, running_relay
+from tests.helpers import BUYER, DOMAIN, ORDER, SELLER, create_order, running_relay
 
 NAMES = {
     "shipping_delay",
@@ -107,15 +107,8 @@ async def test_template_arrives_in_the_buyers_language(make_settings, sink) -> N
         api={"marketplace_tokens": [MARKET_TOKEN]},
     )
     async with running_relay(settings) as relay:
-        order = await orders.create_order(
-            relay.engine,
-            DOMAIN,
-            ORDER,
-            buyer=BUYER,
-            seller=SELLER,
-            buyer_locale="de-DE",
-            buyer_name="Alice",
-            seller_name="Shop GmbH",
+        order = await create_order(
+            relay, buyer_locale="de-DE", buyer_name="Alice", seller_name="Shop GmbH"
         )
         app = create_app(settings, relay.engine)
         h = {"Authorization": f"Bearer {MARKET_TOKEN}"}
@@ -169,14 +162,7 @@ async def test_policy_still_applies_to_templates(make_settings, sink) -> None:
 
     settings = make_settings(delivery={"smarthost": f"127.0.0.1:{sink.port}"})
     async with running_relay(settings) as relay:
-        await orders.create_order(
-            relay.engine,
-            DOMAIN,
-            ORDER,
-            buyer=BUYER,
-            seller=SELLER,
-            delivered_at=utcnow() - timedelta(days=2),
-        )
+        await create_order(relay, delivered_at=utcnow() - timedelta(days=2))
         sender = templates.TemplateSender(settings, relay.engine)
         with pytest.raises(templates.TemplateError, match=r"refused: 550 5\.7\.1") as err:
             await sender.send(ORDER, "review_request", {})

@@ -12,7 +12,16 @@ from relay import orders
 from relay.archive import SearchFilter, get_record, search
 from relay.dkim import generate_key
 from relay.wiring import auth_parts
-from tests.helpers import BUYER, DOMAIN, ORDER, SELLER, dkim_sign, message, running_relay, send
+from tests.helpers import (
+    BUYER,
+    ORDER,
+    SELLER,
+    create_order,
+    dkim_sign,
+    message,
+    running_relay,
+    send,
+)
 
 SHOP_KEY, SHOP_TXT = generate_key("rsa-sha256")
 RELAY_KEY, RELAY_TXT = generate_key("rsa-sha256")
@@ -54,15 +63,7 @@ async def test_authenticated_mail_passes_and_leaves_signed(
     _world(dns_server)
     settings = _settings(make_settings, dns_server, sink, tmp_path)
     async with running_relay(settings, policy=None, **auth_parts(settings)) as relay:
-        order = await orders.create_order(
-            relay.engine,
-            DOMAIN,
-            ORDER,
-            buyer=BUYER,
-            seller=SELLER,
-            buyer_name="Alice",
-            seller_name="Shop",
-        )
+        order = await create_order(relay, buyer_name="Alice", seller_name="Shop")
         await orders.set_party(relay.engine, BUYER, allow_spf_only=True)
 
         # The buyer's domain has no DKIM: SPF alone, allowed for this party.
@@ -97,7 +98,7 @@ async def test_forged_and_unauthenticated_mail_is_refused(
     _world(dns_server)
     settings = _settings(make_settings, dns_server, sink, tmp_path)
     async with running_relay(settings, policy=None, **auth_parts(settings)) as relay:
-        order = await orders.create_order(relay.engine, DOMAIN, ORDER, buyer=BUYER, seller=SELLER)
+        order = await create_order(relay)
         # Someone on our own IP puts the seller's address in From, with no signature.
         forged = message(SELLER, order.buyer_alias).as_bytes()
         code, text = await send(relay.port, SELLER, [order.buyer_alias], forged)

@@ -26,6 +26,9 @@ from tests.helpers import (
     write_settings,
 )
 from tests.helpers import (
+    create_order as create_order_in_db,
+)
+from tests.helpers import (
     test_settings as settings_for,
 )
 
@@ -154,13 +157,10 @@ def test_bad_settings_stop_with_the_key_named(tmp_path: Path, section, values, n
 async def populated(db_url: str, sink: Any, tmp_path: Path) -> tuple[Path, str]:
     """A database holding an order, three delivered messages and their delivery events,
     and a settings file for it; returns (config, seller alias)."""
-    from relay import orders
 
     settings = settings_for(db_url, delivery={"smarthost": f"127.0.0.1:{sink.port}"})
     async with running_relay(settings, policy=None) as relay:
-        order = await orders.create_order(
-            relay.engine, DOMAIN, ORDER, buyer=BUYER, seller=SELLER, buyer_name="Alice"
-        )
+        order = await create_order_in_db(relay, buyer_name="Alice")
         for n in range(3):
             data = message(BUYER, order.seller_alias, subject=f"question {n}").as_bytes()
             assert (await send(relay.port, BUYER, [order.seller_alias], data))[0] == 250

@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
-from relay import archive, orders
+from relay import archive
 from tests.conftest import shared_path
-from tests.helpers import BUYER, DOMAIN, ORDER, SELLER, Received, running_relay, send
+from tests.helpers import BUYER, ORDER, SELLER, Received, create_order, running_relay, send
 
 pytestmark = pytest.mark.slow
 
@@ -126,10 +126,9 @@ async def test_corpus_sweep(make_settings, sink, db_url: str) -> None:
     async with running_relay(settings) as relay:
         assert relay.handler is not None and relay.handler.pipeline.policy is not None
         _record_crashes(relay, crashes)
-        order = await orders.create_order(
-            relay.engine, DOMAIN, ORDER, buyer=BUYER, seller=SELLER,
-            buyer_locale="de-DE", buyer_name="Alice", seller_name="Shop GmbH",
-        )  # fmt: skip
+        order = await create_order(
+            relay, buyer_locale="de-DE", buyer_name="Alice", seller_name="Shop GmbH"
+        )
         slots = asyncio.Semaphore(CONCURRENCY)
         by_digest: dict[str, str] = {}
 

@@ -8,9 +8,8 @@ from email import message_from_bytes, policy
 
 import pytest
 
-from relay import orders
 from relay.archive import SearchFilter, get_record, search
-from tests.helpers import BUYER, DOMAIN, ORDER, SELLER, message, running_relay, send
+from tests.helpers import BUYER, ORDER, SELLER, create_order, message, running_relay, send
 
 PHONE = "+44 20 7946 0321"
 
@@ -28,15 +27,7 @@ async def test_redacted_delivery_and_promotional_refusal(make_settings, sink, wo
         delivery={"smarthost": f"127.0.0.1:{sink.port}"}, policy={"workers": workers}
     )
     async with running_relay(settings) as relay:
-        order = await orders.create_order(
-            relay.engine,
-            DOMAIN,
-            ORDER,
-            buyer=BUYER,
-            seller=SELLER,
-            buyer_locale="en-GB",
-            seller_name="Shop",
-        )
+        order = await create_order(relay, buyer_locale="en-GB", seller_name="Shop")
         body = f"Hello, your parcel left today. If anything is wrong, call me on {PHONE}.\n"
         code, text = await send(
             relay.port,
@@ -82,7 +73,7 @@ async def test_automatic_replies_are_delivered_but_never_answered(make_settings,
     )
     settings = make_settings(delivery={"smarthost": f"127.0.0.1:{sink.port}"})
     async with running_relay(settings, policy=None) as relay:
-        order = await orders.create_order(relay.engine, DOMAIN, ORDER, buyer=BUYER, seller=SELLER)
+        order = await create_order(relay)
         ooo = message(
             BUYER,
             order.seller_alias,
@@ -122,10 +113,9 @@ async def test_a_second_review_request_is_refused_from_the_archive_count(
 
     settings = make_settings(delivery={"smarthost": f"127.0.0.1:{sink.port}"})
     async with running_relay(settings) as relay:
-        order = await orders.create_order(
-            relay.engine, DOMAIN, ORDER, buyer=BUYER, seller=SELLER, buyer_locale="en-US",
-            delivered_at=utcnow() - timedelta(days=10),
-        )  # fmt: skip
+        order = await create_order(
+            relay, buyer_locale="en-US", delivered_at=utcnow() - timedelta(days=10)
+        )
         ask = (
             "Hello, we hope the kettle arrived safely. If you have a moment, we would be "
             "grateful if you could leave a review of your purchase on the marketplace.\n"

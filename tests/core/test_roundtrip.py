@@ -5,20 +5,12 @@ from __future__ import annotations
 import re
 
 from relay import orders
-from tests.helpers import BUYER, DOMAIN, ORDER, SELLER, message, running_relay, send
+from tests.helpers import BUYER, DOMAIN, ORDER, SELLER, create_order, message, running_relay, send
 
 
 async def _order(relay, **kw):  # type: ignore[no-untyped-def]
-    return await orders.create_order(
-        relay.engine,
-        DOMAIN,
-        ORDER,
-        buyer=BUYER,
-        seller=SELLER,
-        buyer_locale="de-DE",
-        buyer_name="Alice",
-        seller_name="Shop GmbH",
-        **kw,
+    return await create_order(
+        relay, buyer_locale="de-DE", buyer_name="Alice", seller_name="Shop GmbH", **kw
     )
 
 

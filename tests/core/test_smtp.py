@@ -9,7 +9,17 @@ import pytest
 
 from relay import orders
 from relay.db import create_engine
-from tests.helpers import BUYER, DOMAIN, ORDER, SELLER, make_cert, message, running_relay, send
+from tests.helpers import (
+    BUYER,
+    DOMAIN,
+    ORDER,
+    SELLER,
+    create_order,
+    make_cert,
+    message,
+    running_relay,
+    send,
+)
 
 
 class RawClient:
@@ -54,15 +64,7 @@ async def relay_order(make_settings, sink):  # type: ignore[no-untyped-def]
         smtp={"max_message_size": 200_000, "max_recipients": 3},
     )
     async with running_relay(settings, policy=None) as relay:
-        order = await orders.create_order(
-            relay.engine,
-            DOMAIN,
-            ORDER,
-            buyer=BUYER,
-            seller=SELLER,
-            buyer_name="Alice",
-            seller_name="Shop",
-        )
+        order = await create_order(relay, buyer_name="Alice", seller_name="Shop")
         yield relay, order
 
 
@@ -161,7 +163,7 @@ async def test_recipient_cap_and_outsiders_at_rcpt(relay_order) -> None:
 async def test_several_alias_recipients_each_get_a_record_and_delivery(make_settings, sink) -> None:
     settings = make_settings(delivery={"smarthost": f"127.0.0.1:{sink.port}"})
     async with running_relay(settings, policy=None) as relay:
-        o1 = await orders.create_order(relay.engine, DOMAIN, ORDER, buyer=BUYER, seller=SELLER)
+        o1 = await create_order(relay)
         o2 = await orders.create_order(
             relay.engine,
             DOMAIN,
@@ -183,7 +185,7 @@ async def test_several_alias_recipients_each_get_a_record_and_delivery(make_sett
 async def test_database_down_answers_451_never_5xx(make_settings, sink) -> None:
     settings = make_settings(delivery={"smarthost": f"127.0.0.1:{sink.port}"})
     async with running_relay(settings, policy=None) as relay:
-        order = await orders.create_order(relay.engine, DOMAIN, ORDER, buyer=BUYER, seller=SELLER)
+        order = await create_order(relay)
         # The store goes away: nothing listens on port 1.
         down = create_engine("postgresql+asyncpg://relay@127.0.0.1:1/relay")
         data = message(BUYER, order.seller_alias).as_bytes()
@@ -202,7 +204,7 @@ async def test_smtplib_client_round_trip(make_settings, sink) -> None:
     """The stdlib client, in a thread, against the relay on the test's loop."""
     settings = make_settings(delivery={"smarthost": f"127.0.0.1:{sink.port}"})
     async with running_relay(settings, policy=None) as relay:
-        order = await orders.create_order(relay.engine, DOMAIN, ORDER, buyer=BUYER, seller=SELLER)
+        order = await create_order(relay)
 
         def client() -> dict:
             with smtplib.SMTP("127.0.0.1", relay.port, timeout=10) as s:
@@ -223,7 +225,7 @@ async def test_starttls_when_a_certificate_is_configured(make_settings, sink, tm
         smtp={"tls_cert": str(cert), "tls_key": str(key)},
     )
     async with running_relay(settings, policy=None) as relay:
-        order = await orders.create_order(relay.engine, DOMAIN, ORDER, buyer=BUYER, seller=SELLER)
+        order = await create_order(relay)
         client = aiosmtplib.SMTP(
             hostname="127.0.0.1", port=relay.port, start_tls=True, validate_certs=False, timeout=10
         )

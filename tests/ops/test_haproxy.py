@@ -13,9 +13,14 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from relay import orders
 from relay.db.schema import archive
-from tests.helpers import BUYER, DOMAIN, ORDER, SELLER, free_port, message, running_relay
+from tests.helpers import (
+    BUYER,
+    create_order,
+    free_port,
+    message,
+    running_relay,
+)
 
 SHIPPED = Path(__file__).resolve().parents[2] / "deploy" / "haproxy" / "haproxy.cfg"
 HAPROXY = shutil.which("haproxy")
@@ -71,9 +76,7 @@ async def test_relay_behind_shipped_haproxy_config(make_settings, tmp_path: Path
             HAPROXY, "-db", "-f", str(cfg), stdout=log, stderr=asyncio.subprocess.STDOUT
         )
         try:
-            order = await orders.create_order(
-                relay.engine, DOMAIN, ORDER, buyer=BUYER, seller=SELLER
-            )
+            order = await create_order(relay)
             alias = order.seller_alias
             deadline = time.monotonic() + 15
             while True:  # until HAProxy listens and forwards

@@ -8,8 +8,17 @@ from typing import Any
 
 import pytest
 
-from relay import metrics, orders
-from tests.helpers import BUYER, DOMAIN, ORDER, SELLER, make_cert, message, running_relay, send
+from relay import metrics
+from tests.helpers import (
+    BUYER,
+    DOMAIN,
+    SELLER,
+    create_order,
+    make_cert,
+    message,
+    running_relay,
+    send,
+)
 from tests.ops.support import http_get, scrape, total, value
 
 PHONE = "+44 20 7946 0321"
@@ -46,9 +55,7 @@ async def test_metrics_after_real_traffic(make_settings, sink, monkeypatch) -> N
     async with running_relay(settings) as relay:
         port = relay.ops.port
         before = await scrape(port)
-        order = await orders.create_order(
-            relay.engine, DOMAIN, ORDER, buyer=BUYER, seller=SELLER, seller_name="Shop"
-        )
+        order = await create_order(relay, seller_name="Shop")
         await _traffic(relay.port, order)
         await sink.wait_for(3)
         for _ in range(100):  # the worker records the outcome just after the sink's 250
@@ -101,7 +108,7 @@ async def test_counters_do_not_double_count_when_rows_settle(make_settings, sink
         delivery={"smarthost": f"127.0.0.1:{sink.port}"}, metrics={"listen": "127.0.0.1:0"}
     )
     async with running_relay(settings) as relay:
-        order = await orders.create_order(relay.engine, DOMAIN, ORDER, buyer=BUYER, seller=SELLER)
+        order = await create_order(relay)
         data = message(BUYER, order.seller_alias).as_bytes()
         for _ in range(3):
             assert (await send(relay.port, BUYER, [order.seller_alias], data))[0] == 250
@@ -164,7 +171,7 @@ async def test_counters_catch_up_over_several_scrapes(make_settings, sink, monke
     monkeypatch.setattr(metrics, "PAGE", 2)
     monkeypatch.setattr(metrics, "MAX_PAGES", 1)
     async with running_relay(settings) as relay:
-        order = await orders.create_order(relay.engine, DOMAIN, ORDER, buyer=BUYER, seller=SELLER)
+        order = await create_order(relay)
         data = message(BUYER, order.seller_alias).as_bytes()
         for _ in range(5):
             assert (await send(relay.port, BUYER, [order.seller_alias], data))[0] == 250

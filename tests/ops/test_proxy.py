@@ -10,10 +10,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from relay import orders
 from relay.db.schema import archive
 from relay.pipeline import registered_sender
-from tests.helpers import BUYER, DOMAIN, ORDER, SELLER, message, running_relay
+from tests.helpers import BUYER, create_order, message, running_relay
 
 SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
 
@@ -71,7 +70,7 @@ async def test_client_address_from_proxy_v2_header(make_settings) -> None:
 
     settings = proxied(make_settings, ["127.0.0.0/8", "::1/128"])
     async with running_relay(settings, worker=False, authenticator=spf_seam) as relay:
-        order = await orders.create_order(relay.engine, DOMAIN, ORDER, buyer=BUYER, seller=SELLER)
+        order = await create_order(relay)
         alias = order.seller_alias
         data = message(BUYER, alias).as_bytes()
         for client in ("203.0.113.7", "2001:db8::25"):
@@ -135,7 +134,7 @@ async def test_xforward_from_a_trusted_postfix(make_settings) -> None:
 
     settings = make_settings(smtp={"xforward": True, "proxy_networks": ["127.0.0.0/8"]})
     async with running_relay(settings, worker=False, authenticator=spf_seam) as relay:
-        order = await orders.create_order(relay.engine, DOMAIN, ORDER, buyer=BUYER, seller=SELLER)
+        order = await create_order(relay)
         alias = order.seller_alias
         replies = await session(
             relay.port,
