@@ -10,7 +10,7 @@ BENCH ONLY: the rows are bulk-inserted with plain sqlite3 executemany, bypassing
 commit and the hash chain (``prev_hash``/``hash`` hold a placeholder), so ``relay archive
 verify`` rejects this database by design. The schema, the FTS5 table and its trigger are
 the real ones, created by the migrations; ``archive_text`` rows are inserted directly, the
-way ``relay.search.index_text`` does, and the trigger feeds FTS5 from them.
+way ``relay.search.index_many`` does, and the trigger feeds FTS5 from them.
 
 Measured 2026-11-27 (2 vCPU VM shared with other jobs, load ~4; 100 queries each, through
 ``relay.archive.search`` incl. SQLAlchemy and delivery-state lookups): build 198 s, 1.49 GB.

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from relay.db import read_tx, write_tx
-from relay.db.schema import UTCDateTime, archive, deliveries, delivery_events, utcnow
+from relay.db.schema import archive, deliveries, delivery_events, utcnow
 
 DUE_STATES = ("queued", "deferred")
 
@@ -178,22 +178,3 @@ async def record_many(engine: AsyncEngine, attempts: list[Attempt]) -> list[bool
             ],
         )
     return changed
-
-
-async def queue_stats(engine: AsyncEngine) -> dict[str, int | float]:
-    async with read_tx(engine) as conn:
-        rows = await conn.execute(
-            sa.select(
-                deliveries.c.status,
-                sa.func.count(),
-                sa.func.min(deliveries.c.created_at, type_=UTCDateTime()),
-            ).group_by(deliveries.c.status)
-        )
-        stats: dict[str, int | float] = {}
-        oldest = None
-        for status, count, first in rows:
-            stats[status] = int(count)
-            if status in (*DUE_STATES, "sending") and first is not None:
-                oldest = first if oldest is None or first < oldest else oldest
-    stats["oldest_age_seconds"] = (utcnow() - oldest).total_seconds() if oldest else 0.0
-    return stats

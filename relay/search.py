@@ -9,7 +9,7 @@ migration 0002, so nothing in the write path has to know which engine it talks t
 Two ways a record gets its text row, both idempotent (INSERT OR IGNORE / ON CONFLICT DO
 NOTHING, so they can race without failing a commit):
 
-- ``index_text(conn, archive_id, record)`` in the archive's own write transaction
+- ``index_many(conn, ids, records)`` in the archive's own write transaction
   (``relay.archive.append`` calls it), so a committed record is searchable at once;
 - ``catch_up(engine)`` for records written any other way (the bench's bulk load, rows
   from before migration 0002 are backfilled by the migration itself), which searches and
@@ -136,10 +136,6 @@ async def index_many(conn: AsyncConnection, ids: list[int], records: list[Any]) 
     ]
     if rows:
         await conn.execute(_insert(conn, rows))
-
-
-async def index_text(conn: AsyncConnection, archive_id: int, record: Any) -> None:
-    await index_many(conn, [archive_id], [record])
 
 
 async def _behind(conn: AsyncConnection) -> bool:

@@ -95,13 +95,6 @@ class ReportQuery(_In):
     _emails = field_validator("seller")(lambda v: None if v is None else _email(v))
 
 
-class NoQuery(_In):
-    pass
-
-
-# Responses (documentation and tests; handlers return plain dicts of these shapes).
-
-
 class ErrorBody(BaseModel):
     status: int
     code: str

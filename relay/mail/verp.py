@@ -27,10 +27,6 @@ def return_path(token: str, *, key: bytes, domain: str, prefix: str = "bounce") 
     return f"{prefix}+{token}.{_mac(key, token)}@{domain}"
 
 
-def is_return_path_local(local: str, prefix: str = "bounce") -> bool:
-    return local.lower().startswith(prefix.lower() + "+")
-
-
 def parse_return_path(local: str, *, key: bytes, prefix: str = "bounce") -> str | None:
     """The delivery token if the local part carries a valid signature, else None.
 

@@ -212,7 +212,3 @@ def _strip_jpeg(data: bytes) -> bytes:
         pos += 2 + length
     out += data[pos:]
     return bytes(out)
-
-
-def allowed_kind(real: str) -> bool:
-    return real in _ALLOWED

@@ -7,7 +7,6 @@ import pytest
 from relay.authn.dmarc import aligned, fetch, org_domain, parse_record
 from relay.authn.dnsutil import Deadline, DnsTempError
 from relay.authn.fromaddr import FromError, header_values, parse_mailbox, same_address
-from relay.authn.headers import STRIP_HEADERS, strip_auth_headers
 from tests.support.dnsserver import DNSServer
 
 
@@ -79,13 +78,3 @@ def test_same_address() -> None:
     assert same_address("a@B.example", "a@b.EXAMPLE.")
     assert not same_address("A@b.example", "a@b.example")
     assert not same_address("a@b.example", "a@b.example.evil")
-
-
-def test_strip_auth_headers() -> None:
-    raw = (
-        b"Authentication-Results: mx; dkim=pass header.d=shop.example\r\n"
-        b"ARC-Seal: i=1; d=shop.example\r\nReceived-SPF: pass\r\n"
-        b"DKIM-Signature: v=1;\r\n d=shop.example\r\nSubject: hi\r\n\r\nbody\r\n"
-    )
-    assert strip_auth_headers(raw) == b"Subject: hi\r\n\r\nbody\r\n"
-    assert "authentication-results" in STRIP_HEADERS
