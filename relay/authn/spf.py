@@ -286,3 +286,23 @@ async def check_host(
         return "permerror"
     ctx = _Ctx(ip=addr, sender=sender, helo=helo, resolver=resolver, deadline=deadline)
     return await _check_host(ctx, domain)
+
+
+async def check_identity(
+    ip: str,
+    mail_from: str,
+    helo: str,
+    *,
+    resolver: dns.asyncresolver.Resolver,
+    deadline: Deadline,
+) -> str:
+    """SPF for an SMTP session: the MAIL FROM identity, or HELO for the null sender."""
+    helo = helo.strip().rstrip(".")
+    mail_from = mail_from.strip().strip("<>")
+    if "@" in mail_from:
+        domain, sender = mail_from.rpartition("@")[2], mail_from
+    elif mail_from:
+        domain, sender = mail_from, f"postmaster@{mail_from}"
+    else:
+        domain, sender = helo, f"postmaster@{helo}"
+    return await check_host(ip, domain, sender, helo=helo, resolver=resolver, deadline=deadline)

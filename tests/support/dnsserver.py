@@ -25,6 +25,7 @@ import dns.rcode
 import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
+import dns.rdtypes.ANY.SPF
 import dns.rdtypes.ANY.TXT
 import dns.rrset
 
@@ -35,11 +36,17 @@ def _norm(name: str) -> dns.name.Name:
     return dns.name.from_text(name.rstrip(".") + ".")
 
 
-def _txt(value: str) -> dns.rdata.Rdata:
+def _txt(value: str, rdtype: int = dns.rdatatype.TXT) -> dns.rdata.Rdata:
     """A TXT rdata with the value split into <=255-byte character strings (RFC 7208 §3.3)."""
     raw = value.encode()
     chunks = [raw[i : i + 255] for i in range(0, len(raw), 255)] or [b""]
-    return dns.rdtypes.ANY.TXT.TXT(dns.rdataclass.IN, dns.rdatatype.TXT, chunks)
+    return _strings(chunks, rdtype)
+
+
+def _strings(chunks: list[bytes], rdtype: int = dns.rdatatype.TXT) -> dns.rdata.Rdata:
+    """A TXT-shaped rdata (TXT or the obsolete SPF type 99) with exactly these strings."""
+    cls = dns.rdtypes.ANY.TXT.TXT if rdtype == dns.rdatatype.TXT else dns.rdtypes.ANY.SPF.SPF
+    return cls(dns.rdataclass.IN, rdtype, chunks)
 
 
 class DNSServer:
@@ -47,7 +54,8 @@ class DNSServer:
 
     Unknown names get NXDOMAIN; a known name without the asked type gets NOERROR with an
     empty answer (NODATA). ``fail(name)`` answers SERVFAIL, ``drop(name)`` never answers
-    (for timeout tests). CNAMEs are followed inside the zone data.
+    (for timeout tests; ``drop(name, rtype)`` only for that type). CNAMEs are followed
+    inside the zone data.
     """
 
     def __init__(self, host: str = "127.0.0.1") -> None:
@@ -58,6 +66,7 @@ class DNSServer:
         )
         self._fail: set[dns.name.Name] = set()
         self._drop: set[dns.name.Name] = set()
+        self._drop_types: set[tuple[dns.name.Name, int]] = set()
         self._lock = threading.Lock()
         self._udp: socketserver.ThreadingUDPServer | None = None
         self._tcp: socketserver.ThreadingTCPServer | None = None
@@ -66,16 +75,29 @@ class DNSServer:
 
     # ----------------------------------------------------------------- zone data
     def add(self, name: str, rtype: str, value: str, ttl: int = 60) -> None:
-        """Add one record; TXT values are split into 255-byte strings automatically."""
+        """Add one record; TXT (and type SPF) values are split into 255-byte strings."""
         rdtype = dns.rdatatype.from_text(rtype.upper())
-        if rdtype == dns.rdatatype.TXT:
-            rdata = _txt(value)
+        if rdtype in (dns.rdatatype.TXT, dns.rdatatype.SPF):
+            rdata = _txt(value, rdtype)
         else:
             rdata = dns.rdata.from_text(
                 dns.rdataclass.IN, rdtype, value, origin=dns.name.root, relativize=False
             )
         with self._lock:
             self._records[_norm(name)][rdtype].append((rdata, ttl))
+
+    def add_strings(
+        self, name: str, strings: list[str | bytes], rtype: str = "TXT", ttl: int = 60
+    ) -> None:
+        """Add a TXT (or SPF) record made of exactly these character strings, unsplit.
+
+        For tests of how strings are joined (RFC 7208 §3.3) and of empty records; each
+        string must be at most 255 bytes.
+        """
+        rdtype = dns.rdatatype.from_text(rtype.upper())
+        chunks = [s.encode() if isinstance(s, str) else s for s in strings]
+        with self._lock:
+            self._records[_norm(name)][rdtype].append((_strings(chunks, rdtype), ttl))
 
     def remove(self, name: str, rtype: str | None = None) -> None:
         """Forget records of ``name`` (all types when ``rtype`` is None)."""
@@ -91,10 +113,16 @@ class DNSServer:
         with self._lock:
             self._fail.add(_norm(name))
 
-    def drop(self, name: str) -> None:
-        """Never answer queries about ``name`` (the client times out)."""
+    def drop(self, name: str, rtype: str | None = None) -> None:
+        """Never answer queries about ``name`` (the client times out).
+
+        With ``rtype``, only queries of that type go unanswered; others are served.
+        """
         with self._lock:
-            self._drop.add(_norm(name))
+            if rtype is None:
+                self._drop.add(_norm(name))
+            else:
+                self._drop_types.add((_norm(name), dns.rdatatype.from_text(rtype.upper())))
 
     # ----------------------------------------------------------------- answering
     def _answer(self, query: dns.message.Message) -> dns.message.Message | None:
@@ -106,7 +134,7 @@ class DNSServer:
         q = query.question[0]
         with self._lock:
             self.queries.append((q.name.to_text(), dns.rdatatype.to_text(q.rdtype)))
-            if q.name in self._drop:
+            if q.name in self._drop or (q.name, q.rdtype) in self._drop_types:
                 return None
             if q.name in self._fail:
                 response.set_rcode(dns.rcode.SERVFAIL)
