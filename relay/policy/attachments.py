@@ -8,10 +8,9 @@ script extension (``.pdf.js``), or whose declared image/PDF type lies is dangero
 from __future__ import annotations
 
 import io
-import struct
 from dataclasses import dataclass
 
-from PIL import Image
+from relay.policy import images
 
 _EXEC_EXT = {
     "exe", "com", "scr", "pif", "bat", "cmd", "msi", "msp", "dll", "cpl", "js", "jse", "vbs",
@@ -92,20 +91,20 @@ def judge(name: str, ctype: str, data: bytes) -> AttachmentJudgement:
     main, _, sub = ctype.lower().partition("/")
     claimed = _IMAGE_EXT.get(sub) if main == "image" else ("pdf" if sub == "pdf" else None)
     by_name = _IMAGE_EXT.get(last) or ("pdf" if last == "pdf" else None)
-    images = set(_IMAGE_EXT.values())
+    image_kinds = set(_IMAGE_EXT.values())
     for claim in (claimed, by_name):
-        if not claim or real == claim or (claim in images and real in images):
+        if not claim or real == claim or (claim in image_kinds and real in image_kinds):
             continue   # a PNG saved as .jpg is a harmless mislabel; anything else lies
         if real != "unknown" or claim in ("pdf", "jpeg", "png", "gif"):
             return AttachmentJudgement("dangerous_attachment", "declared type does not match")
     if real in ("vcard", "ics") or sub in ("vcard", "x-vcard", "directory") or last == "vcf":
         return AttachmentJudgement("attachment_removed", "contact card")
-    if real == "gif" and _animated(data):
+    if real == "gif" and images.animated(data):
         return AttachmentJudgement("attachment_removed", "animated GIF")
-    if real == "png" and _apng(data):
+    if real == "png" and images.apng(data):
         return AttachmentJudgement("attachment_removed", "animated PNG")
     if (real in ("jpeg", "png", "webp", "tiff") and main == "image") or real in ("jpeg", "png"):
-        cleaned = strip_metadata(data, real)
+        cleaned = images.strip_metadata(data, real)
         if cleaned is not None:
             return AttachmentJudgement("image_metadata", "EXIF data", cleaned)
     return AttachmentJudgement(None)
@@ -126,89 +125,3 @@ def _zip_has_executable(data: bytes) -> bool:
                      or n.lower().startswith(("word/vbaproject", "xl/vbaproject"))):
             return True
     return False
-
-
-def _animated(data: bytes) -> bool:
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            return bool(getattr(im, "is_animated", False))
-    except Exception:
-        return data.count(b"\x21\xf9\x04") > 1
-
-
-def _png_chunks(data: bytes):
-    pos = 8
-    while pos + 8 <= len(data):
-        (length,) = struct.unpack(">I", data[pos:pos + 4])
-        ctype = data[pos + 4:pos + 8]
-        yield pos, ctype, length
-        pos += 12 + length
-        if ctype == b"IEND":
-            return
-
-
-def _apng(data: bytes) -> bool:
-    for _, ctype, _ in _png_chunks(data):
-        if ctype == b"acTL":
-            return True
-        if ctype == b"IDAT":
-            return False
-    return False
-
-
-_PNG_META = {b"eXIf", b"tEXt", b"iTXt", b"zTXt", b"tIME"}
-
-
-def has_sensitive_exif(data: bytes) -> bool:
-    """GPS or device data present (Pillow's reading of the EXIF block)?"""
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            exif = im.getexif()
-            if not exif:
-                return False
-            if exif.get_ifd(0x8825):
-                return True
-            return any(tag in exif for tag in (0x010F, 0x0110, 0xA434, 0xA433, 0x0131, 0xA431))
-    except Exception:
-        return b"Exif\x00\x00" in data[:65536]
-
-
-def strip_metadata(data: bytes, real: str) -> bytes | None:
-    """Metadata-free copy (lossless: segments/chunks dropped), or None when there is none."""
-    if not has_sensitive_exif(data):
-        return None
-    if real == "jpeg":
-        return _strip_jpeg(data)
-    if real == "png":
-        out = bytearray(data[:8])
-        for pos, ctype, length in _png_chunks(data):
-            if ctype not in _PNG_META:
-                out += data[pos:pos + 12 + length]
-        return bytes(out)
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            buf = io.BytesIO()
-            im.save(buf, format=im.format)
-            return buf.getvalue()
-    except Exception:
-        return None
-
-
-def _strip_jpeg(data: bytes) -> bytes:
-    """Drop APP1..APP15 (bar ICC APP2 and Adobe APP14) and COM before the scan data."""
-    out = bytearray(b"\xff\xd8")
-    pos = 2
-    while pos + 4 <= len(data):
-        if data[pos] != 0xFF:
-            break
-        marker = data[pos + 1]
-        if marker == 0xDA:       # start of scan: the rest is image data
-            break
-        (length,) = struct.unpack(">H", data[pos + 2:pos + 4])
-        seg = data[pos:pos + 2 + length]
-        keep = not (0xE1 <= marker <= 0xEF and marker not in (0xE2, 0xEE)) and marker != 0xFE
-        if keep:
-            out += seg
-        pos += 2 + length
-    out += data[pos:]
-    return bytes(out)
