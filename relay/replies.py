@@ -57,3 +57,10 @@ MULTIPLE_FROM = Reply(554, "5.6.0", "Message refused: more than one From header"
 BAD_HEADER = Reply(554, "5.6.0", "Message refused: malformed header section")
 LOOP = Reply(554, "5.4.6", "Message refused: too many hops, possible mail loop")
 BAD_BOUNCE = Reply(550, "5.1.1", "No such recipient")
+
+# A message over a structural limit or over its CPU/memory budget is the message's fault,
+# and a retry would meet the same limit: permanent, never 451 (relay.mail.limits).
+STRUCTURE_LIMIT = Reply(554, "5.6.0", "Message refused: its structure is over a limit")
+SIZE_LIMIT = Reply(552, "5.3.4", "Message refused: a part of it is over a size limit")
+CPU_BUDGET = Reply(554, "5.6.0", "Message refused: checking it needs more CPU time than allowed")
+MEMORY_BUDGET = Reply(552, "5.3.4", "Message refused: checking it needs more memory than allowed")

@@ -200,6 +200,54 @@ class PolicySection(_Section):
     workers: int = Field(default=0, ge=0, description="policy processes; 0: in-process threads")
 
 
+class MessageSection(_Section):
+    """Per-message budgets and structural limits (relay.mail.limits, relay.policy_pool).
+
+    A message over any of them is refused permanently (554 5.6.0 / 552 5.3.4) with the
+    setting named: the message is at fault, a retry would meet the same limit.
+    """
+
+    cpu_budget: Duration = Field(
+        default=timedelta(seconds=2), description="CPU time one message may cost to check"
+    )
+    memory_budget_mb: int = Field(
+        default=256, ge=32, description="memory one message may use while checked"
+    )
+    max_parts: int = Field(default=500, ge=1)
+    max_depth: int = Field(default=12, ge=1, description="nesting of multiparts and messages")
+    max_header_fields: int = Field(default=500, ge=10, description="per header section")
+    max_header_line_bytes: int = Field(default=4096, ge=998)
+    max_header_field_bytes: int = Field(default=65536, ge=998, description="unfolded")
+    max_header_bytes: int = Field(default=262144, ge=4096, description="per header section")
+    max_encoded_words_per_field: int = Field(default=200, ge=1)
+    max_encoded_words: int = Field(default=2000, ge=1)
+    max_mime_params_per_field: int = Field(default=32, ge=4)
+    max_mime_params: int = Field(default=4000, ge=4)
+    max_image_pixels: int = Field(
+        default=64_000_000, ge=1_000_000, description="declared width x height of one image"
+    )
+    workers: int = Field(
+        default=2, ge=1, le=64, description="threads that check messages off the event loop"
+    )
+
+    def structure(self) -> Any:
+        """The limits as relay.mail.limits reads them."""
+        from relay.mail.limits import StructureLimits
+
+        return StructureLimits(
+            max_parts=self.max_parts,
+            max_depth=self.max_depth,
+            max_header_fields=self.max_header_fields,
+            max_header_line_bytes=self.max_header_line_bytes,
+            max_header_field_bytes=self.max_header_field_bytes,
+            max_header_bytes=self.max_header_bytes,
+            max_encoded_words_per_field=self.max_encoded_words_per_field,
+            max_encoded_words=self.max_encoded_words,
+            max_mime_params_per_field=self.max_mime_params_per_field,
+            max_mime_params=self.max_mime_params,
+        )
+
+
 class AuthSection(_Section):
     mode: Literal["enforce", "report", "off"] = "enforce"
 
@@ -264,6 +312,7 @@ class Settings(BaseSettings):
     database: DatabaseSection = DatabaseSection()
     delivery: DeliverySection = DeliverySection()
     policy: PolicySection = PolicySection()
+    message: MessageSection = MessageSection()
     auth: AuthSection = AuthSection()
     dns: DnsSection = DnsSection()
     dkim: DkimSection = DkimSection()
