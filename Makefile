@@ -11,7 +11,10 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/pip install -q -e '.[test]'
 	touch $(STAMP)
 
+# The relay plus `relay sink`, the local catch-all the dev settings deliver to.
 run: $(STAMP)
+	$(VENV)/bin/relay sink serve --listen 127.0.0.1:2526 --maildir var/sink & sink=$$!; \
+	trap 'kill $$sink 2>/dev/null' EXIT INT TERM; \
 	$(VENV)/bin/relay serve --config deploy/relay.dev.toml
 
 test: $(STAMP)

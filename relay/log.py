@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import re
 import sys
 from typing import Any
 
@@ -34,6 +35,15 @@ def mask(address: str) -> str:
         return ""
     digest = hmac.new(_KEY["value"], address.strip().lower().encode(), hashlib.sha256)
     return "h:" + digest.hexdigest()[:16]
+
+
+_ADDRESS = re.compile(r"[^\s<>\"'(),;:]+@[^\s<>\"'(),;:]+")
+
+
+def scrub_addresses(text: str) -> str:
+    """``text`` (e.g. a remote server's error reply) with every address replaced by its
+    keyed hash, so a reason can be logged without the address it names."""
+    return _ADDRESS.sub(lambda m: mask(m.group(0)), text)
 
 
 def _shared_processors() -> list[Any]:

@@ -67,6 +67,19 @@ def parse_hostport(value: str, default_port: int) -> tuple[str, int]:
     return host, int(port)
 
 
+def require_port(value: str) -> str:
+    """A listen address must name its port: ``localhost`` alone would silently mean 25
+    (or whatever default), which is never what an operator typing it meant."""
+    v = value.strip()
+    if v.startswith("["):
+        has_port = bool(v.partition("]")[2].lstrip(":"))
+    else:
+        has_port = v.count(":") == 1 and bool(v.rpartition(":")[2])
+    if not has_port:
+        raise ValueError(f"needs host:port, e.g. 127.0.0.1:2525 (got {value!r})")
+    return value
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -81,6 +94,10 @@ class RelaySection(_Section):
         default=timedelta(seconds=30),
         description="on SIGTERM: time open SMTP transactions and deliveries get to finish",
     )
+    postmaster: str = Field(
+        default="",
+        description="where postmaster@ and abuse@ the relay domain go; empty: archived only",
+    )
 
     @field_validator("domain")
     @classmethod
@@ -89,6 +106,17 @@ class RelaySection(_Section):
         if not re.fullmatch(r"[a-z0-9-]+(\.[a-z0-9-]+)+", v):
             raise ValueError(f"not a domain name: {v!r}")
         return v
+
+    @model_validator(mode="after")
+    def _postmaster(self) -> RelaySection:
+        """Ops mail must leave the relay: an address on our own domain would loop, or
+        reach a party through an alias."""
+        local, at, domain = self.postmaster.strip().rpartition("@")
+        if self.postmaster and (not at or not local or not domain or " " in self.postmaster):
+            raise ValueError(f"relay.postmaster is not an address: {self.postmaster!r}")
+        if self.postmaster and domain.lower().rstrip(".") == self.domain:
+            raise ValueError("relay.postmaster must be outside the relay domain")
+        return self
 
     @property
     def helo_name(self) -> str:
@@ -99,8 +127,22 @@ class SmtpSection(_Section):
     listen: str = "127.0.0.1:2525"
     max_message_size: int = Field(default=40 * 1024 * 1024, ge=1024)
     max_recipients: int = Field(default=20, ge=1)
-    max_connections: int = Field(default=200, ge=1)
-    timeout: Duration = timedelta(minutes=5)
+    # Slow and greedy clients (relay.smtp.gate; Postfix's stress-dependent timeouts and
+    # smtpd_min_data_rate are the models). An idle session costs one descriptor and ~50 KB.
+    max_connections: int = Field(default=2000, ge=1, description="at the cap: evict longest idle")
+    max_connections_per_client: int = Field(
+        default=50, ge=1, description="per client address (IPv6: per /64); above it 421 4.7.0"
+    )
+    timeout: Duration = Field(
+        default=timedelta(minutes=5), description="idle limit: since the last productive command"
+    )
+    stress_threshold: float = Field(
+        default=0.5, gt=0, le=1, description="open/max_connections from which stress applies"
+    )
+    stress_timeout: Duration = timedelta(seconds=10)
+    min_data_rate: int = Field(default=500, ge=0, description="bytes/s in DATA; 0: no minimum")
+    data_rate_grace: Duration = timedelta(seconds=10)
+    data_rate_window: Duration = timedelta(seconds=30)
     tls_cert: Path | None = None
     tls_key: Path | None = None
     # Trusted front ends. PROXY protocol (v1/v2) from a load balancer: the header is
@@ -115,7 +157,7 @@ class SmtpSection(_Section):
     @field_validator("listen")
     @classmethod
     def _listen(cls, v: str) -> str:
-        parse_hostport(v, 25)
+        parse_hostport(require_port(v), 25)
         return v
 
     @field_validator("proxy_networks")
@@ -280,6 +322,12 @@ class ApiSection(_Section):
     marketplace_tokens: list[str] = Field(default_factory=list)
     ops_tokens: list[str] = Field(default_factory=list)
 
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, v: str) -> str:
+        parse_hostport(require_port(v), 8025)
+        return v
+
 
 class MetricsSection(_Section):
     listen: str = Field(default="", description="host:port for /metrics, /healthz, /readyz")
@@ -291,7 +339,7 @@ class MetricsSection(_Section):
     @classmethod
     def _listen(cls, v: str) -> str:
         if v:
-            parse_hostport(v, 9125)
+            parse_hostport(require_port(v), 9125)
         return v
 
     @property

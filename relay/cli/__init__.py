@@ -28,6 +28,7 @@ _COMMANDS: dict[str, str] = {
     "api": "relay.cli.api:api",
     "report": "relay.cli.report:report",
     "template": "relay.cli.template:template",
+    "sink": "relay.cli.sink:sink",
 }
 
 
@@ -47,6 +48,13 @@ class _LazyGroup(click.Group):
         return super().get_command(ctx, name)
 
 
+class StartupError(click.ClickException):
+    """A problem the operator must fix before the command can run (a setting, a port in
+    use, a database that is missing or down): one line naming it, exit status 2."""
+
+    exit_code = 2
+
+
 class CliState:
     """Settings are loaded on first use so that commands needing none start fast."""
 
@@ -60,7 +68,7 @@ class CliState:
             try:
                 self._settings = load_settings(self.config)
             except SettingsError as err:
-                raise click.ClickException(str(err)) from None
+                raise StartupError(str(err)) from None
         return self._settings
 
 
@@ -85,24 +93,101 @@ def run_async(coro: Any) -> Any:
     try:
         return asyncio.run(coro)
     except SettingsError as err:
-        raise click.ClickException(str(err)) from None
+        raise StartupError(str(err)) from None
     except KeyboardInterrupt:
         sys.exit(130)
 
 
-async def with_engine(state: CliState, fn: Any, *, migrate: bool = True) -> Any:
-    """Open the configured database (creating or migrating its schema unless ``migrate``
-    is false) and run ``fn``."""
-    from relay.db import create_engine
-    from relay.db.migrate import upgrade
+def sqlite_path(url: str) -> str | None:
+    """The file of a SQLite URL (None for other engines and in-memory databases)."""
+    from sqlalchemy.engine import make_url
 
-    engine = create_engine(state.settings.database.url)
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return None
+    database = parsed.database or ""
+    return None if database in ("", ":memory:") else database
+
+
+def prepare_sqlite(url: str, *, readonly: bool) -> None:
+    """A reader needs the SQLite file to exist; a writer may create it and its folder."""
+    from pathlib import Path
+
+    path = sqlite_path(url)
+    if path is None:
+        return
+    if readonly:
+        if not Path(path).expanduser().is_file():
+            raise StartupError(
+                f"setting 'database.url': no database at {path} "
+                "(check the path; `relay db upgrade` creates one)"
+            )
+        return
+    parent = Path(path).expanduser().resolve().parent
     try:
-        if migrate:
-            await upgrade(engine)
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise StartupError(
+            f"setting 'database.url': cannot create {parent}: {err.strerror}"
+        ) from None
+
+
+def database_label(url: str) -> str:
+    """The database URL without its password, for messages."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "(unparsable URL)"
+
+
+async def with_engine(
+    state: CliState, fn: Any, *, migrate: bool = True, readonly: bool = False
+) -> Any:
+    """Open the configured database and run ``fn``.
+
+    Writers create or migrate the schema first (unless ``migrate`` is false). A
+    ``readonly`` command never creates anything: a database that does not exist, or has
+    no relay schema, stops it with one line naming ``database.url`` (exit 2), so a typo
+    in a path does not silently answer "no orders" from a fresh empty file.
+    """
+    import logging
+
+    from relay.db import create_engine
+    from relay.db.migrate import current_revision, upgrade
+
+    # Migration chatter ("Context impl SQLiteImpl", "Running upgrade ...") is for
+    # `relay db upgrade` and the serving processes, not before a command's own answer.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    url = state.settings.database.url
+    label = database_label(url)
+    prepare_sqlite(url, readonly=readonly)
+    engine = create_engine(url, pool_size=2)
+    try:
+        try:
+            if readonly:
+                if await current_revision(engine) is None:
+                    raise StartupError(
+                        f"setting 'database.url': {label} has no relay schema "
+                        "(`relay db upgrade` creates it)"
+                    )
+            elif migrate:
+                await upgrade(engine)
+        except StartupError:
+            raise
+        except Exception as err:
+            raise StartupError(database_failure(label, err)) from None
         return await fn(engine)
     finally:
         await engine.dispose()
+
+
+def database_failure(label: str, err: BaseException) -> str:
+    """One line for a database that cannot be opened (down, refused, bad path)."""
+    cause = getattr(err, "orig", None) or err
+    reason = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+    return f"setting 'database.url': cannot open {label}: {reason}"
 
 
 def echo_json(data: Any) -> None:

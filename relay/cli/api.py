@@ -4,22 +4,31 @@ from __future__ import annotations
 
 import click
 
-from relay.cli import CliState, run_async
+from relay.cli import CliState, StartupError, run_async
+from relay.cli.startup import build, explain, guard_start
+
+_LISTEN = click.option("--listen", default=None, help="host:port, overriding api.listen")
+_WITH_RELAY = click.option(
+    "--with-relay", is_flag=True, help="also run the SMTP relay and delivery worker (one process)"
+)
 
 
 @click.group("api", invoke_without_command=True)
+@_LISTEN
+@_WITH_RELAY
 @click.pass_context
-def api(ctx: click.Context) -> None:
-    """The provisioning and ops HTTP API (``relay api serve``; bare ``relay api`` serves too)."""
+def api(ctx: click.Context, listen: str | None, with_relay: bool) -> None:
+    """The provisioning and ops HTTP API: `relay api [--listen H:P]` serves it (the same
+    as `relay api serve`)."""
     if ctx.invoked_subcommand is None:
-        ctx.invoke(serve)
+        ctx.invoke(serve, listen=listen, with_relay=with_relay)
+    elif listen or with_relay:
+        raise click.UsageError("put --listen/--with-relay after the sub-command name")
 
 
 @api.command("serve")
-@click.option("--listen", default=None, help="host:port, overriding api.listen")
-@click.option(
-    "--with-relay", is_flag=True, help="also run the SMTP relay and delivery worker (one process)"
-)
+@_LISTEN
+@_WITH_RELAY
 @click.pass_obj
 def serve(state: CliState, listen: str | None, with_relay: bool) -> None:
     """Serve until SIGINT/SIGTERM; migrates the schema first."""
@@ -33,6 +42,12 @@ def serve(state: CliState, listen: str | None, with_relay: bool) -> None:
 
     settings = state.settings
     if listen:
+        from relay.settings import parse_hostport, require_port
+
+        try:
+            parse_hostport(require_port(listen), 8025)
+        except ValueError as err:
+            raise click.BadParameter(str(err), param_hint="--listen") from None
         api_section = settings.api.model_copy(update={"listen": listen})
         settings = settings.model_copy(update={"api": api_section})
     configure(settings.log.format, settings.log.level)
@@ -41,17 +56,25 @@ def serve(state: CliState, listen: str | None, with_relay: bool) -> None:
         from relay.service import Relay
         from relay.wiring import auth_parts
 
-        run_async(run_relay_and_api(Relay(settings, **auth_parts(settings))))
+        relay = build(lambda: Relay(settings, **auth_parts(settings)), settings)
+        guard_start(relay)
+        run_async(run_relay_and_api(relay))
         return
 
     async def main() -> None:
-        engine = create_engine(settings.database.url, pool_size=settings.database.pool_size)
+        engine = build(
+            lambda: create_engine(settings.database.url, pool_size=settings.database.pool_size),
+            settings,
+        )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         try:
-            await upgrade(engine)
+            try:
+                await upgrade(engine)
+            except Exception as err:
+                raise StartupError(explain(err, settings) or str(err)) from None
             await serve_api(settings, engine, stop)
         finally:
             await engine.dispose()

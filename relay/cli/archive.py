@@ -25,7 +25,7 @@ def _utc(value: datetime | None) -> datetime | None:
 
 @archive_group.command("search")
 @click.option("--text", default=None, help='full text: words, "phrases", prefix*')
-@click.option("--order", "order_id", default=None)
+@click.option("--order-id", "--order", "order_id", default=None, help="one order's records")
 @click.option("--seller", default=None, help="every record of this seller's orders")
 @click.option("--buyer", default=None, help="every record of this buyer's orders")
 @click.option("--party", default=None, help="a buyer's or seller's real address on the record")
@@ -33,13 +33,25 @@ def _utc(value: datetime | None) -> datetime | None:
 @click.option("--since", type=click.DateTime(), default=None, help="UTC")
 @click.option("--until", type=click.DateTime(), default=None, help="UTC, exclusive")
 @click.option(
-    "--verdict", type=click.Choice(["deliver", "redact", "reject", "refused", "absorbed"])
+    "--verdict",
+    type=click.Choice(["deliver", "redact", "reject", "refused", "tempfail", "absorbed"]),
+    help="the relay's decision on the record",
 )
-@click.option("--direction", type=click.Choice(["buyer-to-seller", "seller-to-buyer", "notice"]))
-@click.option("--finding", "finding_kind", default=None, help="a finding kind, e.g. phone_number")
-@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 10000))
+@click.option(
+    "--direction",
+    type=click.Choice(["buyer-to-seller", "seller-to-buyer", "notice"]),
+    help="who wrote to whom",
+)
+@click.option(
+    "--finding-kind", "--finding", "finding_kind", default=None,
+    help="a finding kind, e.g. phone_number",
+)
+@click.option(
+    "--limit", default=100, show_default=True, type=click.IntRange(1, 10000),
+    help="at most this many records",
+)
 @click.option("--before-id", type=int, default=None, help="page: records older than this id")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
 @click.pass_obj
 def search(state: CliState, as_json: bool, **options: Any) -> None:
     """Find archived messages, newest first."""
@@ -48,7 +60,7 @@ def search(state: CliState, as_json: bool, **options: Any) -> None:
     options["since"], options["until"] = _utc(options["since"]), _utc(options["until"])
     f = store.SearchFilter(**options)
     try:
-        rows = run_async(with_engine(state, lambda e: store.search(e, f)))
+        rows = run_async(with_engine(state, lambda e: store.search(e, f), readonly=True))
     except QueryError as err:
         raise click.BadParameter(str(err), param_hint="--text") from None
     if as_json:
@@ -63,10 +75,15 @@ def search(state: CliState, as_json: bool, **options: Any) -> None:
 
 
 @archive_group.command("export")
-@click.option("--order", "order_id", required=True)
-@click.option("--format", "fmt", type=click.Choice(["mbox", "eml-dir"]), default="mbox")
-@click.option("--part", type=click.Choice(["original", "delivered"]), default="original",
-              show_default=True)  # fmt: skip
+@click.option("--order-id", "--order", "order_id", required=True, help="the order to export")
+@click.option(
+    "--format", "fmt", type=click.Choice(["mbox", "eml-dir"]), default="mbox",
+    show_default=True, help="one mbox file or a directory of .eml files",
+)
+@click.option(
+    "--part", type=click.Choice(["original", "delivered"]), default="original",
+    show_default=True, help="the message as received or as delivered",
+)
 @click.option(
     "--output",
     "-o",
@@ -77,7 +94,9 @@ def search(state: CliState, as_json: bool, **options: Any) -> None:
 @click.pass_obj
 def export(state: CliState, order_id: str, fmt: str, part: str, output: str | None) -> None:
     """Export an order's thread, oldest first, as an mbox file or a directory of .eml."""
-    rows = run_async(with_engine(state, lambda e: store.order_messages(e, order_id, part)))
+    rows = run_async(
+        with_engine(state, lambda e: store.order_messages(e, order_id, part), readonly=True)
+    )
     if not rows:
         raise click.ClickException(f"no archived {part} messages for order {order_id}")
     if fmt == "eml-dir":
@@ -99,11 +118,11 @@ def export(state: CliState, order_id: str, fmt: str, part: str, output: str | No
 @click.argument("record_id", type=int)
 @click.option("--original", "part", flag_value="original", help="print the message as received")
 @click.option("--delivered", "part", flag_value="delivered", help="print the message as delivered")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
 @click.pass_obj
 def show(state: CliState, record_id: int, part: str | None, as_json: bool) -> None:
     """Show a record, or print its original or delivered .eml."""
-    rec = run_async(with_engine(state, lambda e: store.get_record(e, record_id)))
+    rec = run_async(with_engine(state, lambda e: store.get_record(e, record_id), readonly=True))
     if rec is None:
         raise click.ClickException(f"no archive record {record_id}")
     if part:
@@ -137,7 +156,7 @@ def verify(state: CliState) -> None:
         with click.progressbar(length=total, label="verifying", file=sys.stderr) as bar:
             return await store.verify(engine, progress=bar.update)
 
-    result = run_async(with_engine(state, run))
+    result = run_async(with_engine(state, run, readonly=True))
     if result.ok:
         click.echo(f"archive verified: {result.records} records, chain intact")
         return

@@ -27,5 +27,5 @@ def current(state: CliState) -> None:
     """Print the schema revision of the database (without migrating it)."""
     from relay.db.migrate import current_revision, head_revision
 
-    revision = run_async(with_engine(state, current_revision, migrate=False))
+    revision = run_async(with_engine(state, current_revision, readonly=True))
     click.echo(f"current: {revision}  head: {head_revision()}")

@@ -12,7 +12,7 @@ import urllib.request
 
 import click
 
-from relay.cli import CliState
+from relay.cli import CliState, StartupError
 from relay.settings import parse_hostport
 
 _LOOPBACK = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
@@ -38,7 +38,7 @@ def health(state: CliState, live: bool, url: str, timeout: float, quiet: bool) -
     if not url:
         listen = state.settings.metrics.listen
         if not listen:
-            raise click.ClickException("relay health needs metrics.listen in the settings")
+            raise StartupError("setting 'metrics.listen': not set, so there is nothing to ask")
         url = ops_url(listen, "/healthz" if live else "/readyz")
     try:
         with urllib.request.urlopen(url, timeout=timeout) as resp:

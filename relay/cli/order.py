@@ -11,11 +11,16 @@ from relay import orders
 from relay.cli import CliState, echo_json, run_async, with_engine
 
 
-def _run(state: CliState, fn: Any) -> Any:
+def _run(state: CliState, fn: Any, *, readonly: bool = False) -> Any:
     try:
-        return run_async(with_engine(state, fn))
+        return run_async(with_engine(state, fn, readonly=readonly))
     except orders.OrderError as err:
         raise click.ClickException(str(err)) from None
+
+
+def _run_read(state: CliState, fn: Any) -> Any:
+    """A command that only reads: refuses a database that does not exist."""
+    return _run(state, fn, readonly=True)
 
 
 def _print(view: orders.OrderView, as_json: bool) -> None:
@@ -37,13 +42,16 @@ def order() -> None:
 @click.argument("order_id")
 @click.option("--buyer", required=True, help="the buyer's real address")
 @click.option("--seller", required=True, help="the seller's real address")
-@click.option("--buyer-locale", default="en-US", show_default=True)
-@click.option("--buyer-name", default="")
-@click.option("--seller-name", default="")
+@click.option(
+    "--buyer-locale", default="en-US", show_default=True,
+    help="the buyer's language (BCP 47); the seller must write in it",
+)
+@click.option("--buyer-name", default="", help="shown as the buyer's display name")
+@click.option("--seller-name", default="", help="shown as the seller's display name")
 @click.option(
     "--delivered-at", type=click.DateTime(), default=None, help="parcel delivery date (UTC)"
 )
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
 @click.pass_obj
 def create(
     state: CliState,
@@ -80,26 +88,38 @@ def create(
 
 @order.command("show")
 @click.argument("order_id")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+@click.option(
+    "--alias",
+    type=click.Choice(["buyer", "seller"]),
+    default=None,
+    help="print only the alias that reaches this party (for scripts)",
+)
 @click.pass_obj
-def show(state: CliState, order_id: str, as_json: bool) -> None:
+def show(state: CliState, order_id: str, as_json: bool, alias: str | None) -> None:
     """Show one order."""
-    _print(
-        _run(state, lambda e: orders.get_order(e, state.settings.relay.domain, order_id)), as_json
+    view = _run_read(
+        state, lambda e: orders.get_order(e, state.settings.relay.domain, order_id)
     )
+    if alias:
+        click.echo(view.buyer_alias if alias == "buyer" else view.seller_alias)
+        return
+    _print(view, as_json)
 
 
 @order.command("list")
 @click.option("--party", default=None, help="only orders of this buyer or seller")
-@click.option("--status", type=click.Choice(["open", "closed"]), default=None)
-@click.option("--limit", default=100, show_default=True)
-@click.option("--json", "as_json", is_flag=True)
+@click.option(
+    "--status", type=click.Choice(["open", "closed"]), default=None, help="only this status"
+)
+@click.option("--limit", default=100, show_default=True, help="at most this many orders")
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
 @click.pass_obj
 def list_(
     state: CliState, party: str | None, status: str | None, limit: int, as_json: bool
 ) -> None:
     """List orders, newest first."""
-    views = _run(
+    views = _run_read(
         state,
         lambda e: orders.list_orders(
             e, state.settings.relay.domain, party=party, status=status, limit=limit
@@ -115,7 +135,7 @@ def list_(
 def _status_command(name: str, status: str, doc: str) -> None:
     @order.command(name, help=doc)
     @click.argument("order_id")
-    @click.option("--json", "as_json", is_flag=True)
+    @click.option("--json", "as_json", is_flag=True, help="print JSON")
     @click.pass_obj
     def command(state: CliState, order_id: str, as_json: bool) -> None:
         view = _run(
@@ -175,5 +195,5 @@ def remove_sender(state: CliState, party_email: str, sender: str) -> None:
 @click.pass_obj
 def senders(state: CliState, party_email: str) -> None:
     """List a party's authorised senders (besides its own address)."""
-    for email in _run(state, lambda e: orders.list_senders(e, party_email)):
+    for email in _run_read(state, lambda e: orders.list_senders(e, party_email)):
         click.echo(email)

@@ -100,7 +100,7 @@ def eval_(ctx: click.Context, directory: str, policy_file: str | None) -> None:
 
 @policy.command()
 @_POLICY_OPT
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
 @click.pass_context
 def show(ctx: click.Context, policy_file: str | None, as_json: bool) -> None:
     """Print the effective policy: each rule with its action and description."""

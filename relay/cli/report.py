@@ -18,15 +18,22 @@ def _hours(seconds: float | None) -> str:
 
 @report.command("response-times")
 @click.option("--seller", default=None, help="one seller's real address")
-@click.option("--days", type=click.Choice(["7", "30", "90"]), default="30", show_default=True)
-@click.option("--json", "as_json", is_flag=True)
+@click.option(
+    "--days", type=click.Choice(["7", "30", "90"]), default="30", show_default=True,
+    help="look back this many days",
+)
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
 @click.pass_obj
 def response_times(state: CliState, seller: str | None, days: str, as_json: bool) -> None:
     """Per seller: late-response rate, average response time, open overdue messages."""
     from relay import reports
 
     data = run_async(
-        with_engine(state, lambda e: reports.response_times(e, days=int(days), seller=seller))
+        with_engine(
+            state,
+            lambda e: reports.response_times(e, days=int(days), seller=seller),
+            readonly=True,
+        )
     )
     if as_json:
         echo_json(data)

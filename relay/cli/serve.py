@@ -7,6 +7,7 @@ from typing import Any
 import click
 
 from relay.cli import CliState, run_async
+from relay.cli.startup import build, guard_start
 from relay.log import configure
 
 
@@ -30,7 +31,13 @@ def serve(state: CliState, config: str | None, no_worker: bool, with_api: bool) 
     settings = _settings(state, config)
     configure(settings.log.format, settings.log.level)
     processes = 0 if no_worker else settings.delivery.processes
-    relay = Relay(settings, worker=not no_worker and processes == 0, **_auth_parts(settings))
+    relay = build(
+        lambda: Relay(
+            settings, worker=not no_worker and processes == 0, **_auth_parts(settings)
+        ),
+        settings,
+    )
+    guard_start(relay)
     if with_api:
         from relay.api.server import run_relay_and_api
 
@@ -65,7 +72,9 @@ def worker(state: CliState, config: str | None) -> None:
 
     settings = _settings(state, config)
     configure(settings.log.format, settings.log.level)
-    run_async(run_forever(Relay(settings, smtp=False, **_auth_parts(settings))))
+    relay = build(lambda: Relay(settings, smtp=False, **_auth_parts(settings)), settings)
+    guard_start(relay)
+    run_async(run_forever(relay))
 
 
 def _auth_parts(settings):  # type: ignore[no-untyped-def]

@@ -17,7 +17,7 @@ def _error(err: Exception) -> click.ClickException:
 
 
 @template.command("list")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
 def list_(as_json: bool) -> None:
     """Templates, their locales and the variables each needs."""
     from relay import templates
@@ -37,8 +37,8 @@ def list_(as_json: bool) -> None:
 
 @template.command("show")
 @click.argument("name")
-@click.option("--locale", default="en")
-@click.option("--var", "pairs", multiple=True, metavar="KEY=VALUE")
+@click.option("--locale", default="en", show_default=True, help="the template language")
+@click.option("--var", "pairs", multiple=True, metavar="KEY=VALUE", help="a placeholder value")
 def show(name: str, locale: str, pairs: tuple[str, ...]) -> None:
     """Render a template without sending it (order id 000-0000000-0000000)."""
     from relay import templates
@@ -67,7 +67,7 @@ def _vars(pairs: tuple[str, ...]) -> dict[str, str]:
 @click.argument("name")
 @click.option("--var", "pairs", multiple=True, metavar="KEY=VALUE", help="a placeholder value")
 @click.option("--locale", default=None, help="override the buyer's locale")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
 @click.pass_obj
 def send(
     state: CliState,
@@ -80,7 +80,7 @@ def send(
     """Send template NAME to ORDER_ID's buyer, from the seller, through the pipeline.
 
     The message is policy-checked, archived and queued like any mail; a running
-    ``relay serve`` (or ``relay worker``) delivers it.
+    `relay serve` (or `relay worker`) delivers it.
     """
     from relay import templates
     from relay.log import configure

@@ -28,7 +28,7 @@ from relay.db import read_tx, write_tx
 from relay.db.schema import deliveries, delivery_events, utcnow
 from relay.delivery.route import Router
 from relay.delivery.transport import PER_TARGET, Outcome, Pool, send
-from relay.log import mask
+from relay.log import mask, scrub_addresses
 from relay.settings import Settings
 
 log = structlog.get_logger("relay.delivery")
@@ -324,7 +324,14 @@ class DeliveryWorker:
             if entry is not None:
                 await write_entries(conn, [entry], await last_hash(conn))
         self.wake.set()
-        log.info("delivery.failed", delivery=item.id, code=outcome.code, notice=entry is not None)
+        log.info(
+            "delivery.failed",
+            delivery=item.id,
+            code=outcome.code,
+            enhanced=outcome.enhanced,
+            reason=scrub_addresses(outcome.detail)[:300],
+            notice=entry is not None,
+        )
 
     async def _original(self, archive_id: int) -> Original | None:
         async with read_tx(self.engine) as conn:

@@ -41,7 +41,24 @@ class Decoded:
     problems: list[str] = field(default_factory=list)
 
 
+def guess_decode(raw: bytes) -> str:
+    """Bytes of unknown charset: UTF-8 if they are valid UTF-8 (most 8-bit mail today),
+    else Windows-1252 (what "Latin-1" mail really is), else Latin-1, which never fails."""
+    for charset in ("utf-8", "cp1252"):
+        try:
+            return raw.decode(charset)
+        except UnicodeDecodeError:
+            continue
+    return raw.decode("latin-1")
+
+
 def _payload_text(part: Message) -> str:
+    """A text part as str. Without a declared charset the email package reads 8-bit
+    bytes as ASCII and leaves replacement characters, so those are guessed instead."""
+    if part.get_param("charset") is None:
+        raw = part.get_payload(decode=True)
+        if isinstance(raw, bytes):
+            return guess_decode(raw)
     try:
         content = part.get_content()  # type: ignore[attr-defined]
         if isinstance(content, str):
@@ -56,6 +73,11 @@ def _payload_text(part: Message) -> str:
         return raw.decode(charset, "replace")
     except LookupError:
         return raw.decode("utf-8", "replace")
+
+
+def text_of(part: Message) -> str:
+    """The decoded text of one text part (see ``_payload_text``), never raising."""
+    return _payload_text(part)
 
 
 def _header(msg: Message, name: str) -> str | None:
