@@ -80,3 +80,9 @@ def txt_strings(records: list[dns.rdata.Rdata]) -> list[str]:
         if strings is not None:
             out.append(b"".join(strings).decode("utf-8", "replace"))
     return out
+
+
+def txt_bytes(records: list[dns.rdata.Rdata]) -> list[bytes]:
+    """Each TXT record's character strings joined, as bytes (for callers that must reject
+    non-ASCII rather than guess an encoding, like SPF, RFC 7208 §3.3 and §4.5)."""
+    return [b"".join(r.strings) for r in records if getattr(r, "strings", None) is not None]

@@ -1,10 +1,30 @@
 """SPF (RFC 7208) evaluated with asynchronous dnspython lookups.
 
-Why our own evaluator: pyspf resolves synchronously and would block the SMTP event loop;
-the RFC's algorithm is small. Supported: ip4, ip6, a, mx, ptr, include, exists, all,
-redirect=, macros (RFC 7208 §7; ``exp=`` is parsed and ignored because we never send its
-text), the 10-lookup limit (§4.6.4), the two-void-lookup limit and the 10-name limit for
-mx/ptr. Results: pass, fail, softfail, neutral, none, temperror, permerror.
+Why our own evaluator rather than pyspf in a worker thread: every lookup of one message
+(SPF, DKIM, DMARC) shares one ``Deadline`` and one DNS library (dnspython's async
+resolver), a slow sender's DNS never holds a thread, and a cancelled check stops at its
+next await. pyspf resolves synchronously, keeps its DNS hook as a module global, cannot be
+cancelled, and would bring a second resolver configuration. What pyspf has and we lacked
+was strict syntax; that is a grammar, so it lives here: the official RFC 7208 test suite
+(tests/authn/test_rfc7208_suite.py) passes in full.
+
+How a record is handled:
+
+1. Selection (§4.5): TXT records only (type SPF is obsolete, §3.1); the one starting
+   ``v=spf1`` followed by a space or its end. Several: permerror.
+2. Syntax (§4.6, §12): the whole record is parsed before anything is evaluated; any error
+   anywhere (non-printable or non-ASCII bytes, separators other than SP, unknown
+   mechanisms, bad ip4/ip6 literals, CIDR lengths on mechanisms without one, domain-specs
+   without a valid top label, bad macros, malformed or repeated ``redirect``/``exp``,
+   unknown modifiers with bad macro syntax) is permerror.
+3. Evaluation (§4.6.4, §5): at most 10 DNS mechanisms/``redirect`` per check (includes
+   count), at most 2 void lookups, at most 10 MX names per ``mx`` (more is permerror) and
+   10 PTR names per ``ptr`` (the rest ignored). ``%{p}`` is the validated PTR name of the
+   client (§7.3): one PTR query and at most 10 address queries per check, cached; "unknown"
+   when none validates or DNS fails.
+
+``exp=`` is checked for syntax and otherwise ignored: we never send its text to anyone.
+Results: pass, fail, softfail, neutral, none, temperror, permerror.
 """
 
 from __future__ import annotations
@@ -17,23 +37,48 @@ from dataclasses import dataclass, field
 import dns.asyncresolver
 import dns.reversename
 
-from relay.authn.dnsutil import Deadline, DnsTempError, lookup, txt_strings
+from relay.authn.dnsutil import Deadline, DnsTempError, lookup, txt_bytes
 
 MAX_LOOKUPS = 10
 MAX_VOID = 2
 MAX_NAMES = 10
 _QUALIFIERS = {"+": "pass", "-": "fail", "~": "softfail", "?": "neutral"}
-_MECHS = {"all", "include", "a", "mx", "ptr", "ip4", "ip6", "exists"}
 _DOMAIN = re.compile(
     r"^(?=.{1,253}$)([A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?\.)+"
     r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.?$"
 )
-_MACRO = re.compile(r"%(?:\{([slodiphcrtvSLODIPHCRTV])(\d*)(r?)([.\-+,/_=]*)\}|(.))")
-_CIDR = re.compile(r"^(.*?)(?:/(\d+))?(?://(\d+))?$")
+# §12 grammar pieces.
+_MACRO_EXPAND = re.compile(r"%\{([a-zA-Z])(\d*)([rR]?)([.\-+,/_=]*)\}|%[%_-]")
+_MACRO_LITERAL = re.compile(r"[\x21-\x24\x26-\x7e]+")
+_DOMAIN_LETTERS = set("slodiphv")  # c, r and t are for exp text only (§7.1)
+_ALL_LETTERS = _DOMAIN_LETTERS | set("crt")
+_TOPLABEL = re.compile(r"[A-Za-z0-9]*[A-Za-z][A-Za-z0-9]*|[A-Za-z0-9]+-[A-Za-z0-9-]*[A-Za-z0-9]")
+_MODIFIER = re.compile(r"([A-Za-z][A-Za-z0-9_.-]*)=(.*)", re.DOTALL)
+_MECHANISM = re.compile(r"([+\-~?]?)([A-Za-z][A-Za-z0-9]*)(.*)", re.DOTALL)
+_QNUM = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9][0-9]|[0-9])"
+_IP4 = re.compile(rf":({_QNUM}(?:\.{_QNUM}){{3}})(?:/(0|[1-9][0-9]?))?")
+_IP6 = re.compile(r":([0-9A-Fa-f:.]+)(?:/(0|[1-9][0-9]{0,2}))?")
+_DUAL_CIDR = re.compile(r"(.*?)(?:/(0|[1-9][0-9]?))?(?://(0|[1-9][0-9]{0,2}))?", re.DOTALL)
 
 
 class PermError(Exception):
     """The record is broken or over a limit: the SPF result is permerror."""
+
+
+@dataclass(frozen=True)
+class _Directive:
+    qualifier: str  # pass | fail | softfail | neutral
+    mechanism: str  # all include a mx ptr ip4 ip6 exists
+    domain: str | None = None  # domain-spec, unexpanded
+    network: ipaddress.IPv4Network | ipaddress.IPv6Network | None = None
+    cidr4: int | None = None
+    cidr6: int | None = None
+
+
+@dataclass(frozen=True)
+class _Record:
+    directives: tuple[_Directive, ...]
+    redirect: str | None
 
 
 @dataclass
@@ -45,7 +90,8 @@ class _Ctx:
     deadline: Deadline
     lookups: int = 0
     voids: int = 0
-    seen: list[str] = field(default_factory=list)
+    ptr_names: list[str] | None = None  # first MAX_NAMES PTR names of ip; None: not asked
+    validated: dict[str, bool] = field(default_factory=dict)
 
     def count(self) -> None:
         self.lookups += 1
@@ -73,67 +119,166 @@ def _parse_ip(ip: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
     return addr
 
 
-def expand(spec: str, ctx: _Ctx, domain: str) -> str:
-    """Expand RFC 7208 §7 macros in a domain-spec."""
+# ----------------------------------------------------------------------------- syntax
+def _check_macro_string(text: str, letters: set[str]) -> bool:
+    """Is ``text`` a macro-string (§7.1) using only ``letters``? Returns True when it ends
+    in a macro-expand (which may stand for a whole domain-end)."""
+    pos, ends_in_macro = 0, False
+    while pos < len(text):
+        m = _MACRO_EXPAND.match(text, pos)
+        if m is not None:
+            if m.group(1) is not None and m.group(1).lower() not in letters:
+                raise PermError(f"macro letter {m.group(1)!r} not allowed here")
+            pos, ends_in_macro = m.end(), True
+            continue
+        lit = _MACRO_LITERAL.match(text, pos)
+        if lit is None:
+            raise PermError("bad macro syntax")
+        pos, ends_in_macro = lit.end(), False
+    return ends_in_macro
+
+
+def _check_domain_spec(spec: str | None) -> str:
+    """A domain-spec (§7.1): a macro-string ending in a macro or in ``.toplabel[.]``."""
+    if not spec:
+        raise PermError("empty domain-spec")
+    if _check_macro_string(spec, _DOMAIN_LETTERS):
+        return spec
+    tail = spec[max((m.end() for m in _MACRO_EXPAND.finditer(spec)), default=0) :]
+    tail = tail[:-1] if tail.endswith(".") else tail
+    _, dot, top = tail.rpartition(".")
+    if not dot or not _TOPLABEL.fullmatch(top):
+        raise PermError(f"domain-spec {spec!r} lacks a valid top label")
+    return spec
+
+
+def _parse_directive(term: str) -> _Directive:
+    m = _MECHANISM.fullmatch(term)
+    if m is None:
+        raise PermError(f"unknown term {term!r}")
+    qualifier = _QUALIFIERS[m.group(1) or "+"]
+    name, rest = m.group(2).lower(), m.group(3)
+    if name == "all":
+        if rest:
+            raise PermError("all takes no argument")
+        return _Directive(qualifier, name)
+    if name in ("include", "exists"):
+        if not rest.startswith(":"):
+            raise PermError(f"{name} needs a domain")
+        return _Directive(qualifier, name, _check_domain_spec(rest[1:]))
+    if name == "ptr":
+        if rest and not rest.startswith(":"):
+            raise PermError("ptr takes no CIDR length")
+        return _Directive(qualifier, name, _check_domain_spec(rest[1:]) if rest else None)
+    if name in ("a", "mx"):
+        dm = _DUAL_CIDR.fullmatch(rest)
+        assert dm is not None  # the pattern matches any string
+        spec, v4, v6 = dm.group(1), dm.group(2), dm.group(3)
+        if spec and not spec.startswith(":"):
+            raise PermError(f"bad {name} argument")
+        cidr4 = int(v4) if v4 is not None else None
+        cidr6 = int(v6) if v6 is not None else None
+        if (cidr4 is not None and cidr4 > 32) or (cidr6 is not None and cidr6 > 128):
+            raise PermError("bad CIDR length")
+        domain = _check_domain_spec(spec[1:]) if spec else None
+        return _Directive(qualifier, name, domain, cidr4=cidr4, cidr6=cidr6)
+    if name == "ip4":
+        im = _IP4.fullmatch(rest)
+        plen = int(im.group(2)) if im is not None and im.group(2) else 32
+        if im is None or plen > 32:
+            raise PermError("bad ip4 network")
+        net = ipaddress.IPv4Network(f"{im.group(1)}/{plen}", strict=False)
+        return _Directive(qualifier, name, network=net)
+    if name == "ip6":
+        im = _IP6.fullmatch(rest)
+        plen = int(im.group(2)) if im is not None and im.group(2) else 128
+        if im is None or plen > 128:
+            raise PermError("bad ip6 network")
+        try:
+            net = ipaddress.IPv6Network(f"{im.group(1)}/{plen}", strict=False)
+        except ValueError:
+            raise PermError("bad ip6 network") from None
+        return _Directive(qualifier, name, network=net)
+    raise PermError(f"unknown mechanism {name!r}")
+
+
+def parse_record(record: str) -> _Record:
+    """Parse and validate a whole SPF record (§4.6, §12); PermError on any syntax error."""
+    if any(not (" " <= ch <= "~") for ch in record):
+        raise PermError("control or non-ASCII character in record")
+    directives: list[_Directive] = []
+    modifiers: dict[str, str] = {}
+    for term in record.split(" ")[1:]:
+        if not term:
+            continue
+        mod = _MODIFIER.fullmatch(term)
+        if mod is None:
+            directives.append(_parse_directive(term))
+            continue
+        name, value = mod.group(1).lower(), mod.group(2)
+        if name in ("redirect", "exp"):
+            if name in modifiers:
+                raise PermError(f"{name}= given twice")
+            modifiers[name] = _check_domain_spec(value)
+        else:  # unknown modifiers are ignored, but must be well-formed (§6)
+            _check_macro_string(value, _ALL_LETTERS)
+    return _Record(tuple(directives), modifiers.get("redirect"))
+
+
+# ----------------------------------------------------------------------------- macros
+async def _p_value(ctx: _Ctx, domain: str) -> str:
+    """The ``%{p}`` value (§7.3): a validated name of the client, preferring ``domain``."""
+    try:
+        names = [n for n in await _ptr_names(ctx) if await _validate(ctx, n)]
+    except DnsTempError:
+        return "unknown"
+    domain = domain.lower().rstrip(".")
+    for match in (
+        lambda n: n == domain,
+        lambda n: n.endswith("." + domain),
+        lambda n: True,
+    ):
+        for name in names:
+            if match(name):
+                return name
+    return "unknown"
+
+
+async def expand(spec: str, ctx: _Ctx, domain: str) -> str:
+    """Expand RFC 7208 §7 macros in a domain-spec already checked by ``parse_record``."""
+    if "%" not in spec:
+        return spec
     local, _, sdomain = ctx.sender.rpartition("@")
     if isinstance(ctx.ip, ipaddress.IPv4Address):
         i_val, v_val = str(ctx.ip), "in-addr"
     else:
         i_val, v_val = ".".join(ctx.ip.exploded.replace(":", "")), "ip6"
-    values = {
-        "s": ctx.sender,
-        "l": local or "postmaster",
-        "o": sdomain,
-        "d": domain,
-        "i": i_val,
-        "p": "unknown",
-        "v": v_val,
-        "h": ctx.helo,
-    }
+    values = {"s": ctx.sender, "l": local, "o": sdomain, "d": domain, "i": i_val,
+              "v": v_val, "h": ctx.helo}  # fmt: skip
+    if "%{p" in spec.lower():
+        values["p"] = await _p_value(ctx, domain)
 
     def repl(m: re.Match[str]) -> str:
-        if m.group(5) is not None:
-            lit = {"%": "%", "_": " ", "-": "%20"}.get(m.group(5))
-            if lit is None:
-                raise PermError("bad macro")
-            return lit
-        letter, digits, rev, delims = m.group(1), m.group(2), m.group(3), m.group(4)
-        if letter.lower() not in values:
-            raise PermError("macro not allowed here")
+        if m.group(1) is None:
+            return {"%%": "%", "%_": " ", "%-": "%20"}[m.group(0)]
+        letter, digits, rev, delims = m.groups()
         parts = re.split("[" + re.escape(delims or ".") + "]", values[letter.lower()])
         if rev:
             parts.reverse()
         if digits:
             if int(digits) == 0:
-                raise PermError("bad macro")
+                raise PermError("macro with zero labels")
             parts = parts[-int(digits) :]
         out = ".".join(parts)
         return urllib.parse.quote(out, safe="") if letter.isupper() else out
 
-    if "%" not in spec:
-        return spec
-    try:
-        out = _MACRO.sub(repl, spec)
-    except re.error:
-        raise PermError("bad macro") from None
-    if "%" in _MACRO.sub("", spec):
-        raise PermError("bad macro")
-    while len(out) > 253 and "." in out:  # §7.3: drop left labels
+    out = _MACRO_EXPAND.sub(repl, spec)
+    while len(out.rstrip(".")) > 253 and "." in out:  # §4.8: drop labels from the left
         out = out.split(".", 1)[1]
     return out
 
 
-def _split_cidr(arg: str, default: str) -> tuple[str, int | None, int | None]:
-    m = _CIDR.match(arg)
-    assert m is not None
-    name = m.group(1) or default
-    v4 = int(m.group(2)) if m.group(2) else None
-    v6 = int(m.group(3)) if m.group(3) else None
-    if (v4 is not None and v4 > 32) or (v6 is not None and v6 > 128):
-        raise PermError("bad cidr length")
-    return name, v4, v6
-
-
+# ----------------------------------------------------------------------------- evaluation
 def _in_net(ctx: _Ctx, addr: str, v4: int | None, v6: int | None) -> bool:
     try:
         target = ipaddress.ip_address(addr)
@@ -152,63 +297,73 @@ async def _addresses(ctx: _Ctx, name: str) -> list[str]:
     return [r.address for r in await ctx.query(name, rtype)]
 
 
-async def _mechanism(ctx: _Ctx, mech: str, arg: str | None, domain: str) -> bool:
-    """Does the mechanism match? Raises PermError / DnsTempError."""
+async def _ptr_names(ctx: _Ctx) -> list[str]:
+    """The client's first 10 PTR names, asked once per check (§4.6.4)."""
+    if ctx.ptr_names is None:
+        rev = dns.reversename.from_address(str(ctx.ip)).to_text()
+        records, _ = await lookup(ctx.resolver, rev, "PTR", ctx.deadline)
+        ctx.ptr_names = [r.target.to_text().lower().rstrip(".") for r in records[:MAX_NAMES]]
+    return ctx.ptr_names
+
+
+async def _validate(ctx: _Ctx, name: str) -> bool:
+    """Does ``name`` resolve back to the client (§5.5)? A DNS error just means no."""
+    if name not in ctx.validated:
+        rtype = "A" if ctx.ip.version == 4 else "AAAA"
+        try:
+            records, _ = await lookup(ctx.resolver, name, rtype, ctx.deadline)
+        except DnsTempError:
+            records = []
+        ctx.validated[name] = any(_in_net(ctx, r.address, None, None) for r in records)
+    return ctx.validated[name]
+
+
+async def _mechanism(ctx: _Ctx, d: _Directive, domain: str) -> bool:
+    """Does the directive match? Raises PermError / DnsTempError."""
+    mech = d.mechanism
     if mech == "all":
         return True
     if mech in ("ip4", "ip6"):
-        if not arg:
-            raise PermError("ip mechanism without network")
-        try:
-            net = ipaddress.ip_network(arg, strict=False)
-        except ValueError:
-            raise PermError("bad network") from None
-        if (mech == "ip4") != (net.version == 4):
-            raise PermError("bad network")
-        return net.version == ctx.ip.version and ctx.ip in net
-    if mech in ("a", "mx"):
-        ctx.count()
-        name, v4, v6 = _split_cidr(arg or "", domain)
-        name = expand(name, ctx, domain)
-        if mech == "a":
-            return any(_in_net(ctx, a, v4, v6) for a in await _addresses(ctx, name))
-        mxs = await ctx.query(name, "MX")
+        assert d.network is not None
+        return d.network.version == ctx.ip.version and ctx.ip in d.network
+    ctx.count()
+    target = (await expand(d.domain, ctx, domain)).rstrip(".") if d.domain else domain
+    if mech == "a":
+        return any(_in_net(ctx, a, d.cidr4, d.cidr6) for a in await _addresses(ctx, target))
+    if mech == "mx":
+        mxs = await ctx.query(target, "MX")
         if len(mxs) > MAX_NAMES:
             raise PermError("too many MX names")
         for mx in mxs:
-            target = mx.exchange.to_text().rstrip(".")
-            if target and any(_in_net(ctx, a, v4, v6) for a in await _addresses(ctx, target)):
+            host = mx.exchange.to_text().rstrip(".")
+            if host and any(_in_net(ctx, a, d.cidr4, d.cidr6) for a in await _addresses(ctx, host)):
                 return True
         return False
     if mech == "ptr":
-        ctx.count()
-        target = expand(arg or domain, ctx, domain).lower().rstrip(".")
-        names = await ctx.query(dns.reversename.from_address(str(ctx.ip)).to_text(), "PTR")
-        for ptr in names[:MAX_NAMES]:
-            host = ptr.target.to_text().lower().rstrip(".")
-            if (host == target or host.endswith("." + target)) and str(ctx.ip) in (
-                await _addresses(ctx, host)
-            ):
+        target = target.lower()
+        try:  # §5.5: a DNS error on the PTR query means no match
+            names = await _ptr_names(ctx)
+        except DnsTempError:
+            return False
+        if not names:
+            ctx.voids += 1
+            if ctx.voids > MAX_VOID:
+                raise PermError("too many void lookups")
+        for host in names:
+            if (host == target or host.endswith("." + target)) and await _validate(ctx, host):
                 return True
         return False
     if mech == "exists":
-        ctx.count()
-        if not arg:
-            raise PermError("exists without domain")
-        return bool(await ctx.query(expand(arg, ctx, domain), "A"))
-    if mech == "include":
-        ctx.count()
-        if not arg:
-            raise PermError("include without domain")
-        result = await _check_host(ctx, expand(arg, ctx, domain))
-        if result == "pass":
-            return True
-        if result in ("fail", "softfail", "neutral"):
-            return False
-        if result == "temperror":
-            raise DnsTempError("include")
-        raise PermError("include of a domain without a usable record")
-    raise PermError(f"unknown mechanism {mech}")
+        return bool(await ctx.query(target, "A"))
+    # include
+    result = await _check_host(ctx, target)
+    if result == "pass":
+        return True
+    if result in ("fail", "softfail", "neutral"):
+        return False
+    if result == "temperror":
+        raise DnsTempError("include")
+    raise PermError("include of a domain without a usable record")
 
 
 async def _check_host(ctx: _Ctx, domain: str) -> str:
@@ -220,54 +375,26 @@ async def _check_host(ctx: _Ctx, domain: str) -> str:
         records, _ = await lookup(ctx.resolver, domain, "TXT", ctx.deadline)
     except DnsTempError:
         return "temperror"
-    spf = [
-        t for t in txt_strings(records) if t.lower() == "v=spf1" or t.lower().startswith("v=spf1 ")
-    ]
+    spf = [t for t in txt_bytes(records) if t[:7].lower() in (b"v=spf1", b"v=spf1 ")]
     if not spf:
         return "none"
     if len(spf) > 1:
         return "permerror"
     try:
-        return await _evaluate(ctx, spf[0], domain)
+        record = parse_record(spf[0].decode("latin-1"))
+        for directive in record.directives:
+            if await _mechanism(ctx, directive, domain):
+                return directive.qualifier
+        if record.redirect is not None:
+            ctx.count()
+            target = await expand(record.redirect, ctx, domain)
+            result = await _check_host(ctx, target)
+            return "permerror" if result == "none" else result
+        return "neutral"
     except PermError:
         return "permerror"
     except DnsTempError:
         return "temperror"
-
-
-async def _evaluate(ctx: _Ctx, record: str, domain: str) -> str:
-    terms = record.split()[1:]
-    redirect: str | None = None
-    modifiers: set[str] = set()
-    directives: list[tuple[str, str, str | None]] = []
-    for term in terms:
-        m = re.match(r"^([A-Za-z][A-Za-z0-9_.-]*)=(.*)$", term)
-        if m:
-            name = m.group(1).lower()
-            if name in ("redirect", "exp"):
-                if name in modifiers:
-                    raise PermError("duplicate modifier")
-                modifiers.add(name)
-                if name == "redirect":
-                    redirect = m.group(2)
-            continue
-        qual = "pass"
-        if term[0] in _QUALIFIERS:
-            qual, term = _QUALIFIERS[term[0]], term[1:]
-        mm = re.match(r"^([A-Za-z][A-Za-z0-9_.-]*)(?::(.*)|(/.*))?$", term)
-        if mm is None or mm.group(1).lower() not in _MECHS:
-            raise PermError("unknown mechanism")
-        mech = mm.group(1).lower()
-        arg_value = mm.group(2) if mm.group(2) is not None else mm.group(3)
-        directives.append((qual, mech, arg_value))
-    for qual, mech, arg in directives:
-        if await _mechanism(ctx, mech, arg, domain):
-            return qual
-    if redirect is not None:
-        ctx.count()
-        result = await _check_host(ctx, expand(redirect, ctx, domain))
-        return "permerror" if result == "none" else result
-    return "neutral"
 
 
 async def check_host(
@@ -284,6 +411,10 @@ async def check_host(
         addr = _parse_ip(ip)
     except ValueError:
         return "permerror"
+    local, at, sdomain = sender.rpartition("@")
+    if not at:
+        local, sdomain = "", sender
+    sender = f"{local or 'postmaster'}@{sdomain}"  # §4.3: no local part -> postmaster
     ctx = _Ctx(ip=addr, sender=sender, helo=helo, resolver=resolver, deadline=deadline)
     return await _check_host(ctx, domain)
 
@@ -296,7 +427,7 @@ async def check_identity(
     resolver: dns.asyncresolver.Resolver,
     deadline: Deadline,
 ) -> str:
-    """SPF for an SMTP session: the MAIL FROM identity, or HELO for the null sender."""
+    """SPF for an SMTP session: the MAIL FROM identity, or HELO for the null sender (§2.4)."""
     helo = helo.strip().rstrip(".")
     mail_from = mail_from.strip().strip("<>")
     if "@" in mail_from:
