@@ -99,14 +99,9 @@ def judge(name: str, ctype: str, data: bytes) -> AttachmentJudgement:
             return AttachmentJudgement("dangerous_attachment", "declared type does not match")
     if real in ("vcard", "ics") or sub in ("vcard", "x-vcard", "directory") or last == "vcf":
         return AttachmentJudgement("attachment_removed", "contact card")
-    if real == "gif" and images.animated(data):
-        return AttachmentJudgement("attachment_removed", "animated GIF")
-    if real == "png" and images.apng(data):
-        return AttachmentJudgement("attachment_removed", "animated PNG")
-    if (real in ("jpeg", "png", "webp", "tiff") and main == "image") or real in ("jpeg", "png"):
-        cleaned = images.strip_metadata(data, real)
-        if cleaned is not None:
-            return AttachmentJudgement("image_metadata", "EXIF data", cleaned)
+    found = images.judge(data, real, declared_image=main == "image")
+    if found is not None:
+        return AttachmentJudgement(*found)
     return AttachmentJudgement(None)
 
 
