@@ -35,6 +35,7 @@ LEXICON_KEYS = (
     "review_request",
     "review_positive", "review_selective", "review_edit", "review_incentive", "off_platform",
     "opt_out", "important_tag", "critical", "messaging_cue", "social_cue", "username_cue",
+    "email_at", "email_at_weak", "email_at_bracketed", "email_dot", "at_prose",
 )
 
 
@@ -158,6 +159,12 @@ class LexiconFile(_Strict):
     messaging_cue: list[str] = Field(default_factory=list)
     social_cue: list[str] = Field(default_factory=list)
     username_cue: list[str] = Field(default_factory=list)
+    # spelled-out "@" and "." of e-mail addresses: words, not patterns (matched literally)
+    email_at: list[str] = Field(default_factory=list)            # unambiguous ("arroba")
+    email_at_weak: list[str] = Field(default_factory=list)       # also a word ("at")
+    email_at_bracketed: list[str] = Field(default_factory=list)  # only as "(chez)"
+    email_dot: list[str] = Field(default_factory=list)
+    at_prose: list[str] = Field(default_factory=list)  # "look at x.de": not a mailbox
 
 
 @dataclass(frozen=True)
@@ -173,6 +180,7 @@ class Lexicon:
     digits: dict[str, str] = field(default_factory=dict)
     fast: dict[str, tuple[regex.Pattern[str] | None, regex.Pattern[str] | None]] = field(
         default_factory=dict)
+    words: dict[str, tuple[str, ...]] = field(default_factory=dict)   # raw entries per key
 
     def _matches(self, key: str, text: str, first: bool) -> list[regex.Match[str]]:
         pat = self.patterns.get(key)
@@ -293,4 +301,5 @@ def load_policy(path: pathlib.Path | None = None) -> Policy:
         regex.compile(pf.attachments.decorative_names)
     except regex.error as err:
         raise PolicyError(f"{path}: attachments.decorative_names: bad pattern: {err}") from None
-    return Policy(pf, Lexicon(patterns, digits, fast), path)
+    words = {k: tuple(v) for k, v in merged.items()}
+    return Policy(pf, Lexicon(patterns, digits, fast, words), path)

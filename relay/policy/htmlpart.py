@@ -84,6 +84,18 @@ def _shows_token(label: str) -> bool:
     return bool(regex.search(r"@|\d{3}|://|www\.|\.[a-z]{2,}/", label, flags=regex.I))
 
 
+def _reading_text(node: LexborNode) -> str:
+    """Text of a subtree as the visible text is built: inline elements joined, blocks on
+    their own lines (so ``kate<b>@</b>x.ai`` is one token and two cells are not)."""
+    out: list[str] = []
+    for n in node.traverse(include_text=True):
+        if n.tag == "-text":
+            out.append(n.text_content or "")
+        elif not n.tag.startswith("-") and n.tag not in _INLINE:
+            out.append("\n")
+    return "".join(out)
+
+
 def _remote(url: str) -> bool:
     return url.strip().lower().startswith(("http:", "https:", "//"))
 
@@ -210,6 +222,10 @@ class HtmlJudge:
                 text = node.text(deep=True, separator=" ").strip()
                 if text:
                     res.hits.append(HtmlHit("hidden_content", "html.hidden", text[:80]))
+                    # what it hides is judged too: an address in it is an address (and
+                    # still goes when an operator allows hidden text itself)
+                    for h in self.scanner.scan(_reading_text(node), ctx):
+                        res.hits.append(HtmlHit(h.kind, h.rule, h.excerpt, h.allowed))
                 remove.append(node)
                 changed = True
             hidden[nid] = is_hidden or bool(hidden.get(pid))

@@ -14,23 +14,53 @@ import urllib.parse
 from dataclasses import dataclass
 
 import regex
+from publicsuffixlist import PublicSuffixList
 
 from relay.policy.config import Policy
 from relay.policy.model import PolicyContext
 
-_TLDS = (
-    "com|net|org|info|biz|io|co|me|ly|gl|to|tv|app|dev|shop|store|online|site|eu|de|at|ch|fr|"
-    "es|it|nl|be|pl|jp|uk|us|ca|mx|br|pt|se|dk|no|fi|ie|cz|sk|hu|ro|gr|ru|cn|kr|in|au|nz|"
-    "link|page|club|xyz|top|social|email|blog|pro|art|design|studio|tech|world|lu|li|lt|lv|"
-    "ee|si|hr|bg|ua|tw|hk|sg|ar|cl|ws|cc|bz|gg"
-)
 URL_RE = re.compile(
     r"(?:(?:https?|ftp)://|www\.)[^\s<>\"'\]\[{}|\\^`]+"
     r"|(?:mailto|tel|callto|sms|whatsapp|tg|viber|skype):[^\s<>\"']+"
-    rf"|(?<![\w@.\-/])(?:[a-z0-9](?:[a-z0-9\-]{{0,61}}[a-z0-9])?\.)+(?:{_TLDS})"
+    r"|(?<![\w@.\-/])(?:[a-z0-9](?:[a-z0-9\-]{0,61}[a-z0-9])?\.)+(?:xn--[a-z0-9\-]{2,59}|[a-z]{2,24})"
     r"(?![\w\-@])(?:/[^\s<>\"']*)?",
     re.IGNORECASE,
 )
+_PSL = PublicSuffixList()
+# suffixes that are also everyday file extensions: "setup.py", "archive.zip" are files
+# unless written with a scheme, www. or a path
+_FILE_LIKE = frozenset({"zip", "mov", "md", "py", "sh", "rs", "ps", "cc", "cs", "pm", "ml",
+                        "so"})
+
+
+@functools.lru_cache(maxsize=8192)
+def registrable(host: str) -> str | None:
+    """The registrable domain of ``host`` under a real public suffix (PSL), else None."""
+    host = host.lower().rstrip(".")
+    try:
+        return _PSL.privatesuffix(host, accept_unknown=False)
+    except Exception:
+        return None
+
+
+def bare_domain_ok(cand: str) -> bool:
+    """Is a scheme-less ``cand`` (``shop.ai/x``) a real domain rather than prose or a file?
+
+    It needs a registrable domain under a real public suffix; a title-case last label
+    (``yesterday.Best``) is a missing space after a full stop; a suffix that is also a file
+    extension (``setup.py``) counts only with a path after it.
+    """
+    if cand.lower().startswith(("www.", "http://", "https://", "ftp://")) or ":" in cand[:8]:
+        return True
+    host, slash, _ = cand.partition("/")
+    tld = host.rsplit(".", 1)[-1]
+    if len(tld) > 1 and tld[0].isupper() and tld[1:].islower():
+        return False
+    if tld.lower() in _FILE_LIKE and not slash:
+        return False
+    return registrable(host) is not None
+
+
 _TRAIL = ".,;:!?)>»”’'\""
 _HOMO = str.maketrans({
     "а": "a", "е": "e", "о": "o", "р": "p", "с": "c", "у": "y", "х": "x", "і": "i", "ј": "j",
@@ -198,7 +228,7 @@ def mismatch(shown: str, target: str) -> bool:
 
 def looks_like_url(text: str) -> str | None:
     """The URL or domain a link *label* shows, if it shows one (for text/target mismatch)."""
-    m = URL_RE.search(text.strip())
+    m = next((m for m in URL_RE.finditer(text.strip()) if bare_domain_ok(m.group())), None)
     if not m or m.group().lower().startswith(("tel:", "mailto:")):
         return None
     return clean_url(m.group())

@@ -36,15 +36,6 @@ class Hit:
 EMAIL_RE = re.compile(
     r"(?<![\w.%+\-])[\w][\w.%+\-]*@[\w](?:[\w\-]*\w)?(?:\.[\w](?:[\w\-]*\w)?)*\.[^\W\d_]{2,24}(?![\w\-])"
 )
-_AT = (r"(?:\s*[\[\(\{<]\s*(?:at|@|arroba|chez|ät|bei|małpa|malpa|chiocciola|apenstaartje|"
-       r"arobase|klammeraffe)\s*[\]\)\}>]\s*"
-       r"|\s+(?:at|arroba|małpa|chiocciola|arobase|apenstaartje)\s+|\s+@\s*|\s*@\s+)")
-_DOT = (r"(?:\s*[\[\(\{<]\s*(?:dot|punto|point|punkt|kropka|punt|\.)\s*[\]\)\}>]\s*"
-        r"|\s+(?:dot|punto|punkt)\s+|\.)")
-OBF_EMAIL_RE = re.compile(
-    rf"(?<![\w.])[\w][\w.+\-]*{_AT}[\w\-]+(?:{_DOT}[\w\-]+)*{_DOT}[a-z]{{2,12}}(?![\w])",
-    re.IGNORECASE,
-)
 PHONE_CAND = regex.compile(
     r"(?<![\w.,/+\-])(?:\+\s?|00|\(\s?)?\d(?:[\d\-./()]|[ \t](?=[\d(]))*\d(?![\w]|[.,]\d)"
 )
@@ -93,6 +84,7 @@ class TextScanner:
         self.lex = policy.lexicon
         self.allowed_numbers = {regex.sub(r"\D", "", n) for n in policy.file.phones.allowed_numbers}
         self.digit_words = DigitWords(policy.lexicon.digits)
+        self.spelled = SpelledEmail(policy)
 
     # -- public -----------------------------------------------------------------------
     def scan(self, text: str, ctx: PolicyContext, *, emoji: bool | None = None) -> list[Hit]:
@@ -113,17 +105,16 @@ class TextScanner:
     # -- detectors ----------------------------------------------------------------------
     def _emails(self, nt: NormText, text: str, ctx: PolicyContext) -> list[Hit]:
         out = []
-        for rx in (EMAIL_RE, OBF_EMAIL_RE):
-            for m in rx.finditer(nt.text):
-                addr = m.group()
-                if rx is OBF_EMAIL_RE and not _plausible_obfuscation(addr):
-                    continue
-                if nt.text[max(0, m.start() - 4):m.start()].lower() == "cid:":
-                    continue
-                if "@" in addr and is_relay_alias(addr, ctx):
-                    continue
-                a, b = nt.span(m.start(), m.end())
-                out.append(Hit("email_address", "contact.email", a, b, text[a:b]))
+        spans = [(m.start(), m.end()) for m in EMAIL_RE.finditer(nt.text)]
+        spans += self.spelled.find(nt.text)
+        for s, e in spans:
+            addr = nt.text[s:e]
+            if nt.text[max(0, s - 4):s].lower() == "cid:":
+                continue
+            if "@" in addr and is_relay_alias(addr, ctx):
+                continue
+            a, b = nt.span(s, e)
+            out.append(Hit("email_address", "contact.email", a, b, text[a:b]))
         return out
 
     def _links(self, nt: NormText, text: str, ctx: PolicyContext) -> list[Hit]:
@@ -131,6 +122,8 @@ class TextScanner:
         prev: tuple[int, str] | None = None   # (end, url) of the previous link
         for m in links.URL_RE.finditer(nt.text):
             url = links.clean_url(m.group())
+            if not links.bare_domain_ok(url):
+                continue
             a, b = nt.span(m.start(), m.start() + len(url))
             low = url.lower()
             if low.startswith("mailto:"):
@@ -304,28 +297,79 @@ def _full_national(region: str, digits: str) -> bool:
     return not prefix or prefix == "1" or digits.startswith(prefix)
 
 
-_WORD_AT = re.compile(r"\s(?:at|arroba|małpa|chiocciola|arobase|apenstaartje)\s", re.I)
-_BRACKETED = re.compile(r"[\[\(\{<]\s*(?:at|@|dot|punto|point|punkt|kropka|punt|\.)", re.I)
-
-
-def _plausible_obfuscation(addr: str) -> bool:
-    """``look at amazon.de`` is English, ``jane.doe at gmail dot com`` an address: a bare
-    "at" needs a spelled-out "dot" or a mailbox-like local part (``jane.doe``, ``kmarsh84``)."""
-    if _BRACKETED.search(addr) or "@" in addr:
-        return True
-    m = _WORD_AT.search(addr)
-    if m is None:
-        return True
-    local, domain = addr[:m.start()], addr[m.end():]
-    spelled_dot = re.search(r"\s(?:dot|punto|punkt|kropka|punt|point)\s", domain, re.I)
-    return bool(spelled_dot) or bool(re.search(r"[._\d+\-]", local))
-
-
 def _dialled(cand: str) -> bool:
     """Written the way phone numbers are: international, or a trunk 0 and digit groups."""
     lead = cand.lstrip("( ")
     groups = [g for g in regex.split(r"[\s\-./()]+", cand) if g]
     return lead.startswith(("+", "00")) or (lead.startswith("0") and len(groups) >= 2)
+
+
+def _alt(words: tuple[str, ...]) -> str:
+    return "|".join(regex.escape(w) for w in sorted(words, key=len, reverse=True)) or "(?!)"
+
+
+class SpelledEmail:
+    """Addresses with a spelled-out ``@`` or ``.`` in any lexicon language.
+
+    ``jane.doe [at] example [dot] org``, ``john at gmail.com``, ``maria arroba gmail punto
+    com``, ``taro アットマーク gmail ドット com``. The domain must end in a real public
+    suffix. A bare word that is also prose ("look at amazon.de") needs more: a spelled
+    "dot", a mailbox-like local part, or a local part that is not a prose word before "at"
+    and a domain that is not one of the order's allowed domains.
+    """
+
+    _OPEN, _CLOSE = r"[\[\(\{<（【]", r"[\]\)\}>）】]"
+
+    def __init__(self, policy: Policy) -> None:
+        w = policy.lexicon.words
+        strong, weak = w.get("email_at", ()), w.get("email_at_weak", ())
+        brk, dots = w.get("email_at_bracketed", ()), w.get("email_dot", ())
+        latin = [x for x in strong if x.isascii() or regex.match(r"\p{Latin}", x)]
+        other = [x for x in strong if x not in latin]
+        dlatin = [x for x in dots if x.isascii() or regex.match(r"\p{Latin}", x)]
+        dother = [x for x in dots if x not in dlatin]
+        o, c = self._OPEN, self._CLOSE
+        at = (rf"(?:\s*{o}\s*(?:{_alt(strong + weak + brk)}|@)\s*{c}\s*"
+              rf"|\s+(?:{_alt(tuple(latin))})\s+|\s*(?:{_alt(tuple(other))})\s*"
+              rf"|\s+(?P<weak>{_alt(weak)})\s+|\s+@\s*|\s*@\s+)")
+        dot = (rf"(?:\s*{o}\s*(?:{_alt(dots)}|\.)\s*{c}\s*"
+               rf"|\s+(?:{_alt(tuple(dlatin))})\s+|\s*(?:{_alt(tuple(dother))})\s*|\.)")
+        word = r"[A-Za-z0-9](?:[A-Za-z0-9_%+\-]|\.(?=[A-Za-z0-9]))*"
+        label = r"[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?"
+        self.rx = regex.compile(
+            rf"(?<![A-Za-z0-9._%+\-])(?P<local>{word}(?:{dot}{word})*){at}"
+            rf"(?P<domain>{label}(?:{dot}{label})*{dot}[A-Za-z]{{2,24}})(?![A-Za-z0-9])",
+            regex.IGNORECASE)
+        self.dot = regex.compile(dot, regex.IGNORECASE)
+        self.spelled_dot = regex.compile(
+            rf"{o}|\s(?:{_alt(tuple(dlatin))})\s|{_alt(tuple(dother))}", regex.IGNORECASE)
+        self.prefilter = regex.compile(
+            rf"@|{o}|(?<![A-Za-z])(?:{_alt(strong + weak)})(?![A-Za-z])|{_alt(tuple(other))}",
+            regex.IGNORECASE)
+        self.prose = frozenset(x.lower() for x in w.get("at_prose", ()))
+        d = policy.file.domains
+        self.allowed = d.marketplace + d.carriers + d.allow
+
+    def find(self, text: str) -> list[tuple[int, int]]:
+        if not self.prefilter.search(text):
+            return []
+        out = []
+        for m in self.rx.finditer(text):
+            if "@" in m.group() and not regex.search(r"\s|" + self._OPEN, m.group()):
+                continue    # a plain address: EMAIL_RE's
+            domain = self.dot.sub(".", m.group("domain")).lower()
+            if links.registrable(domain) is None:
+                continue
+            if m.group("weak") and not self._weak_ok(m, domain):
+                continue
+            out.append((m.start(), m.end()))
+        return out
+
+    def _weak_ok(self, m: regex.Match[str], domain: str) -> bool:
+        local = m.group("local")
+        if self.spelled_dot.search(m.group()) or regex.search(r"[._\d+\-]", local):
+            return True
+        return local.lower() not in self.prose and not links.on(domain, self.allowed)
 
 
 _PRIO = {"opt_out_link": 0, "email_address": 1, "messaging_app_link": 2, "social_handle": 3,
