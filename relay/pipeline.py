@@ -198,6 +198,7 @@ class Pipeline:
             hops=inbound.hops,
             relay_host=self.settings.relay.helo_name,
             now=utcnow(),
+            sender_addresses=tuple(sorted(res.sender_emails)),
         )
 
     def _entry(

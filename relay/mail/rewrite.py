@@ -1,10 +1,13 @@
-"""The anonymising header rewrite: an allowlist, never a blocklist.
+"""The anonymising rewrite: an allowlist, never a blocklist, at every depth.
 
-Only headers that cannot name the sender survive (Subject, Date, MIME-Version, Content-*,
-Auto-Submitted); From, To, Reply-To and Message-ID are set by us; In-Reply-To and
-References are translated through the message-id table. Everything else, Received lines,
-DKIM signatures, Authentication-Results, X-Mailer, Return-Path, Cc, is dropped, because
-every one of them has been seen to carry a real address.
+Only headers that cannot name the sender survive (Subject, Date, MIME-Version,
+Auto-Submitted, and the Content-* fields relay.mail.anonymise allows); From, To,
+Reply-To and Message-ID are set by us; In-Reply-To and References are translated through
+the message-id table. Everything else, Received lines, DKIM signatures,
+Authentication-Results, X-Mailer, Return-Path, Cc, is dropped, because every one of them
+has been seen to carry a real address. The body is walked by relay.mail.anonymise: part
+headers, attached messages, delivery reports and Content-ID/cid: pairs get the same rule.
+Kept values with raw 8-bit bytes leave as RFC 2047/2231 (relay.mail.fields).
 """
 
 from __future__ import annotations
@@ -17,10 +20,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from email.utils import format_datetime, formataddr
 
+from relay.mail import fields as F
+from relay.mail.anonymise import Anonymiser, Parties
+from relay.mail.mime_ids import IdMinter
 from relay.mail.parse import HOPS_HEADER, split_message
 
-KEEP = ("subject", "date", "mime-version", "auto-submitted")
-KEEP_PREFIX = ("content-",)
+KEEP = {"subject": "Subject", "date": "Date", "mime-version": "MIME-Version",
+        "auto-submitted": "Auto-Submitted"}  # fmt: skip
 _MSGID = re.compile(r"<([^<>\s]{1,250})>")
 
 
@@ -49,35 +55,36 @@ class Rewrite:
     hops: int
     relay_host: str
     now: datetime
+    # The writer's real addresses: where an attached message names them, the reader sees
+    # the writer's alias instead. Any other address there is left out.
+    sender_addresses: tuple[str, ...] = ()
 
 
 def display_name(name: str, fallback: str, marketplace: str) -> str:
     return f"{name or fallback} via {marketplace}"
 
 
-def _kept(header_bytes: bytes) -> Iterable[bytes]:
-    """Yield kept header fields verbatim (with folding), in their original order."""
-    field: list[bytes] = []
-    keep = False
-    for line in header_bytes.split(b"\r\n"):
-        if not line:
-            continue
-        if line[:1] in (b" ", b"\t"):
-            if keep:
-                field.append(line)
-            continue
-        if keep and field:
-            yield b"\r\n".join(field) + b"\r\n"
-        name = line.split(b":", 1)[0].strip().lower().decode("ascii", "replace")
-        keep = b":" in line and (name in KEEP or name.startswith(KEEP_PREFIX))
-        field = [line]
-    if keep and field:
-        yield b"\r\n".join(field) + b"\r\n"
-
-
 def _header(name: str, value: str) -> bytes:
-    """Values are ASCII and bounded by construction (names are cleaned at provisioning)."""
-    return f"{name}: {value}".encode("ascii").replace(b"\n", b"\r\n") + b"\r\n"
+    """Values are ASCII and bounded by construction (names are cleaned at provisioning);
+    only an address with a UTF-8 local part stays UTF-8 (an SMTPUTF8 delivery)."""
+    return F.make(name, value.replace("\r\n", "\n").replace("\n", "\r\n"))
+
+
+def _kept(header_bytes: bytes) -> tuple[list[bytes], list[tuple[str, bytes]]]:
+    """The kept top-level fields (8-bit values re-encoded) and the Content-* fields,
+    which relay.mail.anonymise filters like any part's."""
+    kept: list[bytes] = []
+    content: list[tuple[str, bytes]] = []
+    for name, field in F.fields(header_bytes):
+        if name.startswith("content-"):
+            content.append((name, field))
+        elif name in KEEP:
+            if field.isascii():
+                kept.append(field)
+            elif name == "subject":
+                kept.append(F.unstructured("Subject", F.value(field)))
+            # an 8-bit Date, MIME-Version or Auto-Submitted is garbage: ours replaces it
+    return kept, content
 
 
 def mailbox(name: str, address: str) -> str:
@@ -90,9 +97,24 @@ def mailbox(name: str, address: str) -> str:
     return formataddr((name, address), charset="utf-8")
 
 
+def anonymiser(rw: Rewrite) -> Anonymiser:
+    domain = rw.from_alias.rpartition("@")[2].lower()
+    parties = Parties(
+        sender_addresses=frozenset(a.strip().lower() for a in rw.sender_addresses if a),
+        sender_mailbox=mailbox(rw.from_name, rw.from_alias),
+        recipient_address=rw.to_address,
+        recipient_mailbox=mailbox(rw.to_name, rw.to_address),
+        relay_domain=domain,
+        relay_host=rw.relay_host,
+        marketplace=rw.marketplace,
+    )
+    return Anonymiser(parties, IdMinter(rw.message_id, domain))
+
+
 def rewrite_message(message: bytes, rw: Rewrite) -> bytes:
     header_bytes, body = split_message(message)
-    kept = list(_kept(header_bytes))
+    kept, content = _kept(header_bytes)
+    content_fields, body = anonymiser(rw).top(content, body)
     kept_names = {k.split(b":", 1)[0].strip().lower() for k in kept}
     out = [
         _header(
@@ -109,12 +131,12 @@ def rewrite_message(message: bytes, rw: Rewrite) -> bytes:
     if rw.in_reply_to:
         out.append(_header("In-Reply-To", " ".join(f"<{i}>" for i in rw.in_reply_to)))
     if rw.references:
-        out.append(_header("References", " ".join(f"<{i}>" for i in rw.references)))
+        out.append(_header("References", "\r\n ".join(f"<{i}>" for i in rw.references)))
     if b"date" not in kept_names:
         out.append(_header("Date", format_datetime(rw.now)))
-    if b"mime-version" not in kept_names and any(n.startswith(b"content-") for n in kept_names):
+    if b"mime-version" not in kept_names and content_fields:
         out.append(_header("MIME-Version", "1.0"))
-    return b"".join(out) + b"".join(kept) + b"\r\n" + body
+    return b"".join(out) + b"".join(kept) + b"".join(content_fields) + b"\r\n" + body
 
 
 def map_thread_ids(ids: Iterable[str], lookup: Callable[[str], str | None]) -> tuple[str, ...]:
