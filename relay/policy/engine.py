@@ -71,6 +71,8 @@ class PolicyEngine:
         except RecursionError:
             return Verdict("reject", (), None,
                            "Message refused by rule structure: the message is nested too deeply")
+        except MemoryError:  # over the message's memory budget: relay.policy_pool refuses it
+            raise
         except Exception:
             log.exception("policy.evaluate.failed")
             return Verdict("reject", (), None,
