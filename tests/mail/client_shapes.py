@@ -177,7 +177,7 @@ def gmail(writer: Person, to: str, *, seed: str = "gm") -> bytes:
     )
 
 
-def apple_mail(writer: Person, to: str, *, seed: str = "am") -> bytes:
+def apple_mail(writer: Person, to: str, *, seed: str = "am", vcard: bool = True) -> bytes:
     """Apple-Mail=_ boundaries, a base64 HTML part whose ``cid:`` URL is percent-encoded,
     ``Content-Id`` with the writer's domain, and the writer's vCard attached."""
     t = _tok(seed, 32).upper()
@@ -190,7 +190,7 @@ def apple_mail(writer: Person, to: str, *, seed: str = "am") -> bytes:
         f'<img apple-inline="yes" id="{uuid}" src="cid:{cid.replace("@", "%40")}">'
         "</body></html>"
     )
-    vcard = (
+    card = (
         f"BEGIN:VCARD\r\nVERSION:3.0\r\nN:{writer.name};;;\r\nFN:{writer.name}\r\n"
         f"EMAIL;type=INTERNET;type=WORK;type=pref:{writer.address}\r\nEND:VCARD\r\n"
     )
@@ -215,7 +215,7 @@ def apple_mail(writer: Person, to: str, *, seed: str = "am") -> bytes:
             f'\tfilename="{writer.name}.vcf"\nContent-Type: text/vcard;\n'
             f'\tname="{writer.name}.vcf"\nContent-Transfer-Encoding: 7bit\n\n'
         )
-        + vcard.encode()
+        + (card if vcard else "BEGIN:VCARD\r\nVERSION:3.0\r\nEND:VCARD\r\n").encode()
         + _crlf(f"\n--{b1}--\n")
     )
 
