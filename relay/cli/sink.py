@@ -20,7 +20,7 @@ from pathlib import Path
 
 import click
 
-from relay.cli import StartupError
+from relay.cli import CliState, StartupError
 
 DEFAULT_MAILDIR = "var/sink"
 
@@ -165,15 +165,30 @@ def show(number: int, maildir: str, raw: bool, wait: float) -> None:
 @click.option("--from", "sender", required=True, help="the replying party's own address")
 @click.option("--body", required=True, help="the text of the reply")
 @click.option(
-    "--server", default="127.0.0.1:2525", show_default=True, help="the relay's SMTP host:port"
+    "--server",
+    default=None,
+    help="the relay's SMTP host:port (default: smtp.listen of --config/RELAY_CONFIG, "
+    "else 127.0.0.1:2525)",
 )
 @click.option("--maildir", default=DEFAULT_MAILDIR, show_default=True, help="the sink's Maildir")
 @_WAIT
-def reply(number: int, sender: str, body: str, server: str, maildir: str, wait: float) -> None:
+@click.pass_obj
+def reply(
+    state: CliState,
+    number: int,
+    sender: str,
+    body: str,
+    server: str | None,
+    maildir: str,
+    wait: float,
+) -> None:
     """Answer message NUMBER as a mail client's Reply button would, through the relay."""
     import smtplib
 
     from relay.settings import parse_hostport
+
+    if server is None:
+        server = state.settings.smtp.listen if state.config else "127.0.0.1:2525"
 
     original = _load(_maildir(maildir, create=False), number, wait)
     to = original.get("Reply-To") or original.get("From")
