@@ -113,3 +113,78 @@ async def test_ptr(dns_server: DNSServer) -> None:
     dns_server.add("mail.ptr.example", "A", "192.0.2.5")
     assert await spf(dns_server, "192.0.2.5", "ptr.example") == "pass"
     assert await spf(dns_server, "192.0.2.6", "ptr.example") == "fail"
+
+
+def _p_world(d: DNSServer) -> None:
+    """A client 192.0.2.5 whose PTR names are a forged one, a foreign one and ours."""
+    d.add("p.example", "TXT", "v=spf1 exists:%{p}.allow.example -all")
+    d.add("5.2.0.192.in-addr.arpa", "PTR", "forged.p.example.")  # no A back to the client
+    d.add("5.2.0.192.in-addr.arpa", "PTR", "mx.other.example.")
+    d.add("5.2.0.192.in-addr.arpa", "PTR", "out.p.example.")
+    d.add("mx.other.example", "A", "192.0.2.5")
+    d.add("out.p.example", "A", "192.0.2.5")
+    d.add("forged.p.example", "A", "198.51.100.9")
+    d.add("out.p.example.allow.example", "A", "127.0.0.2")
+    d.add("unknown.allow.example", "A", "127.0.0.2")
+
+
+async def test_p_macro_is_the_validated_ptr_name(dns_server: DNSServer) -> None:
+    """RFC 7208 §7.3: %{p} is a PTR name resolving back to the client, preferring <domain>
+    and its subdomains over foreign names and never a forged (unvalidated) one."""
+    _p_world(dns_server)
+    assert await spf(dns_server, "192.0.2.5", "p.example") == "pass"
+    # Only the foreign name validates: it is used, and it is not on the allow list.
+    dns_server.remove("out.p.example", "A")
+    assert await spf(dns_server, "192.0.2.5", "p.example") == "fail"
+    # Nothing validates: "unknown".
+    dns_server.remove("mx.other.example", "A")
+    assert await spf(dns_server, "192.0.2.5", "p.example") == "pass"
+
+
+async def test_p_macro_dns_error_is_unknown_and_ptr_error_no_match(dns_server: DNSServer) -> None:
+    """A failing PTR query gives %{p} "unknown" (§7.3) and a ptr mechanism no match (§5.5)."""
+    d = dns_server
+    d.add("p.example", "TXT", "v=spf1 exists:%{p}.allow.example -all")
+    d.add("unknown.allow.example", "A", "127.0.0.2")
+    d.add("ptr.example", "TXT", "v=spf1 ptr ?all")
+    d.fail("5.2.0.192.in-addr.arpa")
+    assert await spf(d, "192.0.2.5", "p.example") == "pass"
+    assert await spf(d, "192.0.2.5", "ptr.example") == "neutral"
+
+
+async def test_p_macro_lookups_are_bounded(dns_server: DNSServer) -> None:
+    """15 PTR names: one PTR query and at most 10 address queries, however often %{p}
+    appears in the record."""
+    d = dns_server
+    d.add("many.example", "TXT", "v=spf1 exists:%{p}.a.example exists:%{p}.b.example -all")
+    for i in range(15):
+        d.add("5.2.0.192.in-addr.arpa", "PTR", f"h{i}.elsewhere.example.")
+    assert await spf(d, "192.0.2.5", "many.example") == "fail"
+    ptr = [q for q in d.queries if q[1] == "PTR"]
+    addresses = [q for q in d.queries if q[1] == "A" and q[0].endswith("elsewhere.example.")]
+    assert len(ptr) == 1 and len(addresses) == 10
+
+
+@pytest.mark.parametrize(
+    ("record", "expected"),
+    [
+        ("v=spf1 ip4:192.0.2.1\t-all", "permerror"),  # only SP separates terms (§4.6.1)
+        ("v=spf1 ip4:192.0.2.1\r\n-all", "permerror"),
+        ("v=spf1 ip4:192.0.2.01 -all", "permerror"),  # no leading zeros in ip4 (§12)
+        ("v=spf1 ip4:192.0.2.1/032 -all", "permerror"),
+        ("v=spf1 ip6:2001:db8::1/64/64 -all", "permerror"),
+        ("v=spf1 a:localhost -all", "permerror"),  # domain-spec needs a top label
+        ("v=spf1 ip4:192.0.2.1 -all exp=%{r}.example", "permerror"),  # r is exp-only
+        ("v=spf1 ip4:192.0.2.1 -all foo=%x", "permerror"),  # unknown modifier, bad macro
+        ("v=spf1 ip4:192.0.2.1 -all foo=bar", "pass"),
+        ("v=spf1 a:s.example. -all", "pass"),
+        ("V=SPF1 IP4:192.0.2.1 -ALL", "pass"),
+        ("v=spf1 ip4:192.0.2.1 -all ", "pass"),
+    ],
+)
+async def test_syntax(dns_server: DNSServer, record: str, expected: str) -> None:
+    """The whole record is checked before evaluation (§4.6): an error after the matching
+    term still makes it permerror."""
+    dns_server.add("s.example", "TXT", record)
+    dns_server.add("s.example", "A", "192.0.2.1")
+    assert await spf(dns_server, "192.0.2.1") == expected
