@@ -129,6 +129,8 @@ def _check_macro_string(text: str, letters: set[str]) -> bool:
         if m is not None:
             if m.group(1) is not None and m.group(1).lower() not in letters:
                 raise PermError(f"macro letter {m.group(1)!r} not allowed here")
+            if m.group(2) and int(m.group(2)) == 0:
+                raise PermError("macro keeping zero labels")  # §7.3: DIGIT is nonzero
             pos, ends_in_macro = m.end(), True
             continue
         lit = _MACRO_LITERAL.match(text, pos)
@@ -266,8 +268,6 @@ async def expand(spec: str, ctx: _Ctx, domain: str) -> str:
         if rev:
             parts.reverse()
         if digits:
-            if int(digits) == 0:
-                raise PermError("macro with zero labels")
             parts = parts[-int(digits) :]
         out = ".".join(parts)
         return urllib.parse.quote(out, safe="") if letter.isupper() else out
