@@ -58,6 +58,23 @@ BAD_HEADER = Reply(554, "5.6.0", "Message refused: malformed header section")
 LOOP = Reply(554, "5.4.6", "Message refused: too many hops, possible mail loop")
 BAD_BOUNCE = Reply(550, "5.1.1", "No such recipient")
 
+# The SMTP edge (relay.smtp.gate): slow or greedy clients, RFC 6531 envelopes, RFC basics.
+TOO_MANY_FROM_CLIENT = Reply(
+    421, "4.7.0", "Too many connections from your address, try again later"
+)
+EVICTED = Reply(421, "4.7.0", "Too many connections: closing this idle session, try again later")
+TIMEOUT = Reply(421, "4.4.2", "Timeout exceeded waiting for your command, closing")
+TOO_SLOW = Reply(421, "4.4.2", "Message data arriving too slowly, closing; try again later")
+TLS_ACTIVE = Reply(503, "5.5.1", "TLS already active")
+AUTH_UNSUPPORTED = Reply(
+    502, "5.5.1", "AUTH not supported: this server only accepts mail for its own domain"
+)
+NOT_UTF8 = Reply(501, "5.5.2", "Syntax error: the command is not valid UTF-8")
+NEEDS_SMTPUTF8 = Reply(553, "5.6.7", "Non-ASCII address needs the SMTPUTF8 parameter on MAIL FROM")
+OPS_SEPARATELY = Reply(
+    452, "4.5.3", "Postmaster and abuse mail go in a transaction of their own: retry this one"
+)
+
 # A message over a structural limit or over its CPU/memory budget is the message's fault,
 # and a retry would meet the same limit: permanent, never 451 (relay.mail.limits).
 STRUCTURE_LIMIT = Reply(554, "5.6.0", "Message refused: its structure is over a limit")

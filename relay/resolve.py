@@ -42,10 +42,39 @@ class Resolution:
 
 
 def split_address(address: str) -> tuple[str, str]:
+    """(local part, domain), both case-folded; a U-label domain in its A-label form, so
+    ``bücher.example`` and ``xn--bcher-kva.example`` are one domain (RFC 6531 envelopes)."""
     local, at, domain = address.strip().strip("<>").rpartition("@")
     if not at or not local or not domain:
         raise ValueError("no domain")
-    return local.lower(), domain.lower().rstrip(".")
+    return local.lower(), _a_label(domain.lower().rstrip("."))
+
+
+def _a_label(domain: str) -> str:
+    if domain.isascii():
+        return domain
+    try:
+        return domain.encode("idna").decode("ascii")
+    except UnicodeError:
+        return domain  # not a valid IDN: compares unequal to ours, refused as relaying
+
+
+# RFC 5321 4.5.1 (postmaster, also bare ``<Postmaster>``) and RFC 2142 (abuse): accepted
+# from anyone, for the ops mailbox only (relay.smtp.postmaster).
+OPS_MAILBOXES = frozenset({"postmaster", "abuse"})
+
+
+def ops_mailbox(address: str, relay_domain: str) -> str | None:
+    """``postmaster`` or ``abuse`` if ``address`` is that mailbox of the relay domain (any
+    case), else None."""
+    bare = address.strip().strip("<>").strip()
+    if bare.lower() == "postmaster":
+        return "postmaster"
+    try:
+        local, domain = split_address(bare)
+    except ValueError:
+        return None
+    return local if local in OPS_MAILBOXES and domain == relay_domain else None
 
 
 def _alias_query() -> sa.Select[Any]:
@@ -65,7 +94,10 @@ def _alias_query() -> sa.Select[Any]:
             orders.c.buyer_name,
             orders.c.seller_name,
             orders.c.delivered_at,
-            rp.c.email.label("recipient_email"),
+            # Delivered to as registered (mixed case, U-label); the key when not kept.
+            sa.func.coalesce(sa.func.nullif(rp.c.registered_email, ""), rp.c.email).label(
+                "recipient_email"
+            ),
             sp.c.email.label("sender_email"),
             sp.c.allow_spf_only,
             party_senders.c.email.label("extra_sender"),

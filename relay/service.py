@@ -34,8 +34,11 @@ from relay.pipeline import Authenticator, Pipeline, registered_sender
 from relay.policy_pool import PolicyRunner
 from relay.proxy import parse_networks
 from relay.settings import Settings, SettingsError
+from relay.smtp.fdlimit import ensure_fd_limit
+from relay.smtp.gate import ConnectionGate, Limits
 from relay.smtp.handler import RelayHandler
-from relay.smtp.server import ConnectionGate, RelaySMTP
+from relay.smtp.postmaster import OpsMailbox
+from relay.smtp.server import RelaySMTP
 
 log = structlog.get_logger("relay.service")
 
@@ -94,7 +97,7 @@ class Relay:
         self.handler: RelayHandler | None = None
         self._worker_task: asyncio.Task[None] | None = None
         self._runner: PolicyRunner | None = None
-        self.gate = ConnectionGate(settings.smtp.max_connections)
+        self.gate = ConnectionGate(Limits.from_settings(settings.smtp))
         self.ops: OpsServer | None = None
         self.tls: ssl.SSLContext | None = None
         self.tls_expires: datetime | None = None
@@ -154,7 +157,10 @@ class Relay:
                 authenticator=self._authenticator or registered_sender,
             )
             bounces = SignedBounces(s, self.engine, self.committer, verp_key)
-            self.handler = RelayHandler(s, pipeline, bounces)
+            ops = OpsMailbox(s, self.committer, verp_key)
+            if not s.relay.postmaster:
+                log.warning("relay.postmaster.unset", effect="postmaster/abuse mail archived only")
+            self.handler = RelayHandler(s, pipeline, bounces, ops)
             await self._listen()
         log.info(
             "relay.started",
@@ -167,6 +173,7 @@ class Relay:
         s = self.settings
         host, port = s.smtp.host_port
         self._load_tls()
+        ensure_fd_limit(s.smtp.max_connections)
         trusted = parse_networks(s.smtp.proxy_networks)
         networks = trusted if s.smtp.proxy_protocol else None
         proxy_timeout = s.smtp.proxy_timeout.total_seconds() if networks is not None else None
@@ -183,13 +190,18 @@ class Relay:
                 ident="ESMTP relay",
                 tls_context=self.tls,  # read per connection: SIGHUP swaps it
                 require_starttls=False,
-                timeout=s.smtp.timeout.total_seconds(),
+                timeout=s.smtp.timeout.total_seconds(),  # the gate keeps time (relay.smtp.gate)
                 decode_data=False,
-                enable_SMTPUTF8=False,
+                enable_SMTPUTF8=True,
                 loop=asyncio.get_running_loop(),
             )
 
-        self.server = await asyncio.get_running_loop().create_server(factory, host, port)
+        # A deep accept queue: a burst of connections must reach the gate (which can evict
+        # to make room), not wait in SYN retries the client sees as seconds of silence.
+        backlog = max(128, min(4096, s.smtp.max_connections))
+        self.server = await asyncio.get_running_loop().create_server(
+            factory, host, port, backlog=backlog
+        )
 
     def _load_tls(self) -> None:
         """Load certificate and key (raises SettingsError); note the expiry for /readyz."""

@@ -17,8 +17,9 @@ from relay import metrics, replies
 from relay.log import mask
 from relay.pipeline import Pipeline, SessionInfo
 from relay.proxy import client_peer
-from relay.resolve import Resolution, resolve_alias, split_address
+from relay.resolve import Resolution, ops_mailbox, resolve_alias, split_address
 from relay.settings import Settings
+from relay.smtp.postmaster import OpsMailbox
 
 log = structlog.get_logger("relay.smtp")
 
@@ -34,11 +35,16 @@ class BounceIntake(Protocol):
 
 class RelayHandler:
     def __init__(
-        self, settings: Settings, pipeline: Pipeline, bounces: BounceIntake | None = None
+        self,
+        settings: Settings,
+        pipeline: Pipeline,
+        bounces: BounceIntake | None = None,
+        ops: OpsMailbox | None = None,
     ) -> None:
         self.settings = settings
         self.pipeline = pipeline
         self.bounces = bounces
+        self.ops = ops
         self.accepting = True
 
     async def handle_EHLO(
@@ -49,8 +55,11 @@ class RelayHandler:
         hostname: str,
         responses: list[str],
     ) -> list[str]:
-        """Advertise XFORWARD to a trusted Postfix only (see relay.proxy)."""
+        """Advertise XFORWARD to a trusted Postfix only (see relay.proxy), enhanced status
+        codes (every reply has one), and no AUTH: this is an MX, not a submission server."""
         session.host_name = hostname
+        responses = [r for r in responses if not r[4:].upper().startswith("AUTH")]
+        responses.insert(len(responses) - 1, "250-ENHANCEDSTATUSCODES")
         if getattr(server, "xforward_trusted", False):
             responses.insert(len(responses) - 1, "250-XFORWARD NAME ADDR PORT PROTO HELO SOURCE")
         return responses
@@ -80,10 +89,13 @@ class RelayHandler:
         address: str,
         mail_options: list[str],
     ) -> str:
+        if not address.isascii() and not envelope.smtp_utf8:
+            return str(replies.NEEDS_SMTPUTF8)  # RFC 6531 3.4; Postfix answers the same
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         envelope.resolutions = []  # type: ignore[attr-defined]
         envelope.bounce_tokens = []  # type: ignore[attr-defined]
+        envelope.ops_mailboxes = []  # type: ignore[attr-defined]
         return str(replies.SENDER_OK)
 
     async def handle_RCPT(
@@ -98,6 +110,8 @@ class RelayHandler:
             reply = replies.SHUTTING_DOWN
         elif len(envelope.rcpt_tos) >= self.settings.smtp.max_recipients:
             reply = replies.TOO_MANY_RECIPIENTS
+        elif not address.isascii() and not envelope.smtp_utf8:
+            reply = replies.NEEDS_SMTPUTF8
         else:
             reply = await self._rcpt(envelope, address)
         if reply.code >= 400:
@@ -111,6 +125,15 @@ class RelayHandler:
 
     async def _rcpt(self, envelope: Envelope, address: str) -> replies.Reply:
         relay = self.settings.relay
+        # The ops mailbox shares no transaction with party mail: one DATA reply cannot
+        # honestly answer for both (a refused alias beside a delivered postmaster copy).
+        ops: list[str] = getattr(envelope, "ops_mailboxes", [])
+        mailbox = ops_mailbox(address, relay.domain) if self.ops is not None else None
+        if mailbox is not None:
+            if len(ops) < len(envelope.rcpt_tos):
+                return replies.OPS_SEPARATELY
+            ops.append(mailbox)
+            return replies.RECIPIENT_OK
         try:
             local, domain = split_address(address)
         except ValueError:
@@ -119,6 +142,8 @@ class RelayHandler:
             if self.bounces is not None and domain == relay.domain:
                 token = await self.bounces.check_known(local)
                 if token is not None:
+                    if ops:
+                        return replies.OPS_SEPARATELY
                     envelope.bounce_tokens.append(token)  # type: ignore[attr-defined]
                     return replies.RECIPIENT_OK
             res = await resolve_alias(self.pipeline.engine, relay.domain, address)
@@ -127,6 +152,8 @@ class RelayHandler:
             return replies.TEMP_FAILURE
         if isinstance(res, replies.Reply):
             return res
+        if ops:
+            return replies.OPS_SEPARATELY
         envelope.resolutions.append(res)  # type: ignore[attr-defined]
         return replies.RECIPIENT_OK
 
@@ -141,9 +168,12 @@ class RelayHandler:
         raw: bytes = envelope.original_content or b""
         resolutions: list[Resolution] = getattr(envelope, "resolutions", [])
         tokens: list[str] = getattr(envelope, "bounce_tokens", [])
+        ops: list[str] = getattr(envelope, "ops_mailboxes", [])
         # Shielded: once the message is in the commit queue, a client hanging up does not
         # cancel the commit. The message is then ours and will be delivered.
         try:
+            if ops and self.ops is not None:
+                return str(await asyncio.shield(self.ops.accept(info, ops, raw)))
             if tokens and self.bounces is not None:
                 status = await asyncio.shield(self.bounces.accept(info, tokens, raw))
                 if not resolutions:

@@ -1,13 +1,21 @@
 """aiosmtpd's SMTP protocol, hardened for a public MX.
 
-Three departures from aiosmtpd's defaults, each for a reason:
+Departures from aiosmtpd's defaults, each for a reason:
 
 - DATA is read in chunks, not line by line: the line reader costs about 23 µs per KB on
   the event loop. The end of data is only ``CRLF.CRLF`` (never a bare-LF variant, the
   SMTP smuggling trick); bare CR/LF and NUL are refused later by the intake check.
 - The size limit answers ``552 5.3.4`` after reading to the end, as RFC 5321 4.2.5 wants.
 - An unhandled error answers ``451 4.3.0`` instead of aiosmtpd's ``500`` with the
-  exception text: our bug must not look like the sender's fault, nor leak internals.
+  exception text: our bug must not look like the sender's fault, nor leak internals. A
+  failed TLS handshake is the client's business: logged in a line, no traceback.
+- Every reply carries an enhanced status code (RFC 2034, advertised in EHLO), aiosmtpd's
+  own terse ones included; a second STARTTLS gets ``503 5.5.1``; AUTH is not offered (this
+  is an MX, not a submission server).
+- SMTPUTF8 (RFC 6531) is on: arguments are UTF-8, and one that is not gets ``501 5.5.2``
+  before any handler sees it, so no undecodable text reaches a log, a hash or a query.
+- aiosmtpd's per-command timer is replaced by relay.smtp.gate, which admits, times out
+  and evicts sessions with the whole server's load in view.
 
 Every connection gets a session id bound to the logging context for its whole life (the
 handler's and the pipeline's lines carry it too). On shutdown the gate drains: idle
@@ -20,61 +28,64 @@ import asyncio
 import re
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any, AnyStr
 
 import structlog
-from aiosmtpd.smtp import MISSING, SMTP, Session
+from aiosmtpd.smtp import MISSING, SMTP, Session, TLSSetupException, syntax
 
 from relay import metrics, replies
 from relay.proxy import Network, allowed, parse_xforward
+from relay.replies import Reply
+from relay.smtp.gate import PREAMBLE, Activity, ConnectionGate, client_key
+
+__all__ = ["ConnectionGate", "RelaySMTP"]
 
 log = structlog.get_logger("relay.smtp")
 DATA_CHUNK = 1 << 16
 _TERMINATOR = b"\r\n.\r\n"
 _SIZE_PARAM = re.compile(r"(?i)\bSIZE=(\d{1,20})\b")
+_HAS_ENHANCED = re.compile(r"^\d{3}[ -][245]\.\d{1,3}\.\d{1,3}(?: |$)")
+# Enhanced codes for aiosmtpd's own replies, by reply code (RFC 3463).
+_ENHANCED = {
+    "221": "2.0.0", "250": "2.0.0", "252": "2.5.0", "421": "4.3.0", "451": "4.3.0",
+    "500": "5.5.2", "501": "5.5.4", "502": "5.5.1", "503": "5.5.1", "504": "5.5.4",
+    "530": "5.7.0", "538": "5.7.11", "550": "5.0.0", "552": "5.3.4", "553": "5.1.3",
+    "554": "5.0.0", "555": "5.5.4",
+}  # fmt: skip
+# Commands that do not move a session forward: they do not reset its idle clock.
+_UNPRODUCTIVE = frozenset({"NOOP", "RSET", "VRFY", "EXPN", "HELP"})
+_SYNTAX_ATTRS = ("__smtp_syntax__", "__smtp_syntax_when__", "__smtp_syntax_extended__")
 
 
-class ConnectionGate:
-    """Counts open connections so the server can refuse the one too many with 421, and
-    drains them on shutdown."""
+class _NoTimer:
+    """Stands in for aiosmtpd's per-command timer handle (the gate keeps time)."""
 
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.sessions: set[RelaySMTP] = set()
-        self.draining = False
-        self.empty = asyncio.Event()
-        self.empty.set()
+    def cancel(self) -> None:
+        pass
 
-    @property
-    def open(self) -> int:
-        return len(self.sessions)
 
-    def enter(self, conn: RelaySMTP) -> None:
-        self.sessions.add(conn)
-        self.empty.clear()
-        metrics.SMTP_SESSIONS.set(len(self.sessions))
+_NO_TIMER: Any = _NoTimer()
 
-    def leave(self, conn: RelaySMTP) -> None:
-        self.sessions.discard(conn)
-        metrics.SMTP_SESSIONS.set(len(self.sessions))
-        if not self.sessions:
-            self.empty.set()
 
-    async def drain(self, timeout: float) -> int:
-        """Close idle sessions now, the others after their transaction; abort whatever is
-        still open after ``timeout`` seconds. Returns how many had to be aborted."""
-        self.draining = True
-        for conn in list(self.sessions):
-            conn.begin_drain()
-        try:
-            await asyncio.wait_for(self.empty.wait(), timeout)
-            return 0
-        except TimeoutError:
-            left = list(self.sessions)
-            for conn in left:
-                if conn.transport is not None:
-                    conn.transport.abort()
-            return len(left)
+def with_enhanced_code(text: str) -> str:
+    """``503 Error: ...`` -> ``503 5.5.1 Error: ...``; replies that have one, and codes
+    without an obvious class (220 banner, 354), are left alone."""
+    code = text[:3]
+    if code not in _ENHANCED or _HAS_ENHANCED.match(text) or text[3:4] not in (" ", "-", ""):
+        return text
+    sep = text[3:4] or " "
+    return f"{code}{sep}{_ENHANCED[code]} {text[4:]}".rstrip()
+
+
+def _utf8_clean(arg: str) -> bool:
+    """False if the argument held bytes that are not UTF-8 (aiosmtpd keeps them as lone
+    surrogates, which would break every encoder downstream)."""
+    try:
+        arg.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class RelaySMTP(SMTP):
@@ -94,54 +105,132 @@ class RelaySMTP(SMTP):
         self.xforward_trusted = False
         self._in_data = False
         self._closing = False
+        self._admitted = False
+        self._command = ""
+        self._last_code = 0
         self._goodbye: asyncio.Task[None] | None = None
+        self.activity = Activity(hang_up=self._hang_up, begin_drain=self.begin_drain)
+        self._smtp_methods = {
+            name: self._tracked(name, method) for name, method in self._smtp_methods.items()
+        }
+
+    def _tracked(
+        self, name: str, method: Callable[[Any], Awaitable[None]]
+    ) -> Callable[[Any], Awaitable[None]]:
+        """Every command: refuse arguments that are not UTF-8, tell the gate when we are
+        working (never timed out) and when it is the client's turn again (the idle clock
+        restarts only after a productive command that succeeded)."""
+
+        async def run(arg: str | None) -> None:
+            if arg is not None and not _utf8_clean(arg):
+                await self.push(str(replies.NOT_UTF8))
+                return
+            self._command = name
+            self.activity.busy()
+            try:
+                await method(arg)
+            finally:
+                self._command = ""
+                productive = name not in _UNPRODUCTIVE and 0 < self._last_code < 400
+                self.activity.waiting(productive=productive)
+
+        for attr in _SYNTAX_ATTRS:  # HELP reads these off the method
+            if hasattr(method, attr):
+                setattr(run, attr, getattr(method, attr))
+        return run
 
     def _create_session(self) -> Session:
         session = super()._create_session()
         session.relay_id = secrets.token_hex(6)  # type: ignore[attr-defined]
         return session
 
+    def _reset_timeout(self, duration: float | None = None) -> None:
+        """aiosmtpd's timer only for the PROXY header wait; everything after the banner
+        is timed by the gate's sweeper."""
+        if self._timeout_handle is not None:
+            self._timeout_handle.cancel()
+        if duration:
+            self._timeout_handle = self.loop.call_later(duration, self._timeout_cb)
+        else:
+            self._timeout_handle = _NO_TIMER
+
     async def _handle_client(self) -> None:
         with structlog.contextvars.bound_contextvars(session=self.session.relay_id):
-            if not await self._admit():
+            if not self._from_allowed_proxy():
                 return
-            self._gate.enter(self)
             started = time.monotonic()
-            log.info("smtp.session.start", peer=_host(self.session.peer))
             try:
+                if self._proxy_networks is None and not await self._admit():
+                    return
                 await super()._handle_client()
             finally:
-                self._gate.leave(self)
-                log.info(
-                    "smtp.session.end",
-                    peer=_host(self.session.peer),
-                    seconds=round(time.monotonic() - started, 3),
-                )
+                if self._admitted:
+                    self._gate.leave(self.activity)
+                    log.info(
+                        "smtp.session.end",
+                        peer=_host(self.session.peer),
+                        seconds=round(time.monotonic() - started, 3),
+                    )
 
-    async def _admit(self) -> bool:
-        """Refuse before the banner: over the limit, draining, or not an allowed proxy."""
-        refusal = None
-        if self._proxy_networks is not None and not allowed(
-            self.session.peer, self._proxy_networks
-        ):
+    def _from_allowed_proxy(self) -> bool:
+        """With PROXY required, only our balancers may connect: others are closed before
+        a byte is read or written."""
+        if self._proxy_networks is None:
+            return True
+        if not allowed(self.session.peer, self._proxy_networks):
             metrics.SMTP_CONNECTIONS.labels(outcome="refused_proxy").inc()
             log.warning("smtp.proxy.refused", peer=_host(self.session.peer))
             self.transport.close()  # not one of our balancers: not a byte, not a banner
             return False
-        if self._gate.draining:
-            refusal, outcome = replies.SHUTTING_DOWN, "refused_shutdown"
-        elif self._gate.open >= self._gate.limit:
-            refusal, outcome = replies.TOO_MANY_CONNECTIONS, "refused_limit"
+        self.activity.phase = PREAMBLE
+        return True
+
+    def _client_key(self) -> str | None:
+        """The address the per-client cap counts; None for a trusted front end that has
+        not (yet) named its client: Postfix before XFORWARD, a balancer's health check."""
+        if self._xforward_networks is not None:
+            self.xforward_trusted = allowed(self.session.peer, self._xforward_networks)
+            if self.xforward_trusted:
+                return None
+        if self._proxy_networks is not None and not hasattr(self.session, "proxy_peer"):
+            return None
+        return client_key(_host(self.session.peer))
+
+    async def _admit(self) -> bool:
+        """Before the banner: the gate admits the session (perhaps by evicting an idle
+        one) or we answer 421 and close."""
+        refusal = self._gate.admit(self.activity, self._client_key())
         if refusal is not None:
-            metrics.SMTP_CONNECTIONS.labels(outcome=outcome).inc()
-            log.info("smtp.connection.refused", reply=str(refusal))
+            log.info("smtp.connection.refused", reply=str(refusal), peer=_host(self.session.peer))
             await super().push(str(refusal))
             self.transport.close()
             return False
-        metrics.SMTP_CONNECTIONS.labels(outcome="accepted").inc()
-        if self._xforward_networks is not None:
-            self.xforward_trusted = allowed(self.session.peer, self._xforward_networks)
+        self._admitted = True
+        self.activity.waiting()
+        log.info("smtp.session.start", peer=_host(self.session.peer))
         return True
+
+    async def _call_handler_hook(self, command: str, *args: Any) -> Any:
+        """After a PROXY header the real client is known: admit it now, by its address."""
+        status = await super()._call_handler_hook(command, *args)
+        if command == "PROXY" and status is not MISSING and status and not await self._admit():
+            return False
+        return status
+
+    def _hang_up(self, reply: Reply) -> None:
+        """The gate's way out: a last reply, then close (abort if the client does not read,
+        or the socket would linger with its unsent bytes)."""
+        if self._closing or self.transport is None:
+            return
+        self._closing = True
+        try:
+            self._writer.write(f"{reply}\r\n".encode())
+        except (OSError, RuntimeError):
+            pass
+        if self.transport.get_write_buffer_size() > 0:
+            self.transport.abort()
+        else:
+            self.transport.close()
 
     async def smtp_XFORWARD(self, arg: str) -> None:
         """Postfix's before-queue proxy tells us its client (XFORWARD_README): the real
@@ -158,12 +247,33 @@ class RelaySMTP(SMTP):
             await self.push("501 5.5.4 Syntax: XFORWARD attribute=value...")
             return
         if "addr" in attrs:
+            refusal = self._gate.rekey(self.activity, client_key(attrs["addr"]))
+            if refusal is not None:
+                log.info("smtp.connection.refused", reply=str(refusal), peer=attrs["addr"])
+                self._hang_up(refusal)
+                return
             self.session.proxy_peer = self.session.peer  # type: ignore[attr-defined]
             self.session.peer = (attrs["addr"], int(attrs.get("port", "0") or 0))
             log.info("smtp.xforward", client=attrs["addr"])
         if "helo" in attrs:
             self.session.host_name = attrs["helo"]
         await self.push("250 2.0.0 Ok")
+
+    @syntax("STARTTLS", when="tls_context")
+    async def smtp_STARTTLS(self, arg: str) -> None:
+        """Once only (RFC 3207 4.2); the handshake is the client's to finish, timed as a
+        wait for a command."""
+        if self._tls_protocol is not None:
+            await self.push(str(replies.TLS_ACTIVE))
+            return
+        if arg or not self.tls_context:
+            await super().smtp_STARTTLS(arg)
+            return
+        self.activity.waiting()
+        await super().smtp_STARTTLS(arg)
+
+    async def smtp_AUTH(self, arg: str) -> None:
+        await self.push(str(replies.AUTH_UNSUPPORTED))
 
     def _busy(self) -> bool:
         """In a transaction: MAIL given and not yet answered after DATA."""
@@ -185,14 +295,31 @@ class RelaySMTP(SMTP):
             self.transport.close()
 
     async def push(self, status: AnyStr) -> None:
-        """After each reply, a draining session with no open transaction says goodbye."""
-        await super().push(status)
-        text = status if isinstance(status, str) else status.decode()
+        """Every reply gets an enhanced code; a reply the client does not read is the
+        client's turn for the gate; after each reply a draining session with no open
+        transaction says goodbye."""
+        text = status if isinstance(status, str) else status.decode("utf-8", "replace")
+        if self._command not in ("EHLO", "HELO"):
+            text = with_enhanced_code(text)
+        if text[:3].isdigit():
+            self._last_code = int(text[:3])
+        stuck = self.transport is not None and self.transport.get_write_buffer_size() > 0
+        if stuck:
+            self.activity.writing(True)
+        try:
+            await super().push(text)
+        finally:
+            if stuck:
+                self.activity.writing(False)
         final = text[3:4] != "-" and not text.startswith("221")  # not mid-reply, not QUIT
         if self._gate.draining and final and not self._busy():
             await self._say_goodbye()
 
     async def handle_exception(self, error: Exception) -> str:
+        if isinstance(error, TLSSetupException):
+            cause = error.__cause__
+            log.info("smtp.tls.failed", error=type(cause).__name__ if cause else "unknown")
+            return str(replies.TEMP_FAILURE)  # not sent: aiosmtpd closes the connection
         log.error("smtp.internal_error", error=type(error).__name__, exc_info=error)
         return str(replies.TEMP_FAILURE)
 
@@ -218,7 +345,9 @@ class RelaySMTP(SMTP):
         self._in_data = True
         try:
             await self.push("354 End data with <CR><LF>.<CR><LF>")
+            self.activity.data_begins()  # the gate now watches the data rate
             data = await self._read_data()
+            self.activity.busy()
             started = time.monotonic()
             if data is None:
                 status: Any = str(replies.TOO_BIG)
@@ -245,6 +374,7 @@ class RelaySMTP(SMTP):
                 chunk = await reader.read(DATA_CHUNK)
                 if not chunk:
                     raise ConnectionResetError("connection closed during DATA")
+                self.activity.data_received(len(chunk))
                 buf += chunk
                 end = buf.find(_TERMINATOR, scan_from)
                 if end >= 0:

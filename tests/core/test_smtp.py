@@ -236,3 +236,58 @@ async def test_starttls_when_a_certificate_is_configured(make_settings, sink, tm
         )
         await client.quit()
         assert (await sink.wait_for(1))[0].rcpt_tos == [SELLER]
+
+
+async def test_second_starttls_inside_tls_is_503(make_settings, tmp_path) -> None:
+    import ssl
+
+    cert, key = make_cert(tmp_path)
+    settings = make_settings(smtp={"tls_cert": str(cert), "tls_key": str(key)})
+    async with running_relay(settings, policy=None, worker=False) as relay:
+        async with RawClient(relay.port) as c:
+            assert "STARTTLS" in await c.cmd(b"EHLO client.test")
+            assert (await c.cmd(b"STARTTLS")).startswith("220")
+            ctx = ssl.create_default_context()
+            ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+            await c.writer.start_tls(ctx)
+            ehlo = await c.cmd(b"EHLO client.test")
+            assert "STARTTLS" not in ehlo
+            assert (await c.cmd(b"STARTTLS")).startswith("503 5.5.1")
+            # the session goes on, encrypted
+            assert (await c.cmd(b"NOOP")).startswith("250 2.0.0")
+
+
+async def test_every_reply_has_an_enhanced_code_and_auth_is_not_offered(relay_order) -> None:
+    relay, _ = relay_order
+    async with RawClient(relay.port) as c:
+        assert (await c.cmd(b"MAIL FROM:<a@b.example>")).startswith("503 5.5.1")
+        ehlo = await c.cmd(b"EHLO client.test")
+        assert "ENHANCEDSTATUSCODES" in ehlo and "AUTH" not in ehlo, ehlo
+        assert (await c.cmd(b"AUTH PLAIN AGFhAGI=")).startswith("502 5.5.1")
+        assert (await c.cmd(b"FOO bar")).startswith("500 5.5.2")
+        assert (await c.cmd(b"RCPT TO:<x@relay.example>")).startswith("503 5.5.1")
+        assert (await c.cmd(b"VRFY <x@relay.example>")).startswith("252 2.5.0")
+        assert (await c.cmd(b"QUIT")).startswith("221 2.0.0")
+
+
+async def test_smtputf8_envelope(relay_order, sink) -> None:
+    """RFC 6531: advertised; UTF-8 addresses with the SMTPUTF8 parameter are served, a
+    UTF-8 local part at the relay domain gets the ordinary answer, and bytes that are not
+    UTF-8 get a syntax error, never an internal one."""
+    relay, order = relay_order
+    async with RawClient(relay.port) as c:
+        assert "SMTPUTF8" in await c.cmd(b"EHLO client.test")
+        sender = "jürgen.müller@bücher.example"
+        # without the parameter a non-ASCII address is refused (RFC 6531 3.4)
+        assert (await c.cmd(f"MAIL FROM:<{sender}>".encode())).startswith("553 5.6.7")
+        assert (await c.cmd(b"MAIL FROM:<\xff\xfe@x.example> SMTPUTF8")).startswith("501 5.5.2")
+        reply = await c.cmd(f"MAIL FROM:<{sender}> SMTPUTF8 BODY=8BITMIME".encode())
+        assert reply.startswith("250"), reply
+        assert (await c.cmd(f"RCPT TO:<алиса@{DOMAIN}>".encode())).startswith("550 5.1.1")
+        assert (await c.cmd(f"RCPT TO:<{order.seller_alias}>".encode())).startswith("250")
+        assert (await c.cmd(b"DATA")).startswith("354")
+        c.writer.write(_head(BUYER, order.seller_alias) + "Grüße\r\n".encode() + b"\r\n.\r\n")
+        reply = await c.reply()
+        assert reply.startswith("250 2.0.0"), reply
+    got = await sink.wait_for(1)
+    assert got[0].rcpt_tos == [SELLER]

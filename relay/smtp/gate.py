@@ -1,0 +1,335 @@
+"""Connection admission, stress-dependent timeouts, a minimum data rate and eviction.
+
+An MX on the open internet meets clients that connect and say nothing, and clients that
+send one byte every few seconds. Left alone, a few hundred of them hold every slot for the
+whole timeout and a legitimate sender is turned away (issue 10). The models are Postfix's
+stress-dependent timeouts (``smtpd_timeout = ${stress?10}${stress:300}s``), its
+``smtpd_client_connection_count_limit`` and ``smtpd_min_data_rate``, and postscreen's
+habit of making room for a newcomer:
+
+- **Per-client cap.** At most ``max_connections_per_client`` open sessions per client
+  address (the real one behind PROXY or XFORWARD; IPv6 counted per /64, which one
+  subscriber usually holds). The one too many gets ``421 4.7.0``.
+- **Deadlines, not byte timers.** A session waiting for its client is idle from its last
+  *productive* command (HELO/EHLO, MAIL, RCPT, DATA, STARTTLS, XFORWARD): dripping a
+  command one byte at a time, or NOOP/RSET/VRFY/HELP, does not reset the clock.
+- **Stress.** When the open sessions reach ``stress_threshold`` of ``max_connections``,
+  the idle limit shrinks from ``timeout`` to ``stress_timeout``.
+- **Minimum data rate.** In DATA, after ``data_rate_grace``, fewer than
+  ``min_data_rate`` bytes/s over the last ``data_rate_window`` ends the session with
+  ``421 4.4.2``; nothing of the message is kept.
+- **Eviction.** At the global cap, a newcomer is admitted by closing the longest-idle
+  session with ``421 4.7.0``; only when every session is busy (in DATA or being answered)
+  is the newcomer refused.
+
+One sweeper task walks the open sessions a few times a second: cheaper than a timer per
+session and per command, and it sees the whole picture (the stress level) at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from relay import metrics, replies
+from relay.replies import Reply
+
+log = structlog.get_logger("relay.smtp")
+
+# Phases of a session, as the gate sees them.
+WAITING = "waiting"  # for the client's next command (or its TLS handshake)
+BUSY = "busy"  # we are working on a command: never timed out, never evicted
+DATA = "data"  # reading the message: subject to the data-rate check
+PREAMBLE = "preamble"  # before the banner (PROXY header): aiosmtpd's own timer
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The [smtp] settings the gate enforces, in seconds and bytes."""
+
+    max_connections: int = 2000
+    per_client: int = 50
+    timeout: float = 300.0
+    stress_threshold: float = 0.5
+    stress_timeout: float = 10.0
+    min_data_rate: int = 500
+    data_rate_grace: float = 10.0
+    data_rate_window: float = 30.0
+
+    @classmethod
+    def from_settings(cls, smtp: Any) -> Limits:
+        return cls(
+            max_connections=smtp.max_connections,
+            per_client=smtp.max_connections_per_client,
+            timeout=smtp.timeout.total_seconds(),
+            stress_threshold=smtp.stress_threshold,
+            stress_timeout=smtp.stress_timeout.total_seconds(),
+            min_data_rate=smtp.min_data_rate,
+            data_rate_grace=smtp.data_rate_grace.total_seconds(),
+            data_rate_window=smtp.data_rate_window.total_seconds(),
+        )
+
+    @property
+    def tick(self) -> float:
+        """How often the sweeper looks: a fraction of the shortest limit, within reason."""
+        shortest = min(self.stress_timeout, self.data_rate_grace, self.data_rate_window)
+        return max(0.05, min(1.0, shortest / 5))
+
+
+def client_key(host: str) -> str:
+    """What the per-client cap counts: the address, IPv6 by its /64."""
+    try:
+        ip = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return host
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
+
+
+@dataclass(eq=False)
+class Activity:
+    """What the gate knows of one session; the session updates it, the gate reads it.
+
+    ``hang_up`` sends a final reply and closes the connection (the session's side).
+    """
+
+    hang_up: Callable[[Reply], None]
+    begin_drain: Callable[[], None] = lambda: None
+    phase: str = WAITING
+    since: float = field(default_factory=time.monotonic)  # start of the current wait
+    key: str | None = None  # the per-client key; None: a trusted front end, not counted
+    data_started: float = 0.0
+    data_bytes: int = 0
+    last_byte: float = 0.0
+    samples: deque[tuple[float, int]] = field(default_factory=deque)
+    writing_since: float | None = None  # a reply is stuck: the client does not read
+    gone: bool = False
+
+    # --- called by the session -----------------------------------------------------
+
+    def busy(self) -> None:
+        self.phase = BUSY
+
+    def waiting(self, *, productive: bool = True) -> None:
+        """Back to waiting for the client; an unproductive command keeps the old clock."""
+        now = time.monotonic()
+        if productive or self.phase == PREAMBLE:
+            self.since = now
+        self.phase = WAITING
+
+    def data_begins(self) -> None:
+        now = time.monotonic()
+        self.phase = DATA
+        self.data_started = self.last_byte = self.since = now
+        self.data_bytes = 0
+        self.samples.clear()
+        self.samples.append((now, 0))
+
+    def data_received(self, n: int) -> None:
+        self.data_bytes += n
+        self.last_byte = time.monotonic()
+
+    # --- read by the gate ----------------------------------------------------------
+
+    def writing(self, stuck: bool) -> None:
+        """A reply waits for the client to read (pipelining without reading): the
+        client's turn, timed and evictable like a wait for a command."""
+        self.writing_since = time.monotonic() if stuck else None
+
+    @property
+    def evictable(self) -> bool:
+        return self.phase == WAITING or self.writing_since is not None
+
+    def idle_for(self, now: float) -> float:
+        if self.writing_since is not None:
+            return now - self.writing_since
+        if self.phase == WAITING:
+            return now - self.since
+        if self.phase == DATA:
+            return now - self.last_byte
+        return 0.0
+
+    def data_rate(self, now: float, limits: Limits) -> float | None:
+        """Bytes/s over the window; None while still in the grace period."""
+        if self.phase != DATA or now - self.data_started < limits.data_rate_grace:
+            return None
+        horizon = now - limits.data_rate_window
+        while len(self.samples) > 1 and self.samples[1][0] <= horizon:
+            self.samples.popleft()
+        t0, b0 = self.samples[0]
+        span = now - t0
+        return (self.data_bytes - b0) / span if span > 0 else None
+
+
+class ConnectionGate:
+    """Admits, counts, times out and evicts sessions; drains them on shutdown."""
+
+    def __init__(self, limits: Limits | int) -> None:
+        self.limits = limits if isinstance(limits, Limits) else Limits(max_connections=limits)
+        self.sessions: set[Activity] = set()
+        self.per_client: Counter[str] = Counter()
+        self.draining = False
+        self.empty = asyncio.Event()
+        self.empty.set()
+        self._sweeper: asyncio.Task[None] | None = None
+
+    @property
+    def limit(self) -> int:
+        return self.limits.max_connections
+
+    @property
+    def open(self) -> int:
+        return len(self.sessions)
+
+    @property
+    def stressed(self) -> bool:
+        return self.open >= self.limits.stress_threshold * self.limits.max_connections
+
+    def idle_limit(self) -> float:
+        return self.limits.stress_timeout if self.stressed else self.limits.timeout
+
+    # --- admission -----------------------------------------------------------------
+
+    def admit(self, act: Activity, key: str | None) -> Reply | None:
+        """Let a new session in, or say why not. At the cap, the longest-idle session is
+        closed to make room; the newcomer is refused only if none is idle."""
+        if self.draining:
+            metrics.SMTP_CONNECTIONS.labels(outcome="refused_shutdown").inc()
+            return replies.SHUTTING_DOWN
+        if key is not None and self.per_client[key] >= self.limits.per_client:
+            metrics.SMTP_CONNECTIONS.labels(outcome="refused_client_limit").inc()
+            return replies.TOO_MANY_FROM_CLIENT
+        if self.open >= self.limits.max_connections and not self._evict_one():
+            metrics.SMTP_CONNECTIONS.labels(outcome="refused_limit").inc()
+            return replies.TOO_MANY_CONNECTIONS
+        self._enter(act, key)
+        metrics.SMTP_CONNECTIONS.labels(outcome="accepted").inc()
+        return None
+
+    def rekey(self, act: Activity, key: str) -> Reply | None:
+        """The real client became known (XFORWARD): count the session under it."""
+        if key == act.key:
+            return None
+        if self.per_client[key] >= self.limits.per_client:
+            metrics.SMTP_CONNECTIONS.labels(outcome="refused_client_limit").inc()
+            return replies.TOO_MANY_FROM_CLIENT
+        self._uncount(act)
+        act.key = key
+        self.per_client[key] += 1
+        return None
+
+    def _enter(self, act: Activity, key: str | None) -> None:
+        act.key = key
+        if key is not None:
+            self.per_client[key] += 1
+        self.sessions.add(act)
+        self.empty.clear()
+        metrics.SMTP_SESSIONS.set(len(self.sessions))
+        if self._sweeper is None or self._sweeper.done():
+            self._sweeper = asyncio.get_running_loop().create_task(self._sweep(), name="smtp-gate")
+
+    def leave(self, act: Activity) -> None:
+        """The session ended (idempotent: an evicted session leaves twice)."""
+        if act in self.sessions:
+            self.sessions.discard(act)
+            self._uncount(act)
+        act.gone = True
+        metrics.SMTP_SESSIONS.set(len(self.sessions))
+        if not self.sessions:
+            self.empty.set()
+
+    def _uncount(self, act: Activity) -> None:
+        if act.key is not None:
+            self.per_client[act.key] -= 1
+            if self.per_client[act.key] <= 0:
+                del self.per_client[act.key]
+
+    def _evict_one(self) -> bool:
+        now = time.monotonic()
+        idle = [a for a in self.sessions if a.evictable]
+        if not idle:
+            return False
+        victim = max(idle, key=lambda a: a.idle_for(now))
+        log.info("smtp.session.evicted", idle=round(victim.idle_for(now), 1), open=self.open)
+        metrics.SMTP_CONNECTIONS.labels(outcome="evicted").inc()
+        self._close(victim, replies.EVICTED)
+        return True
+
+    def _close(self, act: Activity, reply: Reply) -> None:
+        self.leave(act)  # counted out now, not when the transport gets round to it
+        act.hang_up(reply)
+
+    # --- the sweeper ---------------------------------------------------------------
+
+    def sweep(self, now: float | None = None) -> int:
+        """Close every session past its limit; returns how many. Run by the sweeper task
+        (and directly by tests)."""
+        now = time.monotonic() if now is None else now
+        limits, idle_limit = self.limits, self.idle_limit()
+        closed = 0
+        for act in list(self.sessions):
+            if act.phase in (BUSY, PREAMBLE) and act.writing_since is None:
+                continue
+            if act.idle_for(now) > idle_limit:
+                log.info(
+                    "smtp.session.timeout",
+                    phase=act.phase,
+                    idle=round(act.idle_for(now), 1),
+                    stressed=self.stressed,
+                )
+                metrics.SMTP_CONNECTIONS.labels(outcome="timeout").inc()
+                self._close(act, replies.TIMEOUT)
+                closed += 1
+                continue
+            if act.phase != DATA or limits.min_data_rate <= 0:
+                continue
+            act.samples.append((now, act.data_bytes))
+            rate = act.data_rate(now, limits)
+            if rate is not None and rate < limits.min_data_rate:
+                log.info("smtp.data.too_slow", rate=round(rate, 1), received=act.data_bytes)
+                metrics.SMTP_CONNECTIONS.labels(outcome="too_slow").inc()
+                self._close(act, replies.TOO_SLOW)
+                closed += 1
+        return closed
+
+    async def _sweep(self) -> None:
+        while self.sessions:
+            await asyncio.sleep(self.limits.tick)
+            try:
+                self.sweep()
+            except Exception as err:  # the sweeper must outlive any one bad session
+                log.error("smtp.gate.error", error=type(err).__name__, exc_info=err)
+
+    # --- shutdown ------------------------------------------------------------------
+
+    async def drain(self, timeout: float) -> int:
+        """Close idle sessions now, the others after their transaction; abort whatever is
+        still open after ``timeout`` seconds. Returns how many had to be aborted."""
+        self.draining = True
+        for act in list(self.sessions):
+            act.begin_drain()
+        try:
+            await asyncio.wait_for(self.empty.wait(), timeout)
+            return 0
+        except TimeoutError:
+            left = list(self.sessions)
+            for act in left:
+                self.leave(act)
+                act.hang_up(replies.SHUTTING_DOWN)
+            return len(left)
+        finally:
+            if self._sweeper is not None:
+                self._sweeper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._sweeper
