@@ -16,18 +16,22 @@ from datetime import datetime
 from typing import Any, Protocol
 
 import structlog
+from sqlalchemy.exc import DataError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from relay import replies
-from relay.archive import Record
-from relay.authn.fromaddr import FromError, header_values, single_from
+from relay.archive import Record, bounded
+from relay.authn.fromaddr import FromError, canonical_address, header_values, single_from
 from relay.commit import Entry, GroupCommitter, Outgoing
 from relay.db.schema import utcnow
 from relay.mail import rewrite as rw
 from relay.mail.autoreply import is_automatic
-from relay.mail.parse import Inbound, intake
+from relay.mail.limits import StructureLimits
+from relay.mail.limits import check as check_structure
+from relay.mail.parse import Inbound, has_bare_line_ending_or_nul, intake
 from relay.mail.verp import new_token, return_path
 from relay.policy.model import PolicyContext, Verdict
+from relay.policy_pool import Budget, BudgetExceeded, shared_runner
 from relay.replies import Reply
 from relay.resolve import Resolution
 from relay.search import extract
@@ -64,13 +68,14 @@ class Policy(Protocol):
 
 
 def from_mailbox(inbound: Inbound) -> str | None:
-    """The single From mailbox, lower-cased; None unless there is exactly one plain one.
+    """The single From mailbox as a comparison key (relay.authn.fromaddr.canonical_address);
+    None unless there is exactly one plain one.
 
     The strict reader of relay.authn (raw, undecoded values: encoded-word, quoting and
     display-name tricks fail), the same one the authentication judgement uses.
     """
     try:
-        return single_from(header_values(inbound.raw)).lower()
+        return canonical_address(single_from(header_values(inbound.raw)))
     except FromError:
         return None
 
@@ -78,10 +83,36 @@ def from_mailbox(inbound: Inbound) -> str | None:
 async def registered_sender(
     inbound: Inbound, info: SessionInfo, res: Resolution, sender: str | None
 ) -> SenderCheck:
-    """The minimum check: the From mailbox is the counterpart's registered address."""
-    if sender is None or sender not in res.sender_emails:
+    """The minimum check: the From mailbox is the counterpart's registered address (both
+    compared as keys, so capitals and U-labels match as providers match them)."""
+    if sender is None or sender not in {canonical_address(e) for e in res.sender_emails}:
         return SenderCheck(replies.STRANGER)
     return SenderCheck(None)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What the event loop needs of a message, computed once off the loop."""
+
+    inbound: Inbound
+    sender: str | None
+    subject: str
+    search_text: tuple[str, bool]
+
+
+def prepare(raw: bytes, max_hops: int, limits: StructureLimits) -> Prepared | Reply:
+    """All the content work of intake, in a worker thread: the linear structure scan
+    first (relay.mail.limits), so nothing quadratic ever sees a message over a limit;
+    then the header parse, the From, the decoded Subject and the search text."""
+    if has_bare_line_ending_or_nul(raw):
+        return replies.BAD_LINE_ENDINGS
+    refusal = check_structure(raw, limits)
+    if refusal is not None:
+        return refusal
+    inbound = intake(raw, max_hops=max_hops)
+    if isinstance(inbound, Reply):
+        return inbound
+    return Prepared(inbound, from_mailbox(inbound), inbound.decoded("Subject"), extract(raw))
 
 
 @dataclass
@@ -94,6 +125,7 @@ class _Judged:
     message: bytes | None = None
     refusal: Reply | None = None
     relay_id: str = ""
+    proven: bool = False  # the sender check passed: the original is archived in full
 
 
 class Pipeline:
@@ -113,19 +145,44 @@ class Pipeline:
         self.policy = policy
         self.verp_key = verp_key
         self.authenticator = authenticator
+        m = settings.message
+        self.budget = Budget(m.cpu_budget.total_seconds(), m.memory_budget_mb * 1024 * 1024)
+        self.structure = m.structure()
+        self.content = shared_runner(self.budget, m.workers)
 
     async def accept(self, info: SessionInfo, rcpts: list[Resolution], raw: bytes) -> Reply:
         now = utcnow()
-        inbound = intake(raw, max_hops=self.settings.relay.max_hops)
-        if isinstance(inbound, Reply):
-            await self._archive_refused(info, rcpts, raw, inbound, now)
-            return inbound
-        sender = from_mailbox(inbound)
+        try:
+            return await self._accept(info, rcpts, raw, now)
+        except Exception as err:
+            if _ours(err):
+                raise  # database or disk: 451, the sender retries and nothing is lost
+            # A content stage failed on these bytes: retrying would fail again for days.
+            # The stages are meant to be total; this is the last resort.
+            log.error("message.unprocessable", error=type(err).__name__, exc_info=err)
+            reply = replies.UNPROCESSABLE
+            reason = f"internal processing error ({type(err).__name__})"
+            await self._archive_refused(info, rcpts, raw, reply.with_text(reason), now)
+            return reply
+
+    async def _accept(
+        self, info: SessionInfo, rcpts: list[Resolution], raw: bytes, now: datetime
+    ) -> Reply:
+        try:
+            prepared = await self.content.run(
+                prepare, raw, self.settings.relay.max_hops, self.structure
+            )
+        except BudgetExceeded as over:
+            prepared = over.reply
+        if isinstance(prepared, Reply):
+            await self._archive_refused(info, rcpts, raw, prepared, now)
+            log.info("message.refused", reply=str(prepared), recipients=len(rcpts))
+            return prepared
+        inbound, sender = prepared.inbound, prepared.sender
         judged = [await self._judge(inbound, info, res, sender) for res in rcpts]
         refusal = next((j.refusal for j in judged if j.refusal), None)
-        search_text = extract(inbound.raw)
         entries = [
-            self._entry(inbound, info, j, now, search_text, refused=refusal is not None)
+            self._entry(inbound, info, j, now, prepared, refused=refusal is not None)
             for j in judged
         ]
         await self.committer.submit(entries)
@@ -145,16 +202,28 @@ class Pipeline:
             reason = "stranger" if reply == replies.STRANGER else f"{reply.enhanced} {reply.text}"
             verdict = "tempfail" if reply.code < 500 else "refused"  # 4xx: the sender retries
             return _Judged(res, verdict, reason, auth=check.auth, refusal=reply)
+        judged = await self._judge_proven(inbound, res, check)
+        judged.proven = True
+        return judged
+
+    async def _judge_proven(self, inbound: Inbound, res: Resolution, check: SenderCheck) -> _Judged:
+        """The sender is the party: thread, content policy, rewrite."""
         index = await load_thread_index(self.engine, res.order_id, inbound)
-        verdict = await self._evaluate(inbound.raw, await self._context(res, index))
+        try:
+            verdict = await self._evaluate(inbound.raw, await self._context(res, index))
+        except BudgetExceeded as over:
+            return _Judged(res, "refused", over.reply.text, auth=check.auth, refusal=over.reply)
         findings = [f.as_dict() for f in verdict.findings]
         if verdict.action == "reject" or verdict.message is None:
             reply = replies.POLICY_REJECT.with_text(verdict.reason or replies.POLICY_REJECT.text)
             return _Judged(res, "reject", verdict.reason, findings, check.auth, refusal=reply)
         relay_id = rw.new_message_id(self.settings.relay.domain)
-        delivered = rw.rewrite_message(
-            verdict.message, self._rewrite(inbound, res, relay_id, index)
-        )
+        try:
+            delivered = await self.content.run(
+                rw.rewrite_message, verdict.message, self._rewrite(inbound, res, relay_id, index)
+            )
+        except BudgetExceeded as over:
+            return _Judged(res, "refused", over.reply.text, auth=check.auth, refusal=over.reply)
         return _Judged(res, verdict.action, "", findings, check.auth, delivered, relay_id=relay_id)
 
     async def _context(self, res: Resolution, index: ThreadIndex) -> PolicyContext:
@@ -207,7 +276,7 @@ class Pipeline:
         info: SessionInfo,
         j: _Judged,
         now: datetime,
-        search_text: tuple[str, bool],
+        prepared: Prepared,
         *,
         refused: bool,
     ) -> Entry:
@@ -219,17 +288,17 @@ class Pipeline:
             verdict, reason = "refused", "another recipient of the same transaction refused it"
         record = _envelope_record(
             info, res, raw=inbound.raw, sha256=inbound.sha256, now=now, verdict=verdict,
-            reason=reason,
+            reason=reason, keep=None if j.proven else self.settings.archive.refused_keep,
             delivered=delivered,
             from_header=inbound.first("From")[:2000],
-            subject=inbound.decoded("Subject")[:2000],
+            subject=prepared.subject[:2000],
             message_id=inbound.first("Message-ID")[:998],
             relay_message_id=j.relay_id if delivered else "",
             findings=json.dumps(j.findings, ensure_ascii=False),
             auth=json.dumps(j.auth, ensure_ascii=False, default=str),
             # Decoded text for full-text search, extracted here rather than under the
             # archive's chain lock, where it would hold up every other session's commit.
-            extra={"search": search_text},
+            extra={"search": prepared.search_text},
         )  # fmt: skip
         if delivered is None:
             return Entry(record)
@@ -256,9 +325,10 @@ class Pipeline:
         self, info: SessionInfo, rcpts: list[Resolution], raw: bytes, reply: Reply, now: datetime
     ) -> None:
         digest = hashlib.sha256(raw).hexdigest()
+        keep = self.settings.archive.refused_keep  # no sender was proven yet
         entries = [
             Entry(_envelope_record(info, res, raw=raw, sha256=digest, now=now, verdict="refused",
-                                   reason=reply.text))
+                                   reason=reply.text, keep=keep))
             for res in rcpts
         ]  # fmt: skip
         await self.committer.submit(entries)
@@ -273,12 +343,26 @@ def _envelope_record(
     now: datetime,
     verdict: str,
     reason: str,
+    keep: int | None = None,
     **fields: Any,
 ) -> Record:
-    """The archive record of one recipient: what every record shares, plus ``fields``."""
+    """The archive record of one recipient: what every record shares, plus ``fields``.
+    With ``keep`` (a sender not proven to be a party) only ``bounded(raw, keep)`` is
+    stored; ``sha256`` and ``size`` always describe the whole message."""
+    original = raw if keep is None else bounded(raw, keep)
     return Record(
-        created_at=now, verdict=verdict, original=raw, sha256=sha256,
+        created_at=now, verdict=verdict, original=original, sha256=sha256,
+        size=len(raw), truncated=len(original) < len(raw),
         session_id=info.session_id, order_id=res.order_id, direction=res.direction,
         alias=res.alias, mail_from=info.mail_from.lower(), rcpt=res.recipient_email,
         client_ip=info.client_ip, helo=info.helo[:255], reason=reason, **fields,
     )  # fmt: skip
+
+
+def _ours(err: Exception) -> bool:
+    """Our own resource trouble (database, disk, a timeout under load), as opposed to a
+    content stage failing on these particular bytes. A value the database refuses for
+    its content (DataError) is the message's doing."""
+    if isinstance(err, DataError):
+        return False
+    return isinstance(err, SQLAlchemyError | OSError | TimeoutError | MemoryError)
