@@ -55,6 +55,11 @@ BAD_LINE_ENDINGS = Reply(
 LINE_TOO_LONG = Reply(554, "5.6.0", "Message refused: a line is longer than 998 characters")
 MULTIPLE_FROM = Reply(554, "5.6.0", "Message refused: more than one From header")
 BAD_HEADER = Reply(554, "5.6.0", "Message refused: malformed header section")
+# A content stage failed on this message: refused with a reason, never a 4xx the sender
+# would retry for days (our own resource trouble, a database or disk, stays 451).
+UNPROCESSABLE = Reply(
+    554, "5.6.0", "Message refused: it could not be processed (internal processing error)"
+)
 LOOP = Reply(554, "5.4.6", "Message refused: too many hops, possible mail loop")
 BAD_BOUNCE = Reply(550, "5.1.1", "No such recipient")
 
@@ -81,3 +86,25 @@ STRUCTURE_LIMIT = Reply(554, "5.6.0", "Message refused: its structure is over a 
 SIZE_LIMIT = Reply(552, "5.3.4", "Message refused: a part of it is over a size limit")
 CPU_BUDGET = Reply(554, "5.6.0", "Message refused: checking it needs more CPU time than allowed")
 MEMORY_BUDGET = Reply(552, "5.3.4", "Message refused: checking it needs more memory than allowed")
+
+
+_FIELD_NAMES = {"message-id": "Message-ID", "reply-to": "Reply-To", "in-reply-to": "In-Reply-To"}
+
+
+def _field(name: str) -> str:
+    return _FIELD_NAMES.get(name, "-".join(p.capitalize() for p in name.split("-")))
+
+
+def duplicate_field(name: str) -> Reply:
+    """RFC 5322 §3.6: a once-only field given twice (DKIM would vouch for one copy while
+    the reader sees the other)."""
+    return Reply(
+        554, "5.6.0", f"Message refused: more than one {_field(name)} header field (RFC 5322 3.6)"
+    )
+
+
+def obsolete_field(name: str) -> Reply:
+    return Reply(
+        554, "5.6.0",
+        f"Message refused: white space before the colon of the {_field(name)} header field",
+    )  # fmt: skip

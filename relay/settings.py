@@ -290,6 +290,14 @@ class MessageSection(_Section):
         )
 
 
+class ArchiveSection(_Section):
+    refused_keep: int = Field(
+        default=65536,
+        ge=0,
+        description="body bytes kept of a message refused before its sender was proven a party",
+    )
+
+
 class AuthSection(_Section):
     mode: Literal["enforce", "report", "off"] = "enforce"
 
@@ -368,6 +376,7 @@ class Settings(BaseSettings):
     log: LogSection = LogSection()
     api: ApiSection = ApiSection()
     metrics: MetricsSection = MetricsSection()
+    archive: ArchiveSection = ArchiveSection()
 
     @classmethod
     def settings_customise_sources(

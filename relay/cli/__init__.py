@@ -154,12 +154,12 @@ async def with_engine(
     """
     import logging
 
-    from relay.db import create_engine
-    from relay.db.migrate import current_revision, upgrade
-
     # Migration chatter ("Context impl SQLiteImpl", "Running upgrade ...") is for
     # `relay db upgrade` and the serving processes, not before a command's own answer.
     logging.getLogger("alembic").setLevel(logging.WARNING)
+
+    from relay.db import create_engine
+    from relay.db.migrate import current_revision, upgrade
     url = state.settings.database.url
     label = database_label(url)
     prepare_sqlite(url, readonly=readonly)

@@ -247,3 +247,172 @@ async def test_archive_tables_refuse_update_and_delete(populated, db_url, statem
     finally:
         await engine.dispose()
     assert (archived, events, edited) == (3, 3, 0)
+
+
+# --- start-up failures: one line naming the setting, exit 2, no traceback ---------------
+
+
+def _run_relay(config: Path, *args: str, cwd: Path | None = None) -> tuple[int, str]:
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "relay", "--config", str(config), *args],
+        capture_output=True, text=True, timeout=60, cwd=cwd,
+    )  # fmt: skip
+    return proc.returncode, proc.stderr
+
+
+def _one_line(stderr: str, *needles: str) -> None:
+    lines = [ln for ln in stderr.splitlines() if ln.strip()]
+    assert "Traceback" not in stderr, stderr
+    errors = [ln for ln in lines if ln.startswith("Error:")]
+    assert len(errors) == 1, stderr
+    for needle in needles:
+        assert needle in errors[0], stderr
+
+
+@pytest.fixture
+def busy_port() -> Any:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        yield s.getsockname()[1]
+
+
+def test_smtp_port_in_use_is_one_line_naming_smtp_listen(tmp_path: Path, busy_port) -> None:
+    config = config_for(
+        tmp_path, f"sqlite+aiosqlite:///{tmp_path}/r.sqlite3",
+        smtp={"listen": f"127.0.0.1:{busy_port}"},
+    )  # fmt: skip
+    code, err = _run_relay(config, "serve")
+    assert code == 2
+    _one_line(err, "smtp.listen", str(busy_port), "in use")
+
+
+def test_metrics_port_in_use_is_one_line_naming_metrics_listen(tmp_path: Path, busy_port):
+    config = config_for(
+        tmp_path, f"sqlite+aiosqlite:///{tmp_path}/r.sqlite3",
+        smtp={"listen": "127.0.0.1:0"}, metrics={"listen": f"127.0.0.1:{busy_port}"},
+    )  # fmt: skip
+    code, err = _run_relay(config, "serve")
+    assert code == 2
+    _one_line(err, "metrics.listen", "in use")
+
+
+def test_api_port_in_use_is_one_line_naming_api_listen(tmp_path: Path, busy_port) -> None:
+    config = config_for(
+        tmp_path, f"sqlite+aiosqlite:///{tmp_path}/r.sqlite3",
+        api={"ops_tokens": ["o" * 20]},
+    )  # fmt: skip
+    code, err = _run_relay(config, "api", "--listen", f"127.0.0.1:{busy_port}")
+    assert code == 2
+    _one_line(err, "api.listen", "in use")
+
+
+@pytest.mark.parametrize("command", [["serve"], ["db", "upgrade"], ["order", "list"]])
+def test_postgresql_down_is_one_line_naming_database_url(tmp_path: Path, command) -> None:
+    import socket
+
+    with socket.socket() as s:  # a port where nothing listens
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = config_for(
+        tmp_path, f"postgresql+asyncpg://relay:secret@127.0.0.1:{port}/relay",
+        smtp={"listen": "127.0.0.1:0"},
+    )  # fmt: skip
+    code, err = _run_relay(config, *command)
+    assert code == 2
+    _one_line(err, "database.url")
+    assert "secret" not in err
+
+
+def test_unusable_sqlite_path_is_one_line_naming_database_url(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    config = config_for(
+        tmp_path, f"sqlite+aiosqlite:///{blocker}/sub/r.sqlite3", smtp={"listen": "127.0.0.1:0"}
+    )
+    for command in (["serve"], ["db", "upgrade"]):
+        code, err = _run_relay(config, *command)
+        assert code == 2, err
+        _one_line(err, "database.url")
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["order", "list"], ["order", "show", ORDER], ["archive", "search"], ["archive", "verify"],
+     ["archive", "show", "1"], ["report", "response-times"], ["db", "current"],
+     ["party", "senders", SELLER]],
+)  # fmt: skip
+def test_read_only_commands_refuse_a_missing_database(tmp_path: Path, command) -> None:
+    """No folder, no file, no schema is created; the message names database.url."""
+    db = tmp_path / "typo" / "relay.sqlite3"
+    config = config_for(tmp_path, f"sqlite+aiosqlite:///{db}")
+    code, err = _run_relay(config, *command, cwd=tmp_path)
+    assert code == 2
+    _one_line(err, "database.url", "no database")
+    assert not (tmp_path / "typo").exists()
+    assert not (tmp_path / "var").exists()
+
+
+def test_read_only_commands_refuse_a_database_without_schema(tmp_path: Path) -> None:
+    db = tmp_path / "empty.sqlite3"
+    sqlite3.connect(db).close()
+    config = config_for(tmp_path, f"sqlite+aiosqlite:///{db}")
+    code, err = _run_relay(config, "order", "list")
+    assert code == 2
+    _one_line(err, "database.url", "no relay schema")
+
+
+@pytest.mark.parametrize("section", ["smtp", "metrics", "api"])
+def test_listen_without_a_port_is_an_error_naming_the_key(tmp_path: Path, section) -> None:
+    config = config_for(tmp_path, f"sqlite+aiosqlite:///{tmp_path}/r.sqlite3",
+                        **{section: {"listen": "localhost"}})  # fmt: skip
+    code, err = _run_relay(config, "db", "upgrade")
+    assert code == 2
+    _one_line(err, f"{section}.listen")
+
+
+def test_health_without_metrics_listen_exits_2(tmp_path: Path) -> None:
+    config = config_for(tmp_path, f"sqlite+aiosqlite:///{tmp_path}/r.sqlite3")
+    code, err = _run_relay(config, "health")
+    assert code == 2
+    _one_line(err, "metrics.listen")
+
+
+def test_template_send_prints_no_migration_chatter(tmp_path: Path) -> None:
+    config = config_for(tmp_path, f"sqlite+aiosqlite:///{tmp_path}/r.sqlite3",
+                        log={"level": "info"})  # fmt: skip
+    code, err = _run_relay(config, "order", "create", ORDER, "--buyer", BUYER, "--seller", SELLER)
+    assert code == 0, err
+    code, err = _run_relay(
+        config, "template", "send", ORDER, "shipping_delay", "--var", "new_date=2026-12-24"
+    )
+    assert code == 0, err
+    assert "alembic" not in err.lower() and "Context impl" not in err, err
+
+
+def test_every_option_has_help_and_no_rst_markup() -> None:
+    import click
+
+    def walk(cmd: click.Command, path: list[str]) -> Any:
+        yield path, cmd
+        if isinstance(cmd, click.Group):
+            ctx = click.Context(cmd)
+            for name in cmd.list_commands(ctx):
+                sub = cmd.get_command(ctx, name)
+                if sub is not None:
+                    yield from walk(sub, [*path, name])
+
+    seen = 0
+    for path, cmd in walk(main, ["relay"]):
+        seen += 1
+        text = cmd.get_help(click.Context(cmd, info_name=" ".join(path)))
+        assert "``" not in text, f"{' '.join(path)} --help shows ``"
+        for p in cmd.params:
+            if isinstance(p, click.Option) and not p.hidden:
+                assert p.help, f"{' '.join(path)} {p.opts[0]} has no help text"
+    assert seen > 30
