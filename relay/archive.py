@@ -4,6 +4,11 @@ Each record's hash covers the previous record's hash and every field of the reco
 (message bytes by their sha256), so removing, reordering or editing a record breaks the
 chain from that point on, and ``relay archive verify`` says where. The database triggers
 stop honest mistakes; the chain detects the rest.
+
+A message whose sender was never proven to be a party (a stranger, failed authentication,
+an intake refusal) is kept *bounded* (``bounded``): its header section and the first
+``archive.refused_keep`` bytes of its body, with ``size`` and ``sha256`` of the whole
+message and ``truncated`` set; the chain then covers the kept bytes by their own digest.
 """
 
 from __future__ import annotations
@@ -20,8 +25,10 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from relay.authn.fromaddr import canonical_address
 from relay.db import read_tx
 from relay.db.schema import archive, deliveries, delivery_events, orders, parties
+from relay.mail.parse import clean_text, split_message
 
 GENESIS = "0" * 64
 _CHAINED = (
@@ -29,6 +36,9 @@ _CHAINED = (
     "client_ip", "helo", "from_header", "subject", "message_id", "relay_message_id", "verdict",
     "reason", "findings", "auth", "sha256",
 )  # fmt: skip
+# Added later (migration 0003i): chained only when set, so older records hash as before.
+_SIZED = ("size", "truncated")
+HEADER_KEEP = 1024 * 1024  # a header section longer than this is cut too
 
 
 @dataclass(frozen=True)
@@ -56,18 +66,33 @@ class Record:
     reason: str = ""
     findings: str = "[]"
     auth: str = "{}"
+    size: int | None = None  # of the whole message received; None on old records
+    truncated: bool = False  # ``original`` is only the start of it (see ``bounded``)
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
+    def __post_init__(self) -> None:
+        # Text fields come from hostile headers: no NUL (PostgreSQL text cannot hold it)
+        # and no lone surrogate (cannot be encoded, hashed or stored). A header must never
+        # turn into a 451 loop, so the record itself is total over any input.
+        for k in _CHAINED:
+            value = getattr(self, k)
+            if isinstance(value, str):
+                object.__setattr__(self, k, clean_text(value))
+
     def row(self) -> dict[str, Any]:
-        # PostgreSQL text cannot hold NUL; a hostile header must not turn into a 451 loop.
-        d = {k: _no_nul(getattr(self, k)) for k in _CHAINED}
+        d = {k: getattr(self, k) for k in (*_CHAINED, *_SIZED)}
         d["original"] = self.original
         d["delivered"] = self.delivered
         return d
 
 
-def _no_nul(value: Any) -> Any:
-    return value.replace("\x00", "\ufffd") if isinstance(value, str) else value
+def bounded(raw: bytes, keep: int) -> bytes:
+    """What is kept of a message from a sender not proven to be a party: the header section
+    (up to HEADER_KEEP) and the first ``keep`` bytes of the body."""
+    header, body = split_message(raw)
+    if len(header) > HEADER_KEEP:
+        return raw[:HEADER_KEEP]
+    return raw[: len(raw) - len(body)] + body[:keep]
 
 
 def chain_hash(prev_hash: str, row: dict[str, Any]) -> str:
@@ -75,6 +100,11 @@ def chain_hash(prev_hash: str, row: dict[str, Any]) -> str:
     canonical["created_at"] = row["created_at"].isoformat()
     delivered = row.get("delivered")
     canonical["delivered_sha256"] = hashlib.sha256(delivered).hexdigest() if delivered else ""
+    if row.get("size") is not None:
+        canonical["size"] = int(row["size"])
+        canonical["truncated"] = bool(row.get("truncated"))
+        if canonical["truncated"]:  # ``sha256`` is of the whole; the kept bytes need their own
+            canonical["kept_sha256"] = hashlib.sha256(row["original"]).hexdigest()
     blob = json.dumps(canonical, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(f"{prev_hash}\n{blob}".encode()).hexdigest()
 
@@ -141,7 +171,10 @@ async def verify(
     """Walk the whole chain in id order, recomputing every hash; ``progress`` is told how
     many records each batch covered (a CLI progress bar)."""
     prev, count, last_id = GENESIS, 0, 0
-    cols = [archive.c[k] for k in (*_CHAINED, "id", "prev_hash", "hash", "original", "delivered")]
+    cols = [
+        archive.c[k]
+        for k in (*_CHAINED, *_SIZED, "id", "prev_hash", "hash", "original", "delivered")
+    ]
     while True:
         async with read_tx(engine) as conn:
             rows = (
@@ -160,7 +193,10 @@ async def verify(
                 return VerifyResult(
                     count, r.id, "previous-hash link broken (record missing or reordered)"
                 )
-            if hashlib.sha256(r.original).hexdigest() != r.sha256:
+            if r.truncated:
+                if r.size is None or len(r.original) > r.size:
+                    return VerifyResult(count, r.id, "kept bytes longer than the message")
+            elif hashlib.sha256(r.original).hexdigest() != r.sha256:
                 return VerifyResult(count, r.id, "original bytes do not match their sha256")
             if chain_hash(prev, dict(m)) != r.hash:
                 return VerifyResult(count, r.id, "record content does not match its hash")
@@ -205,7 +241,7 @@ def _orders_of(role: str, email: str) -> Any:
     return (
         sa.select(orders.c.id)
         .join(parties, parties.c.id == column)
-        .where(parties.c.email == email.strip().lower())
+        .where(parties.c.email == canonical_address(email))
     )
 
 
@@ -229,7 +265,7 @@ def search_query(f: SearchFilter, dialect: str) -> sa.Select[Any]:
         q = q.where(
             sa.or_(
                 archive.c.mail_from == email,
-                archive.c.rcpt == email,
+                sa.func.lower(archive.c.rcpt) == email,  # kept as the party registered it
                 sa.func.lower(archive.c.from_header).contains(email),
             )
         )

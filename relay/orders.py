@@ -11,13 +11,12 @@ import re
 import secrets
 from dataclasses import asdict, dataclass
 from datetime import datetime
-from email.errors import HeaderParseError
-from email.headerregistry import Address
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from relay.authn.fromaddr import FromError, canonical_address, parse_mailbox
 from relay.db import read_tx, write_tx
 from relay.db.schema import aliases, orders, parties, party_senders, utcnow
 
@@ -30,16 +29,32 @@ class OrderError(ValueError):
     """A provisioning request that cannot be honoured; the message says why."""
 
 
-def normalize_email(value: str) -> str:
-    """A bare, lower-cased addr-spec; raises OrderError for anything else."""
+def parse_email(value: str) -> tuple[str, str]:
+    """(comparison key, address as given) of a bare address; raises OrderError.
+
+    Validated by the strict From reader (relay.authn.fromaddr), since an address it would
+    refuse in a From header could never write through the relay. The key (NFC, lower-case
+    local part, A-label domain) is what lookups and sender checks compare; the address as
+    given is what the party is shown, delivered to and archived as.
+    """
     value = value.strip()
-    try:
-        addr = Address(addr_spec=value)
-    except (HeaderParseError, ValueError, IndexError):
-        raise OrderError(f"not an email address: {value!r}") from None
-    if not addr.username or not addr.domain or "." not in addr.domain:
+    if not value or "<" in value or any(ch.isspace() for ch in value):
         raise OrderError(f"not an email address: {value!r}")
-    return addr.addr_spec.lower()
+    try:
+        parse_mailbox(value)
+    except FromError:
+        raise OrderError(f"not an email address: {value!r}") from None
+    return canonical_address(value), value.rstrip(".")
+
+
+def normalize_email(value: str) -> str:
+    """The comparison key of an address (see ``parse_email``); raises OrderError."""
+    return parse_email(value)[0]
+
+
+def _shown(column: Any) -> Any:
+    """The registered spelling, or the key for rows from before it was kept."""
+    return sa.func.coalesce(sa.func.nullif(column.table.c.registered_email, ""), column)
 
 
 def new_local_part(stands_for: str) -> str:
@@ -70,16 +85,24 @@ class OrderView:
         return d
 
 
-async def _party_id(conn: AsyncConnection, email: str, name: str) -> int:
-    row = (await conn.execute(sa.select(parties.c.id).where(parties.c.email == email))).first()
+async def _party_id(conn: AsyncConnection, email: tuple[str, str], name: str) -> int:
+    key, given = email
+    row = (
+        await conn.execute(
+            sa.select(parties.c.id, parties.c.registered_email).where(parties.c.email == key)
+        )
+    ).first()
     if row:
-        if name:
-            await conn.execute(
-                parties.update().where(parties.c.id == row.id).values(display_name=name)
-            )
+        values: dict[str, Any] = {"display_name": name} if name else {}
+        if given != (row.registered_email or key):
+            values["registered_email"] = given  # the marketplace's current spelling
+        if values:
+            await conn.execute(parties.update().where(parties.c.id == row.id).values(**values))
         return int(row.id)
     result = await conn.execute(
-        parties.insert().values(email=email, display_name=name, created_at=utcnow())
+        parties.insert().values(
+            email=key, registered_email=given, display_name=name, created_at=utcnow()
+        )
     )
     return int(result.inserted_primary_key[0])
 
@@ -106,11 +129,11 @@ async def create_order(
         raise OrderError(f"order id must look like NNN-NNNNNNN-NNNNNNN: {order_id!r}")
     if not LOCALE.match(buyer_locale):
         raise OrderError(f"not a BCP 47 locale: {buyer_locale!r}")
-    buyer, seller = normalize_email(buyer), normalize_email(seller)
-    if buyer == seller:
+    buyer_addr, seller_addr = parse_email(buyer), parse_email(seller)
+    if buyer_addr[0] == seller_addr[0]:
         raise OrderError("buyer and seller must have different addresses")
-    for email in (buyer, seller):
-        _check_not_ours(email, relay_domain)
+    for key, _ in (buyer_addr, seller_addr):
+        _check_not_ours(key, relay_domain)
     buyer_name, seller_name = _clean_name(buyer_name), _clean_name(seller_name)
     async with write_tx(engine) as conn:
         exists = await conn.execute(sa.select(orders.c.id).where(orders.c.id == order_id))
@@ -120,8 +143,8 @@ async def create_order(
         await conn.execute(
             orders.insert().values(
                 id=order_id,
-                buyer_id=await _party_id(conn, buyer, buyer_name),
-                seller_id=await _party_id(conn, seller, seller_name),
+                buyer_id=await _party_id(conn, buyer_addr, buyer_name),
+                seller_id=await _party_id(conn, seller_addr, seller_name),
                 buyer_locale=buyer_locale,
                 buyer_name=buyer_name,
                 seller_name=seller_name,
@@ -155,8 +178,8 @@ def _order_query() -> sa.Select[Any]:
     return (
         sa.select(
             orders,
-            b.c.email.label("buyer_email"),
-            s.c.email.label("seller_email"),
+            _shown(b.c.email).label("buyer_email"),
+            _shown(s.c.email).label("seller_email"),
             ba.c.local_part.label("buyer_local"),
             sa_.c.local_part.label("seller_local"),
         )
@@ -236,7 +259,8 @@ async def set_status(
 
 async def add_sender(engine: AsyncEngine, party: str, sender: str) -> None:
     """Authorise another From address for a party (a seller's orders@ mailbox)."""
-    party, sender = normalize_email(party), normalize_email(sender)
+    party = normalize_email(party)
+    sender, given = parse_email(sender)
     async with write_tx(engine) as conn:
         row = (await conn.execute(sa.select(parties.c.id).where(parties.c.email == party))).first()
         if row is None:
@@ -248,7 +272,9 @@ async def add_sender(engine: AsyncEngine, party: str, sender: str) -> None:
         )
         if present.first() is None:
             await conn.execute(
-                party_senders.insert().values(party_id=row.id, email=sender, created_at=utcnow())
+                party_senders.insert().values(
+                    party_id=row.id, email=sender, registered_email=given, created_at=utcnow()
+                )
             )
 
 
@@ -280,7 +306,7 @@ async def list_senders(engine: AsyncEngine, party: str) -> list[str]:
     party = normalize_email(party)
     async with read_tx(engine) as conn:
         rows = await conn.execute(
-            sa.select(party_senders.c.email)
+            sa.select(_shown(party_senders.c.email).label("email"))
             .join(parties, parties.c.id == party_senders.c.party_id)
             .where(parties.c.email == party)
             .order_by(party_senders.c.email)

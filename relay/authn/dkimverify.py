@@ -35,7 +35,8 @@ class DkimResult:
     result: str
     reason: str = ""
     body_truncated: bool = False
-    signs_to: bool = False  # h= covers To and Cc, so the addressees cannot be swapped
+    signs_to: bool = False  # h= covers To (with once-only To, exactly the one there is)
+    signs_cc: bool = False  # h= covers Cc
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -45,6 +46,7 @@ class DkimResult:
             "reason": self.reason,
             "body_truncated": self.body_truncated,
             "signs_to": self.signs_to,
+            "signs_cc": self.signs_cc,
         }
 
 
@@ -64,7 +66,9 @@ def _signatures(raw: bytes) -> tuple[dkim.DKIM | None, list[dict[bytes, bytes] |
     return d, sigs
 
 
-def _verify_one(raw: bytes, idx: int, key: bytes | None) -> tuple[str, str, bool, bool]:
+def _verify_one(
+    raw: bytes, idx: int, key: bytes | None
+) -> tuple[str, str, bool, tuple[bool, bool]]:
     """Run dkimpy on one signature with a prefetched key (thread worker)."""
 
     def dnsfunc(name: bytes, timeout: float = 5) -> bytes | None:
@@ -76,14 +80,16 @@ def _verify_one(raw: bytes, idx: int, key: bytes | None) -> tuple[str, str, bool
     except dkim.ValidationError as err:
         msg = str(err)
         reason = "body hash mismatch" if "body hash" in msg else "invalid signature"
-        return "fail", reason, False, False
+        return "fail", reason, False, (False, False)
     except Exception:  # dkim.DKIMException and parser errors on hostile input
-        return "permerror", "malformed signature or key", False, False
+        return "permerror", "malformed signature or key", False, (False, False)
     if not ok:
-        return "fail", "signature did not verify", False, False
+        return "fail", "signature did not verify", False, (False, False)
     sig = d.signature_fields
     signed = [h.strip().lower() for h in sig.get(b"h", b"").split(b":")]
-    signs_to = b"to" in signed and (b"cc" in signed or not _has_cc(d.headers))
+    # What h= names is what the signature vouches for; a field it does not name could
+    # have been added by anyone (relay.authn.replay reads these flags).
+    signs_to = (b"to" in signed, b"cc" in signed)
     if b"l" in sig:
         canon = dkim.CanonicalizationPolicy.from_c_value(sig.get(b"c", b"simple/simple"))
         if int(sig[b"l"]) < len(canon.canonicalize_body(d.body)):
@@ -91,10 +97,6 @@ def _verify_one(raw: bytes, idx: int, key: bytes | None) -> tuple[str, str, bool
     if b"from" not in signed:
         return "fail", "From is not signed", False, signs_to
     return "pass", "", False, signs_to
-
-
-def _has_cc(headers: list[tuple[bytes, bytes]]) -> bool:
-    return any(name.strip().lower() == b"cc" for name, _ in headers)
 
 
 async def _check(
@@ -133,7 +135,7 @@ async def _check(
         )
         if tags.get("p", None) == "":
             reason = "key revoked"
-    return DkimResult(domain, selector, result, reason, truncated, signs_to)
+    return DkimResult(domain, selector, result, reason, truncated, *signs_to)
 
 
 async def verify_all(

@@ -8,15 +8,28 @@ the raw header bytes ourselves and accept only the forms real mail clients produ
 * ``Display Name <local@domain>`` (atoms and RFC 2047 encoded-words in the display name)
 * ``"Quoted Display" <local@domain>``
 
+Addresses may be international (RFC 6531): a UTF-8 local part and a U-label domain are
+accepted when well formed, the domain is returned as its A-label. Anything that could
+look like one address and be another is refused: undecodable bytes (U+FFFD), invisible
+or format characters (zero-width, bidi controls), non-ASCII spaces, invalid IDNA labels.
+
 Refused: several From fields, several mailboxes, groups, comments, route addresses, quoted
-or encoded-word local parts, non-ASCII addresses, control characters, an unquoted ``@`` or
-``<`` in the display name, and anything on which ``email.utils`` disagrees with us.
+or encoded-word local parts, control characters, an unquoted ``@`` or ``<`` in the display
+name, and anything on which ``email.utils`` disagrees with us.
+
+Comparing addresses (``same_address``) follows the big providers: the domain IDNA- and
+case-normalised, the local part NFC and case-insensitive. The local part only says which
+party claims to write; the proof is a DKIM signature of the domain, which the domain's own
+servers give any of their mailboxes anyway, so case-folding it opens nothing.
 """
 
 from __future__ import annotations
 
 import email.utils
 import re
+import unicodedata
+
+import idna
 
 _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]"
 _LOCAL = re.compile(rf"^{_ATEXT}+(?:\.{_ATEXT}+)*$")
@@ -24,6 +37,8 @@ _DOMAIN = re.compile(
     r"^(?=.{1,253}$)(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+"
     r"[A-Za-z](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$"
 )
+# RFC 6531 atext: ASCII atext or any non-ASCII character (checked by _visible below).
+_ULOCAL = re.compile(rf"^(?:{_ATEXT}|[^\x00-\x7f])+(?:\.(?:{_ATEXT}|[^\x00-\x7f])+)*$")
 _PHRASE = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.\- \t\x80-\U0010ffff]*$")
 _QUOTED = re.compile(r'^"(?:[^"\\\r\n]|\\[^\r\n])*"$')
 _FIELD = re.compile(rb"^([!-9;-~]+)[ \t]*:(.*)$", re.S)
@@ -60,8 +75,60 @@ def header_values(raw: bytes, name: bytes = b"from") -> list[str]:
     return out
 
 
+def _visible(text: str) -> bool:
+    """No undecodable byte, control, format (zero-width, bidi), private-use, unassigned or
+    non-ASCII space character: what remains looks like what it is."""
+    return all(
+        ch.isascii() or (ch != "\ufffd" and unicodedata.category(ch)[0] not in "CZ")
+        for ch in text
+    )
+
+
+_CONFUSABLE = ({"LATIN", "CYRILLIC"}, {"LATIN", "GREEK"}, {"CYRILLIC", "GREEK"})
+
+
+def _mixed_script(label: str) -> bool:
+    """Latin, Cyrillic and Greek letters mixed in one label or local part: the homograph
+    class (``shоp`` with a Cyrillic o). Browsers refuse to show such names; so do we."""
+    scripts = {
+        unicodedata.name(ch, "?").split()[0] for ch in label if ch.isalpha()
+    }  # fmt: skip
+    return any(pair <= scripts for pair in _CONFUSABLE)
+
+
+def a_label(domain: str) -> str:
+    """The lower-case A-label form of a domain (UTS 46 mapping, so ``MÜLLER.example`` and
+    ``xn--mller-kva.example`` agree); raises FromError when it is not a valid IDN."""
+    domain = domain.rstrip(".")
+    if domain.isascii() and "xn--" not in domain.lower():
+        return domain.lower()
+    if not _visible(domain):
+        raise FromError("unsupported domain in From")
+    try:
+        ace = idna.encode(domain, uts46=True).decode("ascii").lower()
+        unicode_form = idna.decode(ace)
+    except (idna.IDNAError, UnicodeError, ValueError):
+        raise FromError("unsupported domain in From") from None
+    if any(_mixed_script(label) for label in unicode_form.split(".")):
+        raise FromError("unsupported domain in From")
+    return ace
+
+
+def canonical_address(address: str) -> str:
+    """The comparison key of an address: NFC, lower-case local part, A-label domain. Total:
+    a domain that is no valid IDN keeps its lower-case spelling (and matches nothing
+    valid)."""
+    local, _, domain = address.strip().rpartition("@")
+    try:
+        domain = a_label(domain)
+    except FromError:
+        domain = domain.lower().rstrip(".")
+    return f"{unicodedata.normalize('NFC', local).lower()}@{domain}"
+
+
 def parse_mailbox(value: str) -> str:
-    """Return ``local@domain`` (domain lower-cased) from one From value, or raise FromError."""
+    """Return ``local@domain`` (the local part as written, the domain as lower-case A-label)
+    from one From value, or raise FromError."""
     if any(ord(c) < 0x20 and c != "\t" for c in value) or "\x7f" in value:
         raise FromError("control characters in From")
     value = value.strip()
@@ -82,14 +149,17 @@ def parse_mailbox(value: str) -> str:
     if addr.count("@") != 1:
         raise FromError("From must hold exactly one address")
     local, domain = addr.split("@")
-    if not _LOCAL.match(local) or "=?" in local:
+    if "=?" in local or not (
+        _LOCAL.match(local)
+        or (_ULOCAL.match(local) and _visible(local) and not _mixed_script(local))
+    ):
         raise FromError("unsupported local part in From")
-    domain = domain.rstrip(".")
+    domain = a_label(domain)
     if not _DOMAIN.match(domain):
         raise FromError("unsupported domain in From")
-    mailbox = f"{local}@{domain.lower()}"
+    mailbox = f"{local}@{domain}"
     parsed = email.utils.getaddresses([value])
-    if len(parsed) != 1 or parsed[0][1].lower() != mailbox.lower():
+    if len(parsed) != 1 or canonical_address(parsed[0][1]) != canonical_address(mailbox):
         raise FromError("ambiguous From header")
     return mailbox
 
@@ -102,7 +172,5 @@ def single_from(values: list[str]) -> str:
 
 
 def same_address(a: str, b: str) -> bool:
-    """Local parts compared exactly, domains case-insensitively (RFC 5321 §2.4)."""
-    la, _, da = a.rpartition("@")
-    lb, _, db = b.rpartition("@")
-    return bool(la) and la == lb and da.lower().rstrip(".") == db.lower().rstrip(".")
+    """One mailbox, as providers compare them: see ``canonical_address``."""
+    return bool(a.rpartition("@")[0]) and canonical_address(a) == canonical_address(b)

@@ -17,29 +17,36 @@ REPLAYED = "signed for other recipients"
 UNSIGNED_TO = "To not signed and no aligned SPF pass"
 
 
+def _named(values: list[str]) -> set[str]:
+    return {addr.lower() for _, addr in email.utils.getaddresses(values) if addr}
+
+
 def replay_check(
     raw: bytes, results: tuple[DkimResult, ...], recipients: Collection[str], spf_ok: bool
 ) -> tuple[DkimResult, ...]:
     """Downgrade DKIM passes that a stranger could be replaying (RFC 6376 §8.6).
 
-    * To/Cc do not name any envelope recipient: replayed, whatever was signed.
-    * They do, but the signature does not cover To (and Cc when present), as with
-      Microsoft 365 signatures: the visible addressees could have been swapped, so the pass
-      only counts together with an aligned SPF pass (the message left the sender's own
-      infrastructure).
+    Only what a signature covers counts for it:
+
+    * To or Cc given more than once: DKIM covers the bottom-most copy, readers the top-most,
+      so no copy can be trusted: replayed. (Intake refuses such messages anyway.)
+    * The alias is named in a To/Cc field the signature's ``h=`` covers: a pass.
+    * It is named only in a field the signature does not cover (Microsoft 365 signs
+      neither): the addressees could have been swapped, so the pass only counts together
+      with an aligned SPF pass (the message left the sender's own infrastructure).
+    * It is not named at all: replayed, whatever was signed.
     """
-    named = {
-        addr.lower()
-        for _, addr in email.utils.getaddresses(
-            header_values(raw, b"to") + header_values(raw, b"cc")
-        )
-    }
+    to, cc = header_values(raw, b"to"), header_values(raw, b"cc")
+    doubled = len(to) > 1 or len(cc) > 1
     wanted = {r.strip().strip("<>").lower() for r in recipients}
+    named_to, named_cc = _named(to), _named(cc)
     out = []
     for r in results:
-        if r.result == "pass" and not named & wanted:
-            r = dataclasses.replace(r, result="fail", reason=REPLAYED)
-        elif r.result == "pass" and not r.signs_to and not spf_ok:
-            r = dataclasses.replace(r, result="fail", reason=UNSIGNED_TO)
+        if r.result == "pass":
+            covered = (named_to if r.signs_to else set()) | (named_cc if r.signs_cc else set())
+            if doubled or not (named_to | named_cc) & wanted:
+                r = dataclasses.replace(r, result="fail", reason=REPLAYED)
+            elif not covered & wanted and not spf_ok:
+                r = dataclasses.replace(r, result="fail", reason=UNSIGNED_TO)
         out.append(r)
     return tuple(out)

@@ -61,7 +61,8 @@ parties = Table(
     "parties",
     metadata,
     Column("id", BigId, primary_key=True, autoincrement=True),
-    Column("email", String(320), nullable=False, unique=True),
+    Column("email", String(320), nullable=False, unique=True),  # comparison key (0003i)
+    Column("registered_email", String(320), nullable=False, server_default=""),  # as given
     Column("display_name", String(200), nullable=False, server_default=""),
     Column("allow_spf_only", Boolean, nullable=False, server_default="0"),
     Column("created_at", UTCDateTime, nullable=False),
@@ -73,6 +74,7 @@ party_senders = Table(
     Column("id", BigId, primary_key=True, autoincrement=True),
     Column("party_id", BigId, ForeignKey("parties.id"), nullable=False),
     Column("email", String(320), nullable=False),
+    Column("registered_email", String(320), nullable=False, server_default=""),
     Column("created_at", UTCDateTime, nullable=False),
     UniqueConstraint("party_id", "email", name="uq_party_senders_party_email"),
 )
@@ -131,6 +133,9 @@ archive = Table(
     Column("sha256", String(64), nullable=False),
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
+    # Full size of what arrived; truncated: ``original`` is only its start (0003i).
+    Column("size", BigInteger, nullable=True),
+    Column("truncated", Boolean, nullable=False, server_default="0"),
 )
 Index("ix_archive_order", archive.c.order_id, archive.c.id)
 Index("ix_archive_created", archive.c.created_at)

@@ -4,7 +4,8 @@ The rewrite works on bytes so that what it keeps is copied verbatim (folding inc
 and costs next to nothing. Raw UTF-8 in a header (RFC 6532) is accepted at intake, but
 an MX that did not offer SMTPUTF8 may refuse it, so every kept value with 8-bit bytes
 is re-encoded: unstructured text as RFC 2047 encoded-words, Content-Type and
-Content-Disposition parameters as RFC 2231. Bytes that are not UTF-8 become U+FFFD.
+Content-Disposition parameters as RFC 2231. Bytes that are not UTF-8 are read as the
+archive reads them (relay.mail.parse.header_text: Windows-1252, a legacy client's Latin-1).
 """
 
 from __future__ import annotations
@@ -52,7 +53,9 @@ def value(field: bytes) -> bytes:
 
 
 def text(raw: bytes) -> str:
-    return raw.decode("utf-8", "replace")
+    from relay.mail.parse import header_text
+
+    return header_text(raw)
 
 
 def is_8bit(data: bytes) -> bool:

@@ -78,8 +78,13 @@ async def test_domain_case_insensitive_match(world: World) -> None:
     assert decision.ok
 
 
-async def test_local_part_is_exact(world: World) -> None:
+async def test_local_part_is_case_insensitive(world: World) -> None:
+    """Issue 9: local parts compare as the big providers compare them; another mailbox of
+    the same domain is still not the party."""
     raw = sign(message(from_="Seller@shop.example"), "shop.example")
+    _, decision = await world.check(raw)
+    assert decision.ok
+    raw = sign(message(from_="sellers@shop.example"), "shop.example")
     _, decision = await world.check(raw)
     assert not decision.ok and decision.enhanced == "5.7.1"
 
