@@ -90,7 +90,7 @@ class _Ctx:
     deadline: Deadline
     lookups: int = 0
     voids: int = 0
-    ptr_names: list[str] | None = None  # first MAX_NAMES PTR names of ip; None: not asked
+    ptr_names: list[str] | DnsTempError | None = None  # PTR names of ip; None: not asked
     validated: dict[str, bool] = field(default_factory=dict)
 
     def count(self) -> None:
@@ -229,21 +229,16 @@ def parse_record(record: str) -> _Record:
 
 # ----------------------------------------------------------------------------- macros
 async def _p_value(ctx: _Ctx, domain: str) -> str:
-    """The ``%{p}`` value (§7.3): a validated name of the client, preferring ``domain``."""
+    """The ``%{p}`` value (§7.3): a validated name of the client, preferring ``domain``,
+    then its subdomains, then any; "unknown" when none validates or DNS fails."""
     try:
         names = [n for n in await _ptr_names(ctx) if await _validate(ctx, n)]
     except DnsTempError:
         return "unknown"
     domain = domain.lower().rstrip(".")
-    for match in (
-        lambda n: n == domain,
-        lambda n: n.endswith("." + domain),
-        lambda n: True,
-    ):
-        for name in names:
-            if match(name):
-                return name
-    return "unknown"
+    exact = [n for n in names if n == domain]
+    below = [n for n in names if n.endswith("." + domain)]
+    return (exact or below or names or ["unknown"])[0]
 
 
 async def expand(spec: str, ctx: _Ctx, domain: str) -> str:
@@ -298,11 +293,18 @@ async def _addresses(ctx: _Ctx, name: str) -> list[str]:
 
 
 async def _ptr_names(ctx: _Ctx) -> list[str]:
-    """The client's first 10 PTR names, asked once per check (§4.6.4)."""
+    """The client's first 10 PTR names, asked once per check (§4.6.4); a DNS error is
+    remembered too, so a record full of ``%{p}`` costs one timeout, not one each."""
     if ctx.ptr_names is None:
         rev = dns.reversename.from_address(str(ctx.ip)).to_text()
-        records, _ = await lookup(ctx.resolver, rev, "PTR", ctx.deadline)
+        try:
+            records, _ = await lookup(ctx.resolver, rev, "PTR", ctx.deadline)
+        except DnsTempError:
+            ctx.ptr_names = DnsTempError("PTR")
+            raise
         ctx.ptr_names = [r.target.to_text().lower().rstrip(".") for r in records[:MAX_NAMES]]
+    if isinstance(ctx.ptr_names, DnsTempError):
+        raise DnsTempError("PTR lookup failed before")
     return ctx.ptr_names
 
 

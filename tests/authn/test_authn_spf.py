@@ -150,6 +150,15 @@ async def test_p_macro_dns_error_is_unknown_and_ptr_error_no_match(dns_server: D
     d.fail("5.2.0.192.in-addr.arpa")
     assert await spf(d, "192.0.2.5", "p.example") == "pass"
     assert await spf(d, "192.0.2.5", "ptr.example") == "neutral"
+    # A PTR timeout is asked once per check, however many %{p} the record holds.
+    d.add("p2.example", "TXT", "v=spf1 exists:%{p}.a.example exists:%{p}.allow.example -all")
+    d.drop("6.2.0.192.in-addr.arpa")
+    res = d.resolver(timeout=0.3)
+    res.lifetime = 0.3  # one packet per lookup, no retry
+    result = await check_host("192.0.2.6", "p2.example", "u@p2.example", helo="h.example",
+                              resolver=res, deadline=Deadline.after(3))  # fmt: skip
+    assert result == "pass"
+    assert d.queries.count(("6.2.0.192.in-addr.arpa.", "PTR")) == 1
 
 
 async def test_p_macro_lookups_are_bounded(dns_server: DNSServer) -> None:
