@@ -99,6 +99,16 @@ class Limits(_Strict):
 
 
 class Attachments(_Strict):
+    # content types (relay.policy.attachments.TYPES) kept as they are; any type in neither
+    # list is removed with a marker
+    allowed: list[str] = Field(default_factory=lambda: [
+        "pdf", "jpeg", "png", "gif", "webp", "heic", "tiff", "bmp", "text", "csv", "rtf",
+        "docx", "xlsx", "pptx", "odt", "ods", "odp", "doc", "xls", "ppt", "zip", "svg",
+        "video", "ics"])
+    # content types refused as dangerous_attachment
+    dangerous: list[str] = Field(default_factory=lambda: [
+        "executable", "script", "installer", "office_macro", "onenote", "disk_image",
+        "encrypted_archive", "svg_script", "html_form", "cab"])
     # images a seller attaches only to decorate (logos, banners, thank-you art): removed
     decorative_names: str = (
         r"(?i)(?:^|[_\-. ])(?:logo|banner|signature|footer|divider|spacer|icon|badge|social|"
@@ -297,6 +307,13 @@ def load_policy(path: pathlib.Path | None = None) -> Policy:
         plain = [_lower_pattern(p) for p in pats if "(?-i:" not in p]
         fast[k] = (regex.compile("|".join(f"(?:{p})" for p in plain)) if plain else None,
                    regex.compile("|".join(f"(?:{p})" for p in exact)) if exact else None)
+    from relay.policy.attachments import TYPES
+
+    for key in ("allowed", "dangerous"):
+        bad = [t for t in getattr(pf.attachments, key) if t not in TYPES]
+        if bad:
+            raise PolicyError(f"{path}: attachments.{key}: unknown type {bad[0]!r} "
+                              f"(one of {', '.join(sorted(TYPES))})")
     try:
         regex.compile(pf.attachments.decorative_names)
     except regex.error as err:

@@ -53,6 +53,8 @@ class PolicyEngine:
         self.html = HtmlJudge(self.scanner)
         self.messages = MessageRules(policy)
         self._decorative = regex.compile(policy.file.attachments.decorative_names)
+        self._allowed_types = frozenset(policy.file.attachments.allowed)
+        self._dangerous_types = frozenset(policy.file.attachments.dangerous)
 
     @classmethod
     def load(cls, path: pathlib.Path | None = None) -> PolicyEngine:
@@ -232,13 +234,14 @@ class PolicyEngine:
                 if part.get_param("name"):
                     part.set_param("name", new)
                 run.changed = True
-        j = attachments.judge(name, part.get_content_type(), data)
+        j = attachments.judge(name, part.get_content_type(), data,
+                              allowed=self._allowed_types, dangerous=self._dangerous_types)
         if (j.kind is None and run.ctx.direction == "seller-to-buyer"
                 and part.get_content_maintype() == "image"
                 and self._decorative.search(name.rsplit(".", 1)[0])):
             j = attachments.AttachmentJudgement("attachment_removed", "decorative image")
         if j.kind is None:
-            if part.get_content_maintype() == "text" and attachments.sniff(data) == "unknown":
+            if part.get_content_maintype() == "text" and j.real in ("text", "csv"):
                 self._text(part, run, where)
             return len(data)
         f = self._add(run, j.kind, RULES[j.kind].name, where, j.detail)

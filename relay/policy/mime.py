@@ -168,7 +168,15 @@ def replace_header(part: Message, name: str, value: str) -> None:
 def remove_part(parent: Message, child: Message) -> None:
     payload = parent.get_payload()
     if isinstance(payload, list):
-        parent.set_payload([p for p in payload if p is not child])
+        rest = [p for p in payload if p is not child]
+        if not rest or parent.get_content_type() == "message/rfc822":
+            # a container must keep a child: the removed file leaves its marker behind
+            from email.message import EmailMessage
+
+            stub = EmailMessage()
+            stub.set_content("[attachment removed]\n")
+            rest = [stub if p is child else p for p in payload]
+        parent.set_payload(rest)
 
 
 def to_bytes(msg: Message) -> bytes:
