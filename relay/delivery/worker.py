@@ -6,6 +6,15 @@ worker renews the leases of what it is sending, so only a dead worker's rows are
 over, and it changes a row only while it still holds the claim (``queue.held_by``).
 A failure and its bounce notice are written in one transaction: never one without the
 other, and never a notice about a notice or about automatic mail.
+
+The database may go away mid-send. An outcome that cannot be recorded is kept (in memory
+and in the local journal, relay.delivery.journal) and recorded as soon as the database
+is back; its row stays in ``_held``, so its lease is renewed then and this worker never
+claims it again. While the database is unreachable the worker claims nothing, loads
+nothing, and backs off; a lease that ran out meanwhile is taken over by nobody until the
+database has been back for a whole lease (queue.claim). A message is sent twice only if
+the process dies between the recipient's 250 and the outcome reaching the database or
+the journal.
 """
 
 from __future__ import annotations
@@ -15,7 +24,9 @@ import contextlib
 import secrets
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -26,6 +37,8 @@ from relay.bounce import Original, explain, load_original, notice_entry
 from relay.commit import lock_chain, write_entries
 from relay.db import read_tx, write_tx
 from relay.db.schema import deliveries, delivery_events, utcnow
+from relay.delivery import journal
+from relay.delivery.journal import OutcomeJournal
 from relay.delivery.route import Router
 from relay.delivery.transport import PER_TARGET, Outcome, Pool, send
 from relay.log import mask, scrub_addresses
@@ -33,8 +46,28 @@ from relay.settings import Settings
 
 log = structlog.get_logger("relay.delivery")
 Signer = Callable[[bytes], bytes]
-RECORD_RETRIES = (0.2, 1.0, 3.0)  # pauses between attempts to record an outcome
 RECORD_BATCH = 200  # outcomes per transaction at most
+DB_PAUSE = (0.25, 4.0)  # first and longest pause between tries while the database is away
+
+
+@dataclass(frozen=True)
+class Kept:
+    """An outcome the database could not take yet, and when it happened."""
+
+    item: queue.Claimed
+    outcome: Outcome
+    at: datetime
+
+
+def journal_dir(settings: Settings) -> Path:
+    """``delivery.journal_dir``, else beside the SQLite file, else ``delivery-journal``
+    in the working directory (the state directory in the shipped units)."""
+    if settings.delivery.journal_dir is not None:
+        return settings.delivery.journal_dir
+    url = settings.database.url
+    if url.startswith("sqlite+aiosqlite:///") and ":memory:" not in url:
+        return Path(url.removeprefix("sqlite+aiosqlite:///")).parent / "delivery-journal"
+    return Path("delivery-journal")
 
 
 class DeliveryWorker:
@@ -68,11 +101,25 @@ class DeliveryWorker:
         self._stopping = asyncio.Event()
         self._claiming = False  # the claim loop runs
         self._claim_done = asyncio.Event()
+        # Outcomes waiting for the database (their ids stay in _held), and its state.
+        self._kept: dict[int, Kept] = {}
+        self._kept_added = asyncio.Event()
+        self._flushing = asyncio.Lock()
+        self._journal = OutcomeJournal(journal_dir(settings), self.name)
+        self._journal_lock = asyncio.Lock()
+        self._keeper: asyncio.Task[None] | None = None
+        self._db_down_since: float | None = None
+        self._db_back = asyncio.Event()
+        # A worker takes over no lapsed lease until it has seen the database up for a
+        # whole lease, counted from its start too: the holder renews in that time.
+        self._db_up_since = time.monotonic()
 
     async def run(self) -> None:
+        await self._adopt_journals()
         self._renewer = asyncio.create_task(self._renew_leases(), name="delivery-leases")
         self._recorder = asyncio.create_task(self._record_batches(), name="delivery-record")
-        helpers = (self._renewer, self._recorder)
+        self._keeper = asyncio.create_task(self._retry_kept(), name="delivery-kept")
+        helpers = (self._renewer, self._recorder, self._keeper)
         try:
             await self._claim_loop()
             await asyncio.gather(*helpers)  # until stop() has let the in-flight sends finish
@@ -118,7 +165,10 @@ class DeliveryWorker:
             try:
                 await queue.renew(self.engine, self.name, sorted(self._held), lease)
             except Exception as err:  # the next round tries again
-                log.error("delivery.renew_failed", error=type(err).__name__)
+                self._db_failed("renew", err)
+            else:
+                if self._held:
+                    self._db_worked()
             self.pool.prune()
 
     async def _claim_loop(self) -> None:
@@ -131,6 +181,7 @@ class DeliveryWorker:
 
     async def _claim_rounds(self) -> None:
         d = self.settings.delivery
+        pause = 0.0  # grows while the database is unreachable: no busy loop against it
         while not self._stopping.is_set():
             # Clear before claiming: a commit that lands during the claim must wake the
             # next idle, not be forgotten until the poll interval runs out.
@@ -141,13 +192,22 @@ class DeliveryWorker:
             if free > 0:
                 try:
                     items = await queue.claim(
-                        self.engine, self.name, limit=limit, lease=d.claim_lease
+                        self.engine,
+                        self.name,
+                        limit=limit,
+                        lease=d.claim_lease,
+                        takeover=self._may_take_over(),
                     )
                 except Exception as err:  # database trouble: keep the worker alive
-                    log.error("delivery.claim_failed", error=type(err).__name__)
+                    self._db_failed("claim", err)
+                    pause = min(max(pause * 2, DB_PAUSE[0]), DB_PAUSE[1])
+                    await self._pause(pause)
+                    continue
+                self._db_worked()
+                pause = 0.0
             full = free > 0 and len(items) == limit  # there may be more due right now
-            # A row we are still sending comes back only if its lease lapsed (renewal
-            # stalled behind a busy database): the claim renewed it; never send it twice.
+            # A row we are still sending (or whose outcome waits for the database) comes
+            # back only if its lease lapsed: the claim renewed it; never send it twice.
             items = [item for item in items if item.id not in self._held]
             for item in items:
                 self._held.add(item.id)
@@ -156,6 +216,32 @@ class DeliveryWorker:
                 task.add_done_callback(self._running.discard)
             if not full:
                 await self._idle(d.poll_interval.total_seconds())
+
+    def _may_take_over(self) -> bool:
+        lease = self.settings.delivery.claim_lease.total_seconds()
+        return self._db_down_since is None and time.monotonic() - self._db_up_since >= lease
+
+    def _db_failed(self, during: str, err: BaseException) -> None:
+        if self._db_down_since is None:
+            self._db_down_since = time.monotonic()
+            self._db_back.clear()
+            log.error("delivery.database_unavailable", during=during, error=type(err).__name__)
+        else:
+            log.debug("delivery.database_unavailable", during=during, error=type(err).__name__)
+
+    def _db_worked(self) -> None:
+        if self._db_down_since is None:
+            return
+        now = time.monotonic()
+        log.info("delivery.database_back", after=round(now - self._db_down_since, 1))
+        self._db_down_since = None
+        self._db_up_since = now
+        self._db_back.set()
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep, cut short by stop()."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
 
     async def _idle(self, seconds: float) -> None:
         waiters = [
@@ -184,10 +270,31 @@ class DeliveryWorker:
                 task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.gather(*pending, return_exceptions=True)
-        for helper in (self._renewer, self._recorder):
+        await self._last_flush(grace)
+        for helper in (self._renewer, self._recorder, self._keeper):
             if helper is not None:
                 helper.cancel()
+        self._journal.close()
         await self.pool.close()
+
+    async def _last_flush(self, grace: float) -> None:
+        """On stop, give kept outcomes until ``grace`` to reach the database; what is
+        left stays in the journal for the next worker started on this host."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        pause = DB_PAUSE[0]
+        while self._kept and not await self._flush():
+            left = deadline - loop.time()
+            if left <= 0:
+                break
+            await asyncio.sleep(min(pause, left))
+            pause = min(pause * 2, DB_PAUSE[1])
+        if self._kept:
+            log.warning(
+                "delivery.outcomes_journaled",
+                outcomes=len(self._kept),
+                journal=str(self._journal.path),
+            )
 
     async def drain(self, timeout: float = 30.0) -> None:
         """Deliver until nothing is due (tests and `relay worker --once`)."""
@@ -201,20 +308,24 @@ class DeliveryWorker:
                 lease=self.settings.delivery.claim_lease,
             )
             if not items and not self._running:
-                return
+                break
             await asyncio.gather(*(self._deliver(i) for i in items))
+        await self._flush()
 
     async def _deliver(self, item: queue.Claimed) -> None:
         self._held.add(item.id)
         try:
             await self._deliver_held(item)
         finally:
-            self._held.discard(item.id)
+            if item.id not in self._kept:  # a kept outcome's lease is still renewed
+                self._held.discard(item.id)
 
     async def _deliver_held(self, item: queue.Claimed) -> None:
         async with self._slots:
             try:
-                data = await queue.message_bytes(self.engine, item.archive_id)
+                data = await self._load(item)
+                if data is None:
+                    return  # stopping while the database is away; nothing was sent
                 if self.signer is not None:
                     data = self.signer(data)
                 started = time.monotonic()
@@ -228,21 +339,113 @@ class DeliveryWorker:
                     exc_info=err,
                 )
                 outcome = Outcome("deferred", None, "4.3.0", "internal error")
-            # Record what really happened, retrying a database blip: recording a sent
-            # message as "internal error, retry" would deliver it twice.
-            for pause in (*RECORD_RETRIES, None):
-                try:
-                    await self._record(item, outcome)
-                    return
-                except Exception as err:
-                    log.error("delivery.record_failed", delivery=item.id, error=type(err).__name__)
-                    if pause is None:
-                        break
-                    await asyncio.sleep(pause)
-            # Still no database: the lease runs out and the row is tried again (the same
-            # window as a crash between sending and recording).
+            # Record what really happened. If the database cannot take it now, keep it
+            # until it can: forgetting a sent message would send it again.
+            at = utcnow()
+            try:
+                await self._record(item, outcome)
+            except Exception as err:
+                await self._keep(item, outcome, at, err)
+            else:
+                self._db_worked()
 
-    async def _record(self, item: queue.Claimed, outcome: Outcome) -> None:
+    async def _load(self, item: queue.Claimed) -> bytes | None:
+        """The message to send, waiting out a database outage (None: stopped meanwhile).
+        A missing copy is an error of its own (LookupError), not an outage."""
+        pause = DB_PAUSE[0]
+        while True:
+            try:
+                return await queue.message_bytes(self.engine, item.archive_id)
+            except LookupError:
+                raise
+            except Exception as err:
+                self._db_failed("load", err)
+            if self._stopping.is_set():
+                return None
+            await self._pause(pause)
+            pause = min(pause * 2, DB_PAUSE[1])
+
+    async def _keep(
+        self, item: queue.Claimed, outcome: Outcome, at: datetime, err: Exception
+    ) -> None:
+        """Hold on to an outcome the database refused: in memory and, durably, in the
+        journal before this returns."""
+        self._db_failed("record", err)
+        self._kept[item.id] = Kept(item, outcome, at)
+        log.warning("delivery.outcome_kept", delivery=item.id, status=outcome.status)
+        try:
+            async with self._journal_lock:
+                await asyncio.to_thread(self._journal.keep, [journal.encode(item, outcome, at)])
+        except OSError as jerr:  # still kept in memory; only a restart would lose it
+            log.error("delivery.journal_failed", error=type(jerr).__name__, detail=str(jerr))
+        self._kept_added.set()
+
+    async def _retry_kept(self) -> None:
+        """Record kept outcomes until the database takes them, backing off; a successful
+        claim or renewal (the database is back) cuts the pause short."""
+        pause = DB_PAUSE[0]
+        while True:
+            if not self._kept:
+                self._kept_added.clear()
+                await self._kept_added.wait()
+                pause = DB_PAUSE[0]
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._db_back.wait(), pause)
+            if await self._flush():
+                pause = DB_PAUSE[0]
+            else:
+                pause = min(pause * 2, DB_PAUSE[1])
+
+    async def _flush(self) -> bool:
+        """Try to record every kept outcome once; True when none is left."""
+        async with self._flushing:
+            kept = list(self._kept.values())
+            if not kept:
+                return True
+            results = await asyncio.gather(
+                *(self._record(k.item, k.outcome, at=k.at) for k in kept), return_exceptions=True
+            )
+            done = [k.item.id for k, r in zip(kept, results, strict=True) if r is None]
+            for i in done:
+                del self._kept[i]
+                self._held.discard(i)
+            if done:
+                self._db_worked()
+                log.info("delivery.kept_recorded", outcomes=len(done), left=len(self._kept))
+                try:
+                    async with self._journal_lock:
+                        await asyncio.to_thread(self._journal.done, done)
+                except OSError as err:
+                    log.error("delivery.journal_failed", error=type(err).__name__, detail=str(err))
+            errors = [r for r in results if isinstance(r, Exception)]
+            if errors:
+                self._db_failed("record", errors[0])
+            return not self._kept
+
+    async def _adopt_journals(self) -> None:
+        """Before the first claim: record the outcomes that workers gone from this host
+        left in their journals (a clean stop or a crash during an outage)."""
+        try:
+            async with self._journal_lock:
+                entries = await asyncio.to_thread(self._journal.adopt)
+        except OSError as err:
+            log.error("delivery.journal_failed", error=type(err).__name__, detail=str(err))
+            return
+        for entry in entries:
+            try:
+                item, outcome, at = journal.decode(entry)
+            except (KeyError, TypeError, ValueError):
+                log.error("delivery.journal_unreadable", entry=str(entry)[:80])
+                continue
+            self._kept[item.id] = Kept(item, outcome, at)
+        if self._kept:
+            await self._flush()
+            self._kept_added.set()
+
+    async def _record(
+        self, item: queue.Claimed, outcome: Outcome, *, at: datetime | None = None
+    ) -> None:
+        """Write the outcome (``at``: it happened then and is recorded late)."""
         d = self.settings.delivery
         now = utcnow()
         if outcome.status == "deferred" and now - item.created_at >= d.give_up_after:
@@ -251,14 +454,16 @@ class DeliveryWorker:
             )
         if outcome.status == "delivered":
             await self._save(
-                queue.Attempt(item, "delivered", "delivered", outcome.code, outcome.detail)
+                queue.Attempt(
+                    item, "delivered", "delivered", outcome.code, outcome.detail, at=at
+                )
             )
             log.info("delivery.delivered", delivery=item.id, attempts=item.attempts + 1)
         elif outcome.status == "deferred":
             delay = retry_delay(d.retry, item.attempts)
             await self._save(
                 queue.Attempt(
-                    item, "deferred", "deferred", outcome.code, outcome.detail, now + delay
+                    item, "deferred", "deferred", outcome.code, outcome.detail, now + delay, at
                 )
             )
             log.info(
@@ -269,9 +474,9 @@ class DeliveryWorker:
                 rcpt=mask(item.rcpt),
             )
         else:
-            await self._fail(item, outcome)
+            await self._fail(item, outcome, at)
 
-    async def _fail(self, item: queue.Claimed, outcome: Outcome) -> None:
+    async def _fail(self, item: queue.Claimed, outcome: Outcome, at: datetime | None) -> None:
         """Mark failed and queue the notice in the same transaction: never one without the other."""
         now = utcnow()
         expired = outcome.detail.startswith("expired")
@@ -305,20 +510,24 @@ class DeliveryWorker:
                     claimed_by="",
                     claimed_until=None,
                     last_code=outcome.code,
-                    last_error=outcome.detail[:1000],
+                    last_error=queue.text(outcome.detail),
                     updated_at=now,
                 )
             )
-            await conn.execute(
-                delivery_events.insert().values(
-                    delivery_id=item.id,
-                    archive_id=item.archive_id,
-                    at=now,
-                    event="expired" if expired else "failed",
-                    code=outcome.code,
-                    detail=outcome.detail[:1000],
+            event = "expired" if expired else "failed"
+            if result.rowcount or at is None or not await queue.has_event(
+                conn, item, event, since=at
+            ):
+                await conn.execute(
+                    delivery_events.insert().values(
+                        delivery_id=item.id,
+                        archive_id=item.archive_id,
+                        at=now,
+                        event=event,
+                        code=outcome.code,
+                        detail=queue.text(outcome.detail),
+                    )
                 )
-            )
             if not result.rowcount:
                 entry = None  # a DSN or another worker already decided, and told the sender
             if entry is not None:

@@ -1,0 +1,274 @@
+"""A PostgreSQL outage under load: nothing lost, nothing sent twice, no 5xx.
+
+A private PostgreSQL cluster (initdb + pg_ctl, started by the test) backs a real
+``relay serve`` (SMTP listener and delivery worker) and a second ``relay worker``
+process; load clients send over SMTP and retry a 4xx or a cut connection as an MTA
+would. Mid-flow the cluster is stopped for ~10 s, twice, with a claim lease far shorter
+than the outage, so every in-flight lease runs out while the database is away. The
+recipient's server must receive every acknowledged message exactly once (counted by the
+relay's Message-ID): an outcome that could not be recorded is kept and retried, and a
+lease that ran out while the database was down is no sign that its worker died.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email
+import glob
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiosmtplib
+import pytest
+
+from tests.helpers import (
+    BUYER,
+    DOMAIN,
+    ORDER,
+    SELLER,
+    free_port,
+    message,
+    relay_cli,
+    write_settings,
+)
+from tests.ops.support import RelayProcess
+
+CLIENTS = 6
+OUTAGES = 2
+OUTAGE_SECONDS = 10.0
+FLOW_SECONDS = 3.0  # load before, between and after the outages
+TOKEN = re.compile(rb"Subject: outage ([a-z0-9-]+)")
+
+
+def _pg_bin() -> Path | None:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=_version)
+    if found:
+        return Path(found[-1]).parent
+    initdb = shutil.which("initdb")
+    return Path(initdb).parent if initdb else None
+
+
+def _version(path: str) -> int:
+    m = re.search(r"/postgresql/(\d+)/", path)
+    return int(m.group(1)) if m else 0
+
+
+PG_BIN = _pg_bin()
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(PG_BIN is None, reason="needs PostgreSQL's initdb and pg_ctl"),
+]
+
+
+class Cluster:
+    """A throw-away PostgreSQL cluster on a loopback port, trust authentication.
+
+    initdb refuses to run as root: as root, the cluster belongs to the ``postgres`` user.
+    """
+
+    def __init__(self, base: Path) -> None:
+        assert PG_BIN is not None
+        self.base, self.data, self.port = base, base / "data", free_port()
+        self.as_user: list[str] = []
+        if os.geteuid() == 0:
+            self.as_user = ["runuser", "-u", "postgres", "--"]
+            shutil.chown(base, "postgres")
+
+    def _run(self, *args: str) -> None:
+        assert PG_BIN is not None
+        cmd = [*self.as_user, str(PG_BIN / args[0]), *args[1:]]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, f"{' '.join(args[:2])}: {done.stdout}{done.stderr}"
+
+    def init(self) -> None:
+        self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "-E", "UTF8")
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.base} -c listen_addresses=127.0.0.1"
+        self._run("pg_ctl", "start", "-w", "-D", str(self.data), "-l",
+                  str(self.base / "pg.log"), "-o", options)  # fmt: skip
+
+    def stop(self) -> None:
+        self._run("pg_ctl", "stop", "-w", "-m", "fast", "-D", str(self.data))
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/postgres"
+
+
+@contextlib.contextmanager
+def private_cluster() -> Iterator[Cluster]:
+    base = Path(tempfile.mkdtemp(prefix="relay-pg-"))
+    cluster = Cluster(base)
+    try:
+        cluster.init()
+        cluster.start()
+        yield cluster
+    finally:
+        with contextlib.suppress(Exception):
+            cluster.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@dataclass
+class Sender:
+    """One sending MTA: each message until 250, retrying 4xx replies and cut connections."""
+
+    acked: list[str] = field(default_factory=list)
+    temp: Counter[str] = field(default_factory=Counter)
+    perm: Counter[str] = field(default_factory=Counter)
+    cut: int = 0
+
+    async def run(self, stop: asyncio.Event, port: int, alias: str, token: str) -> None:
+        n = 0
+        while not stop.is_set():
+            n += 1
+            mark = f"{token}-{n}"
+            data = message(BUYER, alias, subject=f"outage {mark}").as_bytes()
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                if await self._once(port, alias, data, mark):
+                    break
+                await asyncio.sleep(0.3)
+
+    async def _once(self, port: int, alias: str, data: bytes, mark: str) -> bool:
+        """True when the message's fate is settled (250 or 5xx)."""
+        smtp = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, timeout=15, start_tls=False)
+        try:
+            await smtp.connect()
+            await smtp.sendmail(BUYER, [alias], data)
+        except aiosmtplib.SMTPRecipientsRefused as err:
+            code, text = err.recipients[0].code, err.recipients[0].message
+        except aiosmtplib.SMTPResponseException as err:
+            code, text = err.code, err.message
+        except (aiosmtplib.SMTPException, OSError, TimeoutError):
+            self.cut += 1
+            smtp.close()
+            return False
+        else:
+            self.acked.append(mark)
+            with contextlib.suppress(Exception):
+                await smtp.quit()
+            return True
+        smtp.close()
+        if code <= 0:
+            self.cut += 1
+            return False
+        bucket = self.perm if code >= 500 else self.temp
+        bucket[f"{code} {text[:60]}"] += 1
+        return code >= 500
+
+
+async def test_postgresql_outage_sends_nothing_twice(sink: Any, tmp_path: Path) -> None:
+    started = time.monotonic()
+    arrivals: list[bytes] = []
+    sink.data_reply = lambda data: arrivals.append(data) and None
+    with private_cluster() as cluster:
+        phases: dict[str, float] = {"cluster up": time.monotonic() - started}
+        port = free_port()
+        common: dict[str, Any] = {
+            "relay": {"domain": DOMAIN},
+            "database": {"url": cluster.url, "pool_size": 4},
+            "delivery": {
+                "smarthost": f"127.0.0.1:{sink.port}",
+                "claim_lease": "2s",  # far shorter than the outage
+                "retry": ["1s"],
+                "poll_interval": "0.2s",
+                "timeout": "5s",
+            },
+            "auth": {"mode": "off"},
+            "policy": {"enabled": False},
+            "log": {"format": "json"},
+        }
+        serve_cfg = write_settings(
+            tmp_path / "serve.toml",
+            **{**common, "delivery": {**common["delivery"], "journal_dir": str(tmp_path / "j1")}},
+            smtp={"listen": f"127.0.0.1:{port}"},
+        )
+        worker_cfg = write_settings(
+            tmp_path / "worker.toml",
+            **{**common, "delivery": {**common["delivery"], "journal_dir": str(tmp_path / "j2")}},
+            smtp={"listen": f"127.0.0.1:{free_port()}"},
+        )
+        code, out, err = await relay_cli(
+            serve_cfg, "order", "create", ORDER, "--buyer", BUYER, "--seller", SELLER, "--json"
+        )
+        assert code == 0, err
+        alias = json.loads(out)["seller_alias"]
+        procs = [
+            RelayProcess(serve_cfg, tmp_path / "serve.log", "serve", port=port),
+            RelayProcess(worker_cfg, tmp_path / "worker.log", "worker"),
+        ]
+        senders = [Sender() for _ in range(CLIENTS)]
+        stop = asyncio.Event()
+        outages: list[tuple[float, float]] = []
+        try:
+            await asyncio.gather(*(p.start() for p in procs))
+            phases["relay up"] = time.monotonic() - started
+            load = [
+                asyncio.create_task(s.run(stop, port, alias, f"c{i}"))
+                for i, s in enumerate(senders)
+            ]
+            for _ in range(OUTAGES):
+                await asyncio.sleep(FLOW_SECONDS)
+                down = time.monotonic()
+                await asyncio.to_thread(cluster.stop)
+                await asyncio.sleep(OUTAGE_SECONDS)
+                await asyncio.to_thread(cluster.start)
+                outages.append((down - started, time.monotonic() - started))
+            await asyncio.sleep(FLOW_SECONDS)
+            stop.set()
+            await asyncio.wait_for(asyncio.gather(*load), 90)
+            phases["load done"] = time.monotonic() - started
+            expected = {mark for s in senders for mark in s.acked}
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and not expected <= {_token(d) for d in arrivals}:
+                await asyncio.sleep(0.2)
+            phases["delivered"] = time.monotonic() - started
+            await asyncio.sleep(3.0)  # a late duplicate (a lease running out) shows up here
+        finally:
+            stop.set()
+            codes = [await p.stop() for p in procs]
+    assert codes == [0, 0], codes
+
+    by_id = Counter(_relay_message_id(d) for d in arrivals)
+    tokens = Counter(_token(d) for d in arrivals)
+    missing = expected - set(tokens)
+    twice = {mid: n for mid, n in by_id.items() if n > 1}
+    temp = sum((s.temp for s in senders), Counter())
+    perm = sum((s.perm for s in senders), Counter())
+    print(
+        f"\nPostgreSQL outage x{OUTAGES} ({OUTAGE_SECONDS:.0f} s each, lease 2 s): "
+        f"{len(expected)} accepted, {len(tokens)} delivered, {len(missing)} lost, "
+        f"{sum(n - 1 for n in twice.values())} duplicates by relay Message-ID, "
+        f"{sum(n - 1 for n in tokens.values() if n > 1)} by token; "
+        f"4xx {dict(temp)}, 5xx {dict(perm)}, cut {sum(s.cut for s in senders)}; "
+        f"outages at {[(round(a, 1), round(b, 1)) for a, b in outages]} s; "
+        f"{', '.join(f'{k} at {v:.1f}s' for k, v in phases.items())}; "
+        f"{time.monotonic() - started:.1f}s"
+    )
+    assert len(expected) >= 30, "too little load to prove anything"
+    assert not perm, f"5xx replies: {perm}"
+    assert not missing, f"accepted, never delivered: {sorted(missing)[:20]}"
+    assert not twice, f"delivered twice: {len(twice)} Message-IDs"
+    assert all(mid for mid in by_id), "a delivered message without a Message-ID"
+
+
+def _relay_message_id(data: bytes) -> str:
+    return str(email.message_from_bytes(data).get("Message-ID", ""))
+
+
+def _token(data: bytes) -> str:
+    m = TOKEN.search(data)
+    return m.group(1).decode() if m else ""
