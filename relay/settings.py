@@ -214,6 +214,10 @@ class DeliverySection(_Section):
     # In-flight sends renew their lease, so it only bounds how long a dead worker's rows
     # wait before another worker takes them over.
     claim_lease: Duration = timedelta(seconds=60)
+    # Outcomes the database could not take yet (it was down) wait here, durably, for it
+    # to come back, also across a restart on the same host. None: beside the SQLite
+    # file, else ./delivery-journal (the state directory in the shipped units).
+    journal_dir: Path | None = None
     processes: int = Field(
         default=0,
         ge=0,
