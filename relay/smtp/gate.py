@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import ipaddress
 import time
 from collections import Counter, deque
@@ -106,6 +107,7 @@ class Activity:
 
     hang_up: Callable[[Reply], None]
     begin_drain: Callable[[], None] = lambda: None
+    session: str = ""  # the session id, for the gate's own log lines
     phase: str = WAITING
     since: float = field(default_factory=time.monotonic)  # start of the current wait
     key: str | None = None  # the per-client key; None: a trusted front end, not counted
@@ -237,7 +239,10 @@ class ConnectionGate:
         self.empty.clear()
         metrics.SMTP_SESSIONS.set(len(self.sessions))
         if self._sweeper is None or self._sweeper.done():
-            self._sweeper = asyncio.get_running_loop().create_task(self._sweep(), name="smtp-gate")
+            # A fresh context: not the first session's (its id would tag every line).
+            self._sweeper = asyncio.get_running_loop().create_task(
+                self._sweep(), name="smtp-gate", context=contextvars.Context()
+            )
 
     def leave(self, act: Activity) -> None:
         """The session ended (idempotent: an evicted session leaves twice)."""
@@ -261,7 +266,12 @@ class ConnectionGate:
         if not idle:
             return False
         victim = max(idle, key=lambda a: a.idle_for(now))
-        log.info("smtp.session.evicted", idle=round(victim.idle_for(now), 1), open=self.open)
+        log.info(
+            "smtp.session.evicted",
+            session=victim.session,
+            idle=round(victim.idle_for(now), 1),
+            open=self.open,
+        )
         metrics.SMTP_CONNECTIONS.labels(outcome="evicted").inc()
         self._close(victim, replies.EVICTED)
         return True
@@ -284,6 +294,7 @@ class ConnectionGate:
             if act.idle_for(now) > idle_limit:
                 log.info(
                     "smtp.session.timeout",
+                    session=act.session,
                     phase=act.phase,
                     idle=round(act.idle_for(now), 1),
                     stressed=self.stressed,
@@ -297,7 +308,12 @@ class ConnectionGate:
             act.samples.append((now, act.data_bytes))
             rate = act.data_rate(now, limits)
             if rate is not None and rate < limits.min_data_rate:
-                log.info("smtp.data.too_slow", rate=round(rate, 1), received=act.data_bytes)
+                log.info(
+                    "smtp.data.too_slow",
+                    session=act.session,
+                    rate=round(rate, 1),
+                    received=act.data_bytes,
+                )
                 metrics.SMTP_CONNECTIONS.labels(outcome="too_slow").inc()
                 self._close(act, replies.TOO_SLOW)
                 closed += 1

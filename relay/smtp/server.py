@@ -142,6 +142,7 @@ class RelaySMTP(SMTP):
     def _create_session(self) -> Session:
         session = super()._create_session()
         session.relay_id = secrets.token_hex(6)  # type: ignore[attr-defined]
+        self.activity.session = session.relay_id  # type: ignore[attr-defined]
         return session
 
     def _reset_timeout(self, duration: float | None = None) -> None:
