@@ -165,3 +165,60 @@ async def test_xforward_refused_from_untrusted_peers(make_settings) -> None:
     async with running_relay(settings, worker=False) as relay:
         replies = await session(relay.port, b"", [b"EHLO client.test", b"XFORWARD ADDR=192.0.2.1"])
     assert "XFORWARD" not in replies[1] and replies[2].startswith("502"), replies
+
+
+async def _held(port: int, header: bytes, lines: list[bytes]) -> tuple[Any, list[str]]:
+    """A session left open after ``lines``: (writer, replies)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(header)
+    replies = [(await asyncio.wait_for(reader.readline(), 10)).decode()]
+    for line in lines:
+        writer.write(line + b"\r\n")
+        out = b""
+        while True:
+            got = await asyncio.wait_for(reader.readline(), 10)
+            out += got
+            if not got or len(got) < 4 or got[3:4] != b"-":
+                break
+        replies.append(out.decode())
+    return writer, replies
+
+
+async def test_per_client_cap_counts_the_client_behind_proxy(make_settings) -> None:
+    """Every connection comes from the balancer; the cap counts the header's client."""
+    settings = make_settings(
+        smtp={
+            "proxy_protocol": True,
+            "proxy_networks": ["127.0.0.1/32"],
+            "max_connections_per_client": 2,
+        }
+    )
+    async with running_relay(settings, worker=False) as relay:
+        held = [await _held(relay.port, proxy_v2("203.0.113.7", 1000 + n), []) for n in range(2)]
+        assert all(r[0].startswith("220") for _, r in held)
+        third, replies = await _held(relay.port, proxy_v2("203.0.113.7", 1002), [])
+        assert replies[0].startswith("421 4.7.0"), replies
+        other, replies = await _held(relay.port, proxy_v2("198.51.100.1", 1003), [])
+        assert replies[0].startswith("220"), replies
+        # health checks (LOCAL) keep the balancer's address and are not counted
+        checks = [await _held(relay.port, PROXY_LOCAL, []) for _ in range(3)]
+        assert all(r[0].startswith("220") for _, r in checks)
+        for writer in [third, other, *(w for w, _ in held + checks)]:
+            writer.close()
+
+
+async def test_per_client_cap_counts_the_client_behind_xforward(make_settings) -> None:
+    """Postfix's own connections are not counted; its XFORWARD clients are."""
+    settings = make_settings(
+        smtp={"xforward": True, "proxy_networks": ["127.0.0.1/32"], "max_connections_per_client": 2}
+    )
+    async with running_relay(settings, worker=False) as relay:
+        postfix = [await _held(relay.port, b"", [b"EHLO postfix.test"]) for _ in range(4)]
+        assert all(r[1].startswith("250") for _, r in postfix)  # 4 from 127.0.0.1: fine
+        forwarded = [b"XFORWARD ADDR=192.0.2.44"]
+        results = [
+            await _held(relay.port, b"", [b"EHLO postfix.test", *forwarded]) for _ in range(3)
+        ]
+        assert [r[2][:9] for _, r in results] == ["250 2.0.0", "250 2.0.0", "421 4.7.0"]
+        for writer, _ in postfix + results:
+            writer.close()
