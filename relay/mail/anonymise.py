@@ -59,6 +59,10 @@ ATTACHED_IDS = {
 MESSAGE_TYPES = frozenset({"message/rfc822", "message/global", "message/news"})
 HEADER_TYPES = frozenset({"text/rfc822-headers", "message/global-headers"})
 STATUS_TYPES = frozenset({"message/delivery-status", "message/global-delivery-status"})
+# Any one of these makes a header section a message's (RFC 5322 §3.6).
+MESSAGE_FIELDS = frozenset(
+    {"from", "sender", "to", "cc", "subject", "date", "message-id", "received", "return-path"}
+)
 WALKED_MESSAGE_TYPES = MESSAGE_TYPES | HEADER_TYPES | STATUS_TYPES
 UNSAFE_TYPES = frozenset(
     {
@@ -269,6 +273,16 @@ class Anonymiser:
         head, body = (raw[: m.start()], raw[m.end() :]) if m else (raw, b"")
         if raw.startswith((b"\r\n", b"\n")):
             head, body = b"", raw.lstrip(b"\r\n")
+        names = {name for name, _ in F.fields(head)}
+        if not names & MESSAGE_FIELDS:
+            # No field of a message at all: not something we can vouch for. The stdlib
+            # parser, for one, turns a QP-encoded message/rfc822 into exactly this (MIME
+            # fields only, the original header section left as encoded body text).
+            return (
+                b"Subject: Attached message removed\r\nMIME-Version: 1.0\r\n"
+                b'Content-Type: text/plain; charset="us-ascii"\r\n\r\n'
+                + self._marker_body("an attached message that cannot be checked was removed")
+            )
         plain, content = self.attached_headers(head)
         entity = self._entity(content)
         new_body = self._body(entity, body, depth)

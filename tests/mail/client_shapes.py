@@ -220,7 +220,9 @@ def apple_mail(writer: Person, to: str, *, seed: str = "am", vcard: bool = True)
     )
 
 
-def outlook(writer: Person, to: str, reader: Person, alias: str, *, seed: str = "ol") -> bytes:
+def outlook(
+    writer: Person, to: str, reader: Person, alias: str, *, seed: str = "ol", inner_qp: bool = True
+) -> bytes:
     """Outlook/Exchange: multipart/mixed > multipart/related > multipart/alternative with
     QP parts, ``image001.png@01DA...`` ids, Thread-Index and friends, and "attach
     original": the earlier message as ``message/rfc822``, trace fields and all, itself
@@ -270,12 +272,12 @@ def outlook(writer: Person, to: str, reader: Person, alias: str, *, seed: str = 
             "Content-Disposition: attachment;\n"
             f'\tcreation-date="Mon, 23 Nov 2026 10:00:00 GMT"\n\n'
         )
-        + forwarded_with_report(original, writer, seed=seed)
+        + forwarded_with_report(original, writer, seed=seed, qp=inner_qp)
         + _crlf(f"\n--{b0}--\n")
     )
 
 
-def forwarded_with_report(inner: bytes, writer: Person, *, seed: str) -> bytes:
+def forwarded_with_report(inner: bytes, writer: Person, *, seed: str, qp: bool = True) -> bytes:
     """A message that itself forwards ``inner`` (QP-encoded message/rfc822) and a
     delivery report from the writer's MX (text/rfc822-headers + message/delivery-status)."""
     t = _tok(seed + "fw")
@@ -287,9 +289,10 @@ def forwarded_with_report(inner: bytes, writer: Person, *, seed: str) -> bytes:
             f"Subject: Fwd: Question\nMessage-ID: <{t}@{writer.domain}>\n"
             f'MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary="{b}"\n\n'
             f"--{b}\nContent-Type: text/plain\n\nFor the records.\n"
-            f"--{b}\nContent-Type: message/rfc822\nContent-Transfer-Encoding: quoted-printable\n\n"
+            f"--{b}\nContent-Type: message/rfc822\n"
+            + ("Content-Transfer-Encoding: quoted-printable\n\n" if qp else "\n")
         )
-        + _qp(inner.decode())
+        + (_qp(inner.decode()) if qp else inner)
         + _crlf(
             f"\n--{b}\nContent-Type: message/delivery-status\n\n"
             f"Reporting-MTA: dns; mx.{writer.domain}\nX-Postfix-Queue-ID: {t}\n"

@@ -310,9 +310,12 @@ def test_raw_utf8_and_latin1_header_values_leave_as_encoded_words() -> None:
     parsed = email.message_from_bytes(out, policy=email.policy.default)
     assert parsed["Subject"] == "Größe der Jacke – passt sie? " + "ä" * 80
     assert parsed.get_param("name") == "Rechnung März.pdf"
-    latin = raw.replace("Größe".encode(), "Gr\xf6\xdfe".encode("latin-1"))
-    parsed = email.message_from_bytes(rewrite(latin, BUYER), policy=email.policy.default)
-    assert parsed["Subject"].startswith("Gr\ufffd\ufffde der Jacke")
+    # A legacy client's Latin-1 is read as the archive reads it (relay.mail.parse.header_text)
+    latin = re.sub(rb"Subject: [^\r]*", "Subject: Größe?".encode("latin-1"), raw)
+    out = rewrite(latin, BUYER)
+    assert out.split(b"\r\n\r\n")[0].isascii()
+    parsed = email.message_from_bytes(out, policy=email.policy.default)
+    assert parsed["Subject"] == "Größe?"
 
 
 def test_broken_structures_never_raise_and_never_leak() -> None:
