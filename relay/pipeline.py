@@ -159,7 +159,12 @@ class Pipeline:
                 raise  # database or disk: 451, the sender retries and nothing is lost
             # A content stage failed on these bytes: retrying would fail again for days.
             # The stages are meant to be total; this is the last resort.
-            log.error("message.unprocessable", error=type(err).__name__, exc_info=err)
+            # Where, not what: an exception's text may quote the message (an address).
+            tb = err.__traceback__
+            while tb is not None and tb.tb_next is not None:
+                tb = tb.tb_next
+            at = f"{tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}" if tb else ""
+            log.error("message.unprocessable", error=type(err).__name__, at=at)
             reply = replies.UNPROCESSABLE
             reason = f"internal processing error ({type(err).__name__})"
             await self._archive_refused(info, rcpts, raw, reply.with_text(reason), now)

@@ -23,6 +23,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from relay.authn.fromaddr import canonical_address
 from relay.db import read_tx, write_tx
 from relay.db.schema import UTCDateTime, archive, orders, parties, utcnow
 from relay.search import archive_text, catch_up
@@ -94,7 +95,7 @@ async def response_times(
         raise ReportError(f"days must be one of {', '.join(map(str, WINDOWS))}", "days")
     now = now or utcnow()
     since = now - timedelta(days=days)
-    seller = seller.strip().lower() if seller else None
+    seller = canonical_address(seller) if seller else None  # the parties.email key
     await catch_up(engine)  # the automatic-reply flag lives in archive_text
     asks = (
         sa.select(

@@ -140,3 +140,29 @@ def test_fuzzed_headers_are_archived_or_refused(fuzz_db: str) -> None:
         loop.run_until_complete(ctx.__aexit__(None, None, None))
         loop.close()
 
+
+
+class _BrokenPolicy:
+    """A content stage with a bug: the last-resort path, which no real input should reach
+    (every one found is fixed at its stage), still archives and refuses with a reason."""
+
+    async def evaluate(self, raw: bytes, ctx: object) -> object:
+        raise RuntimeError("bug in a content stage, quoting alice@buyer.example")
+
+
+async def test_content_stage_failure_is_archived_and_refused(make_settings, sink) -> None:
+    settings = make_settings(delivery={"smarthost": f"127.0.0.1:{sink.port}"})
+    async with running_relay(settings, policy=_BrokenPolicy()) as relay:
+        order = await create_order(relay)
+        raw = _msg(order.seller_alias, f"From: {BUYER}\r\nSubject: hi\r\n".encode())
+        code, text = await send(relay.port, BUYER, [order.seller_alias], raw)
+        assert code == 554 and text.startswith("5.6.0"), text
+        assert "buyer.example" not in text and "Traceback" not in text
+        rows = await search(relay.engine, SearchFilter(order_id=order.id))
+        assert [(r["verdict"], r["reason"]) for r in rows] == [
+            ("refused", "internal processing error (RuntimeError)")
+        ]
+        record = await get_record(relay.engine, rows[0]["id"])
+        assert record is not None and bytes(record["original"]) == raw
+        assert (await verify(relay.engine)).ok
+        assert sink.messages == []
