@@ -1,7 +1,9 @@
-"""The provisioning and ops HTTP API (Starlette on uvicorn).
+"""The provisioning and ops HTTP API (FastAPI on uvicorn).
 
 ``create_app(settings, engine)`` builds the ASGI app; ``relay api`` serves it, and
-``relay.api.server.serve_api`` lets ``relay serve`` run it on the relay's own loop.
+``relay.api.server.serve_api`` lets ``relay serve`` run it on the relay's own loop. The
+OpenAPI document is FastAPI's, generated from the pydantic models the handlers validate
+with, so the document and the code cannot drift apart.
 """
 
 from __future__ import annotations
@@ -9,46 +11,81 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
-from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 import relay
-from relay.api import marketplace, ops
-from relay.api.framework import Tokens, http_exception, server_error
-from relay.api.openapi import document
 from relay.settings import Settings
-from relay.templates import TemplateSender
-from relay.web import mount as mount_message_center
 
-HANDLERS = [*marketplace.HANDLERS, *ops.HANDLERS]
+TITLE = "relay API"
 
 
-def _route_path(path: str) -> str:
-    return path.replace("{archive_id}", "{archive_id:int}")
+def build_api(settings: Settings | None = None) -> Any:
+    """The FastAPI app with every route (no database needed: ``relay api openapi``)."""
+    from fastapi import FastAPI
+    from fastapi.exceptions import RequestValidationError
+    from starlette.exceptions import HTTPException
+
+    from relay.api import errors, marketplace, ops
+
+    app = FastAPI(
+        title=TITLE,
+        version=getattr(relay, "__version__", "0"),
+        description="Orders and their aliases (marketplace scope); the archive and reports "
+        "(ops scope). Bearer tokens from api.marketplace_tokens / api.ops_tokens.",
+        openapi_url="/openapi.json",
+        docs_url=None,
+        redoc_url=None,
+        exception_handlers={
+            errors.ApiError: errors.api_error,
+            RequestValidationError: errors.validation_error,
+            HTTPException: errors.http_exception,
+        },
+    )
+    app.include_router(marketplace.router)
+    app.include_router(ops.router)
+
+    def openapi() -> dict[str, Any]:
+        """FastAPI's document plus the bearer scheme every /v1 operation requires."""
+        from fastapi.openapi.utils import get_openapi
+
+        if app.openapi_schema is None:
+            doc = get_openapi(
+                title=app.title, version=app.version, description=app.description,
+                routes=app.routes,
+            )  # fmt: skip
+            doc.setdefault("components", {})["securitySchemes"] = {
+                "bearer": {"type": "http", "scheme": "bearer"}
+            }
+            for path, operations in doc["paths"].items():
+                for op in operations.values():
+                    if path.startswith("/v1/"):
+                        op["security"] = [{"bearer": []}]
+            app.openapi_schema = doc
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented override
+
+    @app.get("/", include_in_schema=False)
+    async def root() -> Any:
+        """A browser at the API root wants the Message Center."""
+        from fastapi.responses import RedirectResponse
+
+        return RedirectResponse("/ui/", status_code=307)
+
+    return app
 
 
-def create_app(settings: Settings, engine: AsyncEngine) -> Starlette:
-    specs = [h.spec for h in HANDLERS]  # type: ignore[attr-defined]
-    openapi = document(specs, getattr(relay, "__version__", "0"))
+def create_app(settings: Settings, engine: AsyncEngine) -> Any:
+    from relay.api import errors
+    from relay.templates import TemplateSender
+    from relay.web import mount as mount_message_center
 
-    async def openapi_json(request: Request) -> Response:
-        """Public: the shape of the API reveals nothing about orders or mail."""
-        return JSONResponse(openapi)
-
-    routes = [Route("/openapi.json", openapi_json, methods=["GET"])]
-    routes += [
-        Route(_route_path(h.spec.path), h, methods=[h.spec.method])  # type: ignore[attr-defined]
-        for h in HANDLERS
-    ]
-    routes.append(mount_message_center(settings, engine))  # type: ignore[arg-type]  # /ui
-    handlers: dict[Any, Any] = {HTTPException: http_exception, Exception: server_error}
-    app = Starlette(routes=routes, exception_handlers=handlers)
+    app = build_api(settings)
+    tokens = errors.Tokens.from_settings(settings.api)
+    app.router.routes.append(mount_message_center(settings, engine))  # /ui
+    app.add_middleware(errors.GateMiddleware, tokens=tokens)
+    app.add_middleware(errors.CatchAllMiddleware)
     app.state.settings = settings
     app.state.engine = engine
-    app.state.tokens = Tokens.from_settings(settings.api)
+    app.state.tokens = tokens
     app.state.template_sender = TemplateSender(settings, engine)
-    app.state.openapi = openapi
     return app

@@ -6,21 +6,36 @@ gets carries no addresses or bodies at all.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import JSONResponse
 
 from relay import orders, reports, templates
 from relay.api import models as m
-from relay.api.framework import ApiError, Spec, endpoint, invalid, not_found
+from relay.api.errors import ApiError, invalid, not_found, require, responses
 
 M = ("marketplace",)
-ORDER_PARAM = {"order_id": "order id, NNN-NNNNNNN-NNNNNNN"}
+router = APIRouter(prefix="/v1")
+OrderId = Annotated[
+    str, Path(pattern=m.ORDER_ID_PATTERN, description="order id, NNN-NNNNNNN-NNNNNNN")
+]
+ArchiveId = Annotated[int, Path(ge=1, le=m.MAX_ID, description="archive record id")]
+Party = Annotated[
+    str,
+    Path(description="the party's real address", max_length=254,
+         json_schema_extra={"format": "email"}),
+]  # fmt: skip
+TemplateName = Annotated[str, Path(max_length=64, description="template name")]
 
 
 def _domain(request: Request) -> str:
     return str(request.app.state.settings.relay.domain)
+
+
+def order_out(view: orders.OrderView) -> dict[str, Any]:
+    """One vocabulary in and out: ``order_id`` (``id`` kept for older clients)."""
+    return {"order_id": view.id, **view.as_dict()}
 
 
 def _order_error(err: orders.OrderError, field: str | None = None) -> ApiError:
@@ -34,10 +49,10 @@ def _order_error(err: orders.OrderError, field: str | None = None) -> ApiError:
     return invalid(field, text)
 
 
-@endpoint(Spec("POST", "/v1/orders", M, "Create an order and mint its two aliases",
-               "createOrder", body=m.CreateOrder, response=m.Order, status=201,
-               errors=(409, 422)))  # fmt: skip
-async def create_order(request: Request, body: m.CreateOrder) -> Response:
+@router.post("/orders", summary="Create an order and mint its two aliases",
+             operation_id="createOrder", status_code=201, response_model=m.Order,
+             responses=responses(409), dependencies=[require(*M)])  # fmt: skip
+async def create_order(request: Request, body: m.CreateOrder) -> Any:
     try:
         view = await orders.create_order(
             request.app.state.engine,
@@ -52,54 +67,52 @@ async def create_order(request: Request, body: m.CreateOrder) -> Response:
         )
     except orders.OrderError as err:
         raise _order_error(err) from None
-    return JSONResponse(view.as_dict(), status_code=201)
+    return JSONResponse(order_out(view), status_code=201)
 
 
-@endpoint(Spec("GET", "/v1/orders", M, "List orders, newest first", "listOrders",
-               query=m.OrderListQuery, response=m.OrderList))  # fmt: skip
-async def list_orders(request: Request, query: m.OrderListQuery) -> Response:
+@router.get("/orders", summary="List orders, newest first", operation_id="listOrders",
+            response_model=m.OrderList, responses=responses(),
+            dependencies=[require(*M)])  # fmt: skip
+async def list_orders(request: Request, query: Annotated[m.OrderListQuery, Query()]) -> Any:
     views = await orders.list_orders(
         request.app.state.engine, _domain(request), party=query.party, status=query.status,
         limit=query.limit,
     )  # fmt: skip
-    return JSONResponse({"orders": [v.as_dict() for v in views]})
+    return JSONResponse({"orders": [order_out(v) for v in views]})
 
 
-@endpoint(Spec("GET", "/v1/orders/{order_id}", M, "Read an order", "getOrder",
-               response=m.Order, path_params=ORDER_PARAM, errors=(404,)))  # fmt: skip
-async def get_order(request: Request, order_id: str) -> Response:
+@router.get("/orders/{order_id}", summary="Read an order", operation_id="getOrder",
+            response_model=m.Order, responses=responses(404),
+            dependencies=[require(*M)])  # fmt: skip
+async def get_order(request: Request, order_id: OrderId) -> Any:
     try:
         view = await orders.get_order(request.app.state.engine, _domain(request), order_id)
     except orders.OrderError as err:
         raise _order_error(err) from None
-    return JSONResponse(view.as_dict())
+    return JSONResponse(order_out(view))
 
 
-def _status(status: str, name: str, summary: str) -> Any:
-    path = f"/v1/orders/{{order_id}}/{name}"
-
-    @endpoint(Spec("POST", path, M, summary, f"{name}Order", response=m.Order,
-                   path_params=ORDER_PARAM, errors=(404,)))  # fmt: skip
-    async def change(request: Request, order_id: str) -> Response:
+def _status(status: str, name: str, summary: str) -> None:
+    @router.post(f"/orders/{{order_id}}/{name}", summary=summary, operation_id=f"{name}Order",
+                 response_model=m.Order, responses=responses(404), dependencies=[require(*M)],
+                 name=f"{name}_order")  # fmt: skip
+    async def change(request: Request, order_id: OrderId) -> Any:
         engine = request.app.state.engine
         try:
             view = await orders.set_status(engine, _domain(request), order_id, status)
         except orders.OrderError as err:
             raise _order_error(err) from None
-        return JSONResponse(view.as_dict())
-
-    change.__name__ = f"{name}_order"
-    return change
+        return JSONResponse(order_out(view))
 
 
-close_order = _status("closed", "close", "Close an order: its aliases stop accepting mail")
-reopen_order = _status("open", "reopen", "Reopen a closed order")
+_status("closed", "close", "Close an order: its aliases stop accepting mail")
+_status("open", "reopen", "Reopen a closed order")
 
 
-@endpoint(Spec("GET", "/v1/orders/{order_id}/messages", ("marketplace", "ops"),
-               "An order's messages (no addresses, no bodies)", "getThread",
-               response=m.Thread, path_params=ORDER_PARAM, errors=(404,)))  # fmt: skip
-async def get_thread(request: Request, order_id: str) -> Response:
+@router.get("/orders/{order_id}/messages", summary="An order's messages (no addresses, no bodies)",
+            operation_id="getThread", response_model=m.Thread, responses=responses(404),
+            dependencies=[require("marketplace", "ops")])  # fmt: skip
+async def get_thread(request: Request, order_id: OrderId) -> Any:
     engine = request.app.state.engine
     try:
         await orders.get_order(engine, _domain(request), order_id)
@@ -108,16 +121,14 @@ async def get_thread(request: Request, order_id: str) -> Response:
     return JSONResponse({"order_id": order_id, "messages": await reports.thread(engine, order_id)})
 
 
-@endpoint(Spec("POST", "/v1/orders/{order_id}/messages/{archive_id}/no-response-needed",
-               ("marketplace", "ops"), "Mark a buyer message as needing no response",
-               "exemptMessage", body=m.Exempt, response=m.Exemption, status=201,
-               path_params={**ORDER_PARAM, "archive_id": "archive record id (integer)"},
-               errors=(404, 422)))  # fmt: skip
+@router.post("/orders/{order_id}/messages/{archive_id}/no-response-needed",
+             summary="Mark a buyer message as needing no response", operation_id="exemptMessage",
+             status_code=201, response_model=m.Exemption, responses=responses(404),
+             dependencies=[require("marketplace", "ops")])  # fmt: skip
 async def exempt_message(
-    request: Request, order_id: str, archive_id: int, body: m.Exempt
-) -> Response:
-    scopes = request.state.scopes
-    by = "marketplace" if "marketplace" in scopes else "ops"
+    request: Request, order_id: OrderId, archive_id: ArchiveId, body: m.Exempt
+) -> Any:
+    by = "marketplace" if "marketplace" in request.state.scopes else "ops"
     try:
         out = await reports.exempt(
             request.app.state.engine, order_id, archive_id, reason=body.reason, by=by
@@ -129,9 +140,6 @@ async def exempt_message(
     return JSONResponse(out, status_code=201)
 
 
-PARTY_PARAM = {"party": "the party's real address"}
-
-
 def _party(party: str) -> str:
     try:
         return orders.normalize_email(party)
@@ -139,18 +147,19 @@ def _party(party: str) -> str:
         raise invalid("party", str(err)) from None
 
 
-@endpoint(Spec("GET", "/v1/parties/{party}/senders", M, "A party's authorised senders",
-               "listSenders", response=m.Senders, path_params=PARTY_PARAM))  # fmt: skip
-async def list_senders(request: Request, party: str) -> Response:
+@router.get("/parties/{party}/senders", summary="A party's authorised senders",
+            operation_id="listSenders", response_model=m.Senders, responses=responses(),
+            dependencies=[require(*M)])  # fmt: skip
+async def list_senders(request: Request, party: Party) -> Any:
     party = _party(party)
     senders = await orders.list_senders(request.app.state.engine, party)
     return JSONResponse({"party": party, "senders": senders})
 
 
-@endpoint(Spec("POST", "/v1/parties/{party}/senders", M, "Authorise another sender address",
-               "addSender", body=m.AddSender, response=m.Senders, status=201,
-               path_params=PARTY_PARAM, errors=(404, 422)))  # fmt: skip
-async def add_sender(request: Request, party: str, body: m.AddSender) -> Response:
+@router.post("/parties/{party}/senders", summary="Authorise another sender address",
+             operation_id="addSender", status_code=201, response_model=m.Senders,
+             responses=responses(404), dependencies=[require(*M)])  # fmt: skip
+async def add_sender(request: Request, party: Party, body: m.AddSender) -> Any:
     party, engine = _party(party), request.app.state.engine
     try:
         await orders.add_sender(engine, party, body.sender)
@@ -160,11 +169,15 @@ async def add_sender(request: Request, party: str, body: m.AddSender) -> Respons
     return JSONResponse({"party": party, "senders": senders}, status_code=201)
 
 
-@endpoint(Spec("DELETE", "/v1/parties/{party}/senders/{sender}", M, "Withdraw a sender",
-               "removeSender", response=m.Senders,
-               path_params={**PARTY_PARAM, "sender": "the authorised address"},
-               errors=(404,)))  # fmt: skip
-async def remove_sender(request: Request, party: str, sender: str) -> Response:
+@router.delete("/parties/{party}/senders/{sender}", summary="Withdraw a sender",
+               operation_id="removeSender", response_model=m.Senders, responses=responses(404),
+               dependencies=[require(*M)])  # fmt: skip
+async def remove_sender(
+    request: Request,
+    party: Party,
+    sender: Annotated[str, Path(description="the authorised address", max_length=254,
+                                json_schema_extra={"format": "email"})],
+) -> Any:  # fmt: skip
     party, engine = _party(party), request.app.state.engine
     try:
         sender = orders.normalize_email(sender)
@@ -174,9 +187,10 @@ async def remove_sender(request: Request, party: str, sender: str) -> Response:
     return JSONResponse({"party": party, "senders": await orders.list_senders(engine, party)})
 
 
-@endpoint(Spec("GET", "/v1/templates", M, "Approved templates, their locales and variables",
-               "listTemplates", response=m.Templates))  # fmt: skip
-async def list_templates(request: Request) -> Response:
+@router.get("/templates", summary="Approved templates, their locales and variables",
+            operation_id="listTemplates", response_model=m.Templates, responses=responses(),
+            dependencies=[require(*M)])  # fmt: skip
+async def list_templates(request: Request) -> Any:
     found = templates.load_all()
     return JSONResponse({
         "templates": [
@@ -187,14 +201,13 @@ async def list_templates(request: Request) -> Response:
     })  # fmt: skip
 
 
-@endpoint(Spec("POST", "/v1/orders/{order_id}/templates/{template}", M,
-               "Send an approved template to the buyer, in the buyer's locale", "sendTemplate",
-               body=m.SendTemplate, response=m.TemplateSent, status=202,
-               path_params={**ORDER_PARAM, "template": "template name"},
-               errors=(404, 409, 422)))  # fmt: skip
+@router.post("/orders/{order_id}/templates/{template}",
+             summary="Send an approved template to the buyer, in the buyer's locale",
+             operation_id="sendTemplate", status_code=202, response_model=m.TemplateSent,
+             responses=responses(404, 409), dependencies=[require(*M)])  # fmt: skip
 async def send_template(
-    request: Request, order_id: str, template: str, body: m.SendTemplate
-) -> Response:
+    request: Request, order_id: OrderId, template: TemplateName, body: m.SendTemplate
+) -> Any:
     sender: templates.TemplateSender = request.app.state.template_sender
     try:
         sent = await sender.send(order_id, template, body.vars, body.locale)
@@ -202,8 +215,3 @@ async def send_template(
         code = {404: "not_found", 409: "conflict"}.get(err.status, "invalid")
         raise ApiError(err.status, code, str(err), err.field) from None
     return JSONResponse(sent.as_dict(), status_code=202)
-
-
-HANDLERS = [create_order, list_orders, get_order, close_order, reopen_order, get_thread,
-            exempt_message, list_senders, add_sender, remove_sender, list_templates,
-            send_template]  # fmt: skip

@@ -4,13 +4,14 @@ same classes give the OpenAPI document its schemas, so the two cannot drift apar
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 
 from relay import orders
 
 ORDER_ID_PATTERN = r"^\d{3}-\d{7}-\d{7}$"
+MAX_ID = 2**63 - 1  # the database's BIGINT: larger ids are refused (422), never a 500
 
 
 class _In(BaseModel):
@@ -24,6 +25,16 @@ def _email(value: str) -> str:
         raise ValueError(str(err)) from None
 
 
+EMAIL_SCHEMA = {"type": "string", "format": "email", "maxLength": 254}
+Email = Annotated[
+    str,
+    AfterValidator(lambda v: _email(v)),
+    WithJsonSchema(EMAIL_SCHEMA),
+]
+"""An address: typed ``format: email`` in the document, normalised on input."""
+RecordId = Annotated[int, Field(ge=1, le=MAX_ID)]
+
+
 def _utc(value: datetime | None) -> datetime | None:
     if value is not None and value.tzinfo is None:
         return value.replace(tzinfo=UTC)
@@ -32,21 +43,18 @@ def _utc(value: datetime | None) -> datetime | None:
 
 class CreateOrder(_In):
     order_id: str = Field(pattern=ORDER_ID_PATTERN, description="NNN-NNNNNNN-NNNNNNN")
-    buyer: str = Field(description="the buyer's real address")
-    seller: str = Field(description="the seller's real address")
+    buyer: Email = Field(description="the buyer's real address")
+    seller: Email = Field(description="the seller's real address")
     buyer_locale: str = Field(default="en-US", pattern=orders.LOCALE.pattern, max_length=35)
     buyer_name: str = Field(default="", max_length=200)
     seller_name: str = Field(default="", max_length=200)
     delivered_at: datetime | None = None
 
-    _emails = field_validator("buyer", "seller")(_email)
     _when = field_validator("delivered_at")(_utc)
 
 
 class AddSender(_In):
-    sender: str = Field(description="another From address allowed to write for the party")
-
-    _emails = field_validator("sender")(_email)
+    sender: Email = Field(description="another From address allowed to write for the party")
 
 
 class Exempt(_In):
@@ -61,38 +69,33 @@ class SendTemplate(_In):
 class ArchiveQuery(_In):
     text: str | None = Field(default=None, max_length=500, description='words, "phrases", pre*')
     order_id: str | None = Field(default=None, pattern=ORDER_ID_PATTERN)
-    seller: str | None = None
-    buyer: str | None = None
-    party: str | None = None
-    alias: str | None = None
+    seller: Email | None = Field(default=None, description="every record of this seller's orders")
+    buyer: Email | None = Field(default=None, description="every record of this buyer's orders")
+    party: Email | None = Field(default=None, description="a real address on the record")
+    alias: Email | None = Field(default=None, description="the alias a record was addressed to")
     direction: Literal["buyer-to-seller", "seller-to-buyer", "notice"] | None = None
-    verdict: Literal["deliver", "redact", "reject", "refused", "absorbed"] | None = None
+    verdict: (
+        Literal["deliver", "redact", "reject", "refused", "tempfail", "absorbed"] | None
+    ) = None
     finding_kind: str | None = Field(default=None, pattern=r"^[a-z_]{1,64}$")
     kind: Literal["message", "notice", "dsn"] | None = None
     since: datetime | None = None
     until: datetime | None = None
     limit: int = Field(default=50, ge=1, le=500)
-    before_id: int | None = Field(default=None, ge=1)
+    before_id: int | None = Field(default=None, ge=1, le=MAX_ID)
 
-    _emails = field_validator("seller", "buyer", "party", "alias")(
-        lambda v: None if v is None else _email(v)
-    )
     _when = field_validator("since", "until")(_utc)
 
 
 class OrderListQuery(_In):
-    party: str | None = Field(default=None, description="a buyer's or seller's real address")
+    party: Email | None = Field(default=None, description="a buyer's or seller's real address")
     status: Literal["open", "closed"] | None = None
     limit: int = Field(default=100, ge=1, le=1000)
 
-    _emails = field_validator("party")(lambda v: None if v is None else _email(v))
-
 
 class ReportQuery(_In):
-    seller: str | None = None
+    seller: Email | None = None
     days: Literal["7", "30", "90"] = "30"
-
-    _emails = field_validator("seller")(lambda v: None if v is None else _email(v))
 
 
 class ErrorBody(BaseModel):
@@ -107,7 +110,8 @@ class Error(BaseModel):
 
 
 class Order(BaseModel):
-    id: str
+    order_id: str = Field(description="the order id, as given at creation")
+    id: str = Field(description="the same as order_id (kept for older clients)")
     status: Literal["open", "closed"]
     buyer: str
     seller: str

@@ -6,22 +6,24 @@ This is the archive: real addresses are part of it and ops may see them.
 from __future__ import annotations
 
 import json
+from typing import Annotated, Any
 
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import JSONResponse, Response
 
 from relay import archive, reports
 from relay.api import models as m
-from relay.api.framework import Spec, endpoint, invalid, not_found
+from relay.api.errors import invalid, not_found, require, responses
 from relay.search import QueryError
 
 OPS = ("ops",)
-RECORD_PARAM = {"archive_id": "archive record id (integer)"}
+router = APIRouter(prefix="/v1", dependencies=[require(*OPS)])
+ArchiveId = Annotated[int, Path(ge=1, le=m.MAX_ID, description="archive record id")]
 
 
-@endpoint(Spec("GET", "/v1/archive", OPS, "Search the archive, newest first", "searchArchive",
-               query=m.ArchiveQuery, response=m.ArchivePage, errors=(422,)))  # fmt: skip
-async def search_archive(request: Request, query: m.ArchiveQuery) -> Response:
+@router.get("/archive", summary="Search the archive, newest first", operation_id="searchArchive",
+            response_model=m.ArchivePage, responses=responses())  # fmt: skip
+async def search_archive(request: Request, query: Annotated[m.ArchiveQuery, Query()]) -> Any:
     f = archive.SearchFilter(**query.model_dump())
     try:
         rows = await archive.search(request.app.state.engine, f)
@@ -31,10 +33,10 @@ async def search_archive(request: Request, query: m.ArchiveQuery) -> Response:
     return JSONResponse({"items": rows, "next_before_id": rows[-1]["id"] if more else None})
 
 
-@endpoint(Spec("GET", "/v1/archive/{archive_id}", OPS, "One archive record with its events",
-               "getRecord", response=m.ArchiveRecord, path_params=RECORD_PARAM,
-               errors=(404,)))  # fmt: skip
-async def get_record(request: Request, archive_id: int) -> Response:
+@router.get("/archive/{archive_id}", summary="One archive record with its events",
+            operation_id="getRecord", response_model=m.ArchiveRecord,
+            responses=responses(404))  # fmt: skip
+async def get_record(request: Request, archive_id: ArchiveId) -> Any:
     rec = await archive.get_record(request.app.state.engine, archive_id)
     if rec is None:
         raise not_found(f"no archive record {archive_id}")
@@ -47,12 +49,14 @@ async def get_record(request: Request, archive_id: int) -> Response:
     return JSONResponse(out)
 
 
-def _eml(part: str) -> object:
-    @endpoint(Spec("GET", f"/v1/archive/{{archive_id}}/{part}.eml", OPS,
-                   f"The message as {'received' if part == 'original' else 'delivered'}",
-                   f"get{part.capitalize()}Eml", media_type="message/rfc822",
-                   path_params=RECORD_PARAM, errors=(404,)))  # fmt: skip
-    async def fetch(request: Request, archive_id: int) -> Response:
+def _eml(part: str) -> None:
+    @router.get(f"/archive/{{archive_id}}/{part}.eml",
+                summary=f"The message as {'received' if part == 'original' else 'delivered'}",
+                operation_id=f"get{part.capitalize()}Eml", name=f"get_{part}_eml",
+                response_class=Response,
+                responses={200: {"content": {"message/rfc822": {"schema": {"type": "string"}}},
+                                 "description": "the message"}, **responses(404)})  # fmt: skip
+    async def fetch(request: Request, archive_id: ArchiveId) -> Response:
         rec = await archive.get_record(request.app.state.engine, archive_id)
         if rec is None:
             raise not_found(f"no archive record {archive_id}")
@@ -64,22 +68,17 @@ def _eml(part: str) -> object:
             headers={"Content-Disposition": f'attachment; filename="{archive_id}-{part}.eml"'},
         )
 
-    fetch.__name__ = f"get_{part}_eml"
-    return fetch
+
+_eml("original")
+_eml("delivered")
 
 
-get_original = _eml("original")
-get_delivered = _eml("delivered")
-
-
-@endpoint(Spec("GET", "/v1/reports/response-times", OPS,
-               "Per seller: late-response rate, average response time, open overdue messages",
-               "responseTimes", query=m.ReportQuery, response=m.ResponseTimes))  # fmt: skip
-async def response_times(request: Request, query: m.ReportQuery) -> Response:
+@router.get("/reports/response-times",
+            summary="Per seller: late-response rate, average response time, open overdue messages",
+            operation_id="responseTimes", response_model=m.ResponseTimes,
+            responses=responses())  # fmt: skip
+async def response_times(request: Request, query: Annotated[m.ReportQuery, Query()]) -> Any:
     report = await reports.response_times(
         request.app.state.engine, days=int(query.days), seller=query.seller
     )
     return JSONResponse(report)
-
-
-HANDLERS = [search_archive, get_record, get_original, get_delivered, response_times]

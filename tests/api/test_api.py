@@ -129,8 +129,10 @@ async def test_bad_bodies(client: httpx.AsyncClient) -> None:
     assert_error(await client.post("/v1/orders", json=same, headers=h), 422, "invalid")
     huge = {**NEW, "buyer_name": "x" * 300_000}
     assert_error(await client.post("/v1/orders", json=huge, headers=h), 413, "too_large")
-    r = await client.get("/v1/orders/x", params={"a": "1"}, headers=h)
+    r = await client.get("/v1/orders", params={"a": "1"}, headers=h)
     assert_error(r, 422, "invalid", "a")
+    r = await client.get("/v1/orders/x", headers=h)
+    assert_error(r, 422, "invalid", "order_id")
 
 
 async def test_senders(client: httpx.AsyncClient, order: Any) -> None:
