@@ -39,6 +39,12 @@ _CHAINED = (
 # Added later (migration 0003i): chained only when set, so older records hash as before.
 _SIZED = ("size", "truncated")
 HEADER_KEEP = 1024 * 1024  # a header section longer than this is cut too
+# Column widths (relay.db.schema): PostgreSQL refuses a longer value, SQLite would not.
+_WIDTH = {
+    "session_id": 32, "kind": 10, "order_id": 19, "direction": 16, "alias": 320,
+    "mail_from": 320, "rcpt": 320, "client_ip": 64, "helo": 255, "relay_message_id": 200,
+    "verdict": 10, "sha256": 64,
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -77,7 +83,8 @@ class Record:
         for k in _CHAINED:
             value = getattr(self, k)
             if isinstance(value, str):
-                object.__setattr__(self, k, clean_text(value))
+                value = clean_text(value)[: _WIDTH.get(k)]  # a too-long value is no 451 either
+                object.__setattr__(self, k, value)
 
     def row(self) -> dict[str, Any]:
         d = {k: getattr(self, k) for k in (*_CHAINED, *_SIZED)}

@@ -50,3 +50,19 @@ async def test_stranger_archive_is_bounded(make_settings, sink) -> None:
 
 def test_refused_keep_default() -> None:
     assert Settings().archive.refused_keep == 65536
+
+
+async def test_overlong_envelope_is_archived_not_tempfailed(make_settings, sink) -> None:
+    """A MAIL FROM longer than the archive's column (320) must not make PostgreSQL refuse
+    the record, which would answer 451 for ever: the record keeps a cut value."""
+    settings = make_settings(delivery={"smarthost": f"127.0.0.1:{sink.port}"})
+    async with running_relay(settings, policy=None) as relay:
+        order = await create_order(relay)
+        sender = "x" * 64 + "@" + ".".join(["d" * 60] * 6) + ".example"
+        assert len(sender) > 320
+        raw = message("eve@evil.example", order.seller_alias).as_bytes()
+        code, text = await send(relay.port, sender, [order.seller_alias], raw)
+        assert code == 550 and text.startswith("5.7.1"), text
+        rows = await search(relay.engine, SearchFilter(order_id=order.id))
+        assert len(rows) == 1 and len(rows[0]["mail_from"]) == 320
+        assert (await verify(relay.engine)).ok
