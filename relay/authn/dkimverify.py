@@ -19,6 +19,7 @@ import dkim
 import dns.asyncresolver
 
 from relay.authn.dnsutil import Deadline, DnsTempError, lookup, txt_strings
+from relay.authn.fromaddr import FromError, a_label
 
 MAX_SIGNATURES = 5
 _quiet = logging.getLogger("relay.authn.dkim")
@@ -99,6 +100,16 @@ def _verify_one(
     return "pass", "", False, signs_to
 
 
+def _domain(value: bytes) -> str:
+    """``d=`` as a lower-case A-label: RFC 8616 §4 lets an EAI signer write U-labels, and
+    both alignment and the key lookup need the A-label form."""
+    text = value.decode("utf-8", "replace")
+    try:
+        return a_label(text)
+    except FromError:
+        return text.lower()  # no valid IDN: its key lookup and alignment fail on their own
+
+
 async def _check(
     raw: bytes,
     idx: int,
@@ -108,7 +119,7 @@ async def _check(
 ) -> DkimResult:
     if sig is None:
         return DkimResult("", "", "permerror", "malformed signature")
-    domain = sig.get(b"d", b"").decode("ascii", "replace").lower()
+    domain = _domain(sig.get(b"d", b""))
     selector = sig.get(b"s", b"").decode("ascii", "replace")
     if sig.get(b"a", b"").lower() == b"rsa-sha1":  # RFC 8301 §3.1: never valid
         return DkimResult(domain, selector, "fail", "rsa-sha1 is not accepted")

@@ -136,3 +136,16 @@ def test_parse_mailbox_refuses_ambiguous_utf8(value: str) -> None:
     with pytest.raises(FromError) as err:
         parse_mailbox(value)
     assert "@" not in str(err.value)
+
+
+async def test_u_label_signing_domain_aligns(world: World) -> None:
+    """RFC 8616 §4: an EAI signer may write d= as a U-label; it is the same domain."""
+    publish_key(world, IDN)
+    raw = sign(message(from_=f"jürgen@{IDN}").decode().encode("utf-8"), "müller.example",
+               keyname=IDN)  # fmt: skip
+    assert "d=müller.example".encode() in raw
+    results, decision = await world.check(
+        raw, registered=frozenset({"Jürgen@müller.example"}), mail_from=f"b@{IDN}"
+    )
+    assert decision.ok, decision
+    assert results.passed_by == f"dkim:{IDN}"
