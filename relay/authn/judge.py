@@ -5,8 +5,10 @@ not open a buyer's alias):
 
 1. The raw From values must be exactly one field with exactly one plain mailbox
    (``relay.authn.fromaddr``), else ``550 5.7.1``.
-2. That mailbox must equal one of ``registered`` (local part exact, domain
-   case-insensitive), else ``550 5.7.1``. Look-alike domains simply do not match.
+2. That mailbox must equal one of ``registered`` as providers compare addresses (local
+   part NFC and case-insensitive, domain IDNA- and case-normalised:
+   ``relay.authn.fromaddr.same_address``), else ``550 5.7.1``. Look-alike domains simply
+   do not match; mixed-script and invisible characters never parse.
 3. It must be authenticated for its domain:
    * ``allow_spf_only=False`` (default for parties): an aligned DKIM pass is required
      (a signature whose ``d=`` aligns with the From domain, covers the whole body and signs
