@@ -16,9 +16,10 @@ import sqlalchemy as sa
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from relay import archive
+from relay import archive, ratelimits
 from relay.db import write_tx
 from relay.db.schema import deliveries, message_ids, utcnow
+from relay.store.counters import Charge
 
 log = structlog.get_logger("relay.commit")
 CHAIN_LOCK = 0x72656C6179  # "relay": PostgreSQL advisory lock serialising the hash chain
@@ -40,6 +41,9 @@ class Outgoing:
 class Entry:
     record: archive.Record
     outgoing: Outgoing | None = None
+    # Rate counters to check and bump under the chain lock (relay.ratelimits.settle).
+    charges: tuple[Charge, ...] = ()
+    no_reply_needed: bool = False  # a buyer message that needs no answer (relay.reports)
 
 
 async def lock_chain(conn: AsyncConnection) -> None:
@@ -76,6 +80,7 @@ async def write_entries(
         await conn.execute(deliveries.insert(), queued)
     if mapped:
         await conn.execute(message_ids.insert(), mapped)
+    await ratelimits.after_write(conn, ids, entries)
     return ids, prev
 
 
@@ -83,7 +88,10 @@ async def commit_now(engine: AsyncEngine, entries: list[Entry]) -> list[int]:
     """One submission in its own transaction (CLI, notices, and the group's fallback)."""
     async with write_tx(engine) as conn:
         await lock_chain(conn)
-        ids, _ = await write_entries(conn, entries, await archive.last_hash(conn))
+        settled, (over,) = await ratelimits.settle(conn, [entries])
+        ids, _ = await write_entries(conn, settled[0], await archive.last_hash(conn))
+    if over is not None:
+        raise over
     return ids
 
 
@@ -131,12 +139,13 @@ class GroupCommitter:
         self, group: list[tuple[list[Entry], asyncio.Future[list[int]]]]
     ) -> None:
         try:
-            flat = [e for entries, _ in group for e in entries]
             async with write_tx(self.engine) as conn:
                 await lock_chain(conn)
+                settled, over = await ratelimits.settle(conn, [entries for entries, _ in group])
+                flat = [e for entries in settled for e in entries]
                 ids, _ = await write_entries(conn, flat, await archive.last_hash(conn))
             results, start = [], 0
-            for entries, _ in group:  # hand each session back its own ids
+            for entries in settled:  # hand each session back its own ids
                 results.append(ids[start : start + len(entries)])
                 start += len(entries)
         except Exception as err:
@@ -147,12 +156,14 @@ class GroupCommitter:
             for entries, fut in group:  # isolate the bad submission
                 try:
                     _resolve(fut, await commit_now(self.engine, entries))
+                except ratelimits.LimitExceeded as limit:
+                    _resolve(fut, exc=limit)
                 except Exception as one_err:
                     log.error("archive.commit_failed", error=type(one_err).__name__)
                     _resolve(fut, exc=one_err)
             return
-        for (_, fut), ids in zip(group, results, strict=True):
-            _resolve(fut, ids)
+        for (_, fut), ids, limit in zip(group, results, over, strict=True):
+            _resolve(fut, ids, exc=limit)  # a submission over a limit: its session answers 4xx
 
 
 def _resolve(

@@ -85,6 +85,16 @@ TLS_EXPIRY = Gauge(
     registry=REGISTRY,
 )
 
+LIMIT_HITS = PCounter(
+    "relay_limit_hits",
+    "Refusals by a rate limit, an opt-out or the archive allowance (relay.ratelimits)",
+    ["limit"],
+    registry=REGISTRY,
+)
+LIMIT_SETTING = Gauge(
+    "relay_limit_setting", "Configured limits of [limits] (0: off)", ["limit"], registry=REGISTRY
+)
+
 
 def observe_data(seconds: float, reply: str) -> None:
     """Called by the SMTP server after the DATA reply is written."""

@@ -32,6 +32,7 @@ from relay.mail.parse import Inbound, has_bare_line_ending_or_nul, intake
 from relay.mail.verp import new_token, return_path
 from relay.policy.model import PolicyContext, Verdict
 from relay.policy_pool import Budget, BudgetExceeded, shared_runner
+from relay.ratelimits import LimitExceeded, RateLimits, wants_no_reply
 from relay.replies import Reply
 from relay.resolve import Resolution
 from relay.search import extract
@@ -126,6 +127,7 @@ class _Judged:
     refusal: Reply | None = None
     relay_id: str = ""
     proven: bool = False  # the sender check passed: the original is archived in full
+    reply: bool = False  # answers a recent message of the other party (relay.ratelimits)
 
 
 class Pipeline:
@@ -149,6 +151,7 @@ class Pipeline:
         self.budget = Budget(m.cpu_budget.total_seconds(), m.memory_budget_mb * 1024 * 1024)
         self.structure = m.structure()
         self.content = shared_runner(self.budget, m.workers)
+        self.limits = RateLimits(settings)
 
     async def accept(self, info: SessionInfo, rcpts: list[Resolution], raw: bytes) -> Reply:
         now = utcnow()
@@ -190,7 +193,11 @@ class Pipeline:
             self._entry(inbound, info, j, now, prepared, refused=refusal is not None)
             for j in judged
         ]
-        await self.committer.submit(entries)
+        try:
+            await self.committer.submit(entries)
+        except LimitExceeded as over:  # archived bounded, nothing queued (relay.ratelimits)
+            log.info("message.refused", reply=str(over.reply), recipients=len(rcpts))
+            return over.reply
         if refusal is not None:
             log.info("message.refused", reply=str(refusal), recipients=len(rcpts))
             return refusal
@@ -222,6 +229,12 @@ class Pipeline:
         if verdict.action == "reject" or verdict.message is None:
             reply = replies.POLICY_REJECT.with_text(verdict.reason or replies.POLICY_REJECT.text)
             return _Judged(res, "reject", verdict.reason, findings, check.auth, refusal=reply)
+        is_reply = self.limits.is_reply(res, index)
+        opted = await self.limits.opt_out(
+            self.engine, res, reply=is_reply, findings=verdict.findings
+        )
+        if opted is not None:
+            return _Judged(res, "refused", opted.text, findings, check.auth, refusal=opted)
         relay_id = rw.new_message_id(self.settings.relay.domain)
         try:
             delivered = await self.content.run(
@@ -229,7 +242,10 @@ class Pipeline:
             )
         except BudgetExceeded as over:
             return _Judged(res, "refused", over.reply.text, auth=check.auth, refusal=over.reply)
-        return _Judged(res, verdict.action, "", findings, check.auth, delivered, relay_id=relay_id)
+        return _Judged(
+            res, verdict.action, "", findings, check.auth, delivered, relay_id=relay_id,
+            reply=is_reply,
+        )
 
     async def _context(self, res: Resolution, index: ThreadIndex) -> PolicyContext:
         days = None
@@ -291,6 +307,11 @@ class Pipeline:
         reason = j.reason
         if refused and j.refusal is None:
             verdict, reason = "refused", "another recipient of the same transaction refused it"
+        charges = self.limits.charges(
+            res, client_ip=info.client_ip, proven=j.proven, refusal=j.refusal,
+            delivering=delivered is not None, reply=j.reply, size=len(inbound.raw),
+            delivered_size=len(delivered or b""), now=now,
+        )
         record = _envelope_record(
             info, res, raw=inbound.raw, sha256=inbound.sha256, now=now, verdict=verdict,
             reason=reason, keep=None if j.proven else self.settings.archive.refused_keep,
@@ -306,7 +327,7 @@ class Pipeline:
             extra={"search": prepared.search_text},
         )  # fmt: skip
         if delivered is None:
-            return Entry(record)
+            return Entry(record, charges=charges)
         token = new_token()
         original_ids = rw.message_ids(inbound.first("Message-ID"))
         outgoing = Outgoing(
@@ -324,7 +345,10 @@ class Pipeline:
             author=res.sender_role,
             original_message_id=original_ids[0] if original_ids else "",
         )
-        return Entry(record, outgoing)
+        return Entry(
+            record, outgoing, charges=charges,
+            no_reply_needed=wants_no_reply(inbound.headers, res.direction),
+        )
 
     async def _archive_refused(
         self, info: SessionInfo, rcpts: list[Resolution], raw: bytes, reply: Reply, now: datetime

@@ -35,6 +35,8 @@ class Resolution:
     sender_allow_spf_only: bool
     buyer_locale: str
     delivered_at: datetime | None
+    sender_party_id: int = 0  # parties.id of the counterpart (relay.ratelimits counts by it)
+    recipient_party_id: int = 0
 
     @property
     def direction(self) -> str:
@@ -101,6 +103,8 @@ def _alias_query() -> sa.Select[Any]:
             sp.c.email.label("sender_email"),
             sp.c.allow_spf_only,
             party_senders.c.email.label("extra_sender"),
+            sp.c.id.label("sender_party_id"),
+            rp.c.id.label("recipient_party_id"),
         )
         .join(orders, orders.c.id == me.c.order_id)
         .join(
@@ -152,4 +156,6 @@ async def _lookup(engine: AsyncEngine, relay_domain: str, local: str) -> Resolut
         sender_allow_spf_only=bool(row.allow_spf_only),
         buyer_locale=row.buyer_locale,
         delivered_at=row.delivered_at,
+        sender_party_id=row.sender_party_id,
+        recipient_party_id=row.recipient_party_id,
     )

@@ -302,6 +302,34 @@ class ArchiveSection(_Section):
     )
 
 
+class LimitsSection(_Section):
+    """Abuse controls (relay.ratelimits): counters shared by every relay on one database.
+
+    ``0`` turns a limit off. The defaults are far above what a party meets in normal use
+    (a busy seller answers a few hundred buyers a day), so only a flood trips them.
+    Windows are fixed and aligned to the epoch (a minute, an hour, a UTC day).
+    """
+
+    per_party_hour: int = Field(default=600, ge=0, description="messages per sender party")
+    per_party_day: int = Field(default=5000, ge=0, description="messages per sender party")
+    per_order_day: int = Field(default=50, ge=0, description="messages per order, both ways")
+    per_ip_minute: int = Field(default=600, ge=0, description="messages per client address")
+    proactive_per_order: int = Field(
+        default=10, ge=0, description="seller messages per order that answer no buyer message"
+    )
+    stranger_per_alias_hour: int = Field(
+        default=20, ge=0,
+        description="refused strangers per alias; past it unaligned senders get 450 at RCPT",
+    )
+    archive_bytes_per_party_day: int = Field(
+        default=2 * 1024**3, ge=0, description="archived bytes per sender party and UTC day"
+    )
+    reply_window: Duration = Field(
+        default=timedelta(days=7),
+        description="a seller message answering a buyer message this recent is a reply",
+    )
+
+
 class AuthSection(_Section):
     mode: Literal["enforce", "report", "off"] = "enforce"
 
@@ -381,6 +409,7 @@ class Settings(BaseSettings):
     api: ApiSection = ApiSection()
     metrics: MetricsSection = MetricsSection()
     archive: ArchiveSection = ArchiveSection()
+    limits: LimitsSection = LimitsSection()
 
     @classmethod
     def settings_customise_sources(

@@ -9,6 +9,7 @@ writer's mail domain.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -27,6 +28,7 @@ class Known:
     relay_id: str
     original_id: str
     author: str
+    at: datetime | None = None  # when we relayed it (relay.ratelimits: the reply window)
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,15 @@ class ThreadIndex:
             return None
         return k.original_id if k.author == reader else k.relay_id
 
+    def answered_at(self, author: str) -> datetime | None:
+        """When the latest message by ``author`` that this one refers to was relayed."""
+        times = [
+            k.at
+            for i in (*self.in_reply_to, *self.references)
+            if (k := self._find(i)) is not None and k.author == author and k.at is not None
+        ]
+        return max(times, default=None)
+
     def answers(self, author: str) -> bool:
         """Does this message refer to one written by ``author``?"""
         return any(
@@ -64,11 +75,14 @@ async def load_thread_index(engine: AsyncEngine, order_id: str, inbound: Inbound
         return ThreadIndex(irt, refs, ())
     async with read_tx(engine) as conn:
         rows = await conn.execute(
-            sa.select(message_ids.c.relay_id, message_ids.c.original_id, message_ids.c.author)
+            sa.select(
+                message_ids.c.relay_id, message_ids.c.original_id, message_ids.c.author,
+                message_ids.c.created_at,
+            )
             .where(message_ids.c.order_id == order_id)
             .where(sa.or_(message_ids.c.relay_id.in_(ids), message_ids.c.original_id.in_(ids)))
         )
-        known = tuple(Known(r.relay_id, r.original_id, r.author) for r in rows)
+        known = tuple(Known(r.relay_id, r.original_id, r.author, r.created_at) for r in rows)
     return ThreadIndex(irt, refs, known)
 
 

@@ -154,6 +154,15 @@ class RelayHandler:
             return res
         if ops:
             return replies.OPS_SEPARATELY
+        try:  # an alias flooded by strangers: unaligned senders wait (relay.ratelimits)
+            limited = await self.pipeline.limits.at_rcpt(
+                self.pipeline.engine, res, envelope.mail_from or ""
+            )
+        except Exception as err:
+            log.error("smtp.rcpt.db_error", error=type(err).__name__)
+            return replies.TEMP_FAILURE
+        if limited is not None:
+            return limited
         envelope.resolutions.append(res)  # type: ignore[attr-defined]
         return replies.RECIPIENT_OK
 
