@@ -8,16 +8,23 @@ row twice. Failures and their notices are in test_bounces.py.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import email
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy import event
 
-from relay import archive
+from relay import archive, queue
 from relay.db import read_tx
-from relay.db.schema import delivery_events
+from relay.db.schema import delivery_events, utcnow
+from relay.delivery.journal import OutcomeJournal, encode, read_entries
 from relay.delivery.route import Router, make_resolver
-from relay.delivery.transport import Pool
+from relay.delivery.transport import Outcome, Pool
 from relay.delivery.transport import send as send_one
+from relay.service import Relay
 from relay.settings import DeliverySection, DnsSection
 from tests.delivery_support import (
     CountingSink,
@@ -291,3 +298,137 @@ async def test_a_slow_send_keeps_its_lease(make_settings) -> None:
             assert rows[0].attempts == 1
         # Stopping let every in-flight send finish: a second claim would show up now.
         assert len(slow.messages) == 1
+
+
+# ---------------------------------------------------------------- database outages
+
+
+class ReadOnly:
+    """Makes a SQLite engine refuse every write (``PRAGMA query_only`` on each checkout)
+    while ``on``: the file is there and readable, but no outcome can be recorded, which
+    is what a worker sees when its database goes away between a send and its record."""
+
+    def __init__(self, engine: Any) -> None:
+        self.on = False
+        event.listen(engine.sync_engine, "checkout", self._checkout)
+
+    def _checkout(self, dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
+        cur = dbapi_conn.cursor()
+        cur.execute(f"PRAGMA query_only={int(self.on)}")
+        cur.close()
+
+
+def journal_entries(directory: Path) -> list[dict[str, Any]]:
+    out = []
+    for path in directory.glob("*.jsonl"):
+        with path.open() as fh:
+            out.extend(read_entries(fh).values())
+    return out
+
+
+async def test_an_outcome_the_database_refuses_is_kept_not_sent_again(
+    lite_settings, sink, tmp_path
+) -> None:
+    settings = smarthost(
+        lite_settings, sink, claim_lease="0.4s", poll_interval="0.1s",
+        journal_dir=str(tmp_path / "journal"),
+    )  # fmt: skip
+    async with running_relay(settings, policy=None) as relay:
+        order = await make_order(relay)
+        readonly = ReadOnly(relay.engine)
+        # The first 250 goes out and the database goes away at once.
+        sink.data_reply = lambda data: None if sink.messages else setattr(readonly, "on", True)
+        await buyer_writes(relay, order)
+        await sink.wait_for(1)
+        await asyncio.sleep(5.0)  # longer than the old 4 s of retries, twelve leases
+        (row,) = await delivery_rows(relay.engine)
+        assert row.status == "sending" and len(sink.messages) == 1
+        (kept,) = journal_entries(tmp_path / "journal")
+        assert kept["item"]["id"] == row.id and kept["outcome"]["status"] == "delivered"
+        readonly.on = False
+        rows = await wait_until(lambda: all_status(relay.engine, "delivered", 1))
+        assert rows[0].attempts == 1
+        assert await event_names(relay.engine, row.id) == ["delivered"]
+        assert journal_entries(tmp_path / "journal") == []
+        await asyncio.sleep(1.0)  # three more leases: a second send would show now
+    assert len(sink.messages) == 1
+
+
+async def test_a_kept_outcome_survives_a_restart_in_the_journal(
+    lite_settings, sink, tmp_path
+) -> None:
+    settings = smarthost(
+        lite_settings, sink, claim_lease="0.4s", poll_interval="0.1s",
+        journal_dir=str(tmp_path / "journal"),
+    )  # fmt: skip
+    relay = Relay(settings, policy=None)
+    await relay.start()
+    try:
+        order = await make_order(relay)
+        readonly = ReadOnly(relay.engine)
+        sink.data_reply = lambda data: None if sink.messages else setattr(readonly, "on", True)
+        await buyer_writes(relay, order)
+        await sink.wait_for(1)
+        await asyncio.sleep(0.5)
+    finally:
+        await relay.stop(grace=0.5)  # the database is still away: a clean stop
+    (kept,) = journal_entries(tmp_path / "journal")
+    assert kept["outcome"]["status"] == "delivered"
+    # The restarted worker (a new engine: writable again) records it before it claims.
+    async with running_relay(settings, smtp=False, policy=None) as again:
+        rows = await wait_until(lambda: all_status(again.engine, "delivered", 1))
+        assert rows[0].attempts == 1
+        assert await event_names(again.engine, rows[0].id) == ["delivered"]
+        await asyncio.sleep(1.5)  # the old lease ran out long ago: no second send
+        assert journal_entries(tmp_path / "journal") == []
+    assert len(sink.messages) == 1
+
+
+async def test_a_claim_does_not_resend_what_the_recipient_accepted(make_settings, sink) -> None:
+    """A worker that lost its claim still records the 250 as an event; the next claim
+    sees it and marks the row delivered instead of handing it out again."""
+    async with running_relay(smarthost(make_settings, sink), worker=False, policy=None) as relay:
+        order = await make_order(relay)
+        await buyer_writes(relay, order)
+        lease = timedelta(seconds=0.2)
+        (item,) = await queue.claim(relay.engine, "a", limit=5, lease=lease)
+        late = dataclasses.replace(item, claimed_by="gone")  # its claim was lost
+        changed = await queue.record(
+            relay.engine, late, status="delivered", event="delivered", code=250, detail="ok"
+        )
+        assert changed is False
+        await asyncio.sleep(0.3)
+        assert await queue.claim(relay.engine, "b", limit=5, lease=lease) == []
+        (row,) = await delivery_rows(relay.engine)
+        assert (row.status, row.claimed_by) == ("delivered", "")
+        assert await event_names(relay.engine, row.id) == ["delivered"]
+
+
+async def test_a_lapsed_lease_waits_while_takeover_is_off(make_settings, sink) -> None:
+    async with running_relay(smarthost(make_settings, sink), worker=False, policy=None) as relay:
+        order = await make_order(relay)
+        await buyer_writes(relay, order)
+        lease = timedelta(seconds=0.2)
+        (item,) = await queue.claim(relay.engine, "a", limit=5, lease=lease)
+        await asyncio.sleep(0.3)
+        assert await queue.claim(relay.engine, "b", limit=5, lease=lease, takeover=False) == []
+        (again,) = await queue.claim(relay.engine, "b", limit=5, lease=lease)
+        assert again.id == item.id and again.claimed_by == "b"
+
+
+def test_the_journal_of_a_live_worker_is_not_adopted(tmp_path) -> None:
+    item = queue.Claimed(1, 7, "bounce+x@relay.example", SELLER, 0, utcnow(), True, "w1")
+    other = dataclasses.replace(item, id=2)
+    ok = Outcome("delivered", 250, "2.0.0", "ok")
+    first = OutcomeJournal(tmp_path, "w1")
+    first.keep([encode(item, ok, utcnow()), encode(other, ok, utcnow())])
+    first.done([1])
+    second = OutcomeJournal(tmp_path, "w2")
+    assert second.adopt() == []  # w1 still holds its file
+    first.close()  # w1 stops with one outcome still unrecorded
+    (adopted,) = second.adopt()
+    assert adopted["item"]["id"] == 2
+    assert [p.name for p in tmp_path.glob("*.jsonl")] == ["w2.jsonl"]
+    second.done([2])
+    second.close()
+    assert list(tmp_path.glob("*.jsonl")) == []
