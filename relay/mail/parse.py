@@ -48,10 +48,22 @@ class Inbound:
         values = self.raw_values(name)
         if not values:
             return ""
+        value = values[0]
+        if "=?" not in value:
+            return value
         try:
-            return clean_text(str(make_header(decode_header(values[0]))))
+            if value.isascii():
+                return clean_text(str(make_header(decode_header(value))))
+            # Raw UTF-8 beside encoded-words (RFC 6532 and 2047 mixed): decode_header only
+            # decodes the words of an ASCII string, so carry the raw bytes through Latin-1.
+            parts = decode_header(value.encode("utf-8").decode("latin-1"))
+            text = str(make_header([
+                (p, c) if c not in (None, "unknown-8bit") else (_raw(p), "utf-8")
+                for p, c in parts
+            ]))  # fmt: skip
+            return clean_text(" ".join(text.split()))
         except (HeaderParseError, UnicodeError, LookupError, ValueError):
-            return values[0]
+            return value
 
     def first(self, name: str) -> str:
         values = self.raw_values(name)
@@ -68,6 +80,12 @@ class Inbound:
         received = sum(1 for n, _ in self.fields if n == "received")
         carried = self.first(HOPS_HEADER).strip()
         return received + (int(carried) if carried.isdigit() and len(carried) < 4 else 0)
+
+
+def _raw(part: bytes | str) -> bytes:
+    """A part decode_header left undecoded, back to UTF-8 bytes (from the Latin-1 carry)."""
+    data = part.encode("latin-1") if isinstance(part, str) else part
+    return header_text(data).encode("utf-8")
 
 
 def header_text(value: bytes) -> str:

@@ -166,3 +166,19 @@ async def test_content_stage_failure_is_archived_and_refused(make_settings, sink
         assert record is not None and bytes(record["original"]) == raw
         assert (await verify(relay.engine)).ok
         assert sink.messages == []
+
+
+@pytest.mark.parametrize(
+    ("subject", "shown"),
+    [
+        (b"Gr\xc3\xb6\xc3\x9fe =?utf-8?q?caf=C3=A9?= ok", "Größe café ok"),  # 6532 and 2047 mixed
+        (b"=?utf-8?q?caf=C3=A9?= plain", "café plain"),
+        (b"Gr\xf6\xdfe =?iso-8859-1?q?caf=E9?=", "Größe café"),  # Latin-1 beside a word
+        (b"=?x-unknown?q?a?= \xff\xfe", "=?x-unknown?q?a?= ÿþ"),
+    ],
+)
+def test_subject_decoding_is_total(subject: bytes, shown: str) -> None:
+    from relay.mail.parse import Inbound, intake
+
+    inbound = intake(b"From: a@b.example\r\nSubject: " + subject + b"\r\n\r\nx", max_hops=30)
+    assert isinstance(inbound, Inbound) and inbound.decoded("Subject") == shown
