@@ -36,6 +36,8 @@ LEXICON_KEYS = (
     "review_positive", "review_selective", "review_edit", "review_incentive", "off_platform",
     "opt_out", "important_tag", "critical", "messaging_cue", "social_cue", "username_cue",
     "email_at", "email_at_weak", "email_at_bracketed", "email_dot", "at_prose",
+    "happy_condition", "unhappy_condition", "contact_first", "review_target", "courtesy",
+    "upsell",
 )
 
 
@@ -175,6 +177,13 @@ class LexiconFile(_Strict):
     email_at_bracketed: list[str] = Field(default_factory=list)  # only as "(chez)"
     email_dot: list[str] = Field(default_factory=list)
     at_prose: list[str] = Field(default_factory=list)  # "look at x.de": not a mailbox
+    # intent slots (relay.policy.intents): what a sentence conditions on, points at, offers
+    happy_condition: list[str] = Field(default_factory=list)
+    unhappy_condition: list[str] = Field(default_factory=list)
+    contact_first: list[str] = Field(default_factory=list)
+    review_target: list[str] = Field(default_factory=list)
+    courtesy: list[str] = Field(default_factory=list)
+    upsell: list[str] = Field(default_factory=list)
 
 
 @dataclass(frozen=True)

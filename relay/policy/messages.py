@@ -13,7 +13,7 @@ from typing import ClassVar
 
 import regex
 
-from relay.policy import language
+from relay.policy import intents, language
 from relay.policy.config import Lexicon, Policy
 from relay.policy.model import PolicyContext
 
@@ -67,6 +67,7 @@ class MessageView:
     body: str
     ctx: PolicyContext
     reviews: bool = False      # does the text talk about reviews at all (computed once)
+    acts: intents.Intents = intents.NONE   # slots per sentence (subject first)
 
     @property
     def text(self) -> str:
@@ -109,7 +110,7 @@ class Promotional(MessageRule):
     kind = "promotional"
 
     def check(self, view: MessageView) -> list[MessageFinding]:
-        ex = self.hit("promotional", view.text)
+        ex = self.hit("promotional", view.text) or self.hit("upsell", view.text)
         if ex:
             return [MessageFinding(self.kind, ex)]
         weak = {m.group().lower() for m in self.lex.finditer("promotional_weak", view.text)}
@@ -120,7 +121,7 @@ class Promotional(MessageRule):
 
 def _mentions_reviews(lex: Lexicon, text: str) -> bool:
     return bool(lex.search("review_word", text) or lex.search("review_request", text)
-                or lex.search("review_edit", text))
+                or lex.search("review_edit", text) or lex.search("review_target", text))
 
 
 class ReviewIncentive(MessageRule):
@@ -129,12 +130,22 @@ class ReviewIncentive(MessageRule):
     kind = "review_incentive"
 
     def check(self, view: MessageView) -> list[MessageFinding]:
-        if not view.reviews or not (self.hit("review_request", view.text)
-                                    or self.hit("review_positive", view.text)):
+        if not view.reviews:
             return []
-        for s in sentences(view.text):
-            if self.lex.search("review_word", s) and self.lex.search("review_incentive", s):
-                return [MessageFinding(self.kind, s[:80])]
+        acts = view.acts
+        asks = (acts.has("review_request") or acts.has("review_positive")
+                or acts.has("review_edit") or acts.near("happy_condition", "review_target")
+                is not None)
+        if not asks:
+            return []
+        for i, slots in enumerate(acts.slots):
+            if "review_incentive" in slots and (
+                    "review_target" in slots or "review_edit" in slots):
+                return [MessageFinding(self.kind, acts.sentences[i][:80])]
+        # a refund or gift in one sentence, "then change your rating" in the next
+        i = acts.near("review_incentive", "review_edit")
+        if i is not None:
+            return [MessageFinding(self.kind, acts.sentences[i][:80])]
         return []
 
 
@@ -150,9 +161,14 @@ class ReviewSolicitation(MessageRule):
         asks = [s for s in sentences(text) if self.lex.search("review_request", s)
                 or self.lex.search("review_edit", s)]
         positive = self.hit("review_positive", text)
-        if not asks and not positive and not self.hit("review_selective", text):
+        acts = view.acts
+        gating = (acts.near("happy_condition", "review_target") is not None
+                  or (acts.has("review_target") and acts.has("contact_first")
+                      and (acts.has("unhappy_condition") or acts.has("happy_condition"))))
+        if not asks and not positive and not self.hit("review_selective", text) and not gating:
             return []
         rv = self.policy.file.review
+        acts = view.acts
         reason = None
         if self.hit("review_edit", text):
             reason = "asks to change a review"
@@ -160,6 +176,11 @@ class ReviewSolicitation(MessageRule):
             reason = "asks for a positive review"
         elif self.hit("review_selective", text) and self.hit("review_word", text):
             reason = "asks only satisfied buyers"
+        elif acts.near("happy_condition", "review_target") is not None:
+            reason = "asks only satisfied buyers"
+        elif (acts.near("unhappy_condition", "contact_first", 0) is not None
+              or (acts.has("contact_first") and acts.has("happy_condition"))):
+            reason = "asks unhappy buyers to write first"
         elif asks and ctx.prior_review_requests >= rv.max_requests:
             reason = "repeat review request"
         elif asks and ctx.days_since_delivery is not None and not (
@@ -206,6 +227,7 @@ class ThankYouOnly(MessageRule):
     def check(self, view: MessageView) -> list[MessageFinding]:
         content = self._content_sentences(view.body)
         if content and any(self.lex.search("thanks", s) or self.lex.search("contact_offer", s)
+                           or self.lex.search("courtesy", s)
                            for s in content) and all(self._filler(s) for s in content):
             return [MessageFinding(self.kind, content[0][:80])]
         return []
@@ -214,7 +236,7 @@ class ThankYouOnly(MessageRule):
         """Thanks, an offer to help or good wishes, with at most a few other words."""
         rest = sentence
         hit = False
-        for key in ("thanks", "contact_offer", "well_wishes"):
+        for key in ("thanks", "contact_offer", "well_wishes", "courtesy"):
             pat = self.lex.patterns.get(key)
             if pat is not None:
                 rest, n = pat.subn(" ", rest)
@@ -269,8 +291,9 @@ class MessageRules:
     def judge(self, subject: str, body: str, ctx: PolicyContext) -> list[MessageFinding]:
         own = own_text(body[:MAX_BODY])
         seller = ctx.direction == "seller-to-buyer"
-        view = MessageView(subject, own, ctx,
-                           seller and _mentions_reviews(self.lex, f"{subject}\n{own}"))
+        reviews = seller and _mentions_reviews(self.lex, f"{subject}\n{own}")
+        acts = intents.tag(self.lex, f"{subject}\n{own}") if seller else intents.NONE
+        view = MessageView(subject, own, ctx, reviews, acts)
         out: list[MessageFinding] = []
         for rule in self.rules:
             if rule.seller_only and ctx.direction != "seller-to-buyer":

@@ -36,6 +36,7 @@ class Hit:
 EMAIL_RE = re.compile(
     r"(?<![\w.%+\-])[\w][\w.%+\-]*@[\w](?:[\w\-]*\w)?(?:\.[\w](?:[\w\-]*\w)?)*\.[^\W\d_]{2,24}(?![\w\-])"
 )
+_LINE_JOIN = regex.compile(r"(?<=\d)[ \t]*\n[ \t]*(?=\d)")
 PHONE_CAND = regex.compile(
     r"(?<![\w.,/+\-])(?:\+\s?|00|\(\s?)?\d(?:[\d\-./()]|[ \t](?=[\d(]))*\d(?![\w]|[.,]\d)"
 )
@@ -181,12 +182,22 @@ class TextScanner:
             t = MASK_RE.sub(lambda m: "§" * len(m.group()), t)
         wanted = [_region(ctx.buyer_locale), *self.policy.file.phones.extra_regions]
         regions = list(dict.fromkeys(r for r in wanted if r))
+        joins: list[int] = []
+        if "\n" in t:     # a number broken over two lines or table cells: "612 34\n56 78"
+            joins = [m.start() for m in _LINE_JOIN.finditer(t)]
+            if joins:
+                t = _LINE_JOIN.sub(lambda m: "-" * len(m.group()), t)
         out = []
         for m in PHONE_CAND.finditer(t):
             cand = m.group()
             digits = "".join(c for c in cand if c.isdigit())
             if not 7 <= len(digits) <= 15:
                 continue
+            k = bisect.bisect_left(joins, m.start())
+            if k < len(joins) and joins[k] < m.end() and not (
+                    _dialled(cand.split("-")[0]) or self.lex.search(
+                        "phone_cue", t[max(0, m.start() - 40):m.start()])):
+                continue   # joined across a line only when written or introduced as a phone
             validity = _valid(cand, tuple(regions))
             if validity == 0:
                 continue
