@@ -42,6 +42,7 @@ def build_api(settings: Settings | None = None) -> Any:
     )
     app.include_router(marketplace.router)
     app.include_router(ops.router)
+    app.state.api_routes = [*marketplace.router.routes, *ops.router.routes]
 
     def openapi() -> dict[str, Any]:
         """FastAPI's document plus the bearer scheme every /v1 operation requires."""

@@ -157,10 +157,11 @@ def require(*allowed: str) -> Any:
 
 def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     """The error answers an operation documents (all in the one error shape)."""
-    text = {401: "No or wrong bearer token", 403: "Wrong scope", 404: "Not found",
-            409: "Conflict", 413: "Body too large", 422: "Invalid input (the field is named)",
+    text = {400: "Body not readable (not UTF-8)", 401: "No or wrong bearer token",
+            403: "Wrong scope", 404: "Not found", 409: "Conflict", 413: "Body too large",
+            422: "Invalid input (the field is named)",
             503: "Database unavailable, retry later"}  # fmt: skip
-    wanted = sorted({401, 403, 422, 503, *codes})
+    wanted = sorted({400, 401, 403, 422, 503, *codes})
     return {c: {"model": m.Error, "description": text.get(c, "Error")} for c in wanted}
 
 
@@ -189,13 +190,25 @@ async def validation_error(request: Request, exc: Exception) -> Response:
     return error_response(invalid(name, msg))
 
 
+def allowed_methods(request: Request) -> str:
+    """Every method some route serves at this path (Starlette names only the first
+    route's when two routes share a path, e.g. GET and POST of /senders)."""
+    path = request.url.path
+    methods: set[str] = set()
+    for route in request.app.state.api_routes:
+        if route.path_regex.match(path):
+            methods |= set(route.methods or ())
+    return ", ".join(sorted(methods))
+
+
 async def http_exception(request: Request, exc: Exception) -> Response:
-    """Starlette's own 404/405 in the error shape; 405 keeps its ``Allow`` header."""
+    """Starlette's own 404/405 in the error shape; 405 says ``Allow``."""
     assert isinstance(exc, HTTPException)
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-    return error_response(
-        ApiError(exc.status_code, code, str(exc.detail)), headers=dict(exc.headers or {})
-    )
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = allowed_methods(request) or headers.get("Allow", "")
+    return error_response(ApiError(exc.status_code, code, str(exc.detail)), headers=headers)
 
 
 async def server_error(request: Request, exc: Exception) -> Response:

@@ -44,6 +44,8 @@ def _order_error(err: orders.OrderError, field: str | None = None) -> ApiError:
         return not_found(text)
     if "already exists" in text:
         return ApiError(409, "conflict", text, "order_id")
+    if "different addresses" in text:  # a rule across two fields: no schema can say it
+        return ApiError(409, "conflict", text, "seller")
     if text.startswith("no such party") or "is not an authorised sender" in text:
         return not_found(text)
     return invalid(field, text)

@@ -6,7 +6,16 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    WithJsonSchema,
+    field_validator,
+)
 
 from relay import orders
 
@@ -28,11 +37,25 @@ def _email(value: str) -> str:
 EMAIL_SCHEMA = {"type": "string", "format": "email", "maxLength": 254}
 Email = Annotated[
     str,
+    StringConstraints(max_length=254),
     AfterValidator(lambda v: _email(v)),
     WithJsonSchema(EMAIL_SCHEMA),
 ]
 """An address: typed ``format: email`` in the document, normalised on input."""
 RecordId = Annotated[int, Field(ge=1, le=MAX_ID)]
+
+
+def _iso_only(value: Any) -> Any:
+    """A date-time is written as one (RFC 3339); pydantic would also take ``0.5`` as a
+    Unix time, which the schema's ``format: date-time`` does not allow."""
+    if isinstance(value, int | float) or (
+        isinstance(value, str) and value.strip().lstrip("-").replace(".", "", 1).isdigit()
+    ):
+        raise ValueError("expected an ISO 8601 date-time, e.g. 2026-01-31T12:00:00Z")
+    return value
+
+
+When = Annotated[datetime, BeforeValidator(_iso_only)]
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -48,7 +71,7 @@ class CreateOrder(_In):
     buyer_locale: str = Field(default="en-US", pattern=orders.LOCALE.pattern, max_length=35)
     buyer_name: str = Field(default="", max_length=200)
     seller_name: str = Field(default="", max_length=200)
-    delivered_at: datetime | None = None
+    delivered_at: When | None = None
 
     _when = field_validator("delivered_at")(_utc)
 
@@ -79,8 +102,8 @@ class ArchiveQuery(_In):
     ) = None
     finding_kind: str | None = Field(default=None, pattern=r"^[a-z_]{1,64}$")
     kind: Literal["message", "notice", "dsn"] | None = None
-    since: datetime | None = None
-    until: datetime | None = None
+    since: When | None = None
+    until: When | None = None
     limit: int = Field(default=50, ge=1, le=500)
     before_id: int | None = Field(default=None, ge=1, le=MAX_ID)
 

@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse, Response
 
 from relay import archive, reports
 from relay.api import models as m
-from relay.api.errors import invalid, not_found, require, responses
+from relay.api.errors import not_found, require, responses
 from relay.search import QueryError
 
 OPS = ("ops",)
@@ -27,8 +27,8 @@ async def search_archive(request: Request, query: Annotated[m.ArchiveQuery, Quer
     f = archive.SearchFilter(**query.model_dump())
     try:
         rows = await archive.search(request.app.state.engine, f)
-    except QueryError as err:
-        raise invalid("text", f"text: {err}") from None
+    except QueryError:  # text without a searchable word (only punctuation) matches nothing
+        rows = []
     more = len(rows) == f.limit
     return JSONResponse({"items": rows, "next_before_id": rows[-1]["id"] if more else None})
 

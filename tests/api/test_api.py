@@ -126,7 +126,7 @@ async def test_bad_bodies(client: httpx.AsyncClient) -> None:
     assert_error(await client.post("/v1/orders", content=b"{oops", headers=h), 422, "invalid")
     assert_error(await client.post("/v1/orders", json=[1], headers=h), 422, "invalid")
     same = {**NEW, "seller": NEW["buyer"]}
-    assert_error(await client.post("/v1/orders", json=same, headers=h), 422, "invalid")
+    assert_error(await client.post("/v1/orders", json=same, headers=h), 409, "conflict", "seller")
     huge = {**NEW, "buyer_name": "x" * 300_000}
     assert_error(await client.post("/v1/orders", json=huge, headers=h), 413, "too_large")
     r = await client.get("/v1/orders", params={"a": "1"}, headers=h)
