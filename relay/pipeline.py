@@ -357,7 +357,10 @@ class Pipeline:
         keep = self.settings.archive.refused_keep  # no sender was proven yet
         entries = [
             Entry(_envelope_record(info, res, raw=raw, sha256=digest, now=now, verdict="refused",
-                                   reason=reply.text, keep=keep))
+                                   reason=reply.text, keep=keep,
+                                   # refused before parsing: never parsed for search either
+                                   # (that would run under the chain lock, on the loop)
+                                   extra={"search": ("", False)}))
             for res in rcpts
         ]  # fmt: skip
         await self.committer.submit(entries)

@@ -39,10 +39,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from relay.db import read_tx, write_tx
 from relay.db.schema import archive
 from relay.mail.autoreply import is_automatic
+from relay.mail.limits import StructureLimits
+from relay.mail.limits import check as check_structure
 
 MAX_TEXT = 100_000  # characters of body text indexed per message
 MAX_SCAN = 512 * 1024  # bytes of a message parsed for its text
 TS_CONFIG = "simple"
+_LIMITS = StructureLimits()  # the defaults: search text never parses more than intake allows
 
 _meta = sa.MetaData()  # not relay.db.schema's: this table belongs to migration 0002
 archive_text = sa.Table(
@@ -90,8 +93,11 @@ def extract(raw: bytes) -> tuple[str, bool]:
     there is no plain text. Attachments are not indexed. Never raises: a message the
     parser chokes on is still archived and still findable by subject.
     """
+    head = raw[:MAX_SCAN]
+    if check_structure(head, _LIMITS) is not None:  # parsing it would cost seconds
+        return "", False
     try:
-        msg = email.message_from_bytes(raw[:MAX_SCAN], policy=email.policy.compat32)
+        msg = email.message_from_bytes(head, policy=email.policy.compat32)
         automatic = is_automatic(msg)
         plain, htmls = [], []
         for part in _parts(msg):
