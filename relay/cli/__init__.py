@@ -29,6 +29,7 @@ _COMMANDS: dict[str, str] = {
     "report": "relay.cli.report:report",
     "template": "relay.cli.template:template",
     "sink": "relay.cli.sink:sink",
+    "limits": "relay.cli.limits:limits",
 }
 
 

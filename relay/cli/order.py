@@ -197,3 +197,90 @@ def senders(state: CliState, party_email: str) -> None:
     """List a party's authorised senders (besides its own address)."""
     for email in _run_read(state, lambda e: orders.list_senders(e, party_email)):
         click.echo(email)
+
+
+# --- the buyer's choices (relay.choices; issue 13) ----------------------------------------
+
+
+def _choice(state: CliState, fn: Any, as_json: bool, text: str) -> None:
+    from relay.choices import ChoiceError
+
+    try:
+        data = run_async(with_engine(state, fn))
+    except ChoiceError as err:
+        raise click.ClickException(str(err)) from None
+    if as_json:
+        echo_json(data)
+    else:
+        click.echo(text.format(**data))
+
+
+_BY = click.option("--by", default="ops", show_default=True, help="who asked (kept with it)")
+_JSON = click.option("--json", "as_json", is_flag=True, help="print JSON")
+
+
+@order.command("opt-out")
+@click.argument("order_id")
+@_BY
+@_JSON
+@click.pass_obj
+def opt_out(state: CliState, order_id: str, by: str, as_json: bool) -> None:
+    """The buyer wants no more proactive messages from this order's seller (replies and
+    critical messages still reach them)."""
+    from relay import choices
+
+    _choice(state, lambda e: choices.order_opt_out(e, order_id, by=by), as_json,
+            "order {order_id}: buyer opted out of proactive seller messages")
+
+
+@order.command("opt-in")
+@click.argument("order_id")
+@_JSON
+@click.pass_obj
+def opt_in(state: CliState, order_id: str, as_json: bool) -> None:
+    """Undo opt-out: the seller may write first again."""
+    from relay import choices
+
+    _choice(state, lambda e: choices.order_opt_in(e, order_id), as_json,
+            "order {order_id}: seller messages allowed again")
+
+
+@order.command("no-reply-needed")
+@click.argument("order_id")
+@click.option("--reason", default="", help="kept with the exemption")
+@_BY
+@_JSON
+@click.pass_obj
+def no_reply_needed(state: CliState, order_id: str, reason: str, by: str, as_json: bool) -> None:
+    """The thread needs no reply: its open buyer messages leave the 24-hour report."""
+    from relay import choices
+
+    _choice(
+        state, lambda e: choices.no_reply_needed(e, order_id, reason=reason, by=by), as_json,
+        "order {order_id}: no reply needed (buyer messages exempted: {exempted})",
+    )
+
+
+@party.command("opt-out")
+@click.argument("email")
+@_BY
+@_JSON
+@click.pass_obj
+def party_opt_out(state: CliState, email: str, by: str, as_json: bool) -> None:
+    """A buyer opts out account-wide: no seller's proactive messages in any order."""
+    from relay import choices
+
+    _choice(state, lambda e: choices.party_opt_out(e, email, by=by), as_json,
+            "{party}: opted out of proactive seller messages")
+
+
+@party.command("opt-in")
+@click.argument("email")
+@_JSON
+@click.pass_obj
+def party_opt_in(state: CliState, email: str, as_json: bool) -> None:
+    """Undo party opt-out."""
+    from relay import choices
+
+    _choice(state, lambda e: choices.party_opt_in(e, email), as_json,
+            "{party}: seller messages allowed again")
