@@ -26,7 +26,7 @@ from typing import Any
 import aiosmtplib
 import pytest
 
-from relay.archive import SearchFilter, get_record, search
+from relay.archive import SearchFilter, search
 from tests.helpers import BUYER, ORDER, SELLER, create_order, message, running_relay, send
 
 BANNER_MAX = 0.4  # 2x the 200 ms: see the module docstring
@@ -326,7 +326,7 @@ async def test_hostile_shape_refused_while_others_are_served(make_settings, sink
             rows = await search(relay.engine, SearchFilter(order_id=ORDER))
             hostile = [r for r in rows if r["verdict"] != "deliver"]
             assert hostile, rows
-            findings = (await get_record(relay.engine, hostile[0]["id"]))["findings"]
+            findings = hostile[0]["findings"]
             assert any("megapixels" in f.get("excerpt", "") for f in findings), findings
             try:
                 assert_served(probe)
