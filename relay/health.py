@@ -1,9 +1,8 @@
 """The ops HTTP endpoint: ``/metrics``, ``/healthz``, ``/readyz`` on ``metrics.listen``.
 
-A deliberately tiny HTTP/1.1 responder on the relay's own event loop rather than
-prometheus-client's threaded server: readiness checks and the database collector are
-async and need the loop's engine, and three GET routes do not justify a web framework in
-the SMTP process. Every response closes the connection.
+Served by uvicorn on the relay's own event loop (readiness checks and the database
+collector are async and need the loop's engine), with prometheus_client's ASGI app for
+``/metrics``: no HTTP parsing of our own.
 
 ``/healthz`` answers 200 while the process runs its loop (liveness: restart if not).
 ``/readyz`` answers 200 only when this process should get traffic: database reachable,
@@ -14,25 +13,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-from collections.abc import Awaitable, Callable
+import socket
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 import structlog
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    PlatformCollector,
-    ProcessCollector,
-    generate_latest,
-)
+from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector, make_asgi_app
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from relay import metrics
 from relay.db.schema import utcnow
+from relay.settings import SettingsError
 
 log = structlog.get_logger("relay.health")
 MAX_REQUEST = 8192
@@ -73,6 +68,16 @@ def check_certificate(expires: datetime | None, min_days: int) -> Check:
     return Check("tls", days >= min_days, detail)
 
 
+class _Forward:
+    """Exposes another registry's metrics (the module-level one) through this one."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+
+    def collect(self) -> Iterator[Any]:
+        yield from self.registry.collect()
+
+
 class OpsServer:
     """Serves the three routes; ``readiness`` supplies the checks of the owning process."""
 
@@ -81,55 +86,116 @@ class OpsServer:
         self.readiness = readiness
         self.collector = metrics.DatabaseCollector(engine)
         self.registry = CollectorRegistry()
+        self.registry.register(_Forward(metrics.REGISTRY))
         self.registry.register(self.collector)
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
-        self._server: asyncio.Server | None = None
+        self._server: Any = None
+        self._task: asyncio.Task[None] | None = None
 
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, self.host, self.port)
-        self.port = int(self._server.sockets[0].getsockname()[1])
-        log.info("ops.listening", host=self.host, port=self.port)
+    def app(self) -> Any:
+        from starlette.applications import Starlette
+        from starlette.requests import Request
+        from starlette.responses import JSONResponse, PlainTextResponse, Response
+        from starlette.routing import Route
 
-    async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._server.wait_closed(), 2)
+        exporter = make_asgi_app(self.registry)
+        collector = self.collector
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            async with asyncio.timeout(30):
-                head = await reader.readuntil(b"\r\n\r\n")
-                status, ctype, body = await self._route(head)
-                writer.write(
-                    f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\n"
-                    f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
-                    + body
-                )
-                await writer.drain()
-        except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, OSError):
-            pass
-        finally:
-            writer.close()
+        class MetricsApp:
+            """prometheus_client's ASGI app, after refreshing the database collector."""
 
-    async def _route(self, head: bytes) -> tuple[str, str, bytes]:
-        if len(head) > MAX_REQUEST:
-            return "431 Request Header Fields Too Large", "text/plain", b"too large\n"
-        parts = head.split(b"\r\n", 1)[0].split()
-        if len(parts) != 3 or parts[0] not in (b"GET", b"HEAD"):
-            return "405 Method Not Allowed", "text/plain", b"GET only\n"
-        path = parts[1].split(b"?", 1)[0]
-        if path == b"/healthz":
-            return "200 OK", "text/plain", b"alive\n"
-        if path == b"/readyz":
+            async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+                await collector.refresh()
+                start: dict[str, Any] = {}
+
+                async def sized(message: dict[str, Any]) -> None:
+                    # The exporter sends one body without Content-Length; say it, so
+                    # plain HTTP/1.1 clients need not parse chunked encoding.
+                    if message["type"] == "http.response.start":
+                        start.update(message)
+                        return
+                    body = message.get("body", b"")
+                    headers = [*start.get("headers", []),
+                               (b"content-length", str(len(body)).encode())]  # fmt: skip
+                    await send({**start, "headers": headers})
+                    await send(message)
+
+                await exporter(scope, receive, sized)
+
+        async def healthz(request: Request) -> Response:
+            return PlainTextResponse("alive\n")
+
+        async def readyz(request: Request) -> Response:
             checks = await self.readiness()
             ready = all(c.ok for c in checks)
             body = {"ready": ready, "checks": {c.name: [c.ok, c.detail] for c in checks}}
-            status = "200 OK" if ready else "503 Service Unavailable"
-            return status, "application/json", json.dumps(body).encode() + b"\n"
-        if path == b"/metrics":
-            await self.collector.refresh()
-            body = generate_latest(metrics.REGISTRY) + generate_latest(self.registry)
-            return "200 OK", CONTENT_TYPE_LATEST, body
-        return "404 Not Found", "text/plain", b"try /metrics, /healthz or /readyz\n"
+            return JSONResponse(body, status_code=200 if ready else 503)
+
+        async def not_found(request: Request, exc: Exception) -> Response:
+            return PlainTextResponse("try /metrics, /healthz or /readyz\n", status_code=404)
+
+        routes = [
+            Route("/healthz", healthz, methods=["GET", "HEAD"]),
+            Route("/readyz", readyz, methods=["GET", "HEAD"]),
+            Route("/metrics", MetricsApp(), methods=["GET", "HEAD"]),
+        ]
+        app = Starlette(routes=routes, exception_handlers={404: not_found})
+
+        async def closing(scope: Any, receive: Any, send: Any) -> None:
+            """Every answer closes the connection (scrapers and health checks reconnect;
+            nothing idles on the ops port)."""
+
+            async def with_close(message: dict[str, Any]) -> None:
+                if message["type"] == "http.response.start":
+                    headers = [*message.get("headers", []), (b"connection", b"close")]
+                    message = {**message, "headers": headers}
+                await send(message)
+
+            await app(scope, receive, with_close)
+
+        return closing
+
+    def _bind(self) -> socket.socket:
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        # The protocol number matters: asyncio sets TCP_NODELAY on accepted connections
+        # only for sockets that say IPPROTO_TCP.
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((self.host, self.port))
+        except OSError as err:
+            sock.close()
+            raise SettingsError(
+                f"setting 'metrics.listen': cannot listen on {self.host}:{self.port}: "
+                f"{(err.strerror or str(err)).lower()}"
+            ) from None
+        return sock
+
+    async def start(self) -> None:
+        import uvicorn
+
+        sock = self._bind()
+        config = uvicorn.Config(
+            self.app(), log_config=None, access_log=False, lifespan="off",
+            server_header=False, proxy_headers=False, timeout_keep_alive=5,
+        )  # fmt: skip
+        server = uvicorn.Server(config)
+        server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]  # the relay owns signals
+        self._server = server
+        self._task = asyncio.create_task(server.serve(sockets=[sock]), name="ops-http")
+        while not server.started and not self._task.done():  # noqa: ASYNC110 - no event
+            await asyncio.sleep(0.01)
+        if not server.started:
+            sock.close()
+            await self._task
+            raise SettingsError(f"setting 'metrics.listen': cannot serve on {self.host}")
+        self.port = int(sock.getsockname()[1])
+        log.info("ops.listening", host=self.host, port=self.port)
+
+    async def stop(self) -> None:
+        if self._server is None or self._task is None:
+            return
+        self._server.should_exit = True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self._task), 5)

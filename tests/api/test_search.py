@@ -107,7 +107,8 @@ def test_extract_prefers_plain_text_and_flags_auto_replies() -> None:
     assert extract(raw) == ("Rückerstattung", True)
     html_only = b"Content-Type: text/html\r\n\r\n<style>p{}</style><p>Hello &amp; bye</p>"
     assert extract(html_only) == ("Hello & bye", False)
-    assert extract(b"\xff\xfe garbage") == ("garbage", False) or True  # never raises
+    text, _ = extract(b"\xff\xfe garbage")  # undecodable bytes: no exception, words kept
+    assert "garbage" in text.split()
 
 
 def test_query_grammar() -> None:
