@@ -74,7 +74,9 @@ TLS_ACTIVE = Reply(503, "5.5.1", "TLS already active")
 AUTH_UNSUPPORTED = Reply(
     502, "5.5.1", "AUTH not supported: this server only accepts mail for its own domain"
 )
-NOT_UTF8 = Reply(501, "5.5.2", "Syntax error: the command is not valid UTF-8")
+BAD_COMMAND_BYTES = Reply(
+    501, "5.5.2", "Syntax error: control characters or bytes that are not UTF-8 in the command"
+)
 NEEDS_SMTPUTF8 = Reply(553, "5.6.7", "Non-ASCII address needs the SMTPUTF8 parameter on MAIL FROM")
 OPS_SEPARATELY = Reply(
     452, "4.5.3", "Postmaster and abuse mail go in a transaction of their own: retry this one"

@@ -15,6 +15,7 @@ import regex
 
 from relay.policy import intents, language
 from relay.policy.config import Lexicon, Policy
+from relay.policy.critical import Critical, critical_category
 from relay.policy.model import PolicyContext
 
 # Quote headers, judged one short line at a time (a multi-line regex with wide gaps
@@ -200,7 +201,7 @@ class ImportantTagMisuse(MessageRule):
 
     def check(self, view: MessageView) -> list[MessageFinding]:
         tag = self.hit("important_tag", view.subject)
-        if not tag or self.hit("critical", view.text):
+        if not tag or critical_category(self.lex, view.text):  # relay.policy.critical
             return []
         return [MessageFinding(self.kind, tag)]
 
@@ -278,6 +279,7 @@ class WrongLanguage(MessageRule):
 MESSAGE_RULES: tuple[type[MessageRule], ...] = (
     OffPlatform, Promotional, ReviewIncentive, ReviewSolicitation, ImportantTagMisuse,
     ShippingConfirmation, ThankYouOnly, WrongLanguage,
+    Critical,  # type: ignore[list-item]  # its own file, MessageRule's shape
 )
 
 

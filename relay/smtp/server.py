@@ -12,8 +12,9 @@ Departures from aiosmtpd's defaults, each for a reason:
 - Every reply carries an enhanced status code (RFC 2034, advertised in EHLO), aiosmtpd's
   own terse ones included; a second STARTTLS gets ``503 5.5.1``; AUTH is not offered (this
   is an MX, not a submission server).
-- SMTPUTF8 (RFC 6531) is on: arguments are UTF-8, and one that is not gets ``501 5.5.2``
-  before any handler sees it, so no undecodable text reaches a log, a hash or a query.
+- SMTPUTF8 (RFC 6531) is on: arguments are UTF-8, and one that is not, or that holds a
+  control character, gets ``501 5.5.2`` before any handler sees it, so no undecodable
+  text or NUL reaches a log, a hash or a query.
 - aiosmtpd's per-command timer is replaced by relay.smtp.gate, which admits, times out
   and evicts sessions with the whole server's load in view.
 
@@ -78,9 +79,15 @@ def with_enhanced_code(text: str) -> str:
     return f"{code}{sep}{_ENHANCED[code]} {text[4:]}".rstrip()
 
 
-def _utf8_clean(arg: str) -> bool:
-    """False if the argument held bytes that are not UTF-8 (aiosmtpd keeps them as lone
-    surrogates, which would break every encoder downstream)."""
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def _clean_argument(arg: str) -> bool:
+    """False if the argument holds a control character (NUL above all: no address,
+    database or log line should ever see one) or bytes that are not UTF-8 (aiosmtpd keeps
+    those as lone surrogates, which break every encoder downstream)."""
+    if _CONTROL.search(arg):
+        return False
     try:
         arg.encode("utf-8")
     except UnicodeEncodeError:
@@ -122,8 +129,8 @@ class RelaySMTP(SMTP):
         restarts only after a productive command that succeeded)."""
 
         async def run(arg: str | None) -> None:
-            if arg is not None and not _utf8_clean(arg):
-                await self.push(str(replies.NOT_UTF8))
+            if arg is not None and not _clean_argument(arg):
+                await self.push(str(replies.BAD_COMMAND_BYTES))
                 return
             self._command = name
             self.activity.busy()
@@ -267,8 +274,11 @@ class RelaySMTP(SMTP):
         if self._tls_protocol is not None:
             await self.push(str(replies.TLS_ACTIVE))
             return
-        if arg or not self.tls_context:
-            await super().smtp_STARTTLS(arg)
+        if not self.tls_context:  # not offered in EHLO either: not a temporary condition
+            await self.push("502 5.5.1 STARTTLS not available")
+            return
+        if arg:
+            await self.push("501 5.5.4 Syntax: STARTTLS")
             return
         self.activity.waiting()
         await super().smtp_STARTTLS(arg)
@@ -300,8 +310,8 @@ class RelaySMTP(SMTP):
         client's turn for the gate; after each reply a draining session with no open
         transaction says goodbye."""
         text = status if isinstance(status, str) else status.decode("utf-8", "replace")
-        if self._command not in ("EHLO", "HELO"):
-            text = with_enhanced_code(text)
+        if self._command not in ("EHLO", "HELO") or text[:1] != "2":  # RFC 2034 exempts
+            text = with_enhanced_code(text)  # the positive HELO/EHLO reply only
         if text[:3].isdigit():
             self._last_code = int(text[:3])
         stuck = self.transport is not None and self.transport.get_write_buffer_size() > 0
