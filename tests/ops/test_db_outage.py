@@ -3,11 +3,12 @@
 A private PostgreSQL cluster (initdb + pg_ctl, started by the test) backs a real
 ``relay serve`` (SMTP listener and delivery worker) and a second ``relay worker``
 process; load clients send over SMTP and retry a 4xx or a cut connection as an MTA
-would. Mid-flow the cluster is stopped for ~10 s, twice, with a claim lease far shorter
-than the outage, so every in-flight lease runs out while the database is away. The
-recipient's server must receive every acknowledged message exactly once (counted by the
-relay's Message-ID): an outcome that could not be recorded is kept and retried, and a
-lease that ran out while the database was down is no sign that its worker died.
+would. Mid-flow the cluster is stopped for ~10 s, twice, with a claim lease shorter
+than the outage, so every in-flight lease runs out while the database is away; the second
+time the worker process is also SIGKILLed mid-outage and restarted. The recipient's
+server must receive every acknowledged message exactly once (counted by the relay's
+Message-ID): an outcome that could not be recorded is kept (and journaled) and retried,
+and a lease that ran out while the database was down is no sign that its worker died.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from typing import Any
 import aiosmtplib
 import pytest
 
+from tests.delivery_support import SlowSink, started
 from tests.helpers import (
     BUYER,
     DOMAIN,
@@ -44,9 +46,17 @@ from tests.helpers import (
 )
 from tests.ops.support import RelayProcess
 
+
+class Killable(RelayProcess):
+    async def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        await self.proc.wait()
+
 CLIENTS = 6
 OUTAGES = 2
 OUTAGE_SECONDS = 10.0
+LEASE = 8.0
 FLOW_SECONDS = 3.0  # load before, between and after the outages
 TOKEN = re.compile(rb"Subject: outage ([a-z0-9-]+)")
 
@@ -170,10 +180,17 @@ class Sender:
         return code >= 500
 
 
-async def test_postgresql_outage_sends_nothing_twice(sink: Any, tmp_path: Path) -> None:
-    started = time.monotonic()
+async def test_postgresql_outage_sends_nothing_twice(tmp_path: Path) -> None:
     arrivals: list[bytes] = []
-    sink.data_reply = lambda data: arrivals.append(data) and None
+    # The recipient takes its time over DATA, so sends are in flight when the database
+    # goes: their outcomes are the ones that cannot be recorded.
+    sink = SlowSink(delay=0.5, data_reply=lambda data: arrivals.append(data) and None)
+    async with started(sink):
+        await _outage_under_load(sink, arrivals, tmp_path)
+
+
+async def _outage_under_load(sink: Any, arrivals: list[bytes], tmp_path: Path) -> None:
+    started = time.monotonic()
     with private_cluster() as cluster:
         phases: dict[str, float] = {"cluster up": time.monotonic() - started}
         port = free_port()
@@ -182,13 +199,19 @@ async def test_postgresql_outage_sends_nothing_twice(sink: Any, tmp_path: Path) 
             "database": {"url": cluster.url, "pool_size": 4},
             "delivery": {
                 "smarthost": f"127.0.0.1:{sink.port}",
-                "claim_lease": "2s",  # far shorter than the outage
+                # Shorter than the outage, so every lease runs out while the database is
+                # away; long enough for the killed worker to be started again before the
+                # other takes its rows over (what `relay.service` under systemd does).
+                "claim_lease": f"{LEASE:.0f}s",
                 "retry": ["1s"],
                 "poll_interval": "0.2s",
                 "timeout": "5s",
             },
             "auth": {"mode": "off"},
             "policy": {"enabled": False},
+            "limits": {  # one order and one client address carry the whole load
+                "per_order_day": 0, "per_party_hour": 0, "per_party_day": 0, "per_ip_minute": 0,
+            },
             "log": {"format": "json"},
         }
         serve_cfg = write_settings(
@@ -208,7 +231,7 @@ async def test_postgresql_outage_sends_nothing_twice(sink: Any, tmp_path: Path) 
         alias = json.loads(out)["seller_alias"]
         procs = [
             RelayProcess(serve_cfg, tmp_path / "serve.log", "serve", port=port),
-            RelayProcess(worker_cfg, tmp_path / "worker.log", "worker"),
+            Killable(worker_cfg, tmp_path / "worker.log", "worker"),
         ]
         senders = [Sender() for _ in range(CLIENTS)]
         stop = asyncio.Event()
@@ -220,12 +243,22 @@ async def test_postgresql_outage_sends_nothing_twice(sink: Any, tmp_path: Path) 
                 asyncio.create_task(s.run(stop, port, alias, f"c{i}"))
                 for i, s in enumerate(senders)
             ]
-            for _ in range(OUTAGES):
+            for n in range(OUTAGES):
                 await asyncio.sleep(FLOW_SECONDS)
                 down = time.monotonic()
                 await asyncio.to_thread(cluster.stop)
-                await asyncio.sleep(OUTAGE_SECONDS)
-                await asyncio.to_thread(cluster.start)
+                if n == OUTAGES - 1:
+                    # The last time, the worker process is also killed mid-outage and
+                    # started again once the database is back: what it could not record
+                    # must come back from its journal, not be sent again.
+                    await asyncio.sleep(OUTAGE_SECONDS / 2)
+                    await procs[1].kill()
+                    await asyncio.sleep(OUTAGE_SECONDS / 2)
+                    await asyncio.to_thread(cluster.start)
+                    await procs[1].start()
+                else:
+                    await asyncio.sleep(OUTAGE_SECONDS)
+                    await asyncio.to_thread(cluster.start)
                 outages.append((down - started, time.monotonic() - started))
             await asyncio.sleep(FLOW_SECONDS)
             stop.set()
@@ -233,7 +266,9 @@ async def test_postgresql_outage_sends_nothing_twice(sink: Any, tmp_path: Path) 
             phases["load done"] = time.monotonic() - started
             expected = {mark for s in senders for mark in s.acked}
             deadline = time.monotonic() + 20
-            while time.monotonic() < deadline and not expected <= {_token(d) for d in arrivals}:
+            while time.monotonic() < deadline:
+                if expected <= {_token(d) for d in arrivals}:
+                    break
                 await asyncio.sleep(0.2)
             phases["delivered"] = time.monotonic() - started
             await asyncio.sleep(3.0)  # a late duplicate (a lease running out) shows up here
@@ -241,6 +276,8 @@ async def test_postgresql_outage_sends_nothing_twice(sink: Any, tmp_path: Path) 
             stop.set()
             codes = [await p.stop() for p in procs]
     assert codes == [0, 0], codes
+    kept = {p.log.stem: _events(p.log, "delivery.outcome_kept") for p in procs}
+    adopted = _adopted(procs[1].log)
 
     by_id = Counter(_relay_message_id(d) for d in arrivals)
     tokens = Counter(_token(d) for d in arrivals)
@@ -249,20 +286,31 @@ async def test_postgresql_outage_sends_nothing_twice(sink: Any, tmp_path: Path) 
     temp = sum((s.temp for s in senders), Counter())
     perm = sum((s.perm for s in senders), Counter())
     print(
-        f"\nPostgreSQL outage x{OUTAGES} ({OUTAGE_SECONDS:.0f} s each, lease 2 s): "
+        f"\nPostgreSQL outage x{OUTAGES} ({OUTAGE_SECONDS:.0f} s each, lease {LEASE:.0f} s): "
         f"{len(expected)} accepted, {len(tokens)} delivered, {len(missing)} lost, "
         f"{sum(n - 1 for n in twice.values())} duplicates by relay Message-ID, "
         f"{sum(n - 1 for n in tokens.values() if n > 1)} by token; "
         f"4xx {dict(temp)}, 5xx {dict(perm)}, cut {sum(s.cut for s in senders)}; "
         f"outages at {[(round(a, 1), round(b, 1)) for a, b in outages]} s; "
+        f"outcomes kept {kept}, adopted from the killed worker's journal {adopted}; "
         f"{', '.join(f'{k} at {v:.1f}s' for k, v in phases.items())}; "
         f"{time.monotonic() - started:.1f}s"
     )
     assert len(expected) >= 30, "too little load to prove anything"
+    assert sum(kept.values()), "no send was in flight when the database went: proves nothing"
     assert not perm, f"5xx replies: {perm}"
     assert not missing, f"accepted, never delivered: {sorted(missing)[:20]}"
     assert not twice, f"delivered twice: {len(twice)} Message-IDs"
     assert all(mid for mid in by_id), "a delivered message without a Message-ID"
+
+
+def _events(log: Path, name: str) -> int:
+    return log.read_text().count(f'"event": "{name}"')
+
+
+def _adopted(log: Path) -> int:
+    lines = [json.loads(x) for x in log.read_text().splitlines() if x.startswith("{")]
+    return sum(x["outcomes"] for x in lines if x.get("event") == "delivery.journal_adopted")
 
 
 def _relay_message_id(data: bytes) -> str:
