@@ -27,6 +27,7 @@ MESSAGE_KINDS = (
     "shipping_confirmation", "thank_you_only", "promotional", "review_solicitation",
     "review_incentive", "wrong_language", "deceptive_link", "off_platform",
     "important_tag_misuse", "dangerous_attachment", "attachment_too_large",
+    "critical",  # recorded, not refused: what an opt-out lets through (relay.policy.critical)
 )
 LEXICON_KEYS = (
     "phone_cue", "personal_cue", "service_cue", "id_label", "strong_id_label", "thanks",
@@ -38,6 +39,7 @@ LEXICON_KEYS = (
     "email_at", "email_at_weak", "email_at_bracketed", "email_dot", "at_prose",
     "happy_condition", "unhappy_condition", "contact_first", "review_target", "courtesy",
     "upsell",
+    "critical_cancellation", "critical_delivery", "critical_return", "critical_safety",
 )
 
 
@@ -73,6 +75,7 @@ class Actions(_Strict):
     important_tag_misuse: KindAction = "reject"
     dangerous_attachment: KindAction = "reject"
     attachment_too_large: KindAction = "reject"
+    critical: KindAction = "allow"
 
 
 class Domains(_Strict):
@@ -184,6 +187,11 @@ class LexiconFile(_Strict):
     review_target: list[str] = Field(default_factory=list)
     courtesy: list[str] = Field(default_factory=list)
     upsell: list[str] = Field(default_factory=list)
+    # critical to the order (relay.policy.critical), one list per category
+    critical_cancellation: list[str] = Field(default_factory=list)
+    critical_delivery: list[str] = Field(default_factory=list)
+    critical_return: list[str] = Field(default_factory=list)
+    critical_safety: list[str] = Field(default_factory=list)
 
 
 @dataclass(frozen=True)

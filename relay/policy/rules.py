@@ -148,6 +148,13 @@ _R = [
         "attachment_too_large",
         "attachments may not exceed the size limit in one message",
     ),
+    Rule(
+        "critical",
+        "critical",
+        "critical to the order (cancellation, a delivery or address problem, a return or "
+        "refund that needs the buyer, a safety notice): reaches a buyer who opted out",
+        "seller-to-buyer",
+    ),
 ]
 RULES: dict[str, Rule] = {r.kind: r for r in _R}
 
