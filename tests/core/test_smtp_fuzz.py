@@ -287,16 +287,14 @@ async def test_no_client_input_causes_an_internal_error(db_url: str, tmp_path: P
         assert await relay.stop() == 0
     assert not bad, "\n".join(bad[:40])
     lines = relay.lines()
+    # the delivery worker cannot reach 127.0.0.1:9: its complaints are not the edge's
+    edge = [line for line in lines if not str(line.get("logger", "")).startswith("relay.delivery")]
     trouble = [
         line
-        for line in lines
+        for line in edge
         if line.get("level") in ("error", "critical")
         or "exception" in line
-        or (
-            "Traceback" in json.dumps(line)
-            # the delivery worker cannot reach 127.0.0.1:9: not the SMTP edge's business
-            and not str(line.get("logger", "")).startswith("relay.delivery")
-        )
+        or "Traceback" in json.dumps(line)
     ]
     assert not trouble, json.dumps(trouble[:5], indent=1)[:4000]
     assert any(line["event"] == "smtp.session.start" for line in lines)
