@@ -115,7 +115,7 @@ def export(state: CliState, order_id: str, fmt: str, part: str, output: str | No
 
 
 @archive_group.command("show")
-@click.argument("record_id", type=int)
+@click.argument("record_id", type=click.IntRange(1, 2**63 - 1))
 @click.option("--original", "part", flag_value="original", help="print the message as received")
 @click.option("--delivered", "part", flag_value="delivered", help="print the message as delivered")
 @click.option("--json", "as_json", is_flag=True, help="print JSON")

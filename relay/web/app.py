@@ -27,7 +27,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from relay import archive, orders, reports
-from relay.api.models import ORDER_ID_PATTERN, ArchiveQuery
+from relay.api.models import MAX_ID, ORDER_ID_PATTERN, ArchiveQuery
 from relay.db import read_tx, schema
 from relay.search import QueryError
 from relay.settings import Settings
@@ -189,7 +189,10 @@ async def _bodies(engine: AsyncEngine, ids: list[int]) -> dict[int, tuple[bytes,
 
 
 async def _record(request: Request) -> dict[str, Any]:
-    rec = await archive.get_record(request.app.state.engine, request.path_params["archive_id"])
+    archive_id = request.path_params["archive_id"]
+    if not 1 <= archive_id <= MAX_ID:  # beyond the database's BIGINT: no such record
+        raise HTTPException(404)
+    rec = await archive.get_record(request.app.state.engine, archive_id)
     if rec is None:
         raise HTTPException(404)
     return rec

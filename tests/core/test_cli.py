@@ -416,3 +416,10 @@ def test_every_option_has_help_and_no_rst_markup() -> None:
             if isinstance(p, click.Option) and not p.hidden:
                 assert p.help, f"{' '.join(path)} {p.opts[0]} has no help text"
     assert seen > 30
+
+
+def test_archive_show_of_an_id_beyond_bigint_is_a_usage_error(cli) -> None:
+    cli("db", "upgrade")
+    result = cli("archive", "show", str(2**63))
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "RECORD_ID" in result.output

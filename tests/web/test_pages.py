@@ -109,7 +109,8 @@ async def test_missing_things_are_404(ops, order, archive_msg) -> None:
     rejected = await archive_msg(order, "seller-to-buyer", "Buy", "x\n", verdict="reject")
     for path in ("/ui/records/999999", "/ui/records/999999/original.eml",
                  f"/ui/records/{rejected}/delivered.eml", "/ui/orders/000-0000000-0000000",
-                 "/ui/orders/not-an-order", "/ui/no-such-page"):  # fmt: skip
+                 "/ui/orders/not-an-order", "/ui/no-such-page", f"/ui/records/{2**63}",
+                 f"/ui/records/{10**30}/original.eml"):  # fmt: skip
         r = await ops.get(path)
         assert r.status_code == 404, path
         assert "Not found" in r.text and r.headers["content-type"].startswith("text/html")
