@@ -341,6 +341,11 @@ class DnsSection(_Section):
 
 
 class DkimSection(_Section):
+    enabled: bool | None = Field(
+        default=None,
+        description="false: deliver unsigned on purpose (start-up otherwise refuses that "
+        "under auth.mode = enforce); unset: sign when key_file is set",
+    )
     selector: str = "s1"
     key_file: Path | None = None
     algorithm: Literal["rsa-sha256", "ed25519-sha256"] = "rsa-sha256"

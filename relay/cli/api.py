@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from relay.cli import CliState, StartupError, run_async
-from relay.cli.startup import build, explain, guard_start
+from relay.cli.startup import build, check_signing, explain, guard_start
 
 _LISTEN = click.option("--listen", default=None, help="host:port, overriding api.listen")
 _WITH_RELAY = click.option(
@@ -56,6 +56,7 @@ def serve(state: CliState, listen: str | None, with_relay: bool) -> None:
         from relay.service import Relay
         from relay.wiring import auth_parts
 
+        check_signing(settings)
         relay = build(lambda: Relay(settings, **auth_parts(settings)), settings)
         guard_start(relay)
         run_async(run_relay_and_api(relay))
@@ -88,8 +89,6 @@ def openapi(state: CliState) -> None:
     """Print the OpenAPI document (no database needed)."""
     import json
 
-    from relay.api import HANDLERS
-    from relay.api.openapi import document
+    from relay.api import build_api
 
-    specs = [h.spec for h in HANDLERS]
-    click.echo(json.dumps(document(specs, "0"), indent=2, ensure_ascii=False))
+    click.echo(json.dumps(build_api().openapi(), indent=2, ensure_ascii=False))

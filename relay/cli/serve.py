@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from relay.cli import CliState, run_async
-from relay.cli.startup import build, guard_start
+from relay.cli.startup import build, check_signing, guard_start
 from relay.log import configure
 
 
@@ -31,6 +31,8 @@ def serve(state: CliState, config: str | None, no_worker: bool, with_api: bool) 
     settings = _settings(state, config)
     configure(settings.log.format, settings.log.level)
     processes = 0 if no_worker else settings.delivery.processes
+    if not no_worker:
+        check_signing(settings)
     relay = build(
         lambda: Relay(
             settings, worker=not no_worker and processes == 0, **_auth_parts(settings)
@@ -72,6 +74,7 @@ def worker(state: CliState, config: str | None) -> None:
 
     settings = _settings(state, config)
     configure(settings.log.format, settings.log.level)
+    check_signing(settings)
     relay = build(lambda: Relay(settings, smtp=False, **_auth_parts(settings)), settings)
     guard_start(relay)
     run_async(run_forever(relay))

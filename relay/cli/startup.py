@@ -61,6 +61,19 @@ def explain(err: BaseException, settings: Settings) -> str | None:
     return None
 
 
+def check_signing(settings: Settings) -> None:
+    """A relay that delivers under ``auth.mode = "enforce"`` signs what it sends: unsigned
+    mail from the relay domain fails DMARC at the receivers while `relay dns records`
+    publishes a DKIM key. Delivering unsigned must be said: ``dkim.enabled = false``."""
+    if settings.auth.mode != "enforce" or settings.dkim.enabled is False:
+        return
+    if settings.dkim.key_file is None:
+        raise StartupError(
+            "setting 'dkim.key_file': not set, so mail would leave unsigned under "
+            'auth.mode = "enforce" (run `relay dkim keygen`, or set dkim.enabled = false)'
+        )
+
+
 def guard_start(relay: Any) -> None:
     """Make ``relay.start()`` raise StartupError (one line) for failures we can name."""
     start = relay.start

@@ -151,7 +151,7 @@ def load_signer(settings: Settings) -> DkimSigner | None:
     that is supposed to sign would quietly fail DMARC at every receiver.
     """
     path: Path | None = settings.dkim.key_file
-    if path is None:
+    if path is None or getattr(settings.dkim, "enabled", None) is False:
         return None
     try:
         pem = Path(path).read_bytes()

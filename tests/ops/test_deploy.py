@@ -53,6 +53,47 @@ def test_settings_example_loads(path: Path) -> None:
         assert settings.smtp.host_port[0] == "127.0.0.1"
 
 
+@pytest.mark.parametrize("path", SETTINGS, ids=lambda p: p.relative_to(DEPLOY).as_posix())
+def test_settings_that_send_mail_sign_it(path: Path) -> None:
+    """Under enforce, a shipped file either signs or says explicitly that it does not."""
+    from relay.cli.startup import check_signing
+
+    settings = load_settings(path)
+    check_signing(settings)  # raises for enforce without a key and without enabled = false
+    if settings.auth.mode == "enforce":
+        assert settings.dkim.key_file or settings.dkim.enabled is False
+
+
+def test_start_up_refuses_to_deliver_unsigned_under_enforce(tmp_path: Path) -> None:
+    base = (
+        '[database]\nurl = "sqlite+aiosqlite:///{db}"\n[smtp]\nlisten = "127.0.0.1:0"\n'
+        '[auth]\nmode = "enforce"\n'
+    ).format(db=tmp_path / "r.sqlite3")
+    unsigned = tmp_path / "unsigned.toml"
+    unsigned.write_text(base)
+    for args in (["serve"], ["worker"]):
+        run = subprocess.run(
+            [str(RELAY_BIN), "--config", str(unsigned), *args],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert run.returncode == 2, run.stderr
+        assert "dkim.key_file" in run.stderr and "Traceback" not in run.stderr
+    # Saying so explicitly lets it start (stopped again at once by SIGTERM).
+    explicit = tmp_path / "explicit.toml"
+    explicit.write_text(base + "[dkim]\nenabled = false\n")
+    proc = subprocess.Popen(
+        [str(RELAY_BIN), "--config", str(explicit), "worker"],
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        with pytest.raises(subprocess.TimeoutExpired):
+            proc.wait(timeout=5)
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    assert "dkim.key_file" not in err
+
+
 def test_production_settings_are_production_grade() -> None:
     s = load_settings(DEPLOY / "relay.production.toml")
     assert s.database.url.startswith("postgresql+asyncpg://")
