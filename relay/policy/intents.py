@@ -31,6 +31,7 @@ SLOTS = ("thanks", "contact_offer", "well_wishes", "courtesy", "happy_condition"
          "unhappy_condition", "contact_first", "review_target", "review_request",
          "review_edit", "review_positive", "review_selective", "review_incentive",
          "promotional", "upsell")
+MAX_CHARS = 4000   # what a message is for shows in its first page; slots cost per character
 _BOUNDARY = regex.compile(r"(?<=[.!?。！？])\s+|\n+")
 
 

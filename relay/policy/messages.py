@@ -7,6 +7,7 @@ seller's reply is not blamed for what the buyer wrote.
 
 from __future__ import annotations
 
+import functools
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import ClassVar
@@ -60,7 +61,7 @@ def sentences(text: str) -> list[str]:
     return [s.strip() for s in _SENT.split(text) if s and s.strip()]
 
 
-@dataclass(frozen=True)
+@dataclass
 class MessageView:
     """What message rules read: the subject, the writer's own text, and the context."""
 
@@ -68,7 +69,15 @@ class MessageView:
     body: str
     ctx: PolicyContext
     reviews: bool = False      # does the text talk about reviews at all (computed once)
-    acts: intents.Intents = intents.NONE   # slots per sentence (subject first)
+    lex: Lexicon | None = None
+
+    @functools.cached_property
+    def acts(self) -> intents.Intents:
+        """Slots per sentence (subject first), computed when a rule first asks: only the
+        review rules need them, and only for texts that talk about reviews."""
+        if self.lex is None:
+            return intents.NONE
+        return intents.tag(self.lex, f"{self.subject}\n{self.body}"[:intents.MAX_CHARS])
 
     @property
     def text(self) -> str:
@@ -111,7 +120,8 @@ class Promotional(MessageRule):
     kind = "promotional"
 
     def check(self, view: MessageView) -> list[MessageFinding]:
-        ex = self.hit("promotional", view.text) or self.hit("upsell", view.text)
+        ex = self.hit("promotional", view.text) or self.hit(
+            "upsell", view.text[:intents.MAX_CHARS])
         if ex:
             return [MessageFinding(self.kind, ex)]
         weak = {m.group().lower() for m in self.lex.finditer("promotional_weak", view.text)}
@@ -122,7 +132,8 @@ class Promotional(MessageRule):
 
 def _mentions_reviews(lex: Lexicon, text: str) -> bool:
     return bool(lex.search("review_word", text) or lex.search("review_request", text)
-                or lex.search("review_edit", text) or lex.search("review_target", text))
+                or lex.search("review_edit", text)
+                or lex.search("review_target", text[:intents.MAX_CHARS]))
 
 
 class ReviewIncentive(MessageRule):
@@ -227,9 +238,9 @@ class ThankYouOnly(MessageRule):
 
     def check(self, view: MessageView) -> list[MessageFinding]:
         content = self._content_sentences(view.body)
-        if content and any(self.lex.search("thanks", s) or self.lex.search("contact_offer", s)
-                           or self.lex.search("courtesy", s)
-                           for s in content) and all(self._filler(s) for s in content):
+        if content and len(content) <= 12 and all(self._filler(s) for s in content) and any(
+                self.lex.search("thanks", s) or self.lex.search("contact_offer", s)
+                or self.lex.search("courtesy", s) for s in content):
             return [MessageFinding(self.kind, content[0][:80])]
         return []
 
@@ -294,8 +305,7 @@ class MessageRules:
         own = own_text(body[:MAX_BODY])
         seller = ctx.direction == "seller-to-buyer"
         reviews = seller and _mentions_reviews(self.lex, f"{subject}\n{own}")
-        acts = intents.tag(self.lex, f"{subject}\n{own}") if seller else intents.NONE
-        view = MessageView(subject, own, ctx, reviews, acts)
+        view = MessageView(subject, own, ctx, reviews, self.lex)
         out: list[MessageFinding] = []
         for rule in self.rules:
             if rule.seller_only and ctx.direction != "seller-to-buyer":

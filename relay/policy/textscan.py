@@ -352,20 +352,33 @@ class SpelledEmail:
             rf"(?P<domain>{label}(?:{dot}{label})*{dot}[A-Za-z]{{2,24}})(?![A-Za-z0-9])",
             regex.IGNORECASE)
         self.dot = regex.compile(dot, regex.IGNORECASE)
+        # cheap test after an anchor: is a domain next? (most "at"s are prose)
+        self.domain_next = regex.compile(
+            rf"[\s\]\)\}}>）】]*{label}(?:{dot}{label})*{dot}[A-Za-z]{{2,24}}(?![A-Za-z0-9])",
+            regex.IGNORECASE)
         self.spelled_dot = regex.compile(
             rf"{o}|\s(?:{_alt(tuple(dlatin))})\s|{_alt(tuple(dother))}", regex.IGNORECASE)
-        self.prefilter = regex.compile(
-            rf"@|{o}|(?<![A-Za-z])(?:{_alt(strong + weak)})(?![A-Za-z])|{_alt(tuple(other))}",
+        # where an "@" may be spelled out: the full pattern only runs around these
+        self.anchor = regex.compile(
+            rf"\s@|@\s|{o}\s*(?:{_alt(strong + weak + brk)}|@)\s*{c}"
+            rf"|(?<![A-Za-z])(?:{_alt(strong + weak)})(?![A-Za-z])|{_alt(tuple(other))}",
             regex.IGNORECASE)
         self.prose = frozenset(x.lower() for x in w.get("at_prose", ()))
         d = policy.file.domains
         self.allowed = d.marketplace + d.carriers + d.allow
 
     def find(self, text: str) -> list[tuple[int, int]]:
-        if not self.prefilter.search(text):
-            return []
-        out = []
-        for m in self.rx.finditer(text):
+        out: list[tuple[int, int]] = []
+        for a in self.anchor.finditer(text):
+            if out and a.start() < out[-1][1]:
+                continue
+            if not self.domain_next.match(text, a.end()):
+                continue
+            lo = max(0, a.start() - 120, out[-1][1] if out else 0)
+            m = next((m for m in self.rx.finditer(text, lo, min(len(text), a.end() + 160))
+                      if m.start() <= a.start() and m.end() >= a.end()), None)
+            if m is None:
+                continue
             if "@" in m.group() and not regex.search(r"\s|" + self._OPEN, m.group()):
                 continue    # a plain address: EMAIL_RE's
             domain = self.dot.sub(".", m.group("domain")).lower()
