@@ -128,7 +128,7 @@ class SmtpSection(_Section):
     max_message_size: int = Field(default=40 * 1024 * 1024, ge=1024)
     max_recipients: int = Field(default=20, ge=1)
     # Slow and greedy clients (relay.smtp.gate; Postfix's stress-dependent timeouts and
-    # smtpd_min_data_rate are the models). An idle session costs one descriptor and ~50 KB.
+    # smtpd_min_data_rate are the models). An idle session costs one descriptor and ~20 KB.
     max_connections: int = Field(default=2000, ge=1, description="at the cap: evict longest idle")
     max_connections_per_client: int = Field(
         default=50, ge=1, description="per client address (IPv6: per /64); above it 421 4.7.0"

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from relay.db import read_tx
@@ -333,3 +334,30 @@ async def test_legitimate_client_served_beside_1000_idle_and_200_drip_feeders(
     assert open_now >= 1200 and still_open >= 1200
     assert outcomes.count("dripping") == 200
     assert max(times) < 2.0, times
+
+
+def test_start_up_raises_the_descriptor_limit() -> None:
+    """A soft RLIMIT_NOFILE below what max_connections needs is raised towards the hard
+    limit (in a child process, so this one keeps its own)."""
+    import resource
+    import subprocess
+    import sys
+
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = 2000 + 512
+    if hard != resource.RLIM_INFINITY and hard < want:
+        pytest.skip(f"hard descriptor limit {hard} is below {want}")
+    code = (
+        "import resource, structlog\n"
+        "from structlog.testing import capture_logs\n"
+        "from relay.smtp.fdlimit import ensure_fd_limit\n"
+        "hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))\n"
+        "with capture_logs() as logs:\n"
+        "    soft = ensure_fd_limit(2000)\n"
+        "print(soft, resource.getrlimit(resource.RLIMIT_NOFILE)[0], [e['event'] for e in logs])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    soft, now, events = out.stdout.split(" ", 2)
+    assert int(soft) == int(now) == want
+    assert "smtp.fd_limit.raised" in events
