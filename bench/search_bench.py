@@ -1,24 +1,17 @@
-"""Archive search at scale: 1,000,000 messages on SQLite, thread and full-text latency.
+"""Archive search at a million messages, as a user calls it: through the API and the CLI.
 
-    .venv/bin/python bench/search_bench.py [--messages 1000000] [--db var/bench/search.sqlite3]
+    .venv/bin/python bench/search_bench.py --url sqlite+aiosqlite:///var/bench/s.sqlite3
+    .venv/bin/python bench/search_bench.py --url postgresql+asyncpg://postgres@127.0.0.1/bench
 
-Builds (or reuses) a synthetic archive and times, through the real query code
-(``relay.archive.search``), an order's thread and several full-text queries: median and
-p90 over repeated queries. The goal is under 100 ms each.
+Builds the archive through the relay's own commit path (``relay.commit.write_entries``:
+hash chain, ``archive_text`` indexing as the relay does it), 500 records per transaction;
+orders, parties and aliases are bulk-inserted (they are not what is measured). The
+largest seller holds 10 % of the messages, the rest is spread over 2,000 sellers.
 
-BENCH ONLY: the rows are bulk-inserted with plain sqlite3 executemany, bypassing the group
-commit and the hash chain (``prev_hash``/``hash`` hold a placeholder), so ``relay archive
-verify`` rejects this database by design. The schema, the FTS5 table and its trigger are
-the real ones, created by the migrations; ``archive_text`` rows are inserted directly, the
-way ``relay.search.index_many`` does, and the trigger feeds FTS5 from them.
-
-Measured 2026-11-27 (2 vCPU VM shared with other jobs, load ~4; 100 queries each, through
-``relay.archive.search`` incl. SQLAlchemy and delivery-state lookups): build 198 s, 1.49 GB.
-thread 3.6 / 6.6 ms (median / p90); common word (5 %) 5.8 / 8.9; rare word 6.1 / 9.7;
-two words 7.2 / 8.7; word + seller 12.6 / 19.0; word + order 6.2 / 8.4; word + last 7
-days 7.9 / 9.9; page 2 of a 2 % word 20.4 / 42.0. Known slow case: a common word with a
-filter that no index narrows and that eliminates every match (FTS5 walks all ~50,000
-matches): 149 / 184 ms.
+Then starts a real ``relay api`` process and times each search kind over HTTP with a
+kept-alive client (median / p90 over ``--repeat`` calls), and ``relay archive search``
+end to end as a subprocess (start-up included). Goal: < 100 ms through the API, < 0.5 s
+through the CLI. ``--reuse`` measures an existing archive.
 """
 
 from __future__ import annotations
@@ -26,195 +19,235 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
+import os
 import random
-import sqlite3
+import socket
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from relay import archive
-from relay.db import create_engine
-from relay.db.migrate import upgrade
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
 PER_ORDER = 10
 SELLERS = 2000
-TOPICS = {  # word -> share of messages that contain it
-    "refund": 0.02,
-    "tracking": 0.05,
-    "invoice": 0.01,
-    "damaged": 0.003,
-    "lithium": 0.0002,
-}
+BIG_SHARE = 0.10
+BATCH = 500
+TOKEN = "bench-token-0123456789abcdef"
+TOPICS = {"refund": 0.02, "tracking": 0.05, "invoice": 0.01, "damaged": 0.003}
+NOW = datetime.now(UTC)
 
 
-def _vocabulary(rng: random.Random, size: int = 20000) -> list[str]:
-    letters = "abcdefghijklmnopqrstuvwxyz"
-    return ["".join(rng.choices(letters, k=rng.randint(3, 10))) for _ in range(size)]
-
-
-def _order_id(n: int) -> str:
+def order_id(n: int) -> str:
     s = f"{n:017d}"
     return f"{s[:3]}-{s[3:10]}-{s[10:]}"
 
 
-def build(path: Path, messages: int, seed: int = 7) -> float:
-    """Create the archive; returns the seconds it took."""
+def seller_of(order: int, orders: int) -> int:
+    """Seller 0 gets BIG_SHARE of the orders, the others the rest round-robin."""
+    if order < orders * BIG_SHARE:
+        return 0
+    return 1 + order % (SELLERS - 1)
+
+
+def seller_email(n: int) -> str:
+    return f"seller{n}@shop{n}.example"
+
+
+async def build(url: str, messages: int, seed: int = 7) -> float:
+    import sqlalchemy as sa
+
+    from relay import archive
+    from relay.commit import Entry, lock_chain, write_entries
+    from relay.db import create_engine, write_tx
+    from relay.db.migrate import upgrade
+    from relay.db.schema import aliases, orders, parties
+    from relay.search import catch_up
+
     started = time.perf_counter()
-    if path.exists():
-        path.unlink()
-    engine = create_engine(f"sqlite+aiosqlite:///{path}")
-
-    async def migrate() -> None:
-        await upgrade(engine)
-        await engine.dispose()
-
-    asyncio.run(migrate())
+    engine = create_engine(url)
+    await upgrade(engine)
     rng = random.Random(seed)
-    words = _vocabulary(rng)
-    db = sqlite3.connect(path, isolation_level=None)
-    db.execute("PRAGMA synchronous=OFF")
-    db.execute("PRAGMA cache_size=-400000")
-    db.execute("BEGIN")
-    now = datetime(2026, 11, 27, tzinfo=UTC).replace(tzinfo=None)
-    orders = messages // PER_ORDER
-    db.executemany(
-        "INSERT INTO parties(id, email, display_name, allow_spf_only, created_at) "
-        "VALUES (?, ?, '', 0, ?)",
-        [(i + 1, f"seller{i}@shop{i}.example", now) for i in range(SELLERS)]
-        + [(SELLERS + i + 1, f"buyer{i}@mail.example", now) for i in range(orders)],
-    )
-    db.executemany(
-        "INSERT INTO orders(id, buyer_id, seller_id, buyer_locale, buyer_name, seller_name, "
-        "status, created_at) VALUES (?, ?, ?, 'en-US', '', '', 'open', ?)",
-        [(_order_id(i), SELLERS + i + 1, i % SELLERS + 1, now) for i in range(orders)],
-    )
-    db.executemany(
-        "INSERT INTO aliases(local_part, order_id, stands_for, created_at) VALUES (?, ?, ?, ?)",
-        [
-            (f"{r[0]}-{i:020d}", _order_id(i), r, now)
-            for i in range(orders)
-            for r in ("buyer", "seller")
-        ],
-    )
-    start = now - timedelta(days=365)
-    step = timedelta(days=365) / messages
-    chunk = 20000
-    for base in range(0, messages, chunk):
-        arch, text = [], []
-        for n in range(base, min(base + chunk, messages)):
-            order = n % orders  # threads interleave over the year, as real traffic does
-            buyer_side = (n // orders) % 2 == 0
+    words = ["".join(rng.choices("abcdefghijklmnopqrstuvwxyz", k=rng.randint(3, 10)))
+             for _ in range(20000)]  # fmt: skip
+    n_orders = messages // PER_ORDER
+    created = NOW - timedelta(days=400)
+    async with write_tx(engine) as conn:
+        await conn.execute(parties.insert(), [
+            {"id": i + 1, "email": seller_email(i), "display_name": "", "created_at": created}
+            for i in range(SELLERS)
+        ] + [
+            {"id": SELLERS + i + 1, "email": f"buyer{i}@mail.example", "display_name": "",
+             "created_at": created}
+            for i in range(n_orders)
+        ])  # fmt: skip
+        await conn.execute(orders.insert(), [
+            {"id": order_id(i), "buyer_id": SELLERS + i + 1,
+             "seller_id": seller_of(i, n_orders) + 1, "buyer_locale": "en-US",
+             "status": "open", "created_at": created}
+            for i in range(n_orders)
+        ])  # fmt: skip
+        await conn.execute(aliases.insert(), [
+            {"local_part": f"{r[0]}-{i:020d}", "order_id": order_id(i), "stands_for": r,
+             "created_at": created}
+            for i in range(n_orders) for r in ("buyer", "seller")
+        ])  # fmt: skip
+    span = timedelta(days=365)
+    first = NOW - span
+    done = 0
+    while done < messages:
+        entries = []
+        for n in range(done, min(done + BATCH, messages)):
+            order = n % n_orders  # threads interleave over the year, as real traffic does
+            buyer_side = (n // n_orders) % 2 == 0
             body_words = rng.choices(words, k=40)
             for topic, share in TOPICS.items():
                 if rng.random() < share:
                     body_words[rng.randrange(40)] = topic
-            body = " ".join(body_words)
             subject = " ".join(rng.choices(words, k=4))
-            raw = f"From: x@example.com\r\nSubject: {subject}\r\n\r\n{body}\r\n".encode()
-            seller, buyer = (
-                f"seller{order % SELLERS}@shop{order % SELLERS}.example",
-                f"buyer{order}@mail.example",
-            )
-            arch.append((
-                n + 1, start + step * n, _order_id(order),
-                "buyer-to-seller" if buyer_side else "seller-to-buyer",
-                f"{'s' if buyer_side else 'b'}-{order:020d}@relay.example",
-                buyer if buyer_side else seller, seller if buyer_side else buyer,
-                subject, raw, hashlib.sha256(raw).hexdigest(),
-            ))  # fmt: skip
-            text.append((n + 1, subject, body))
-        db.executemany(
-            "INSERT INTO archive(id, created_at, order_id, direction, alias, mail_from, rcpt, "
-            "subject, verdict, original, delivered, sha256, prev_hash, hash) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'deliver', ?, NULL, ?, 'bench', 'bench')",
-            arch,
-        )
-        db.executemany(
-            "INSERT INTO archive_text(archive_id, subject, body_text, automatic) "
-            "VALUES (?, ?, ?, 0)",
-            text,
-        )
-    db.execute("COMMIT")
-    db.execute("INSERT INTO archive_fts(archive_fts) VALUES ('optimize')")
-    db.execute("ANALYZE")
-    db.close()
+            raw = (f"From: x@example.com\r\nSubject: {subject}\r\n\r\n"
+                   f"{' '.join(body_words)}\r\n").encode()  # fmt: skip
+            seller, buyer = seller_email(seller_of(order, n_orders)), f"buyer{order}@mail.example"
+            entries.append(Entry(archive.Record(
+                created_at=first + span * (n / messages), verdict="deliver", original=raw,
+                sha256=hashlib.sha256(raw).hexdigest(), order_id=order_id(order),
+                direction="buyer-to-seller" if buyer_side else "seller-to-buyer",
+                alias=f"{'s' if buyer_side else 'b'}-{order:020d}@relay.example",
+                mail_from=buyer if buyer_side else seller, rcpt=seller if buyer_side else buyer,
+                subject=subject,
+            )))  # fmt: skip
+        async with write_tx(engine) as conn:
+            await lock_chain(conn)
+            await write_entries(conn, entries, await archive.last_hash(conn))
+        done += len(entries)
+        if done % 50000 == 0:
+            print(f"  {done:,} records, {time.perf_counter() - started:.0f} s", flush=True)
+    indexed = await catch_up(engine, batch=2000)
+    print(f"  indexed {indexed:,} records for full text", flush=True)
+    async with engine.connect() as conn:
+        total = (await conn.execute(sa.select(sa.func.count()).select_from(archive.archive)))
+        print(f"  archive holds {total.scalar():,} records", flush=True)
+    await engine.dispose()
     return time.perf_counter() - started
 
 
-def _seller_refund(n: int) -> archive.SearchFilter:
-    return archive.SearchFilter(text="refund", seller=f"seller{n}@shop{n}.example", limit=50)
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
-def _stats(samples: list[float]) -> str:
+def _stats(samples: list[float]) -> tuple[float, float]:
     ms = sorted(s * 1000 for s in samples)
-    p90 = ms[max(0, int(len(ms) * 0.9) - 1)]
-    return f"median {statistics.median(ms):7.2f} ms   p90 {p90:7.2f} ms   max {ms[-1]:7.2f} ms"
+    return statistics.median(ms), ms[max(0, int(len(ms) * 0.9) - 1)]
 
 
-async def measure(path: Path, repeat: int, seed: int = 11) -> dict[str, list[float]]:
-    engine = create_engine(f"sqlite+aiosqlite:///{path}")
-    rng = random.Random(seed)
-    async with engine.connect() as conn:
-        from sqlalchemy import text
+def measure(url: str, repeat: int, messages: int) -> list[tuple[str, float, float, str]]:
+    import httpx
 
-        count = (await conn.execute(text("SELECT max(id) FROM archive"))).scalar() or 0
-    orders = max(1, count // PER_ORDER)
-    cases = {
-        "thread (order, 100 newest)": lambda: archive.SearchFilter(
-            order_id=_order_id(rng.randrange(orders)), limit=100
-        ),
-        "text common 'tracking' (5%)": lambda: archive.SearchFilter(text="tracking", limit=50),
-        "text 'refund' (2%) + seller": lambda: _seller_refund(rng.randrange(SELLERS)),
-        "text rare 'lithium' (0.02%)": lambda: archive.SearchFilter(text="lithium", limit=50),
-        "text two words 'damaged refund'": lambda: archive.SearchFilter(
-            text="damaged refund", limit=50
-        ),
-        "text 'refund' page 2 (before_id)": lambda: archive.SearchFilter(
-            text="refund", limit=50, before_id=count - rng.randrange(count // 2)
-        ),
-        "text 'tracking' in one order": lambda: archive.SearchFilter(
-            text="tracking", order_id=_order_id(rng.randrange(orders)), limit=50
-        ),
-        "text 'refund' + last 7 days": lambda: archive.SearchFilter(
-            text="refund", since=datetime(2026, 11, 20, tzinfo=UTC), limit=50
-        ),
-        "worst: 'tracking' + verdict none has": lambda: archive.SearchFilter(
-            text="tracking", verdict="reject", limit=50
-        ),
-    }
-    results: dict[str, list[float]] = {}
-    for name, make in cases.items():
-        await archive.search(engine, make())  # warm the cache
-        samples = []
-        for _ in range(repeat):
-            f = make()
-            t0 = time.perf_counter()
-            rows = await archive.search(engine, f)
-            samples.append(time.perf_counter() - t0)
-        results[name] = samples
-        print(f"{name:34} {_stats(samples)}   ({len(rows)} rows last)")
-    await engine.dispose()
-    return results
+    port = _free_port()
+    config = Path(tempfile.mkdtemp()) / "bench.toml"
+    config.write_text(
+        f'[database]\nurl = "{url}"\n[api]\nlisten = "127.0.0.1:{port}"\n'
+        f'ops_tokens = ["{TOKEN}"]\n[log]\nlevel = "warning"\n'
+    )
+    relay = str(Path(sys.executable).with_name("relay"))
+    proc = subprocess.Popen([relay, "--config", str(config), "api"])
+    rows: list[tuple[str, float, float, str]] = []
+    try:
+        base = f"http://127.0.0.1:{port}"
+        with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {TOKEN}"},
+                          timeout=60) as client:  # fmt: skip
+            for _ in range(600):
+                try:
+                    client.get("/openapi.json")
+                    break
+                except httpx.TransportError:
+                    time.sleep(0.1)
+            rng = random.Random(11)
+            n_orders = max(1, messages // PER_ORDER)
+            big = seller_email(0)
+            week = (NOW - timedelta(days=7)).isoformat()
+
+            def page10() -> dict[str, str]:
+                params = {"text": "tracking", "limit": "50"}
+                for _ in range(9):
+                    nxt = client.get("/v1/archive", params=params).json()["next_before_id"]
+                    params = {**params, "before_id": str(nxt)}
+                return params
+
+            cases = {
+                "thread (one order)": lambda: {"order_id": order_id(rng.randrange(n_orders))},
+                "word 'refund' (2 %)": lambda: {"text": "refund"},
+                "two words 'damaged refund'": lambda: {"text": "damaged refund"},
+                "page 10 of 'tracking' (5 %)": page10,
+                "word + largest seller (10 %)": lambda: {"text": "refund", "seller": big},
+                "word + small seller": lambda: {
+                    "text": "refund", "seller": seller_email(1 + rng.randrange(SELLERS - 1))},
+                "common word + filter matching nothing": lambda: {
+                    "text": "tracking", "verdict": "reject"},
+                "one-week listing": lambda: {"since": week},
+            }
+            for name, make in cases.items():
+                client.get("/v1/archive", params=make())  # warm
+                samples, count = [], 0
+                for _ in range(repeat):
+                    params = make()
+                    t0 = time.perf_counter()
+                    r = client.get("/v1/archive", params=params)
+                    samples.append(time.perf_counter() - t0)
+                    assert r.status_code == 200, r.text
+                    count = len(r.json()["items"])
+                med, p90 = _stats(samples)
+                rows.append((f"API {name}", med, p90, f"{count} rows"))
+                print(f"{rows[-1][0]:48} {med:8.1f} {p90:8.1f} ms  {rows[-1][3]}", flush=True)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    env = {**os.environ, "RELAY_CONFIG": str(config)}
+    samples = []
+    for _ in range(max(3, repeat // 10)):
+        t0 = time.perf_counter()
+        subprocess.run([relay, "archive", "search", "--text", "refund", "--seller",
+                        seller_email(0), "--json"], env=env, check=True,
+                       stdout=subprocess.DEVNULL)  # fmt: skip
+        samples.append(time.perf_counter() - t0)
+    med, p90 = _stats(samples)
+    rows.append(("CLI relay archive search --text --seller", med, p90, "end to end"))
+    print(f"{rows[-1][0]:48} {med:8.1f} {p90:8.1f} ms", flush=True)
+    samples = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        subprocess.run([relay, "--help"], check=True, stdout=subprocess.DEVNULL)
+        samples.append(time.perf_counter() - t0)
+    med, p90 = _stats(samples)
+    rows.append(("CLI relay --help", med, p90, "start-up"))
+    print(f"{rows[-1][0]:48} {med:8.1f} {p90:8.1f} ms", flush=True)
+    return rows
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--url", default="sqlite+aiosqlite:///var/bench/search.sqlite3")
     ap.add_argument("--messages", type=int, default=1_000_000)
-    ap.add_argument("--db", type=Path, default=Path("var/bench/search.sqlite3"))
-    ap.add_argument("--repeat", type=int, default=50)
-    ap.add_argument("--reuse", action="store_true", help="measure an existing database")
+    ap.add_argument("--repeat", type=int, default=30)
+    ap.add_argument("--reuse", action="store_true", help="measure an existing archive")
     args = ap.parse_args()
-    args.db.parent.mkdir(parents=True, exist_ok=True)
-    if not (args.reuse and args.db.exists()):
-        print(f"building {args.messages:,} messages in {args.db} ...", flush=True)
-        took = build(args.db, args.messages)
-        size = args.db.stat().st_size / 1e6
-        print(f"built in {took:.0f} s, {size:.0f} MB", flush=True)
-    asyncio.run(measure(args.db, args.repeat))
+    if not args.reuse:
+        if args.url.startswith("sqlite"):
+            path = Path(args.url.split("///", 1)[1])
+            path.parent.mkdir(parents=True, exist_ok=True)
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{path}{suffix}").unlink(missing_ok=True)
+        print(f"building {args.messages:,} messages at {args.url} ...", flush=True)
+        took = asyncio.run(build(args.url, args.messages))
+        print(f"built in {took:.0f} s", flush=True)
+    print(f"{'case':48} {'median':>8} {'p90':>8}", flush=True)
+    measure(args.url, args.repeat, args.messages)
 
 
 if __name__ == "__main__":
