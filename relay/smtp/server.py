@@ -38,7 +38,7 @@ from aiosmtpd.smtp import MISSING, SMTP, Session, TLSSetupException, syntax
 from relay import metrics, replies
 from relay.proxy import Network, allowed, parse_xforward
 from relay.replies import Reply
-from relay.smtp.gate import PREAMBLE, Activity, ConnectionGate, client_key
+from relay.smtp.gate import DATA, PREAMBLE, Activity, ConnectionGate, client_key
 
 __all__ = ["ConnectionGate", "RelaySMTP"]
 
@@ -151,6 +151,13 @@ class RelaySMTP(SMTP):
         session.relay_id = secrets.token_hex(6)  # type: ignore[attr-defined]
         self.activity.session = session.relay_id  # type: ignore[attr-defined]
         return session
+
+    def data_received(self, data: bytes) -> None:
+        """DATA bytes are counted as they arrive, not as we get round to reading them: a
+        busy event loop must not make a fast client look slow."""
+        if self.activity.phase == DATA:
+            self.activity.data_received(len(data))
+        super().data_received(data)
 
     def _reset_timeout(self, duration: float | None = None) -> None:
         """aiosmtpd's timer only for the PROXY header wait; everything after the banner
@@ -385,7 +392,6 @@ class RelaySMTP(SMTP):
                 chunk = await reader.read(DATA_CHUNK)
                 if not chunk:
                     raise ConnectionResetError("connection closed during DATA")
-                self.activity.data_received(len(chunk))
                 buf += chunk
                 end = buf.find(_TERMINATOR, scan_from)
                 if end >= 0:
