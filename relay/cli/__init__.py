@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import importlib
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from relay.settings import Settings, SettingsError, load_settings
+if TYPE_CHECKING:
+    from relay.settings import Settings
 
 _COMMANDS: dict[str, str] = {
     "serve": "relay.cli.serve:serve",
@@ -33,7 +34,43 @@ _COMMANDS: dict[str, str] = {
 }
 
 
+# One line per command for `relay --help`, so listing them imports none of them (each
+# module pulls in pydantic, SQLAlchemy or the SMTP stack). A command missing here is
+# loaded for its own docstring instead.
+_SHORT_HELP: dict[str, str] = {
+    "serve": "Run the SMTP relay (and, unless --no-worker, the delivery worker).",
+    "worker": "Run the delivery worker alone.",
+    "db": "Schema migrations (Alembic).",
+    "order": "Orders and their two aliases.",
+    "party": "Buyers and sellers: authorised sender addresses.",
+    "archive": "The permanent message archive.",
+    "policy": "Content policy: check a message, evaluate labelled cases, show the rules.",
+    "dkim": "The relay's DKIM signing key.",
+    "dns": "DNS records for the relay domain.",
+    "health": "Exit 0 when the relay is ready (1 when not, 2 when it cannot be asked).",
+    "api": "The provisioning and ops HTTP API: `relay api [--listen H:P]` serves it (the "
+    "same as `relay api serve`).",
+    "report": "Reports computed from the archive.",
+    "template": "Approved seller->buyer message templates (policies/templates/).",
+    "sink": "A local catch-all mailbox (Maildir) to watch what the relay delivers.",
+}
+
+
 class _LazyGroup(click.Group):
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = []
+        for name in self.list_commands(ctx):
+            text = _SHORT_HELP.get(name)
+            if text is None:
+                cmd = self.get_command(ctx, name)
+                if cmd is None or cmd.hidden:
+                    continue
+                text = cmd.get_short_help_str(formatter.width)
+            rows.append((name, text))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(set(super().list_commands(ctx)) | set(_COMMANDS))
 
@@ -66,6 +103,8 @@ class CliState:
     @property
     def settings(self) -> Settings:
         if self._settings is None:
+            from relay.settings import SettingsError, load_settings
+
             try:
                 self._settings = load_settings(self.config)
             except SettingsError as err:
@@ -90,6 +129,8 @@ def main(ctx: click.Context, config: str | None) -> None:
 def run_async(coro: Any) -> Any:
     """Run a coroutine for a CLI command, turning our own errors into clean messages."""
     import asyncio
+
+    from relay.settings import SettingsError
 
     try:
         return asyncio.run(coro)

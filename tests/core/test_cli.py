@@ -423,3 +423,32 @@ def test_archive_show_of_an_id_beyond_bigint_is_a_usage_error(cli) -> None:
     result = cli("archive", "show", str(2**63))
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert "RECORD_ID" in result.output
+
+
+def test_help_listing_matches_each_command_and_imports_none() -> None:
+    """`relay --help` lists commands from a table (start-up cost): it must say what each
+    command's own docstring says, and list them without importing them."""
+    import subprocess
+    import sys
+
+    import click
+
+    from relay.cli import _SHORT_HELP
+
+    ctx = click.Context(main)
+    for name, text in _SHORT_HELP.items():
+        cmd = main.get_command(ctx, name)
+        assert cmd is not None and cmd.get_short_help_str(limit=300) == text, name
+    probe = (
+        "import sys; from click.testing import CliRunner; from relay.cli import main; "
+        "CliRunner().invoke(main, ['--help']); "
+        "print(sorted(m for m in sys.modules if m.startswith(('sqlalchemy', 'pydantic', "
+        "'aiosmtpd', 'relay.cli.'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True).stdout  # fmt: skip
+    loaded = set(eval(out))
+    listed = {f"relay.cli.{name}" for name in ("serve", "db", "order", "archive", "api", "sink")}
+    assert not loaded & listed, loaded
+    if not set(main.list_commands(ctx)) - set(_SHORT_HELP):  # nothing loads its own help
+        assert not any(m.startswith(("sqlalchemy", "aiosmtpd")) for m in loaded), loaded
