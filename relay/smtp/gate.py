@@ -19,8 +19,9 @@ habit of making room for a newcomer:
   ``min_data_rate`` bytes/s over the last ``data_rate_window`` ends the session with
   ``421 4.4.2``; nothing of the message is kept.
 - **Eviction.** At the global cap, a newcomer is admitted by closing the longest-idle
-  session with ``421 4.7.0``; only when every session is busy (in DATA or being answered)
-  is the newcomer refused.
+  session with ``421 4.7.0``, or else the slowest sender in DATA that is below the
+  minimum rate (``421 4.4.2``); only when every session is busy (being answered, or
+  sending at a decent rate) is the newcomer refused.
 
 One sweeper task walks the open sessions a few times a second: cheaper than a timer per
 session and per command, and it sees the whole picture (the stress level) at once.
@@ -261,19 +262,35 @@ class ConnectionGate:
                 del self.per_client[act.key]
 
     def _evict_one(self) -> bool:
+        """Make room: the longest-idle session goes; failing that, the slowest sender in
+        DATA that is below the minimum rate (even within its grace: a newcomer waits for
+        nobody's grace). A session we are working for is never evicted."""
         now = time.monotonic()
         idle = [a for a in self.sessions if a.evictable]
-        if not idle:
+        if idle:
+            victim = max(idle, key=lambda a: a.idle_for(now))
+            log.info(
+                "smtp.session.evicted",
+                session=victim.session,
+                idle=round(victim.idle_for(now), 1),
+                open=self.open,
+            )
+            metrics.SMTP_CONNECTIONS.labels(outcome="evicted").inc()
+            self._close(victim, replies.EVICTED)
+            return True
+        settle = min(1.0, self.limits.data_rate_grace)
+        slow = [
+            (a.data_bytes / (now - a.data_started), a)
+            for a in self.sessions
+            if a.phase == DATA and now - a.data_started >= settle
+        ]
+        slow = [(rate, a) for rate, a in slow if rate < self.limits.min_data_rate]
+        if not slow:
             return False
-        victim = max(idle, key=lambda a: a.idle_for(now))
-        log.info(
-            "smtp.session.evicted",
-            session=victim.session,
-            idle=round(victim.idle_for(now), 1),
-            open=self.open,
-        )
+        rate, victim = min(slow, key=lambda pair: pair[0])
+        log.info("smtp.data.evicted", session=victim.session, rate=round(rate, 1), open=self.open)
         metrics.SMTP_CONNECTIONS.labels(outcome="evicted").inc()
-        self._close(victim, replies.EVICTED)
+        self._close(victim, replies.TOO_SLOW)
         return True
 
     def _close(self, act: Activity, reply: Reply) -> None:

@@ -172,7 +172,7 @@ async def test_eviction_of_the_longest_idle(lite_settings) -> None:
             c.close()
 
 
-async def test_busy_sessions_are_not_evicted(lite_settings) -> None:
+async def test_busy_sessions_are_not_evicted_slow_senders_are(lite_settings) -> None:
     settings = with_smtp(lite_settings(), max_connections=2, stress_threshold=1.0)
     async with relay_with_order(settings) as (relay, alias):
         in_data = []
@@ -180,15 +180,22 @@ async def test_busy_sessions_are_not_evicted(lite_settings) -> None:
             conn = await Conn.open(relay.port, f"127.0.2.{n + 1}")
             for line in ("EHLO c.test", f"MAIL FROM:<{BUYER}>", f"RCPT TO:<{alias}>", "DATA"):
                 await conn.cmd(line)
-            conn.writer.write(b"Subject: sending, quickly enough\r\n")
             in_data.append(conn)
-        late = await Conn.open(relay.port, "127.0.2.9")
-        assert late.banner.startswith("421 4.7.0"), late.banner
-        for conn in in_data:
-            conn.writer.write(b"\r\nbody\r\n.\r\n")
-            assert (await conn.reply())[0] in "25"
+        # one sends at a decent pace, the other has sent 14 bytes in over a second
+        in_data[0].writer.write(b"Subject: fast\r\nX-Pad: " + b"p" * 200_000 + b"\r\n")
+        in_data[1].writer.write(b"Subject: slow")
+        await asyncio.sleep(1.2)
+        late = await Conn.open(relay.port, "127.0.2.9")  # room made by the slow one
+        assert late.banner.startswith("220"), late.banner
+        said, _ = await in_data[1].until_closed(5)
+        assert said.startswith("421 4.4.2"), said
+        later = await Conn.open(relay.port, "127.0.2.10")  # idle `late` goes, not the sender
+        assert later.banner.startswith("220"), later.banner
+        assert (await late.until_closed(5))[0].startswith("421 4.7.0")
+        in_data[0].writer.write(b"\r\nbody\r\n.\r\n")
+        assert (await in_data[0].reply())[0] in "25"
+        for conn in [*in_data, late, later]:
             conn.close()
-        late.close()
 
 
 async def test_timeouts_shrink_under_stress(lite_settings) -> None:
