@@ -262,8 +262,12 @@ def _has_finding(kind: str, dialect: str) -> Any:
     return sa.cast(archive.c.findings, JSONB).contains([{"kind": kind}])
 
 
-def search_query(f: SearchFilter, dialect: str) -> sa.Select[Any]:
-    """The SELECT behind ``search``: newest first, at most ``f.limit`` rows."""
+def search_query(f: SearchFilter, dialect: str, *, big_party: bool = False) -> sa.Select[Any]:
+    """The SELECT behind ``search``: newest first, at most ``f.limit`` rows.
+
+    ``big_party``: the seller/buyer filter covers so many orders that letting the text
+    index drive (and checking the party per match) stops sooner than walking the party's
+    records (relay.search.apply_text)."""
     q = sa.select(*(archive.c[k] for k in _LIST_COLS)).order_by(archive.c.id.desc()).limit(f.limit)
     if f.order_id:
         q = q.where(archive.c.order_id == f.order_id)
@@ -298,14 +302,19 @@ def search_query(f: SearchFilter, dialect: str) -> sa.Select[Any]:
     if f.text:
         from relay.search import apply_text
 
-        narrow = bool(f.order_id or f.seller or f.buyer or f.alias)
+        narrow = bool(f.order_id or f.alias) or (bool(f.seller or f.buyer) and not big_party)
         q = apply_text(q, f.text, dialect, narrow=narrow)
     return q
 
 
 async def search(engine: AsyncEngine, f: SearchFilter) -> list[dict[str, Any]]:
     """Newest first. A text search first indexes records not yet indexed (relay.search)."""
-    q = search_query(f, engine.dialect.name)
+    big = False
+    if f.text and (f.seller or f.buyer) and not (f.order_id or f.alias):
+        from relay.search import party_is_big
+
+        big = await party_is_big(engine, f.seller, f.buyer)
+    q = search_query(f, engine.dialect.name, big_party=big)
     if f.text:
         from relay.search import catch_up
 

@@ -155,3 +155,35 @@ async def test_migration_indexes_an_existing_archive(settings) -> None:
         assert [h["subject"] for h in hits] == ["old"]
     finally:
         await engine.dispose()
+
+
+async def test_a_big_sellers_text_search_lets_the_index_drive(engine, archive_msg, monkeypatch):
+    """Past BIG_PARTY_ORDERS orders the text index drives (cost ~ limit / the seller's
+    share, not the seller's size); both plans give the same rows, newest first."""
+    from relay import search
+
+    monkeypatch.setattr(search, "BIG_PARTY_ORDERS", 3)
+    views = [
+        await orders.create_order(engine, DOMAIN, f"700-0000000-000000{i}",
+                                  buyer=f"b{i}@b.example", seller="big@shop.example")
+        for i in range(5)
+    ]  # fmt: skip
+    small = await orders.create_order(
+        engine, DOMAIN, "701-0000000-0000001", buyer="c@b.example", seller="small@x.example"
+    )
+    want = []
+    for i in range(12):
+        view = views[i % 5]
+        rid = await archive_msg(view, "buyer-to-seller", f"refund {i}" if i % 2 else "other")
+        want += [rid] if i % 2 else []
+        await archive_msg(small, "buyer-to-seller", f"refund small {i}")
+    assert await search.party_is_big(engine, "big@shop.example", None)
+    assert not await search.party_is_big(engine, "small@x.example", None)
+    for limit in (2, 50):
+        f = archive.SearchFilter(text="refund", seller="BIG@shop.example", limit=limit)
+        found = [r["id"] for r in await archive.search(engine, f)]
+        assert found == want[::-1][:limit]
+        async with engine.connect() as conn:
+            for big in (True, False):
+                q = archive.search_query(f, engine.dialect.name, big_party=big)
+                assert [r.id for r in (await conn.execute(q)).all()] == found
