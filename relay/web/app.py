@@ -32,7 +32,7 @@ from relay.db import read_tx, schema
 from relay.search import QueryError
 from relay.settings import Settings
 from relay.web import mime, views
-from relay.web.html import SECURITY_HEADERS, Html, page
+from relay.web.html import SECURITY_HEADERS
 from relay.web.session import COOKIE, Sessions, clear_cookie, safe_next, same_site, set_cookie
 
 log = structlog.get_logger("relay.web")
@@ -44,7 +44,7 @@ SEARCH_FIELDS = ("text", "order_id", "seller", "buyer", "party", "direction", "v
 Page = Callable[[Request], Awaitable[Response]]
 
 
-def html(body: Html, status: int = 200) -> HTMLResponse:
+def html(body: str, status: int = 200) -> HTMLResponse:
     return HTMLResponse(body, status_code=status)
 
 
@@ -81,7 +81,7 @@ async def login_form(request: Request) -> Response:
     if _logged_in(request):
         return RedirectResponse(safe_next(request.query_params.get("next")), status_code=303)
     nxt = safe_next(request.query_params.get("next"))
-    return html(page("Log in", views.login(nxt), logged_in=False))
+    return html(views.login(nxt))
 
 
 async def _form(request: Request) -> dict[str, str]:
@@ -98,16 +98,14 @@ async def _form(request: Request) -> dict[str, str]:
 async def login(request: Request) -> Response:
     if not same_site(request):
         log.warning("web.login.cross_site")
-        return html(page("Log in", views.login("/ui/", "Cross-site login refused."),
-                         logged_in=False), 403)  # fmt: skip
+        return html(views.login("/ui/", "Cross-site login refused."), 403)
     form = await _form(request)
     nxt = safe_next(form.get("next"))
     sessions: Sessions = request.app.state.sessions
     token = form.get("token", "")
     if not sessions.token_ok(token):
         log.warning("web.login.failed")
-        return html(page("Log in", views.login(nxt, "That is not an ops token."),
-                         logged_in=False), 401)  # fmt: skip
+        return html(views.login(nxt, "That is not an ops token."), 401)
     log.info("web.login")
     response = RedirectResponse(nxt, status_code=303)
     set_cookie(response, request, sessions.issue(token))
@@ -116,7 +114,7 @@ async def login(request: Request) -> Response:
 
 async def logout(request: Request) -> Response:
     if not same_site(request):
-        return html(page("Log out", Html("<p>Cross-site logout refused.</p>")), 403)
+        return html(views.message("Log out", "Cross-site logout refused."), 403)
     response = RedirectResponse("/ui/login", status_code=303)
     clear_cookie(response, request)
     return response
@@ -137,13 +135,13 @@ async def search(request: Request) -> Response:
         first = err.errors()[0]
         name = ".".join(str(p) for p in first["loc"])
         msg = f"{name}: {first['msg'].removeprefix('Value error, ')}"
-        return html(page("Search", views.results(shown, [], False, msg)), 422)
+        return html(views.results(shown, [], False, msg), 422)
     f = archive.SearchFilter(**parsed.model_dump())
     try:
         rows = await archive.search(request.app.state.engine, f)
     except QueryError as err:
-        return html(page("Search", views.results(shown, [], False, f"text: {err}")), 422)
-    return html(page("Search", views.results(shown, rows, len(rows) == f.limit, "")))
+        return html(views.results(shown, [], False, f"text: {err}"), 422)
+    return html(views.results(shown, rows, len(rows) == f.limit, ""))
 
 
 @authed
@@ -174,7 +172,7 @@ async def thread(request: Request) -> Response:
     title = f"Order {order_id}"
     if len(rows) == THREAD_LIMIT:
         title += f" (latest {THREAD_LIMIT} records)"
-    return html(page(title, views.thread(order, items)))
+    return html(views.thread(title, order, items))
 
 
 async def _bodies(engine: AsyncEngine, ids: list[int]) -> dict[int, tuple[bytes, bytes | None]]:
@@ -207,7 +205,7 @@ async def record(request: Request) -> Response:
     rec["created_at"] = rec["created_at"].isoformat()
     original = mime.decode(bytes(rec["original"]))
     delivered = mime.decode(bytes(rec["delivered"])) if rec["delivered"] is not None else None
-    return html(page(f"Record {rec['id']}", views.record(rec, original, delivered)))
+    return html(views.record(rec, original, delivered))
 
 
 def _eml(part: str) -> Page:
@@ -239,8 +237,8 @@ async def response_times(request: Request) -> Response:
         data = await reports.response_times(request.app.state.engine, days=days,
                                             seller=seller or None)  # fmt: skip
     except (reports.ReportError, orders.OrderError) as err:
-        return html(page("Response times", views.report({}, days, seller, str(err))), 422)
-    return html(page("Response times", views.report(data, days, seller)))
+        return html(views.report({}, days, seller, str(err)), 422)
+    return html(views.report(data, days, seller))
 
 
 async def not_found(request: Request, exc: Exception) -> Response:
@@ -249,7 +247,7 @@ async def not_found(request: Request, exc: Exception) -> Response:
         return _to_login(request)
     status = getattr(exc, "status_code", 404)
     text = {404: "Not found.", 405: "Method not allowed.", 413: "Too large."}.get(status, "Error.")
-    return html(page(text, Html('<p><a href="/ui/">Back to search</a></p>')), status)
+    return html(views.message(text), status)
 
 
 async def server_error(request: Request, exc: Exception) -> Response:
@@ -259,7 +257,7 @@ async def server_error(request: Request, exc: Exception) -> Response:
     unavailable = isinstance(exc, DBAPIError | OSError | TimeoutError)
     log.error("web.error", error=type(exc).__name__)
     status, text = (503, "Temporarily unavailable, retry.") if unavailable else (500, "Error.")
-    return html(page(text, Html(""), logged_in=False), status)
+    return html(views.message(text, logged_in=False), status)
 
 
 class SecurityHeaders:

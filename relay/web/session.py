@@ -1,10 +1,11 @@
 """Login sessions for the Message Center: a signed cookie, never the ops token itself.
 
-The session is ``expiry.nonce.signature`` where the signature is an HMAC keyed by a key
+The cookie is an itsdangerous timestamped signature over a random nonce, keyed by a key
 derived from the ops token that logged in. Nothing is stored server-side, so any number
 of API processes sharing the settings accept each other's sessions, and removing a token
 from ``api.ops_tokens`` ends every session it opened. The cookie cannot be turned back
-into the token (HMAC is one-way), so a stolen cookie is worth at most ``LIFETIME``.
+into the token (the derivation is one-way), so a stolen cookie is worth at most
+``LIFETIME``.
 """
 
 from __future__ import annotations
@@ -16,20 +17,32 @@ import time
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
+from itsdangerous import BadSignature, SignatureExpired, TimestampSigner
 from starlette.requests import Request
 from starlette.responses import Response
 
 COOKIE = "relay_ui"
 LIFETIME = 8 * 3600  # seconds; an ops shift, then log in again
-_LABEL = b"relay.web.session.v1"
+_LABEL = b"relay.web.session.v2"
 
 
 def _key(token: str) -> bytes:
     return hmac.new(token.encode(), _LABEL, hashlib.sha256).digest()
 
 
-def _sign(key: bytes, payload: str) -> str:
-    return hmac.new(key, payload.encode(), hashlib.sha256).hexdigest()
+class _Signer(TimestampSigner):
+    """A signer whose clock can be set, so expiry is testable without sleeping."""
+
+    now: float | None = None
+
+    def get_timestamp(self) -> int:
+        return int(self.now if self.now is not None else time.time())
+
+
+def _signer(token: str, now: float | None = None) -> _Signer:
+    signer = _Signer(_key(token), salt="relay.web.session", digest_method=hashlib.sha256)
+    signer.now = now
+    return signer
 
 
 class Sessions:
@@ -37,7 +50,7 @@ class Sessions:
 
     def __init__(self, ops_tokens: Iterable[str]) -> None:
         self._tokens = tuple(t.encode() for t in ops_tokens)
-        self._keys = tuple(_key(t) for t in ops_tokens)
+        self._raw = tuple(ops_tokens)
 
     def token_ok(self, presented: str) -> bool:
         """Constant time per token, and every token compared: no timing hint of which."""
@@ -48,19 +61,18 @@ class Sessions:
         return found and bool(presented)
 
     def issue(self, token: str, now: float | None = None) -> str:
-        payload = f"{int((now or time.time()) + LIFETIME)}.{secrets.token_hex(12)}"
-        return f"{payload}.{_sign(_key(token), payload)}"
+        return _signer(token, now).sign(secrets.token_hex(12)).decode()
 
     def valid(self, value: str | None, now: float | None = None) -> bool:
-        if not value or value.count(".") != 2:
-            return False
-        payload, _, signature = value.rpartition(".")
-        expiry = payload.partition(".")[0]
-        if not expiry.isdigit() or int(expiry) <= (now or time.time()):
+        if not value:
             return False
         ok = False
-        for key in self._keys:
-            ok |= hmac.compare_digest(_sign(key, payload), signature)
+        for token in self._raw:  # every key tried: no timing hint of which token
+            try:
+                _signer(token, now).unsign(value, max_age=LIFETIME)
+                ok = True
+            except (SignatureExpired, BadSignature):
+                pass
         return ok
 
 

@@ -1,99 +1,131 @@
-"""The pages' bodies, from already-loaded data to ``Html``.
+"""The pages, rendered by Jinja2 with autoescape from ``relay/web/templates/``.
 
-No database access here and no request: each function takes plain values, which keeps
-the escaping reviewable in one place (every ``{}`` below is ``esc``-ed or ``Html``).
+Every value from the archive (subjects, addresses, bodies, findings, even order ids from
+the URL) is attacker-controlled; autoescape escapes all of it. Markup enters only through
+the few helpers registered below (``marked``, ``sanitized_frame``), which escape their
+pieces themselves and return ``markupsafe.Markup``. No database access and no request
+here: each page takes plain values.
 """
 
 from __future__ import annotations
 
 import json
+from functools import cache
 from typing import Any
 
-from relay.web.html import (
-    Html,
-    esc,
-    findings_table,
-    marked,
-    sanitized_frame,
-    table,
-    url,
-    verdict,
-)
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup
+
+from relay.web.html import VERDICT_CLASS, marked, sanitized_frame, url
 from relay.web.mime import Decoded
 
 DIRECTIONS = ("", "buyer-to-seller", "seller-to-buyer", "notice")
-VERDICTS = ("", "deliver", "redact", "reject", "refused", "absorbed")
+VERDICTS = ("", "deliver", "redact", "reject", "refused", "tempfail", "absorbed")
 KINDS = ("", "message", "notice", "dsn")
 
 
-def login(next_path: str, error: str = "") -> Html:
-    err = f'<p class="error" role="alert">{esc(error)}</p>' if error else ""
-    return Html(
-        f'{err}<form method="post" action="/ui/login" class="login">'
-        f'<input type="hidden" name="next" value="{esc(next_path)}">'
-        '<label>Ops token <input type="password" name="token" autocomplete="current-password" '
-        'required autofocus></label> <button type="submit">Log in</button></form>'
-    )
+def party_label(row: dict[str, Any]) -> str:
+    """Who wrote to whom, as a reader understands it. A refused stranger's mail sits in
+    the order's thread under the alias it was sent to, so its direction says where it
+    went, not who wrote it: it must not read as if the buyer (or seller) wrote it."""
+    direction = str(row.get("direction") or "")
+    if row.get("reason") == "stranger":
+        to = "seller" if direction == "buyer-to-seller" else "buyer"
+        return f"stranger → {to} (refused)"
+    if direction == "buyer-to-seller":
+        return "buyer → seller"
+    if direction == "seller-to-buyer":
+        return "seller → buyer"
+    return direction or str(row.get("kind") or "")
 
 
-def _select(name: str, options: tuple[str, ...], current: str) -> Html:
-    opts = "".join(
-        f'<option value="{esc(o)}"{" selected" if o == current else ""}>{esc(o or "any")}</option>'
-        for o in options
-    )
-    return Html(f'<label>{esc(name.replace("_", " "))} <select name="{esc(name)}">{opts}'
-                "</select></label>")  # fmt: skip
+def party_class(row: dict[str, Any]) -> str:
+    return "stranger" if row.get("reason") == "stranger" else ""
 
 
-def _input(name: str, current: str, kind: str = "text", label: str = "") -> Html:
-    return Html(f'<label>{esc(label or name.replace("_", " "))} <input type="{esc(kind)}" '
-                f'name="{esc(name)}" value="{esc(current)}"></label>')  # fmt: skip
+def reason_text(row: dict[str, Any]) -> str:
+    if row.get("reason") == "stranger":
+        return "stranger: the sender is not a party of this order (refused, not delivered)"
+    return str(row.get("reason") or "")
 
 
-def search_form(q: dict[str, str]) -> Html:
-    g = lambda k: q.get(k, "")  # noqa: E731
-    return Html(
-        '<form method="get" action="/ui/" class="search" role="search">'
-        f"{_input('text', g('text'), 'search', 'full text')}"
-        f"{_input('order_id', g('order_id'))}{_input('seller', g('seller'))}"
-        f"{_input('buyer', g('buyer'))}{_input('party', g('party'))}"
-        f"{_select('direction', DIRECTIONS, g('direction'))}"
-        f"{_select('verdict', VERDICTS, g('verdict'))}{_select('kind', KINDS, g('kind'))}"
-        f"{_input('finding_kind', g('finding_kind'))}"
-        f"{_input('since', g('since'), 'date')}{_input('until', g('until'), 'date')}"
-        '<button type="submit">Search</button></form>'
-    )
-
-
-def _kinds(findings: list[dict[str, Any]]) -> str:
+def kinds_of(findings: list[dict[str, Any]]) -> str:
     return ", ".join(sorted({str(f.get("kind", "")) for f in findings if isinstance(f, dict)}))
 
 
-def results(q: dict[str, str], rows: list[dict[str, Any]], more: bool, error: str) -> Html:
-    if error:
-        return Html(f'{search_form(q)}<p class="error" role="alert">{esc(error)}</p>')
-    if not rows:
-        return Html(f'{search_form(q)}<p class="muted">No records match.</p>')
-    body = table(
-        ("#", "time (UTC)", "order", "direction", "verdict", "subject", "findings", "delivery"),
-        [
-            [
-                Html(f'<a href="/ui/records/{int(r["id"])}">{int(r["id"])}</a>'),
-                r["created_at"][:19].replace("T", " "),
-                Html(f'<a href="{url("/ui/orders/" + r["order_id"])}">{esc(r["order_id"])}</a>')
-                if r.get("order_id") else "",
-                r["direction"], verdict(r["verdict"]), r["subject"], _kinds(r["findings"]),
-                ", ".join(str(d["status"]) for d in r.get("deliveries", [])),
-            ]
-            for r in rows
-        ],
-        "results",
+def hours(seconds: float | None) -> str:
+    return "" if seconds is None else f"{seconds / 3600:.1f} h"
+
+
+_CSS = {"pass": "ok", "fail": "bad", "softfail": "warn", "temperror": "warn",
+        "permerror": "bad", "neutral": "muted", "none": "muted"}  # fmt: skip
+
+
+def auth_summary(auth: dict[str, Any]) -> dict[str, Any]:
+    """SPF, each DKIM signature and DMARC as rows a person reads: the result, for which
+    domain, and who passed (aligned) — instead of the raw JSON, which stays one click away."""
+    rows = []
+    if auth.get("spf"):
+        rows.append({"check": "SPF", "result": auth["spf"], "domain": auth.get("spf_domain", ""),
+                     "detail": f"HELO: {auth['helo_spf']}" if auth.get("helo_spf") else ""})
+    for sig in auth.get("dkim") or []:
+        if isinstance(sig, dict):
+            detail = f"selector {sig.get('selector', '')}"
+            if sig.get("reason"):
+                detail += f"; {sig['reason']}"
+            rows.append({"check": "DKIM", "result": sig.get("result", ""),
+                         "domain": sig.get("domain", ""), "detail": detail})
+    if auth.get("dmarc"):
+        aligned = auth.get("passed_by") or ""
+        detail = f"policy {auth.get('dmarc_policy') or 'none'}"
+        detail += f"; passed by aligned {aligned}" if aligned else "; no aligned pass"
+        rows.append({"check": "DMARC", "result": auth["dmarc"],
+                     "domain": auth.get("from_domain", ""), "detail": detail})
+    for r in rows:
+        r["css"] = _CSS.get(str(r["result"]).lower(), "muted")
+    return {
+        "rows": rows,
+        "decision": auth.get("decision", ""),
+        "mode": auth.get("mode", ""),
+        "raw": json.dumps(auth, indent=1, ensure_ascii=False),
+    }  # fmt: skip
+
+
+@cache
+def environment() -> Environment:
+    env = Environment(
+        loader=PackageLoader("relay.web", "templates"),
+        autoescape=select_autoescape(default=True, default_for_string=True),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.globals.update(
+        marked=marked, sanitized_frame=sanitized_frame, url=url, party_label=party_label,
+        party_class=party_class, reason_text=reason_text, kinds_of=kinds_of, hours=hours,
+        verdict_class=lambda v: VERDICT_CLASS.get(v, "muted"),
     )  # fmt: skip
-    older = ""
-    if more:
-        params = {**q, "before_id": rows[-1]["id"]}
-        older = f'<p><a class="older" href="{url("/ui/", **params)}">Older records →</a></p>'
-    return Html(f"{search_form(q)}{body}{older}")
+    return env
+
+
+def render(template: str, title: str, *, logged_in: bool = True, **values: Any) -> Markup:
+    page = environment().get_template(template)
+    return Markup(page.render(title=title, logged_in=logged_in, **values))
+
+
+def login(next_path: str, error: str = "") -> Markup:
+    return render("login.html", "Log in", logged_in=False, next_path=next_path, error=error)
+
+
+def message(title: str, text: str = "", *, logged_in: bool = True) -> Markup:
+    return render("message.html", title, logged_in=logged_in, message=text)
+
+
+def results(
+    q: dict[str, str], rows: list[dict[str, Any]], more: bool, error: str
+) -> Markup:
+    return render("search.html", "Search", q=q, rows=rows, more=more, error=error,
+                  directions=DIRECTIONS, verdicts=VERDICTS, kinds=KINDS)  # fmt: skip
 
 
 def _first_text(decoded: Decoded | None) -> str:
@@ -105,138 +137,27 @@ def _first_text(decoded: Decoded | None) -> str:
     return decoded.parts[0].text if decoded.parts else ""
 
 
-def thread(order: dict[str, Any] | None, items: list[dict[str, Any]]) -> Html:
+def thread(title: str, order: dict[str, Any] | None, items: list[dict[str, Any]]) -> Markup:
     """Oldest first; each message with its verdict, findings and the text the recipient
     got (or, for a message that was not delivered, what was sent)."""
-    head = ""
-    if order:
-        head = table(
-            ("order", "status", "buyer", "buyer alias", "seller", "seller alias"),
-            [[order["id"], order["status"], order["buyer"], order["buyer_alias"],
-              order["seller"], order["seller_alias"]]],
-            "order",
-        )  # fmt: skip
-    cards = []
+    shown = []
     for it in items:
-        r, shown = it["row"], it["decoded"]
-        which = "delivered" if it["delivered"] else "original (not delivered)"
-        findings = r["findings"]
+        findings = it["row"]["findings"]
         # What was found is marked only in a copy that still holds it (one not delivered).
         found = [] if it["delivered"] else [
             str(f.get("excerpt", "")) for f in findings if isinstance(f, dict)
         ]  # fmt: skip
-        cls = "has-findings" if findings else ""
-        cards.append(
-            f'<article class="message {esc(r["direction"])} {cls}" id="m{int(r["id"])}">'
-            f'<h3><a href="/ui/records/{int(r["id"])}">#{int(r["id"])}</a> '
-            f"{esc(r['created_at'][:19].replace('T', ' '))} · {esc(r['direction'])} "
-            f"{verdict(r['verdict'])}</h3>"
-            f'<p class="subject">{esc(r["subject"])}</p>'
-            + (f'<p class="reason">{esc(r["reason"])}</p>' if r.get("reason") else "")
-            + (findings_table(findings) if findings else "")
-            + f'<p class="which muted">{esc(which)} · <a class="compare-link" '
-            f'href="/ui/records/{int(r["id"])}">original beside delivered</a></p>'
-            f'<pre class="body">{marked(_first_text(shown), found)}</pre>'
-            "</article>"
-        )
-    if not cards:
-        cards.append('<p class="muted">No messages in this order yet.</p>')
-    return Html(head + "".join(cards))
+        shown.append({**it, "text": _first_text(it["decoded"]), "found": found})
+    return render("thread.html", title, order=order, items=shown)
 
 
-def _side(title: str, decoded: Decoded | None, download: str, excerpts: list[str]) -> Html:
-    if decoded is None:
-        none = '<p class="muted">No copy: this message was not delivered.</p>'
-        return Html(f'<section class="side"><h3>{esc(title)}</h3>{none}</section>')
-    parts = []
-    for i, part in enumerate(decoded.parts):
-        note = " (truncated)" if part.truncated else ""
-        if part.content_type == "text/html":
-            parts.append(
-                f"<details><summary>{esc(part.content_type)}{esc(note)}: HTML source as text"
-                f'</summary><pre class="body">{marked(part.text, excerpts)}</pre></details>'
-                f"{sanitized_frame(part.text, f'{title}, part {i + 1}')}"
-            )
-        else:
-            parts.append(f'<p class="muted">{esc(part.content_type)}{esc(note)}</p>'
-                         f'<pre class="body">{marked(part.text, excerpts)}</pre>')  # fmt: skip
-    attachments = table(
-        ("attachment", "type", "bytes"),
-        [[a.filename or "(unnamed)", a.content_type, a.size] for a in decoded.attachments],
-    ) if decoded.attachments else ""  # fmt: skip
-    problems = "".join(f'<p class="error">{esc(p)}</p>' for p in decoded.problems)
-    return Html(
-        f'<section class="side"><h3>{esc(title)}</h3>'
-        f'<p><a class="download" href="{esc(download)}" download>Download .eml</a></p>'
-        f"{table(('header', 'value'), decoded.headers, 'headers')}{problems}"
-        f"{''.join(parts)}{attachments}</section>"
-    )
+def record(rec: dict[str, Any], original: Decoded | None, delivered: Decoded | None) -> Markup:
+    excerpts = [str(f.get("excerpt", "")) for f in rec["findings"] if isinstance(f, dict)]
+    auth = auth_summary(rec["auth"] if isinstance(rec["auth"], dict) else {})
+    return render("record.html", f"Record {rec['id']}", rec=rec, original=original,
+                  delivered=delivered, excerpts=excerpts, auth=auth)  # fmt: skip
 
 
-def record(rec: dict[str, Any], original: Decoded | None, delivered: Decoded | None) -> Html:
-    rid = int(rec["id"])
-    findings = rec["findings"]
-    excerpts = [str(f.get("excerpt", "")) for f in findings if isinstance(f, dict)]
-    order = (f'<a href="{url("/ui/orders/" + rec["order_id"])}">{esc(rec["order_id"])}</a>'
-             if rec.get("order_id") else "")  # fmt: skip
-    meta = table(
-        ("field", "value"),
-        [
-            ["order", Html(order)], ["time (UTC)", rec["created_at"]],
-            ["kind", rec["kind"]], ["direction", rec["direction"]],
-            ["verdict", verdict(rec["verdict"])], ["reason", rec["reason"]],
-            ["MAIL FROM", rec["mail_from"]], ["RCPT (real)", rec["rcpt"]],
-            ["alias", rec["alias"]], ["client", f'{rec["client_ip"]} ({rec["helo"]})'],
-            ["sha256", rec["sha256"]], ["session", rec["session_id"]],
-        ],
-        "meta",
-    )  # fmt: skip
-    auth = json.dumps(rec["auth"], indent=1, ensure_ascii=False)
-    events = table(
-        ("at", "event", "code", "detail"),
-        [[e["at"], e["event"], e["code"], e["detail"]] for e in rec["events"]],
-    )
-    return Html(
-        f"{meta}<h3>Findings</h3>{findings_table(findings)}"
-        '<div class="compare">'
-        f"{_side('Original (as received)', original, f'/ui/records/{rid}/original.eml', excerpts)}"
-        f"{_side('Delivered (as sent on)', delivered, f'/ui/records/{rid}/delivered.eml', [])}"
-        "</div>"
-        f'<h3>Sender authentication</h3><pre class="auth">{esc(auth)}</pre>'
-        f"<h3>Delivery events</h3>{events if rec['events'] else Html('<p>None.</p>')}"
-    )
-
-
-def _hours(seconds: float | None) -> str:
-    return "" if seconds is None else f"{seconds / 3600:.1f} h"
-
-
-def report(data: dict[str, Any], days: int, seller: str, error: str = "") -> Html:
-    opts = "".join(f'<option value="{d}"{" selected" if d == days else ""}>{d} days</option>'
-                   for d in (7, 30, 90))  # fmt: skip
-    form = (
-        '<form method="get" action="/ui/reports/response-times" class="search">'
-        f'<label>window <select name="days">{opts}</select></label>'
-        f'{_input("seller", seller)}<button type="submit">Show</button></form>'
-    )
-    if error:
-        return Html(f'{form}<p class="error" role="alert">{esc(error)}</p>')
-    rows, overdue = [], []
-    for s in data["sellers"]:
-        rate = "" if s["late_rate"] is None else f"{s['late_rate'] * 100:.1f} %"
-        rows.append([s["seller"], s["buyer_messages"], s["answered"], s["answered_late"],
-                     s["open_overdue"], s["open_within_deadline"], s["exempted"], rate,
-                     _hours(s["average_response_seconds"])])  # fmt: skip
-        for o in s["overdue"]:
-            link = Html(f'<a href="/ui/records/{int(o["archive_id"])}">#{int(o["archive_id"])}</a>')
-            overdue.append([s["seller"], o["order_id"], link, o["received_at"][:19],
-                            o["hours_waiting"]])  # fmt: skip
-    head = ("seller", "buyer messages", "answered", "late", "open overdue", "open in time",
-            "exempted", "late rate", "average response")  # fmt: skip
-    body = table(head, rows, "report") if rows else Html('<p class="muted">No buyer messages.</p>')
-    late = (Html("<h3>Open and overdue</h3>") + table(
-        ("seller", "order", "message", "received (UTC)", "hours waiting"), overdue)
-        if overdue else "")  # fmt: skip
-    note = (f'<p class="muted">Deadline {int(data["deadline_hours"])} h; generated '
-            f'{esc(data["generated_at"][:19])} UTC.</p>')  # fmt: skip
-    return Html(f"{form}{note}{body}{late}")
+def report(data: dict[str, Any], days: int, seller: str, error: str = "") -> Markup:
+    return render("report.html", "Response times", data=data, days=days, seller=seller,
+                  error=error)  # fmt: skip

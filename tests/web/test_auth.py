@@ -78,11 +78,15 @@ async def test_wrong_tokens_and_cross_site_posts_are_refused(client: httpx.Async
 
 async def test_tampered_or_forged_sessions_are_refused(client: httpx.AsyncClient) -> None:
     await log_in(client)
+    from itsdangerous.encoding import base64_decode, base64_encode, bytes_to_int, int_to_bytes
+
     value = client.cookies[COOKIE]
-    expiry, nonce, sig = value.split(".")
+    nonce, stamp, sig = value.split(".")  # itsdangerous: value.timestamp.signature
+    later = base64_encode(int_to_bytes(bytes_to_int(base64_decode(stamp)) + 3600)).decode()
     forged = [
-        f"{int(expiry) + 3600}.{nonce}.{sig}",  # longer life, old signature
-        f"{expiry}.{nonce}.{'0' * len(sig)}",
+        f"{nonce}.{later}.{sig}",  # longer life, old signature
+        f"{nonce}.{stamp}.{'A' * len(sig)}",
+        f"{'0' * len(nonce)}.{stamp}.{sig}",  # another nonce, old signature
         OPS_TOKEN,
         "",
     ]

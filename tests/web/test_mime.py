@@ -39,4 +39,4 @@ def test_markers_and_excerpts_are_marked_without_markup_from_the_text() -> None:
     assert '<mark class="redaction">[phone number removed]</mark>' in out
     assert '<mark class="found">555-1234</mark>' in out
     assert '<mark class="found">&lt;b&gt;</mark>call&lt;/b&gt;' in out
-    assert "&quot;x&quot;" in out
+    assert "&#34;x&#34;" in out  # quotes escaped (markupsafe writes &#34;)

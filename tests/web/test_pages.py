@@ -152,3 +152,65 @@ async def test_the_json_api_is_unchanged_beside_the_pages(client: httpx.AsyncCli
     doc = (await client.get("/openapi.json")).json()
     assert not any(p.startswith("/ui") for p in doc["paths"])
     assert json.loads((await client.get("/nope")).text)["error"]["status"] == 401
+
+
+async def _put_raw(engine, order, raw: bytes, **fields) -> int:  # type: ignore[no-untyped-def]
+    import hashlib
+
+    from relay.archive import Record
+    from relay.commit import Entry, commit_now
+    from relay.db.schema import utcnow
+
+    record = Record(
+        created_at=utcnow(), original=raw, sha256=hashlib.sha256(raw).hexdigest(),
+        order_id=order.id, alias=order.seller_alias, rcpt=order.seller,
+        **{"verdict": "deliver", "direction": "buyer-to-seller", **fields},
+    )  # fmt: skip
+    return (await commit_now(engine, [Entry(record)]))[0]
+
+
+async def test_a_strangers_refused_mail_reads_as_from_a_stranger(ops, engine, order) -> None:
+    raw = b"From: spam@elsewhere.example\r\nSubject: Cheap watches\r\n\r\nBuy now\r\n"
+    rid = await _put_raw(engine, order, raw, verdict="refused", reason="stranger",
+                         mail_from="spam@elsewhere.example", subject="Cheap watches")  # fmt: skip
+    for path in (f"/ui/orders/{order.id}", "/ui/", f"/ui/records/{rid}"):
+        r = await ops.get(path)
+        assert r.status_code == 200
+        assert "stranger → seller (refused)" in r.text, path
+        assert "buyer → seller" not in r.text, path  # nobody else is in this order yet
+    r = await ops.get(f"/ui/orders/{order.id}")
+    assert 'class="message buyer-to-seller stranger' in r.text
+
+
+async def test_a_body_without_charset_is_decoded_not_mojibake(ops, engine, order) -> None:
+    utf8 = "Grüße, wo ist die Rückerstattung für Bestellung?".encode()
+    latin = "Grüße aus Köln".encode("cp1252")
+    for body, want in ((utf8, "Rückerstattung für"), (latin, "Grüße aus Köln")):
+        raw = b"From: " + order.buyer.encode() + b"\r\nSubject: x\r\n\r\n" + body + b"\r\n"
+        rid = await _put_raw(engine, order, raw, subject="x", mail_from=order.buyer)
+        r = await ops.get(f"/ui/records/{rid}")
+        assert want in r.text and "\ufffd" not in r.text
+
+
+async def test_sender_authentication_is_a_readable_summary(ops, engine, order) -> None:
+    auth = {"spf": "pass", "spf_domain": "example.com", "helo_spf": "none",
+            "dkim": [{"domain": "example.com", "selector": "s1", "result": "pass",
+                      "reason": ""}],
+            "dmarc": "pass", "dmarc_policy": "reject", "from_domain": "example.com",
+            "aligned_pass": True, "passed_by": "dkim", "decision": "250 2.0.0 ok"}  # fmt: skip
+    raw = b"From: " + order.buyer.encode() + b"\r\nSubject: a\r\n\r\nhi\r\n"
+    rid = await _put_raw(engine, order, raw, subject="a", auth=json.dumps(auth))
+    r = await ops.get(f"/ui/records/{rid}")
+    assert '<table class="auth-summary">' in r.text
+    for cell in ("SPF", "DKIM", "DMARC", "passed by aligned dkim", "selector s1", "policy reject"):
+        assert cell in r.text, cell
+
+
+async def test_login_page_says_where_the_token_comes_from(client) -> None:
+    r = await client.get("/ui/login")
+    assert "api.ops_tokens" in r.text and "RELAY_API__OPS_TOKENS" in r.text
+
+
+async def test_api_root_in_a_browser_leads_to_the_message_center(client) -> None:
+    r = await client.get("/")
+    assert r.status_code in (302, 303, 307) and r.headers["location"] == "/ui/"
