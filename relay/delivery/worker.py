@@ -258,6 +258,8 @@ class DeliveryWorker:
 
     async def stop(self, grace: float = 30.0) -> None:
         """Stop claiming; let in-flight deliveries finish within ``grace`` seconds."""
+        loop = asyncio.get_running_loop()
+        begun = loop.time()
         self._stopping.set()
         if self._claiming:
             # A claim in progress hands out rows after this point: wait for the loop to
@@ -270,31 +272,31 @@ class DeliveryWorker:
                 task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.gather(*pending, return_exceptions=True)
-        await self._last_flush(grace)
+        await self._last_flush(max(grace - (loop.time() - begun), 1.0))
         for helper in (self._renewer, self._recorder, self._keeper):
             if helper is not None:
                 helper.cancel()
         self._journal.close()
         await self.pool.close()
 
-    async def _last_flush(self, grace: float) -> None:
-        """On stop, give kept outcomes until ``grace`` to reach the database; what is
-        left stays in the journal for the next worker started on this host."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + grace
-        pause = DB_PAUSE[0]
-        while self._kept and not await self._flush():
-            left = deadline - loop.time()
-            if left <= 0:
-                break
-            await asyncio.sleep(min(pause, left))
-            pause = min(pause * 2, DB_PAUSE[1])
+    async def _last_flush(self, seconds: float) -> None:
+        """On stop, give kept outcomes what is left of the grace to reach the database
+        (bounded even if it hangs); what is left stays in the journal for the next
+        worker started on this host."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._flush_until_done(), seconds)
         if self._kept:
             log.warning(
                 "delivery.outcomes_journaled",
                 outcomes=len(self._kept),
                 journal=str(self._journal.path),
             )
+
+    async def _flush_until_done(self) -> None:
+        pause = DB_PAUSE[0]
+        while not await self._flush():
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, DB_PAUSE[1])
 
     async def drain(self, timeout: float = 30.0) -> None:
         """Deliver until nothing is due (tests and `relay worker --once`)."""
@@ -344,6 +346,9 @@ class DeliveryWorker:
             at = utcnow()
             try:
                 await self._record(item, outcome)
+            except asyncio.CancelledError:  # stop() gave up waiting (a hung database)
+                self._keep_now(item, outcome, at)
+                raise
             except Exception as err:
                 await self._keep(item, outcome, at, err)
             else:
@@ -368,17 +373,26 @@ class DeliveryWorker:
     async def _keep(
         self, item: queue.Claimed, outcome: Outcome, at: datetime, err: Exception
     ) -> None:
-        """Hold on to an outcome the database refused: in memory and, durably, in the
-        journal before this returns."""
+        """Hold on to an outcome the database refused: durably in the journal, then in
+        memory, where the keeper (_retry_kept) picks it up."""
         self._db_failed("record", err)
-        self._kept[item.id] = Kept(item, outcome, at)
         log.warning("delivery.outcome_kept", delivery=item.id, status=outcome.status)
         try:
             async with self._journal_lock:
                 await asyncio.to_thread(self._journal.keep, [journal.encode(item, outcome, at)])
         except OSError as jerr:  # still kept in memory; only a restart would lose it
             log.error("delivery.journal_failed", error=type(jerr).__name__, detail=str(jerr))
+        self._kept[item.id] = Kept(item, outcome, at)
         self._kept_added.set()
+
+    def _keep_now(self, item: queue.Claimed, outcome: Outcome, at: datetime) -> None:
+        """_keep for a task being cancelled: no awaiting, so the journal write blocks."""
+        log.warning("delivery.outcome_kept", delivery=item.id, status=outcome.status)
+        try:
+            self._journal.keep([journal.encode(item, outcome, at)])
+        except OSError as err:
+            log.error("delivery.journal_failed", error=type(err).__name__, detail=str(err))
+        self._kept[item.id] = Kept(item, outcome, at)
 
     async def _retry_kept(self) -> None:
         """Record kept outcomes until the database takes them, backing off; a successful
