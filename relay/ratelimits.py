@@ -314,9 +314,12 @@ def wants_no_reply(headers: Any, direction: str) -> bool:
 
 
 async def prune(conn: AsyncConnection, now: datetime | None = None) -> int:
-    """Windowed counters older than two days are of no use to any limit or report."""
-    before = counters.window_start((now or utcnow()) - timedelta(days=2), DAY)
-    return await counters.prune(conn, before)
+    """Windowed counters older than two days are of no use to any limit or report;
+    per-minute ones (one row per client address and minute) go after an hour."""
+    now = now or utcnow()
+    before = counters.window_start(now - timedelta(days=2), DAY)
+    minutes = counters.window_start(now - timedelta(hours=1), MINUTE)
+    return await counters.prune(conn, before, scopes_before={SCOPES["per_ip_minute"][0]: minutes})
 
 
 async def party_view(engine: AsyncEngine, settings: Settings, email: str) -> dict[str, Any]:

@@ -75,11 +75,12 @@ async def read(
     if not wanted:
         return {}
     keys = {k for _, k, _ in wanted}
+    windows = {w for _, _, w in wanted}  # a handful (this minute, hour, day; lifetime)
     rows = await conn.execute(
         sa.select(
             rate_counters.c.scope, rate_counters.c.key, rate_counters.c.window_start,
             rate_counters.c.value,
-        ).where(rate_counters.c.key.in_(keys))
+        ).where(rate_counters.c.key.in_(keys), rate_counters.c.window_start.in_(windows))
     )  # fmt: skip
     found = {(r.scope, r.key, r.window_start): int(r.value) for r in rows}
     return {i: found.get(i, 0) for i in wanted}
@@ -135,14 +136,27 @@ async def charge(
     return out
 
 
-async def prune(conn: AsyncConnection, before: int) -> int:
-    """Drop windowed counters that started before ``before`` (lifetime ones stay)."""
+async def prune(
+    conn: AsyncConnection, before: int, *, scopes_before: dict[str, int] | None = None
+) -> int:
+    """Drop windowed counters that started before ``before`` (lifetime ones stay), and
+    those of the given scopes before their own cut-off (short windows go sooner)."""
     result = await conn.execute(
         sa.delete(rate_counters).where(
             rate_counters.c.window_start > LIFETIME, rate_counters.c.window_start < before
         )
     )
-    return int(result.rowcount or 0)
+    gone = int(result.rowcount or 0)
+    for scope, cut in (scopes_before or {}).items():
+        result = await conn.execute(
+            sa.delete(rate_counters).where(
+                rate_counters.c.scope == scope,
+                rate_counters.c.window_start > LIFETIME,
+                rate_counters.c.window_start < cut,
+            )
+        )
+        gone += int(result.rowcount or 0)
+    return gone
 
 
 async def values_for(

@@ -242,3 +242,38 @@ async def test_limits_show_command(db_url, sink, tmp_path) -> None:
     assert "per_party_hour" in out and "1 of 1" in out and "per_party_hour 1" in out
     code, out, err = await relay_cli(config, "limits", "show", "nobody@else.example")
     assert code == 1 and "no party" in err
+
+
+async def test_old_windows_are_pruned_and_lifetime_counters_kept(db_url) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from relay.db import create_engine, write_tx
+    from relay.db.migrate import upgrade
+    from relay.ratelimits import prune
+    from relay.store import counters
+
+    engine = create_engine(db_url)
+    try:
+        await upgrade(engine)
+        now = datetime(2026, 12, 1, 12, 30, tzinfo=UTC)
+
+        def at(ago: timedelta, seconds: int) -> int:
+            return counters.window_start(now - ago, seconds)
+
+        rows = {
+            ("ip:m", "127.0.0.1", at(timedelta(minutes=5), 60)): 1,  # kept
+            ("ip:m", "127.0.0.1", at(timedelta(hours=2), 60)): 1,  # gone
+            ("party:h", "7", at(timedelta(hours=30), 3600)): 1,  # kept
+            ("party:d", "7", at(timedelta(days=3), 86400)): 1,  # gone
+            ("proactive", "113-4829301-5520417", counters.LIFETIME): 4,  # kept for good
+        }
+        async with write_tx(engine) as conn:
+            await counters.bump(conn, rows)
+            assert await prune(conn, now) == 2
+            left = await counters.read(conn, rows)
+        assert {k for k, v in left.items() if v} == {
+            k for k in rows if k[2] in (at(timedelta(minutes=5), 60), at(timedelta(hours=30), 3600),
+                                        counters.LIFETIME)
+        }
+    finally:
+        await engine.dispose()
