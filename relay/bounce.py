@@ -25,7 +25,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from relay.archive import Record
 from relay.commit import Entry, Outgoing
-from relay.db.schema import archive
+from relay.db.schema import archive, orders
+from relay.mail import notices_i18n
 from relay.mail.autoreply import is_automatic
 from relay.mail.rewrite import new_message_id
 from relay.mail.verp import new_token
@@ -79,6 +80,7 @@ class Original:
     sender: str  # the original sender's real address: the notice goes there
     automatic: bool = False  # an auto-reply or a bounce itself: never answered (RFC 3834)
     message_id: str = ""  # the sender's own Message-ID: the notice threads under it
+    locale: str = "en"  # the order's buyer locale: the notice's language (notices_i18n)
 
 
 def sender_of(from_header: str) -> str:
@@ -99,6 +101,10 @@ async def load_original(conn: AsyncConnection, archive_id: int) -> Original | No
                 archive.c.kind,
                 archive.c.mail_from,
                 archive.c.message_id,
+                sa.select(orders.c.buyer_locale)
+                .where(orders.c.id == archive.c.order_id)
+                .scalar_subquery()
+                .label("locale"),
                 # The header section is all we need: never load a 40 MB body for it.
                 sa.func.substr(archive.c.original, 1, HEAD_BYTES).label("head"),
             ).where(archive.c.id == archive_id)
@@ -114,6 +120,7 @@ async def load_original(conn: AsyncConnection, archive_id: int) -> Original | No
         sender_of(row.from_header),
         automatic=not row.mail_from or _automatic(bytes(row.head)),
         message_id=_one_id(row.message_id),
+        locale=row.locale or "en",
     )
 
 
@@ -132,30 +139,31 @@ def _automatic(raw: bytes) -> bool:
 def compose_notice(
     original: Original, *, reason: str, domain: str, marketplace: str, now: datetime
 ) -> bytes:
+    t = notices_i18n.text_for(original.locale)
+    reason = notices_i18n.localized_reason(reason, original.locale)
     msg = EmailMessage(policy=SMTP)
-    msg["From"] = formataddr((f"{marketplace} mail delivery", f"mailer-daemon@{domain}"))
+    msg["From"] = formataddr(
+        (t.sender_name.format(marketplace=marketplace), f"mailer-daemon@{domain}")
+    )
     msg["To"] = original.sender
-    msg["Subject"] = f"Undelivered message about order {original.order_id}"
+    msg["Subject"] = t.subject.format(order=original.order_id)
     msg["Date"] = format_datetime(now)
     msg["Message-ID"] = f"<{new_message_id(domain)}>"
     msg["Auto-Submitted"] = "auto-replied"
     if original.message_id:
         msg["In-Reply-To"] = original.message_id
         msg["References"] = original.message_id
-    subject = " ".join(original.subject.split())[:200] or "(no subject)"
+    subject = " ".join(original.subject.split())[:200] or t.no_subject
     # Short lines keep an ASCII notice in 7bit: quoted-printable soft breaks would split
     # words (and addresses) across lines for anyone scanning the bytes.
-    closing = textwrap.fill(
-        f"The message is kept in the {marketplace} archive. You can write again through "
-        f"the same address, or contact {marketplace} support about this order.",
-        width=72,
-    )
+    closing = textwrap.fill(t.closing.format(marketplace=marketplace), width=72)
+    width = max(len(t.to), len(t.subject_label), len(t.sent)) + 1
     msg.set_content(
-        f"Your message about order {original.order_id} could not be delivered.\n\n"
-        f"  To:      {original.alias}\n"
-        f"  Subject: {subject}\n"
-        f"  Sent:    {format_datetime(original.sent_at)}\n\n"
-        + textwrap.fill(f"Reason: {reason}.", width=72)
+        t.intro.format(order=original.order_id) + "\n\n"
+        f"  {t.to + ':':{width}} {original.alias}\n"
+        f"  {t.subject_label + ':':{width}} {subject}\n"
+        f"  {t.sent + ':':{width}} {format_datetime(original.sent_at)}\n\n"
+        + textwrap.fill(f"{t.reason_label}: {reason}.", width=72)
         + f"\n\n{closing}\n"
     )
     return msg.as_bytes()
@@ -181,7 +189,7 @@ def notice_entry(
         alias=original.alias,
         rcpt=original.sender,
         from_header=f"mailer-daemon@{domain}",
-        subject=f"Undelivered message about order {original.order_id}",
+        subject=notices_i18n.text_for(original.locale).subject.format(order=original.order_id),
         reason=reason,
     )
     return Entry(
