@@ -42,6 +42,7 @@ _ULOCAL = re.compile(rf"^(?:{_ATEXT}|[^\x00-\x7f])+(?:\.(?:{_ATEXT}|[^\x00-\x7f]
 _PHRASE = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.\- \t\x80-\U0010ffff]*$")
 _QUOTED = re.compile(r'^"(?:[^"\\\r\n]|\\[^\r\n])*"$')
 _FIELD = re.compile(rb"^([!-9;-~]+)[ \t]*:(.*)$", re.S)
+_QUOTED_PART = re.compile(r'"(?:[^"\\\r\n]|\\[^\r\n])*"')
 
 
 class FromError(ValueError):
@@ -73,6 +74,15 @@ def header_values(raw: bytes, name: bytes = b"from") -> list[str]:
         if m and m.group(1).lower() == name.lower():
             out.append(m.group(2).decode("utf-8", "replace").strip())
     return out
+
+
+def _singleton(local: str) -> bool:
+    """A character that NFC replaces on its own (KELVIN SIGN -> K, OHM SIGN, GREEK
+    QUESTION MARK -> ';', CJK compatibility ideographs): at a provider that does not
+    normalise it names a mailbox of its own, which our key (NFC, lower case) would make
+    equal to another one, ``\u212aate`` to ``kate``. Decomposed sequences (``u`` + U+0308)
+    are one mailbox in either form and stay accepted."""
+    return any(not ch.isascii() and unicodedata.normalize("NFC", ch) != ch for ch in local)
 
 
 def _visible(text: str) -> bool:
@@ -132,7 +142,8 @@ def parse_mailbox(value: str) -> str:
     if any(ord(c) < 0x20 and c != "\t" for c in value) or "\x7f" in value:
         raise FromError("control characters in From")
     value = value.strip()
-    if "(" in value or ")" in value:
+    if "(" in _QUOTED_PART.sub("", value) or ")" in _QUOTED_PART.sub("", value):
+        # Comments, not parentheses inside a quoted display name ("Shop (Support)").
         raise FromError("comments in From are not accepted")
     if "<" in value:
         display, _, rest = value.rpartition("<")
@@ -151,7 +162,12 @@ def parse_mailbox(value: str) -> str:
     local, domain = addr.split("@")
     if "=?" in local or not (
         _LOCAL.match(local)
-        or (_ULOCAL.match(local) and _visible(local) and not _mixed_script(local))
+        or (
+            _ULOCAL.match(local)
+            and _visible(local)
+            and not _mixed_script(local)
+            and not _singleton(local)
+        )
     ):
         raise FromError("unsupported local part in From")
     domain = a_label(domain)
@@ -162,6 +178,41 @@ def parse_mailbox(value: str) -> str:
     if len(parsed) != 1 or canonical_address(parsed[0][1]) != canonical_address(mailbox):
         raise FromError("ambiguous From header")
     return mailbox
+
+
+def mailboxes(value: str) -> list[str]:
+    """The mailboxes an address-list value (To, Cc) names without any doubt: each element
+    between top-level commas read by ``parse_mailbox``; elements it refuses (comments,
+    groups, an ``@`` in an unquoted display name, route-like tails) name nobody.
+
+    ``email.utils.getaddresses`` reads ``b-alias@relay.example <x@evil.example>`` as two
+    addresses, the first in what every mail client shows as a display name: a signed
+    auto-reply to such a From would look written to the alias (relay.authn.replay)."""
+    elements, depth, quoted, escaped, start = [], 0, False, False, 0
+    for i, ch in enumerate(value):
+        if escaped:
+            escaped = False
+        elif quoted:
+            escaped, quoted = ch == "\\", ch != '"'
+        elif ch == '"':
+            quoted = True
+        elif ch in "<(":
+            depth += 1
+        elif ch in ">)":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            elements.append(value[start:i])
+            start = i + 1
+    elements.append(value[start:])
+    out = []
+    for element in elements:
+        if not element.strip():
+            continue
+        try:
+            out.append(parse_mailbox(element))
+        except FromError:
+            continue
+    return out
 
 
 def single_from(values: list[str]) -> str:

@@ -7,18 +7,19 @@ not that it was sent to this alias: anyone holding one signed message could re-s
 from __future__ import annotations
 
 import dataclasses
-import email.utils
 from collections.abc import Collection
 
 from relay.authn.dkimverify import DkimResult
-from relay.authn.fromaddr import header_values
+from relay.authn.fromaddr import canonical_address, header_values, mailboxes
 
 REPLAYED = "signed for other recipients"
 UNSIGNED_TO = "To not signed and no aligned SPF pass"
 
 
 def _named(values: list[str]) -> set[str]:
-    return {addr.lower() for _, addr in email.utils.getaddresses(values) if addr}
+    """Address keys named unambiguously (``relay.authn.fromaddr.mailboxes``): an address
+    a reader sees as a display name never counts as naming the alias."""
+    return {canonical_address(box) for value in values for box in mailboxes(value)}
 
 
 def replay_check(
@@ -38,7 +39,7 @@ def replay_check(
     """
     to, cc = header_values(raw, b"to"), header_values(raw, b"cc")
     doubled = len(to) > 1 or len(cc) > 1
-    wanted = {r.strip().strip("<>").lower() for r in recipients}
+    wanted = {canonical_address(r.strip().strip("<>")) for r in recipients}
     named_to, named_cc = _named(to), _named(cc)
     out = []
     for r in results:
