@@ -306,14 +306,15 @@ class LimitsSection(_Section):
     """Abuse controls (relay.ratelimits): counters shared by every relay on one database.
 
     ``0`` turns a limit off. The defaults are far above what a party meets in normal use
-    (a busy seller answers a few hundred buyers a day), so only a flood trips them.
+    (a busy seller answers a few hundred buyers a day; a big mail provider's outbound host
+    carries many parties), so only a flood trips them.
     Windows are fixed and aligned to the epoch (a minute, an hour, a UTC day).
     """
 
-    per_party_hour: int = Field(default=600, ge=0, description="messages per sender party")
-    per_party_day: int = Field(default=5000, ge=0, description="messages per sender party")
+    per_party_hour: int = Field(default=1000, ge=0, description="messages per sender party")
+    per_party_day: int = Field(default=10000, ge=0, description="messages per sender party")
     per_order_day: int = Field(default=50, ge=0, description="messages per order, both ways")
-    per_ip_minute: int = Field(default=600, ge=0, description="messages per client address")
+    per_ip_minute: int = Field(default=3000, ge=0, description="messages per client address")
     proactive_per_order: int = Field(
         default=10, ge=0, description="seller messages per order that answer no buyer message"
     )
