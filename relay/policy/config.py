@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 import relay
 
-KindAction = Literal["allow", "redact", "reject"]
+KindAction = Literal["allow", "redact", "hold", "reject"]
 
 TOKEN_KINDS = (
     "email_address", "phone_number", "external_link", "messaging_app_link", "social_handle",
@@ -130,6 +130,22 @@ class Review(_Strict):
 class Language(_Strict):
     min_letters: int = Field(default=40, ge=0)
     min_confidence: float = Field(default=0.9, ge=0, le=1)
+    # below this confidence (and the buyer's language unlikely) the message is held
+    hold_below: float = Field(default=0.6, ge=0, le=1)
+
+
+class Reading(_Strict):
+    """Attachment text read by the body's rules, within a budget per message."""
+
+    enabled: bool = True
+    ocr: bool = True                      # images through tesseract, when installed
+    max_bytes: int = Field(default=16_000_000, gt=0)    # attachment bytes read
+    max_chars: int = Field(default=200_000, gt=0)       # text taken from attachments
+    max_pages: int = Field(default=200, gt=0)           # PDF pages
+    doc_seconds: float = Field(default=3.0, gt=0)       # PDF/Office/ODF text
+    ocr_seconds: float = Field(default=8.0, gt=0)       # OCR of images
+    ocr_min_confidence: float = Field(default=55.0, ge=0, le=100)
+    hold_unreadable: bool = True   # hold (not deliver) what could not be read in full
 
 
 class Lexicons(_Strict):
@@ -145,6 +161,7 @@ class PolicyFile(_Strict):
     attachments: Attachments = Field(default_factory=Attachments)
     review: Review = Field(default_factory=Review)
     language: Language = Field(default_factory=Language)
+    reading: Reading = Field(default_factory=Reading)
     lexicons: Lexicons = Field(default_factory=Lexicons)
 
 

@@ -14,7 +14,7 @@ from email.message import Message
 
 import regex
 
-from relay.policy import attachments, mime
+from relay.policy import attachments, doctext, mime
 from relay.policy.config import MESSAGE_KINDS, TOKEN_KINDS, Policy, PolicyError, load_policy
 from relay.policy.htmlpart import MAX_HTML_DEPTH, HtmlJudge, nesting_depth
 from relay.policy.markers import marker
@@ -42,6 +42,9 @@ class _Run:
     plain: list[str] = field(default_factory=list)
     html_text: list[str] = field(default_factory=list)
     text_bytes: int = 0
+    to_read: list[tuple[Message, Message | None, str, str]] = field(default_factory=list)
+    attached: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 class PolicyEngine:
@@ -104,11 +107,14 @@ class PolicyEngine:
         if total > limits.max_attachment_bytes:
             kind = "attachment_too_large"
             self._add(run, kind, RULES[kind].name, "attachment:*", f"{total} bytes")
+        if run.to_read and not any(f.action == "reject" for f in run.findings):
+            self._read_attachments(run)
         plain, html = "\n".join(run.plain), "\n".join(run.html_text)
         # the text part, unless it is a stub of an HTML-first message
         body = plain if len(plain.strip()) * 2 >= len(html.strip()) else html
-        for mf in self.messages.judge(run.subject, body, ctx):
-            self._add(run, mf.kind, mf.kind, "body.text", mf.excerpt, mf.allowed)
+        for mf in self.messages.judge(run.subject, body, ctx, "\n".join(run.attached)):
+            self._add(run, mf.kind, mf.kind, "body.text", mf.excerpt, mf.allowed,
+                      "hold" if mf.undecided else None)
         return self._verdict(msg, raw, run)
 
     def _verdict(self, msg: Message, raw: bytes, run: _Run) -> Verdict:
@@ -117,19 +123,26 @@ class PolicyEngine:
         if action == "reject":
             first = next(f for f in findings if f.action == "reject")
             return Verdict("reject", findings, None, self.reason(first))
+        if action == "hold":
+            first = next(f for f in findings if f.action == "hold")
+            out = mime.to_bytes(msg) if run.changed else raw
+            return Verdict("hold", findings, out, self.reason(first, held=True), run.timings)
         if action == "redact" and run.changed:
-            return Verdict("redact", findings, mime.to_bytes(msg), "")
-        return Verdict(action, findings, raw, "")
+            return Verdict("redact", findings, mime.to_bytes(msg), "", run.timings)
+        return Verdict(action, findings, raw, "", run.timings)
 
-    def reason(self, f: Finding) -> str:
+    def reason(self, f: Finding, held: bool = False) -> str:
+        if held:
+            return f"Message held for review by rule {f.rule}: the policy could not decide"
         rule = RULES.get(f.kind)
         text = rule.description if rule else "content not allowed"
         return f"Message refused by rule {f.rule}: {text}"
 
     # -- pieces -------------------------------------------------------------------------
     def _add(self, run: _Run, kind: str, rule: str, where: str, excerpt: str,
-             allowed: bool = False) -> Finding:
-        action = "allow" if allowed else getattr(self.policy.file.actions, kind, "redact")
+             allowed: bool = False, action: str | None = None) -> Finding:
+        if action is None:
+            action = "allow" if allowed else getattr(self.policy.file.actions, kind, "redact")
         f = Finding(kind, rule, action, where, excerpt[:200])
         run.findings.append(f)
         return f
@@ -243,7 +256,11 @@ class PolicyEngine:
         if j.kind is None:
             if part.get_content_maintype() == "text" and j.real in ("text", "csv"):
                 self._text(part, run, where)
+            elif j.real in doctext.READABLE:
+                run.to_read.append((part, parent, j.real, where))
             return len(data)
+        if j.kind == "image_metadata":
+            run.to_read.append((part, parent, j.real, where))
         f = self._add(run, j.kind, RULES[j.kind].name, where, j.detail)
         if f.action != "redact":
             return len(data)
@@ -254,6 +271,35 @@ class PolicyEngine:
             mime.remove_part(parent, part)
             run.changed = True
         return len(data)
+
+    def _read_attachments(self, run: _Run) -> None:
+        """Attachment text judged by the body's token rules; an attachment carrying a
+        redactable token goes (with a marker), its text still counts for message kinds."""
+        cfg = self.policy.file.reading
+        if not cfg.enabled:
+            return
+        budget = doctext.Budget(max_bytes=cfg.max_bytes, max_chars=cfg.max_chars,
+                                max_pages=cfg.max_pages, doc_seconds=cfg.doc_seconds,
+                                ocr_seconds=cfg.ocr_seconds)
+        for part, parent, real, where in run.to_read:
+            res = doctext.read(real, mime.payload_bytes(part), budget,
+                               locale=run.ctx.buyer_locale, ocr=cfg.ocr,
+                               min_confidence=cfg.ocr_min_confidence)
+            if res.undecided and cfg.hold_unreadable:
+                self._add(run, "attachment_removed", "attachment.unreadable", where,
+                          res.undecided, action="hold")
+            if not res.text.strip():
+                continue
+            run.attached.append(res.text)
+            remove = False
+            for h in self.scanner.scan(res.text, run.ctx, emoji=False):
+                f = self._add(run, h.kind, h.rule, where, h.excerpt, h.allowed)
+                remove |= f.action == "redact"
+            if remove and parent is not None:
+                mime.remove_part(parent, part)
+                run.changed = True
+        run.timings = {"doc_ms": round(budget.spent_doc * 1000, 1),
+                       "ocr_ms": round(budget.spent_ocr * 1000, 1)}
 
 
 assert set(TOKEN_KINDS) | set(MESSAGE_KINDS) == set(RULES)

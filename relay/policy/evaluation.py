@@ -87,17 +87,19 @@ def judge_case(case: dict, verdict: Verdict) -> CaseResult:
     res = CaseResult(case["id"], True, verdict.action, exp["action"])
     res.found = {f.kind for f in verdict.findings if f.action in ("redact", "reject")}
     res.wanted = set(exp.get("redact", [])) | set(exp.get("reject", []))
-    if verdict.action != exp["action"]:
+    held_ok = (verdict.action == "hold" and exp["action"] == "reject"
+               and bool(exp.get("hold_ok")))   # the decision needs text out of an image
+    if verdict.action != exp["action"] and not held_ok:
         res.problems.append(f"action {verdict.action}, expected {exp['action']}")
     redacted = {f.kind for f in verdict.findings if f.action == "redact"}
     for kind in exp.get("redact", []):
         if kind not in redacted:
             res.problems.append(f"no redact finding of kind {kind}")
-    if exp["action"] == "reject" and exp.get("reject"):
+    if exp["action"] == "reject" and exp.get("reject") and not held_ok:
         rejected = {f.kind for f in verdict.reject_findings}
         if not rejected & set(exp["reject"]):
             res.problems.append(f"none of {exp['reject']} among reject findings")
-    if verdict.message is not None and exp["action"] in ("deliver", "redact"):
+    if verdict.message is not None and exp["action"] in ("deliver", "redact", "hold"):
         text = decoded_text(verdict.message)
         for s in exp.get("must_not_survive", []):
             if squash(s) in text:

@@ -42,6 +42,11 @@ def letters(text: str) -> int:
     return len(regex.findall(r"\p{L}", text))
 
 
+def prose_letters(text: str) -> int:
+    """Letters left once links, addresses, codes and numbers are taken out."""
+    return letters(_NOISE.sub(" ", text[:4000]))
+
+
 def detect(text: str) -> tuple[str, float, dict[str, float]]:
     """(language, confidence, all probabilities) of ``text`` without links and codes."""
     clean = _NOISE.sub(" ", text[:4000])    # a few paragraphs identify a language

@@ -41,6 +41,7 @@ class MessageFinding:
     kind: str
     excerpt: str
     allowed: bool = False  # recorded, not refused (e.g. the one neutral review request)
+    undecided: bool = False  # the rule cannot decide: the message is held for ops
 
 
 def own_text(text: str) -> str:
@@ -70,6 +71,7 @@ class MessageView:
     ctx: PolicyContext
     reviews: bool = False      # does the text talk about reviews at all (computed once)
     lex: Lexicon | None = None
+    attached: str = ""     # text read out of attachments (judged for content, not tone)
 
     @functools.cached_property
     def acts(self) -> intents.Intents:
@@ -81,6 +83,8 @@ class MessageView:
 
     @property
     def text(self) -> str:
+        if self.attached:
+            return f"{self.subject}\n{self.body}\n{self.attached}"
         return f"{self.subject}\n{self.body}"
 
 
@@ -284,6 +288,11 @@ class WrongLanguage(MessageRule):
         got, conf, probs = language.detect(view.body)
         if got != want and conf >= cfg.min_confidence and probs.get(want, 0.0) < 0.01:
             return [MessageFinding(self.kind, f"written in {got}, buyer reads {want}")]
+        if (conf < cfg.hold_below and probs.get(want, 0.0) < 0.5
+                and language.prose_letters(view.body) >= 2 * cfg.min_letters):
+            # no language stands out: neither "right" nor "wrong" can be claimed
+            return [MessageFinding(self.kind, f"language not identified (best {got} "
+                                              f"{conf:.2f})", undecided=True)]
         return []
 
 
@@ -301,11 +310,13 @@ class MessageRules:
         self.lex = policy.lexicon
         self.rules = [cls(policy) for cls in MESSAGE_RULES]
 
-    def judge(self, subject: str, body: str, ctx: PolicyContext) -> list[MessageFinding]:
+    def judge(self, subject: str, body: str, ctx: PolicyContext,
+              attached: str = "") -> list[MessageFinding]:
         own = own_text(body[:MAX_BODY])
+        attached = attached[:MAX_BODY]
         seller = ctx.direction == "seller-to-buyer"
-        reviews = seller and _mentions_reviews(self.lex, f"{subject}\n{own}")
-        view = MessageView(subject, own, ctx, reviews, self.lex)
+        reviews = seller and _mentions_reviews(self.lex, f"{subject}\n{own}\n{attached}")
+        view = MessageView(subject, own, ctx, reviews, self.lex, attached)
         out: list[MessageFinding] = []
         for rule in self.rules:
             if rule.seller_only and ctx.direction != "seller-to-buyer":

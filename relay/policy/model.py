@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 Direction = Literal["buyer-to-seller", "seller-to-buyer"]
-Action = Literal["deliver", "redact", "reject"]
-FindingAction = Literal["allow", "redact", "reject"]
+Action = Literal["deliver", "redact", "hold", "reject"]
+FindingAction = Literal["allow", "redact", "hold", "reject"]
 
-_STRENGTH = {"deliver": 0, "allow": 0, "redact": 1, "reject": 2}
+_STRENGTH = {"deliver": 0, "allow": 0, "redact": 1, "hold": 2, "reject": 3}
 
 
 @dataclass(frozen=True)
@@ -50,13 +50,16 @@ class Finding:
 @dataclass(frozen=True)
 class Verdict:
     """``message`` is the message to forward: the original bytes for ``deliver``, the
-    redacted bytes for ``redact``, ``None`` for ``reject``. ``reason`` is the plain,
-    non-echoing sentence the sender sees in the SMTP reply when rejected."""
+    redacted bytes for ``redact``, ``None`` for ``reject``; for ``hold`` the bytes that
+    would be forwarded once ops release it. ``reason`` is the plain, non-echoing sentence
+    the sender sees in the SMTP reply when rejected (for ``hold``: why it waits).
+    ``timings`` are milliseconds spent reading attachments (``doc_ms``, ``ocr_ms``)."""
 
     action: Action
     findings: tuple[Finding, ...] = field(default_factory=tuple)
     message: bytes | None = None
     reason: str = ""
+    timings: dict[str, float] = field(default_factory=dict, compare=False)
 
     @property
     def reject_findings(self) -> tuple[Finding, ...]:
@@ -64,6 +67,6 @@ class Verdict:
 
 
 def strongest(actions: list[str]) -> Action:
-    """reject > redact > deliver, as the spec orders them."""
+    """reject > hold > redact > deliver, as the spec orders them."""
     best = max((_STRENGTH[a] for a in actions), default=0)
-    return ("deliver", "redact", "reject")[best]  # type: ignore[return-value]
+    return ("deliver", "redact", "hold", "reject")[best]  # type: ignore[return-value]

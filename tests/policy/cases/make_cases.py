@@ -114,14 +114,30 @@ def _png_text(text: str, size=(900, 120)) -> bytes:
     return buf.getvalue()
 
 
-def _png_noise(size=(400, 300)) -> bytes:
-    import random
+def _png_photo() -> bytes:
+    """A smooth gradient with a shape: what a photo of a scratch looks like to OCR."""
+    from PIL import Image, ImageDraw
 
-    from PIL import Image
+    im = Image.new("RGB", (320, 240))
+    im.putdata([(x % 256, (x + y) % 256, 180) for y in range(240) for x in range(320)])
+    ImageDraw.Draw(im).ellipse((100, 80, 220, 160), fill=(90, 60, 40))
+    buf = io.BytesIO()
+    im.save(buf, "PNG")
+    return buf.getvalue()
 
-    rnd = random.Random(7)
-    im = Image.new("L", size)
-    im.putdata([rnd.randrange(256) for _ in range(size[0] * size[1])])
+
+def _png_blurred(text: str) -> bytes:
+    """Text that is clearly there but too blurred to read (a shaky phone photo of a note)."""
+    from PIL import Image, ImageDraw, ImageFilter, ImageFont
+
+    im = Image.new("RGB", (700, 140), "white")
+    d = ImageDraw.Draw(im)
+    try:
+        font = ImageFont.truetype("DejaVuSans.ttf", 16)
+    except OSError:
+        font = ImageFont.load_default(size=16)
+    d.text((10, 10), text, fill="black", font=font)
+    im = im.filter(ImageFilter.GaussianBlur(2.0))
     buf = io.BytesIO()
     im.save(buf, "PNG")
     return buf.getvalue()
@@ -327,11 +343,23 @@ add("en PDF manual delivered",
 # ---- hold ------------------------------------------------------------------------------
 add("image with text the policy cannot read: hold",
     mail("Hi Paula,\n\nsee the attached picture for the details.\n\nTom",
-         atts=[(_png_noise(), "image", "png", "details.png")]),
+         atts=[(_png_blurred("Please call our office tomorrow about the\nspare parts and the "
+                             "delivery address\nfor your order number today"),
+                "image", "png", "details.png")]),
     ctx(), exp("hold"))
 add("seller text in a language the policy cannot identify: hold",
-    mail("Xq zrvv plk tmmr, qwv zzkp lorr vtnn mkkq prr.\n\nTom", "Re: order"),
+    mail("Xq zrvv plk tmmr, qwv zzkp lorr vtnn mkkq prr, brx vollq ztt sne gharr. "
+         "Vrokk tzam plirr, quvv nesk drallo. Zymm krett voll.\n\nTom",
+         "Re: order"),
     ctx(locale="de-DE"), exp("hold"))
+add("de buyer photo without text: delivered (a photo is not unreadable text)",
+    mail("Hallo,\n\nanbei ein Foto vom Kratzer.\n\nKim", direction=B2S,
+         atts=[(_png_photo(), "image", "png", "kratzer.png")]),
+    ctx(B2S, locale="de-DE"), exp("deliver"))
+add("es image whose text is an off-platform payment request: reject (or hold)",
+    mail("Hola Marta,\n\nle mando los datos en la imagen.\n\nSaludos",
+         atts=[(_png_text("Pague por Bizum al 612 345 678"), "image", "png", "datos.png")]),
+    ctx(locale="es-ES"), exp("reject", reject=["off_platform"], hold_ok=True))
 
 
 def main() -> None:
