@@ -57,6 +57,10 @@ async def _seed(relay: Any, sink: Any) -> Any:
     )
     code, text = await send(relay.port, SELLER, [order.buyer_alias], html.as_bytes())
     assert code in (250, 550), text  # delivered or refused, the archive has it either way
+    spam = message("stranger@elsewhere.example", order.seller_alias, "Cheap watches", "Buy.\n")
+    code, text = await send(relay.port, "stranger@elsewhere.example", [order.seller_alias],
+                            spam.as_bytes())  # fmt: skip
+    assert code == 550, text
     await sink.wait_for(2)
     delivered = sink.messages[0].data
     assert PHONE.encode() not in delivered  # the real policy redacted it
@@ -85,6 +89,57 @@ async def test_message_center_in_chromium(make_settings, sink, tmp_path: Path) -
         finally:
             stop.set()
             await asyncio.wait_for(server, 10)
+
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+SHOTS = ("thread.png", "record.png", "search-1280.png", "search-390.png", "thread-390.png")
+
+
+def _keep(tmp_path: Path) -> None:
+    """The screenshots the README shows are the ones this test takes (docs/screenshots/);
+    RELAY_WEB_SCREENSHOTS names another folder to copy them to."""
+    for folder in (DOCS, Path(os.environ.get("RELAY_WEB_SCREENSHOTS", "") or DOCS)):
+        if os.access(folder.parent, os.W_OK) or os.access(folder.parents[1], os.W_OK):
+            folder.mkdir(parents=True, exist_ok=True)
+            for name in SHOTS:
+                if (tmp_path / name).exists():
+                    shutil.copy(tmp_path / name, folder / name)
+
+
+async def _fits(page: Any) -> None:
+    """Nothing makes the page itself scroll sideways; order ids and times stay on one line."""
+    overflow = await page.evaluate(
+        "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+    )
+    wide = await page.evaluate(
+        "[...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right"
+        " > document.documentElement.clientWidth + 1).slice(0, 5).map(e => e.tagName + '.' +"
+        " e.className + ' ' + Math.round(e.getBoundingClientRect().right))"
+    )
+    assert overflow <= 1, f"page scrolls sideways by {overflow}px: {wide} at {page.url}"
+    lines_of = (
+        "e => { const r = document.createRange(); r.selectNodeContents(e); "
+        "return new Set([...r.getClientRects()].map(x => Math.round(x.top))).size; }"
+    )
+    for cell in await page.locator(".nowrap").all():
+        assert await cell.evaluate(lines_of) == 1, await cell.text_content()
+
+
+async def _layouts(page: Any, tmp_path: Path) -> None:
+    """The thread and the search at a desktop width (1280 px) and a phone's (390 px)."""
+    thread_url = page.url
+    for width, height in ((1280, 900), (390, 844)):
+        await page.set_viewport_size({"width": width, "height": height})
+        await page.goto(thread_url.split("/ui/")[0] + "/ui/?text=parcel")
+        await page.wait_for_selector("table.results")
+        await _fits(page)
+        await page.screenshot(path=str(tmp_path / f"search-{width}.png"), full_page=True)
+        await page.goto(thread_url)
+        await page.wait_for_selector("article.message")
+        await _fits(page)
+        if width == 390:
+            await page.screenshot(path=str(tmp_path / "thread-390.png"), full_page=True)
+    await page.set_viewport_size({"width": 1280, "height": 900})
 
 
 async def _walk(browser: Any, base: str, order_id: str, tmp_path: Path) -> None:
@@ -118,12 +173,17 @@ async def _walk(browser: Any, base: str, order_id: str, tmp_path: Path) -> None:
     await rows.first.locator(f"a:text('{order_id}')").click()
     await page.wait_for_selector("article.message")
     verdicts = await page.locator("article.message .verdict").all_text_contents()
-    assert verdicts[:2] == ["redact", "deliver"] and len(verdicts) == 3
+    assert verdicts[:2] == ["redact", "deliver"] and len(verdicts) == 4
+    # The stranger's refused mail reads as a stranger's, not as the buyer's.
+    stranger = page.locator("article.message.stranger")
+    assert await stranger.count() == 1
+    assert "stranger → seller" in (await stranger.locator(".who").text_content() or "")
     mark = page.locator("article.message mark.redaction").first
     assert await mark.text_content() == "[phone number removed]"
     assert await mark.is_visible()
     assert "phone_number" in (await page.locator("table.findings").first.text_content() or "")
     await page.screenshot(path=str(tmp_path / "thread.png"), full_page=True)
+    await _layouts(page, tmp_path)
 
     # Original and delivered side by side.
     await page.locator("article.message h3 a").first.click()
@@ -141,10 +201,7 @@ async def _walk(browser: Any, base: str, order_id: str, tmp_path: Path) -> None:
     assert await sides.nth(1).locator("a.download").get_attribute("href")
     shot = tmp_path / "record.png"
     await page.screenshot(path=str(shot), full_page=True)
-    keep = os.environ.get("RELAY_WEB_SCREENSHOTS")
-    if keep:
-        for name in ("thread.png", "record.png"):
-            shutil.copy(tmp_path / name, Path(keep) / name)
+    _keep(tmp_path)
 
     # An HTML body: sanitised, in a sandboxed frame, and none of its script runs.
     await page.go_back()
