@@ -33,7 +33,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from relay import replies
+from relay import holds, replies
 from relay.db import read_tx
 from relay.db.schema import UTCDateTime, archive, deliveries, delivery_events, utcnow
 
@@ -285,6 +285,7 @@ class DatabaseCollector(Collector):
             if first is not None:
                 oldest = first if oldest is None or first < oldest else oldest
         self._oldest = (utcnow() - oldest).total_seconds() if oldest else 0.0
+        self._holds_overdue = await holds.overdue(self.engine)
 
     async def _read_responses(self, timeout: float) -> None:
         """The 24-hour response rule over the last 30 days, summed over all sellers (a
@@ -371,6 +372,10 @@ class DatabaseCollector(Collector):
         )
         yield GaugeMetricFamily(
             "relay_database_up", "1 if the last scrape could read the database", value=self._up
+        )
+        yield GaugeMetricFamily(  # relay.holds: messages waiting for ops past the alert age
+            "relay_holds_overdue", "Held messages older than policy.hold_alert_after",
+            value=getattr(self, "_holds_overdue", 0),
         )
         yield GaugeMetricFamily(
             "relay_metrics_catching_up",

@@ -19,7 +19,7 @@ import structlog
 from sqlalchemy.exc import DataError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from relay import replies
+from relay import holds, replies
 from relay.archive import Record, bounded
 from relay.authn.fromaddr import FromError, canonical_address, header_values, single_from
 from relay.commit import Entry, GroupCommitter, Outgoing
@@ -146,6 +146,7 @@ class Pipeline:
         self.committer = committer
         self.policy = policy
         self.verp_key = verp_key
+        holds.configure(settings.policy.hold_alert_after)  # the overdue metric's age
         self.authenticator = authenticator
         m = settings.message
         self.budget = Budget(m.cpu_budget.total_seconds(), m.memory_budget_mb * 1024 * 1024)
@@ -243,7 +244,8 @@ class Pipeline:
         except BudgetExceeded as over:
             return _Judged(res, "refused", over.reply.text, auth=check.auth, refusal=over.reply)
         return _Judged(
-            res, verdict.action, "", findings, check.auth, delivered, relay_id=relay_id,
+            res, verdict.action, verdict.reason if verdict.action == "hold" else "", findings,
+            check.auth, delivered, relay_id=relay_id,
             reply=is_reply,
         )
 
@@ -326,7 +328,7 @@ class Pipeline:
             # archive's chain lock, where it would hold up every other session's commit.
             extra={"search": prepared.search_text},
         )  # fmt: skip
-        if delivered is None:
+        if delivered is None or verdict == "hold":  # held: archived, queued on release
             return Entry(record, charges=charges)
         token = new_token()
         original_ids = rw.message_ids(inbound.first("Message-ID"))

@@ -244,6 +244,10 @@ class PolicySection(_Section):
     file: Path | None = Field(default=None, description="policy TOML; None: the shipped default")
     enabled: bool = True
     workers: int = Field(default=0, ge=0, description="policy processes; 0: in-process threads")
+    hold_alert_after: Duration = Field(
+        default=timedelta(hours=24),
+        description="held messages older than this are counted by relay_holds_overdue",
+    )
 
 
 class MessageSection(_Section):

@@ -31,6 +31,7 @@ _COMMANDS: dict[str, str] = {
     "template": "relay.cli.template:template",
     "sink": "relay.cli.sink:sink",
     "limits": "relay.cli.limits:limits",
+    "hold": "relay.cli.hold:hold",
 }
 
 
