@@ -30,7 +30,9 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
         database = parsed.database or ""
         if database and database != ":memory:":
             Path(database).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+        # Connections are renewed hourly so that each one, closing, refreshes the query
+        # planner's statistics (PRAGMA optimize below): the relay keeps them fresh itself.
+        engine = create_async_engine(url, connect_args={"timeout": 30}, pool_recycle=3600)
         _install_sqlite_hooks(engine)
         return engine
     return create_async_engine(
@@ -55,6 +57,19 @@ def _install_sqlite_hooks(engine: AsyncEngine) -> None:
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA busy_timeout=30000")
         cur.close()
+
+    @event.listens_for(sync_engine, "close")
+    def _on_close(dbapi_conn: Any, _record: Any) -> None:
+        """SQLite's advice for long-lived connections: PRAGMA optimize before closing
+        re-analyses the tables this connection's queries would have planned better with
+        fresh statistics (bounded by analysis_limit, so it stays cheap on a big archive)."""
+        try:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA analysis_limit=1000")
+            cur.execute("PRAGMA optimize")
+            cur.close()
+        except Exception:  # a closing connection must close, whatever the pragma says
+            pass
 
     @event.listens_for(sync_engine, "begin")
     def _on_begin(conn: Any) -> None:

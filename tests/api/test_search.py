@@ -187,3 +187,23 @@ async def test_a_big_sellers_text_search_lets_the_index_drive(engine, archive_ms
             for big in (True, False):
                 q = archive.search_query(f, engine.dialect.name, big_party=big)
                 assert [r.id for r in (await conn.execute(q)).all()] == found
+
+
+async def test_the_relay_keeps_sqlite_statistics_fresh(settings, order, archive_msg) -> None:
+    """No manual ANALYZE: connections run PRAGMA optimize as they close (hourly recycle)."""
+    import sqlite3
+
+    from relay.db import create_engine
+
+    if not settings.database.url.startswith("sqlite"):
+        pytest.skip("PostgreSQL keeps statistics with autovacuum")
+    engine = create_engine(settings.database.url)
+    for i in range(20):
+        await archive_msg(order, "buyer-to-seller", f"refund {i}", "x\n")
+    await archive.search(engine, archive.SearchFilter(seller=order.seller, text="refund"))
+    await archive.search(engine, archive.SearchFilter(order_id=order.id))
+    await engine.dispose()
+    path = settings.database.url.split("///", 1)[1]
+    with sqlite3.connect(path) as conn:
+        tables = {r[0] for r in conn.execute("SELECT tbl FROM sqlite_stat1")}
+    assert "archive" in tables, tables
