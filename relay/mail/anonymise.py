@@ -31,7 +31,11 @@ import binascii
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from email.utils import getaddresses
+from email.errors import HeaderParseError
+from email.header import decode_header, make_header
+from email.message import Message
+from email.utils import collapse_rfc2231_value, getaddresses
+from urllib.parse import unquote
 
 from relay.mail import fields as F
 from relay.mail.mime_ids import IdMinter, has_cid
@@ -86,6 +90,33 @@ _LANG = re.compile(rb"[A-Za-z0-9, \t-]{1,200}")
 _FIELD_LINE = re.compile(rb"[!-9;-~]{1,76}:")
 _EML = re.compile(rb"(?i)name\*?=[^;]*\.eml\b")
 _ADDR_IN_TEXT = re.compile(r"@|%40|&#0*64;|&#x0*40;|&commat;", re.I)
+# Parameters a reader needs (RFC 2045-2046, 2183, 3462, 3676, 1847, 2387, 5545); any
+# other one is free text anybody can fill (``x-unix-owner="support@shop.example"``).
+CT_PARAMS = frozenset(
+    {"charset", "boundary", "start", "start-info", "type", "format", "delsp", "reply-type",
+     "report-type", "protocol", "micalg", "method", "component", "smime-type", "name",
+     "differences"}
+)  # fmt: skip
+CD_PARAMS = frozenset({"filename", "size", "creation-date", "modification-date", "read-date"})
+FILE_NAMES = frozenset({"name", "filename"})
+_EXT = re.compile(r"\.[A-Za-z0-9]{1,8}$")
+
+
+def _decoded_words(value: str) -> str:
+    """A parameter value as a mail client shows it: RFC 2047 words decoded (Outlook and
+    Gmail write them inside quoted filenames although RFC 2047 §5 forbids it)."""
+    if "=?" not in value:
+        return value
+    try:
+        return str(make_header(decode_header(value)))
+    except (HeaderParseError, UnicodeError, LookupError, ValueError):
+        return value
+
+
+def _neutral_name(shown: str) -> str:
+    """``attachment`` with the extension of the name it replaces (so it still opens)."""
+    ext = _EXT.search(shown.strip())
+    return "attachment" + (ext.group(0).lower() if ext else "")
 
 
 @dataclass(frozen=True)
@@ -167,10 +198,12 @@ class Anonymiser:
                         changed = changed.replace(boundary, new_boundary)
                 changed = _START.sub(self._start, changed)
                 eml = eml or bool(_EML.search(raw))
+                changed = self._params("Content-Type", changed, CT_PARAMS)
                 out.append(_kept_or_built(field, raw, changed, "Content-Type"))
             elif name == "content-disposition":
                 eml = eml or bool(_EML.search(raw))
-                out.append(_kept_or_built(field, raw, raw, "Content-Disposition"))
+                changed = self._params("Content-Disposition", raw, CD_PARAMS)
+                out.append(_kept_or_built(field, raw, changed, "Content-Disposition"))
             elif name == "content-transfer-encoding":
                 cte = F.text(raw).strip().lower()
                 if raw.isascii():
@@ -186,6 +219,34 @@ class Anonymiser:
             elif name == "mime-version" and raw.isascii():
                 out.append(b"MIME-Version: " + raw + b"\r\n")
         return _Entity(out, ctype, cte, boundary, new_boundary, eml)
+
+    def _params(self, name: str, raw: bytes, allowed: frozenset[str]) -> bytes:
+        """``raw`` with only the ``allowed`` parameters, and a ``name``/``filename`` that
+        names someone (decoded first: RFC 2231, continuations included, and RFC 2047)
+        replaced by a neutral one with the same extension. Unchanged: ``raw`` itself."""
+        if b";" not in raw:
+            return raw
+        msg = Message()
+        msg[name] = F.text(raw)
+        params = msg.get_params(header=name) or []
+        if len(params) < 2:
+            return raw
+        kept: list[str] = [params[0][0]]
+        changed = False
+        for key, val in params[1:]:
+            key = key.strip().lower()
+            if key not in allowed:
+                changed = True
+                continue
+            value = collapse_rfc2231_value(val) if isinstance(val, tuple) else str(val)
+            if key in FILE_NAMES:
+                shown = _decoded_words(value)
+                if self._names_someone(shown) or self._names_someone(unquote(shown)):
+                    value, changed = _neutral_name(shown), True
+            kept.append(f'{key}="{value.replace(chr(92), "").replace(chr(34), "")}"')
+        if not changed:
+            return raw
+        return "; ".join(kept).encode("utf-8")
 
     def _start(self, m: re.Match[bytes]) -> bytes:
         """multipart/related's ``start`` names the root part by its Content-ID."""
