@@ -25,7 +25,7 @@ def _run_read(state: CliState, fn: Any) -> Any:
 
 def _print(view: orders.OrderView, as_json: bool) -> None:
     if as_json:
-        echo_json(view.as_dict())
+        echo_json({"order_id": view.id, **view.as_dict()})  # as the API: order_id (+ id)
         return
     click.echo(f"order {view.id} ({view.status})")
     click.echo(f"  buyer  {view.buyer_name or '-'}  reached at {view.buyer_alias}")
@@ -126,7 +126,7 @@ def list_(
         ),
     )
     if as_json:
-        echo_json([v.as_dict() for v in views])
+        echo_json([{"order_id": v.id, **v.as_dict()} for v in views])
         return
     for v in views:
         click.echo(f"{v.id}  {v.status:6}  {v.buyer_alias}  {v.seller_alias}")
