@@ -48,14 +48,14 @@ def live_api(db_url: str, tmp_path: Path) -> Iterator[str]:
     assert b"Traceback" not in err, err.decode()[-3000:]
 
 
-def test_schemathesis_finds_nothing(live_api: str) -> None:
+def test_schemathesis_finds_nothing(live_api: str, tmp_path: Path) -> None:
     st = shutil.which("st", path=str(Path(sys.executable).parent))
     if st is None:
         pytest.skip("schemathesis is not installed (pip install -e '.[test]')")
     run = subprocess.run(
         [st, "run", f"{live_api}/openapi.json", "--checks", "all", "--max-examples", "5",
          "--seed", "1", "-H", f"Authorization: Bearer {TOKEN}", "--no-color"],
-        capture_output=True, text=True, timeout=600,
+        capture_output=True, text=True, timeout=600, cwd=tmp_path,  # its cache stays there
     )  # fmt: skip
     assert run.returncode == 0, run.stdout[-6000:]
     assert "Tested: 17" in run.stdout or "Tested:" in run.stdout, run.stdout[-2000:]
