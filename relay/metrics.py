@@ -33,7 +33,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from relay import holds, replies
+from relay import replies
 from relay.db import read_tx
 from relay.db.schema import UTCDateTime, archive, deliveries, delivery_events, utcnow
 
@@ -285,6 +285,8 @@ class DatabaseCollector(Collector):
             if first is not None:
                 oldest = first if oldest is None or first < oldest else oldest
         self._oldest = (utcnow() - oldest).total_seconds() if oldest else 0.0
+        from relay import holds  # here: relay.holds -> bounce -> commit -> ratelimits -> us
+
         self._holds_overdue = await holds.overdue(self.engine)
 
     async def _read_responses(self, timeout: float) -> None:
