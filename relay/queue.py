@@ -82,6 +82,7 @@ async def claim(
             deliveries.c.attempts,
             deliveries.c.created_at,
             deliveries.c.notify,
+            deliveries.c.status,
         )
         .where(due)
         .order_by(deliveries.c.next_attempt_at)
@@ -115,13 +116,20 @@ async def claim(
             .where(deliveries.c.id.in_([r.id for r in rows]))
             .values(status="sending", claimed_by=worker, claimed_until=now + lease, updated_at=now)
         )
-    return [Claimed(**r._mapping, claimed_by=worker) for r in rows]
+    return [
+        Claimed(**{k: v for k, v in r._mapping.items() if k != "status"}, claimed_by=worker)
+        for r in rows
+    ]
 
 
 async def _accepted(conn: AsyncConnection, rows: list[Any]) -> set[int]:
     """The rows among ``rows`` whose recipient already answered 250: a worker recorded
     it after losing its claim (its lease ran out), so sending again would duplicate it.
-    One query per claim, through the archive_id index."""
+    Only a row tried before can have such an event (fresh rows, the usual claim, cost
+    nothing); one query for the rest, through the archive_id index."""
+    rows = [r for r in rows if r.status == "sending" or r.attempts > 0]
+    if not rows:
+        return set()
     e = delivery_events.c
     found = await conn.execute(
         sa.select(e.delivery_id)
