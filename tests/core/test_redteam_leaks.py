@@ -97,6 +97,28 @@ def cases(writer: str, to: str) -> list[tuple[str, bytes]]:
         ("top-level-content-type-parameter",
          (head(writer, to) + f'Content-Type: text/plain; charset=utf-8; x-owner="{addr}"\r\n\r\n'
           "Hello, your parcel left today.\r\n").encode()),
+        ("date-comment",
+         (head(writer, to).replace("+0100\r\n", f"+0100 ({addr})\r\n")
+          + "Content-Type: text/plain; charset=utf-8\r\n\r\nHello, your parcel left today.\r\n")
+         .encode()),
+        ("mime-version-comment",
+         (head(writer, to).replace("MIME-Version: 1.0", f"MIME-Version: 1.0 (sent by {addr})")
+          + "Content-Type: text/plain; charset=utf-8\r\n\r\nHello, your parcel left today.\r\n")
+         .encode()),
+        ("auto-submitted-comment",
+         (head(writer, to, extra=f"Auto-Submitted: auto-replied (from {dom})\r\n")
+          + "Content-Type: text/plain; charset=utf-8\r\n\r\nHello, your parcel left today.\r\n")
+         .encode()),
+        ("part-cte-and-mime-version-comments",
+         with_image(writer, to, f"MIME-Version: 1.0 ({addr})\r\nContent-Type: image/png\r\n")
+         .replace(b"Content-Transfer-Encoding: base64\r\n",
+                  f"Content-Transfer-Encoding: base64 ({addr})\r\n".encode())),
+        ("attached-message-date-comment",
+         (head(writer, to) + 'Content-Type: multipart/mixed; boundary="zz"\r\n\r\n'
+          "--zz\r\nContent-Type: text/plain\r\n\r\nSee the attached note.\r\n"
+          "--zz\r\nContent-Type: message/rfc822\r\n\r\n"
+          f"From: {to}\r\nSubject: note\r\nDate: Mon, 23 Nov 2026 11:00:00 +0100 ({addr})\r\n"
+          f"Auto-Submitted: auto-generated ({addr})\r\n\r\nA note.\r\n--zz--\r\n").encode()),
         ("subject-with-address",
          (head(writer, to, subject=f"Questions? write to {addr}")
           + "Content-Type: text/plain; charset=utf-8\r\n\r\nHello, your parcel left today.\r\n")
@@ -109,7 +131,7 @@ def cases(writer: str, to: str) -> list[tuple[str, bytes]]:
     ]  # fmt: skip
 
 
-CASE_COUNT = 18
+CASE_COUNT = 23
 
 
 async def test_no_party_address_rides_along(make_settings, sink) -> None:
