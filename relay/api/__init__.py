@@ -24,7 +24,7 @@ def build_api(settings: Settings | None = None) -> Any:
     from fastapi.exceptions import RequestValidationError
     from starlette.exceptions import HTTPException
 
-    from relay.api import choices, errors, marketplace, ops
+    from relay.api import choices, errors, holds, marketplace, ops
 
     app = FastAPI(
         title=TITLE,
@@ -43,7 +43,9 @@ def build_api(settings: Settings | None = None) -> Any:
     app.include_router(marketplace.router)
     app.include_router(ops.router)
     app.include_router(choices.router)  # opt-outs, no reply needed, limits (issue 13)
-    app.state.api_routes = [*marketplace.router.routes, *ops.router.routes, *choices.router.routes]
+    app.include_router(holds.router)  # held messages (issue 12)
+    app.state.api_routes = [*marketplace.router.routes, *ops.router.routes, *choices.router.routes,
+                            *holds.router.routes]
 
     def openapi() -> dict[str, Any]:
         """FastAPI's document plus the bearer scheme every /v1 operation requires."""

@@ -29,11 +29,12 @@ async def test_openapi_lists_every_route_with_schemas(settings: Any, engine: Any
     assert r.status_code == 200
     doc = r.json()
     assert doc["openapi"].startswith("3.")
-    from relay.api import choices, marketplace, ops
+    from relay.api import choices, holds, marketplace, ops
 
     routes = [
         (_openapi_path(route.path), method.lower())
-        for route in [*marketplace.router.routes, *ops.router.routes, *choices.router.routes]
+        for route in [*marketplace.router.routes, *ops.router.routes, *choices.router.routes,
+                      *holds.router.routes]
         if isinstance(route, Route)
         for method in route.methods or ()
         if method != "HEAD"

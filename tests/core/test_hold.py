@@ -90,3 +90,59 @@ async def test_hold_release_and_refuse(make_settings, sink, tmp_path, db_url) ->
             assert "already decided" in str(err)
         else:
             raise AssertionError("a second decision was accepted")
+
+
+async def test_hold_api(make_settings, db_url) -> None:
+    """GET /v1/holds, release (then 409 for a second decision), refuse; ops scope only."""
+    import hashlib
+
+    import httpx
+
+    from relay import orders
+    from relay.api import create_app
+    from relay.archive import Record
+    from relay.commit import Entry, commit_now
+    from relay.db import create_engine
+    from relay.db.migrate import upgrade
+    from relay.db.schema import utcnow
+    from tests.helpers import DOMAIN
+
+    settings = make_settings(api={"listen": "127.0.0.1:0", "ops_tokens": ["o-token-0123456789"],
+                                  "marketplace_tokens": ["m-token-0123456789"]})
+    engine = create_engine(db_url)
+    await upgrade(engine)
+    try:
+        view = await orders.create_order(engine, DOMAIN, ORDER, buyer=BUYER, seller=SELLER,
+                                         buyer_locale="en-GB", seller_name="Shop")
+        ids = []
+        for subject in ("One", "Two"):
+            raw = message(SELLER, view.buyer_alias, subject, UNKNOWN).as_bytes()
+            rec = Record(created_at=utcnow(), verdict="hold", original=raw,
+                         sha256=hashlib.sha256(raw).hexdigest(), delivered=raw,
+                         order_id=ORDER, direction="seller-to-buyer", alias=view.buyer_alias,
+                         mail_from=SELLER, rcpt=BUYER, from_header=SELLER, subject=subject,
+                         findings='[{"kind": "wrong_language", "rule": "wrong_language", '
+                                  '"action": "hold", "where": "body.text", "excerpt": ""}]')
+            ids += await commit_now(engine, [Entry(rec)])
+        app = create_app(settings, engine)
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        ops = {"Authorization": "Bearer o-token-0123456789"}
+        async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as c:
+            r = await c.get("/v1/holds", headers={"Authorization": "Bearer m-token-0123456789"})
+            assert r.status_code == 403
+            r = await c.get("/v1/holds", headers=ops)
+            assert r.status_code == 200 and [h["id"] for h in r.json()] == ids, r.text
+            assert r.json()[0]["rules"] == ["wrong_language"]
+            r = await c.post(f"/v1/holds/{ids[0]}/release", headers=ops)
+            assert r.status_code == 200 and r.json()["delivery_id"] > 0, r.text
+            r = await c.post(f"/v1/holds/{ids[0]}/release", headers=ops)
+            assert r.status_code == 409, r.text
+            r = await c.post(f"/v1/holds/{ids[1]}/refuse", headers=ops,
+                             json={"reason": "not readable"})
+            assert r.status_code == 200 and r.json()["notified"] is True, r.text
+            r = await c.get(f"/v1/holds/{ids[1]}", headers=ops)
+            assert r.json()["decision"] == "refuse" and r.json()["decided_by"] == "api:ops"
+            assert (await c.get("/v1/holds", headers=ops)).json() == []
+            assert (await c.get("/v1/holds/999999", headers=ops)).status_code == 404
+    finally:
+        await engine.dispose()
