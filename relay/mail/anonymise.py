@@ -205,9 +205,10 @@ class Anonymiser:
                 changed = self._params("Content-Disposition", raw, CD_PARAMS)
                 out.append(_kept_or_built(field, raw, changed, "Content-Disposition"))
             elif name == "content-transfer-encoding":
-                cte = F.text(raw).strip().lower()
-                if raw.isascii():
-                    out.append(b"Content-Transfer-Encoding: " + raw + b"\r\n")
+                built = F.structured(name, raw)  # the token alone: no comment rides along
+                if built is not None:
+                    cte = F.value(built).decode("ascii")
+                    out.append(built)
             elif name == "content-id":
                 out.append(F.make("Content-ID", self.minter.content_id(F.text(raw))))
             elif name == "content-language":
@@ -216,8 +217,10 @@ class Anonymiser:
             elif name == "content-description":
                 if not self._names_someone(F.text(raw)):
                     out.append(F.unstructured("Content-Description", raw))
-            elif name == "mime-version" and raw.isascii():
-                out.append(b"MIME-Version: " + raw + b"\r\n")
+            elif name == "mime-version":
+                built = F.structured(name, raw)
+                if built is not None:
+                    out.append(built)
         return _Entity(out, ctype, cte, boundary, new_boundary, eml)
 
     def _params(self, name: str, raw: bytes, allowed: frozenset[str]) -> bytes:
@@ -279,8 +282,10 @@ class Anonymiser:
                 content.append((name, field))
             elif name == "subject":
                 out.append(F.unstructured("Subject", raw))
-            elif name in ATTACHED_KEEP and raw.isascii():
-                out.append(F.make(ATTACHED_KEEP[name], F.text(raw)))
+            elif name in ATTACHED_KEEP:
+                built = F.structured(name, raw)
+                if built is not None:
+                    out.append(built)
             elif name in ATTACHED_ADDRESSES and name not in seen:
                 seen.add(name)
                 boxes = self._mailboxes(name, [F.text(raw)])

@@ -10,9 +10,10 @@ archive reads them (relay.mail.parse.header_text: Windows-1252, a legacy client'
 
 from __future__ import annotations
 
+import re
 from email.header import Header
 from email.message import Message
-from email.utils import encode_rfc2231
+from email.utils import encode_rfc2231, format_datetime, parsedate_to_datetime
 
 _LINESEP = b"\r\n"
 
@@ -100,3 +101,27 @@ def with_params(name: str, raw_value: bytes) -> bytes:
         else:
             parts.append(f"{key}*={encode_rfc2231(val, 'utf-8')}")
     return make(name, ";\r\n\t".join(parts))
+
+
+_TOKEN = re.compile(rb"[ \t]*([A-Za-z0-9][A-Za-z0-9._-]{0,63})")
+_VERSION = re.compile(rb"[ \t]*1[ \t]*\.[ \t]*0(?![0-9])")
+_NAMES = {"date": "Date", "mime-version": "MIME-Version", "auto-submitted": "Auto-Submitted",
+          "content-transfer-encoding": "Content-Transfer-Encoding"}  # fmt: skip
+
+
+def structured(name: str, raw_value: bytes) -> bytes | None:
+    """Date, MIME-Version, Auto-Submitted or Content-Transfer-Encoding rebuilt from what it
+    means, without comments or parameters: those are free text, where an address rides
+    along unseen (``Date: ... (support@shop.example)``). None when it means nothing (the
+    caller drops it; the top level then writes its own)."""
+    key = name.lower()
+    if key == "date":
+        try:
+            when = parsedate_to_datetime(text(raw_value))
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+        return make("Date", format_datetime(when)) if when is not None else None
+    if key == "mime-version":
+        return make("MIME-Version", "1.0") if _VERSION.match(raw_value) else None
+    m = _TOKEN.match(raw_value)
+    return make(_NAMES[key], m.group(1).decode("ascii").lower()) if m else None

@@ -78,12 +78,13 @@ def _kept(header_bytes: bytes) -> tuple[list[bytes], list[tuple[str, bytes]]]:
     for name, field in F.fields(header_bytes):
         if name.startswith("content-"):
             content.append((name, field))
+        elif name == "subject":
+            kept.append(field if field.isascii() else F.unstructured("Subject", F.value(field)))
         elif name in KEEP:
-            if field.isascii():
-                kept.append(field)
-            elif name == "subject":
-                kept.append(F.unstructured("Subject", F.value(field)))
-            # an 8-bit Date, MIME-Version or Auto-Submitted is garbage: ours replaces it
+            # Rebuilt without comments (free text); garbage is dropped and ours replaces it.
+            built = F.structured(name, F.value(field))
+            if built is not None:
+                kept.append(built)
     return kept, content
 
 
