@@ -43,6 +43,7 @@ from tests.helpers import (
     free_port,
     message,
     relay_cli,
+    wait_for_banner,
     write_settings,
 )
 from tests.ops.support import RelayProcess
@@ -254,7 +255,7 @@ async def _outage_under_load(sink: Any, arrivals: list[bytes], tmp_path: Path) -
         assert code == 0, err
         alias = json.loads(out)["seller_alias"]
         procs = [
-            RelayProcess(config, tmp_path / "serve.log", "serve", "--no-worker", port=port),
+            RelayProcess(config, tmp_path / "serve.log", "serve", "--no-worker"),
             Killable(config, tmp_path / "worker1.log", "worker"),
             RelayProcess(config, tmp_path / "worker2.log", "worker"),
         ]
@@ -263,6 +264,7 @@ async def _outage_under_load(sink: Any, arrivals: list[bytes], tmp_path: Path) -
         outages: list[tuple[float, float]] = []
         try:
             await asyncio.gather(*(p.start() for p in procs))
+            await wait_for_banner(port, timeout=60)  # slow on a loaded two-core host
             phases["relay up"] = time.monotonic() - started
             load = [
                 asyncio.create_task(s.run(stop, port, alias, f"c{i}"))
