@@ -31,6 +31,7 @@ from relay.api.models import MAX_ID, ORDER_ID_PATTERN, ArchiveQuery
 from relay.db import read_tx, schema
 from relay.search import QueryError
 from relay.settings import Settings
+from relay.web import holds as web_holds
 from relay.web import mime, views
 from relay.web.html import SECURITY_HEADERS
 from relay.web.session import COOKIE, Sessions, clear_cookie, safe_next, same_site, set_cookie
@@ -289,6 +290,7 @@ def create_web_app(settings: Settings, engine: AsyncEngine) -> Starlette:
         Route("/records/{archive_id:int}/original.eml", _eml("original"), methods=["GET"]),
         Route("/records/{archive_id:int}/delivered.eml", _eml("delivered"), methods=["GET"]),
         Route("/reports/response-times", response_times, methods=["GET"]),
+        Route("/holds", authed(web_holds.held), methods=["GET"]),  # issue 12: held messages
     ]
     handlers: dict[Any, Any] = {HTTPException: not_found, Exception: server_error}
     app = Starlette(routes=routes, exception_handlers=handlers)

@@ -127,6 +127,15 @@ async def test_hold_api(make_settings, db_url) -> None:
         app = create_app(settings, engine)
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
         ops = {"Authorization": "Bearer o-token-0123456789"}
+        base = "http://relay.test"
+        async with httpx.AsyncClient(transport=transport, base_url=base) as ui:
+            assert (await ui.get("/ui/holds")).status_code == 303     # login first
+            r = await ui.post("/ui/login", data={"token": "o-token-0123456789", "next": "/ui/"},
+                              headers={"Origin": base})
+            assert r.status_code == 303, r.text
+            page = await ui.get("/ui/holds")
+            assert page.status_code == 200 and f"#{ids[0]}" in page.text
+            assert "wrong_language" in page.text and "waiting" in page.text
         async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as c:
             r = await c.get("/v1/holds", headers={"Authorization": "Bearer m-token-0123456789"})
             assert r.status_code == 403
