@@ -322,7 +322,7 @@ def _folded_998(to: str) -> bytes:
     return head.replace(subj, b"\r\n".join(lines)) + b"\r\n\r\n" + rest
 
 
-LEGIT_COUNT = 18
+LEGIT_COUNT = 19
 
 
 async def test_legitimate_senders_get_through(make_settings, world: World, sink) -> None:
@@ -342,6 +342,9 @@ async def test_legitimate_senders_get_through(make_settings, world: World, sink)
         ("apple-shape", SELLER, SELLER,
          lambda to: _signed_shape(shapes.apple_mail, P("Shop GmbH", SELLER), to, "shop.example"),
          False),
+        ("outlook-shape-attach-original", SELLER, SELLER,
+         lambda to: sign(shapes.outlook(P("Shop GmbH", SELLER), to, P("Alice", BUYER), to,
+                                        inner_qp=False), "shop.example"), False),
         ("m365-to-unsigned-spf-aligned", "sales@tenant.example", "sales@tenant.example",
          lambda to: dsign(msg("Sales <sales@tenant.example>", to), "tenant.example",
                           [b"from", b"subject", b"date", b"message-id"]), False),
@@ -407,4 +410,4 @@ async def test_legitimate_senders_get_through(make_settings, world: World, sink)
 
 
 def test_battery_counts() -> None:
-    assert len(SPOOFS) >= 40 and LEGIT_COUNT >= 18
+    assert len(SPOOFS) >= 45 and LEGIT_COUNT >= 19
