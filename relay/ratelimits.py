@@ -45,7 +45,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from relay.archive import bounded
 from relay.db import read_tx
 from relay.db.schema import utcnow
-from relay.metrics import LIMIT_HITS, LIMIT_SETTING
 from relay.replies import Reply
 from relay.settings import LimitsSection, Settings
 from relay.store import counters, optouts
@@ -106,6 +105,14 @@ OPTED_OUT = {
 
 
 
+def _hit(limit: str) -> None:
+    """Count a refusal in ``relay_limit_hits_total`` (imported late: relay.metrics sits
+    above relay.commit, which imports this module)."""
+    from relay.metrics import LIMIT_HITS
+
+    LIMIT_HITS.labels(limit=limit).inc()
+
+
 class LimitExceeded(Exception):
     """A submission the group commit dropped for a limit; ``reply`` is the session's answer."""
 
@@ -129,6 +136,8 @@ class RateLimits:
     """The decisions of one relay's settings; holds no state but a few metric labels."""
 
     def __init__(self, settings: Settings) -> None:
+        from relay.metrics import LIMIT_SETTING
+
         self.cfg: LimitsSection = settings.limits
         for name in SCOPES:
             LIMIT_SETTING.labels(limit=name).set(getattr(self.cfg, name))
@@ -158,7 +167,7 @@ class RateLimits:
             seen = (await counters.read(conn, [ident]))[ident]
         if seen < limit:
             return None
-        LIMIT_HITS.labels(limit="stranger_per_alias_hour").inc()
+        _hit("stranger_per_alias_hour")
         log.info("limit.hit", limit="stranger_per_alias_hour", order_id=res.order_id)
         return REPLIES["stranger_per_alias_hour"]
 
@@ -183,7 +192,7 @@ class RateLimits:
         if scope is None:
             return None
         log.info("limit.opted_out", scope=scope, order_id=res.order_id)
-        LIMIT_HITS.labels(limit=f"opt_out_{scope}").inc()
+        _hit(f"opt_out_{scope}")
         return OPTED_OUT[scope]
 
     def charges(
@@ -260,7 +269,7 @@ async def settle(
             reply = TOO_BIG_FOR_ALLOWANCE
         out.append([_refused(e, reply) for e in entries])
         refusals.append(LimitExceeded(charge.name, reply))
-        LIMIT_HITS.labels(limit=charge.name).inc()
+        _hit(charge.name)
         log.info("limit.hit", limit=charge.name, code=reply.code, recipients=len(entries))
         if charge.party:
             day = counters.window_start(utcnow(), DAY)
