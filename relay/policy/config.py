@@ -131,7 +131,7 @@ class Language(_Strict):
     min_letters: int = Field(default=40, ge=0)
     min_confidence: float = Field(default=0.9, ge=0, le=1)
     # below this confidence (and the buyer's language unlikely) the message is held
-    hold_below: float = Field(default=0.6, ge=0, le=1)
+    hold_below: float = Field(default=0.5, ge=0, le=1)
 
 
 class Reading(_Strict):
