@@ -146,7 +146,10 @@ async def test_corpus_sweep(make_settings, sink, db_url: str) -> None:
         archived = await archive.search(
             relay.engine, archive.SearchFilter(order_id=ORDER, limit=10_000)
         )
-        expected = sum(len(ids) for ids in accepted.values())
+        # held by the policy (issue 12): accepted and archived, delivered only on release
+        held = {r["relay_message_id"].split("@")[0][:12] for r in archived
+                if r["verdict"] == "hold"}
+        expected = sum(len(set(ids) - held) for ids in accepted.values())
         try:
             await sink.wait_for(expected, timeout=60)
         finally:
@@ -177,6 +180,8 @@ async def test_corpus_sweep(make_settings, sink, db_url: str) -> None:
     for name, ids in accepted.items():
         assert ids, f"{name}: 250 without a queue id: {results[name][1]}"
         for queued in ids:
+            if queued in held:
+                continue
             got = find_delivery(sink.messages, queued)
             assert got is not None, f"{name}: accepted as {queued} but never delivered"
             assert got.rcpt_tos == [SELLER]
