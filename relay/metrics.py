@@ -51,7 +51,9 @@ RESPONSES_DAYS = 30
 
 SMTP_CONNECTIONS = PCounter(
     "relay_smtp_connections",
-    "SMTP connections by outcome (accepted; refused: over the limit, not an allowed proxy)",
+    "SMTP connections by outcome: accepted; refused_limit, refused_client_limit,"
+    " refused_proxy, refused_shutdown (not admitted); evicted, timeout, too_slow (closed by"
+    " the gate)",
     ["outcome"],
     registry=REGISTRY,
 )
