@@ -71,6 +71,7 @@ class OutcomeJournal:
         self.name = name
         self._fh: IO[str] | None = None
         self._open: set[int] = set()
+        self._made_dir = False
 
     @property
     def path(self) -> Path | None:
@@ -82,9 +83,17 @@ class OutcomeJournal:
         between creation and locking."""
         if self._fh is None:
             assert self.directory is not None and self.path is not None
-            self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
             tmp = self.directory / f".{self.name}.tmp"
-            fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+            for last in (False, True):  # another worker may remove an empty directory
+                if not self.directory.is_dir():
+                    self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+                    self._made_dir = True
+                try:
+                    fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+                    break
+                except FileNotFoundError:
+                    if last:
+                        raise
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             os.rename(tmp, self.path)
             _fsync_dir(self.directory)
@@ -145,13 +154,16 @@ class OutcomeJournal:
         return adopted
 
     def close(self) -> None:
-        """Release the file; an empty journal is removed, a non-empty one stays for the
-        next worker to start on this host."""
+        """Release the file; an empty journal is removed (and the directory, if this
+        worker made it and nothing else is in it), a non-empty one stays for the next
+        worker to start on this host."""
         if self._fh is None:
             return
         with contextlib.suppress(OSError):
             if not self._open and self.path is not None:
                 self.path.unlink()
+                if self._made_dir and self.directory is not None:
+                    self.directory.rmdir()  # only if we made it and it is empty
         self._fh.close()
         self._fh = None
 
