@@ -15,11 +15,13 @@ export VARIANTS=${VARIANTS:-policy-off} FIXTURES=${FIXTURES:-plain_1k} CONCS=${C
 export REPS=${REPS:-3}
 names=(PER_PARTY_HOUR PER_PARTY_DAY PER_ORDER_DAY PER_IP_MINUTE PROACTIVE_PER_ORDER
        STRANGER_PER_ALIAS_HOUR ARCHIVE_BYTES_PER_PARTY_DAY)
-for round in ${ROUNDS:-off on}; do
+i=0
+for round in ${ROUNDS:-off on}; do  # e.g. ROUNDS="off on off on" to interleave
+  i=$((i + 1))
   for n in "${names[@]}"; do
     if [ "$round" = off ]; then export "RELAY_LIMITS__$n=0"; else export "RELAY_LIMITS__$n=1000000000000"; fi
   done
-  RESULTS=$results/bench-$round "$root/bench/run_relay_bench.sh"
+  RESULTS=$results/bench-$i-$round "$root/bench/run_relay_bench.sh"
 done
 for n in "${names[@]}"; do unset "RELAY_LIMITS__$n"; done
 
