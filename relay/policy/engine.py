@@ -122,7 +122,7 @@ class PolicyEngine:
         action = strongest([f.action for f in findings])
         if action == "reject":
             first = next(f for f in findings if f.action == "reject")
-            return Verdict("reject", findings, None, self.reason(first))
+            return Verdict("reject", findings, None, self.reason(first), run.timings)
         if action == "hold":
             first = next(f for f in findings if f.action == "hold")
             out = mime.to_bytes(msg) if run.changed else raw
