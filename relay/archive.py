@@ -262,7 +262,9 @@ def _has_finding(kind: str, dialect: str) -> Any:
     return sa.cast(archive.c.findings, JSONB).contains([{"kind": kind}])
 
 
-def search_query(f: SearchFilter, dialect: str, *, big_party: bool = False) -> sa.Select[Any]:
+def search_query(
+    f: SearchFilter, dialect: str, *, big_party: bool = False, rare_verdict: bool = False
+) -> sa.Select[Any]:
     """The SELECT behind ``search``: newest first, at most ``f.limit`` rows.
 
     ``big_party``: the seller/buyer filter covers so many orders that letting the text
@@ -302,7 +304,11 @@ def search_query(f: SearchFilter, dialect: str, *, big_party: bool = False) -> s
     if f.text:
         from relay.search import apply_text
 
-        narrow = bool(f.order_id or f.alias) or (bool(f.seller or f.buyer) and not big_party)
+        narrow = (
+            bool(f.order_id or f.alias)
+            or (bool(f.seller or f.buyer) and not big_party)
+            or rare_verdict
+        )
         q = apply_text(q, f.text, dialect, narrow=narrow)
     return q
 
@@ -314,7 +320,12 @@ async def search(engine: AsyncEngine, f: SearchFilter) -> list[dict[str, Any]]:
         from relay.search import party_is_big
 
         big = await party_is_big(engine, f.seller, f.buyer)
-    q = search_query(f, engine.dialect.name, big_party=big)
+    rare = False
+    if f.text and f.verdict and engine.dialect.name == "sqlite":
+        from relay.search import verdict_is_rare
+
+        rare = await verdict_is_rare(engine, f.verdict)
+    q = search_query(f, engine.dialect.name, big_party=big, rare_verdict=rare)
     if f.text:
         from relay.search import catch_up
 

@@ -179,6 +179,7 @@ async def catch_up(engine: AsyncEngine, batch: int = 500) -> int:
 
 
 BIG_PARTY_ORDERS = 100  # ~1,000 records: past this the text index drives a party search
+FEW_RECORDS = 2000  # a verdict filter matching at most this many lets the archive drive
 
 
 async def party_is_big(engine: AsyncEngine, seller: str | None, buyer: str | None) -> bool:
@@ -196,6 +197,18 @@ async def party_is_big(engine: AsyncEngine, seller: str | None, buyer: str | Non
                 n = (await conn.execute(sa.select(sa.func.count()).select_from(sub))).scalar()
                 counts.append(int(n or 0))
     return bool(counts) and min(counts) > BIG_PARTY_ORDERS
+
+
+async def verdict_is_rare(engine: AsyncEngine, verdict: str) -> bool:
+    """Whether few records carry ``verdict`` (counted on ix_archive_verdict, at most
+    FEW_RECORDS + 1 index entries): then those records drive a text search, and a common
+    word with a verdict nobody has costs nothing instead of a walk over every match."""
+    sub = (
+        sa.select(archive.c.id).where(archive.c.verdict == verdict).limit(FEW_RECORDS + 1)
+    ).subquery()
+    async with read_tx(engine) as conn:
+        n = (await conn.execute(sa.select(sa.func.count()).select_from(sub))).scalar()
+    return int(n or 0) <= FEW_RECORDS
 
 
 def parse_query(text: str) -> list[tuple[list[str], bool]]:

@@ -139,6 +139,7 @@ archive = Table(
 )
 Index("ix_archive_order", archive.c.order_id, archive.c.id)
 Index("ix_archive_created", archive.c.created_at)
+Index("ix_archive_verdict", archive.c.verdict, archive.c.id)  # migration 0006s
 
 message_ids = Table(
     "message_ids",

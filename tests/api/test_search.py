@@ -207,3 +207,22 @@ async def test_the_relay_keeps_sqlite_statistics_fresh(settings, order, archive_
     with sqlite3.connect(path) as conn:
         tables = {r[0] for r in conn.execute("SELECT tbl FROM sqlite_stat1")}
     assert "archive" in tables, tables
+
+
+async def test_a_rare_verdict_drives_a_text_search(engine, order, archive_msg, monkeypatch):
+    """A common word with a verdict few records have walks those records (ix_archive_verdict),
+    not every match of the word; both plans give the same rows."""
+    from relay import search
+
+    monkeypatch.setattr(search, "FEW_RECORDS", 2)
+    ids = [await archive_msg(order, "buyer-to-seller", f"tracking {i}", "x\n") for i in range(6)]
+    rej = await archive_msg(order, "seller-to-buyer", "tracking refused", "x\n", verdict="reject")
+    assert await search.verdict_is_rare(engine, "reject")
+    assert not await search.verdict_is_rare(engine, "deliver")
+    for verdict, want in (("reject", [rej]), ("refused", []), ("deliver", ids[::-1])):
+        f = archive.SearchFilter(text="tracking", verdict=verdict, limit=50)
+        assert [r["id"] for r in await archive.search(engine, f)] == want
+        async with engine.connect() as conn:
+            for rare in (True, False):
+                q = archive.search_query(f, engine.dialect.name, rare_verdict=rare)
+                assert [r.id for r in (await conn.execute(q)).all()] == want
