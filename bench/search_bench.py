@@ -156,6 +156,8 @@ def measure(url: str, repeat: int, messages: int) -> list[tuple[str, float, floa
         f'ops_tokens = ["{TOKEN}"]\n[log]\nlevel = "warning"\n'
     )
     relay = str(Path(sys.executable).with_name("relay"))
+    # Migrate first (a new index on a 1M archive takes a while), then serve.
+    subprocess.run([relay, "--config", str(config), "db", "upgrade"], check=True)
     proc = subprocess.Popen([relay, "--config", str(config), "api"])
     rows: list[tuple[str, float, float, str]] = []
     try:
