@@ -8,7 +8,6 @@ delay report is recorded only. The DSN itself is archived (kind ``dsn``) for ops
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 from dataclasses import dataclass
 from email.parser import BytesHeaderParser
@@ -19,14 +18,18 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from relay import replies
-from relay.archive import Record, last_hash
+from relay.archive import Record, bounded, last_hash
 from relay.bounce import explain, load_original, notice_entry
 from relay.commit import Entry, GroupCommitter, lock_chain, write_entries
 from relay.db import read_tx, write_tx
 from relay.db.schema import archive, deliveries, delivery_events, utcnow
 from relay.mail.dsn import parse_dsn
+from relay.mail.limits import StructureLimits
+from relay.mail.limits import check as check_structure
 from relay.mail.verp import parse_return_path
 from relay.pipeline import SessionInfo
+from relay.policy_pool import Budget, BudgetExceeded, Runner, shared_runner
+from relay.replies import Reply
 from relay.settings import Settings
 
 log = structlog.get_logger("relay.bounce")
@@ -76,14 +79,33 @@ def _event(action: str) -> str:
     return {"failed": "bounced", "delayed": "delayed"}.get(action, f"dsn-{action}")[:16]
 
 
+def scan(raw: bytes, limits: StructureLimits) -> tuple[DsnOutcome | Reply | None, str]:
+    """All the content work on a report, off the loop (relay.policy_pool): the linear
+    structure scan first (relay.mail.limits), so the parser never sees a shape over a
+    limit; then the report; and the digest the archive records."""
+    digest = hashlib.sha256(raw).hexdigest()
+    refusal = check_structure(raw, limits)
+    if refusal is not None:
+        return refusal, digest
+    return read_dsn(raw), digest
+
+
 class SignedBounces:
     def __init__(
-        self, settings: Settings, engine: AsyncEngine, committer: GroupCommitter, key: bytes
+        self,
+        settings: Settings,
+        engine: AsyncEngine,
+        committer: GroupCommitter,
+        key: bytes,
+        content: Runner | None = None,
     ) -> None:
         self.settings = settings
         self.engine = engine
         self.committer = committer
         self.key = key
+        m = settings.message
+        self.structure = m.structure()
+        self.content = content or shared_runner(Budget.of(m), m.workers)
 
     def check(self, local: str) -> str | None:
         """The token of a correctly signed return path (no database access)."""
@@ -103,8 +125,22 @@ class SignedBounces:
 
     async def accept(self, info: SessionInfo, tokens: list[str], raw: bytes) -> str:
         # Parsing is CPU work on untrusted input of up to the size limit: off the loop.
-        outcome = await asyncio.to_thread(read_dsn, raw)
+        try:
+            outcome, digest = await self.content.run(scan, raw, self.structure)
+        except BudgetExceeded as over:
+            outcome, digest = over.reply, hashlib.sha256(raw).hexdigest()
         now = utcnow()
+        if isinstance(outcome, Reply):  # over a limit: archived (bounded) and refused
+            kept = bounded(raw, self.settings.archive.refused_keep)
+            record = Record(
+                created_at=now, verdict="refused", kind="dsn", original=kept,
+                sha256=digest, size=len(raw), truncated=len(kept) < len(raw),
+                session_id=info.session_id, mail_from=info.mail_from.lower(),
+                client_ip=info.client_ip, helo=info.helo[:255], reason=outcome.text,
+            )  # fmt: skip
+            await self.committer.submit([Entry(record)])
+            log.info("bounce.refused", reply=str(outcome))
+            return str(outcome)
         async with write_tx(self.engine) as conn:
             # Read inside the writing transaction, after the chain lock: two reports about
             # the same delivery are then serialised, and only the first sends a notice.
@@ -130,7 +166,7 @@ class SignedBounces:
                 verdict="absorbed",
                 kind="dsn",
                 original=raw,
-                sha256=hashlib.sha256(raw).hexdigest(),
+                sha256=digest,
                 session_id=info.session_id,
                 order_id=rows[0].order_id if rows else None,  # ops find it with the order
                 alias=rows[0].alias if rows else "",

@@ -151,7 +151,9 @@ class Pipeline:
         m = settings.message
         self.budget = Budget(m.cpu_budget.total_seconds(), m.memory_budget_mb * 1024 * 1024)
         self.structure = m.structure()
-        self.content = shared_runner(self.budget, m.workers)
+        # The policy's worker processes when there are some (policy.workers), so intake
+        # and rewrite CPU stay out of this process too; else threads here.
+        self.content = getattr(policy, "content", None) or shared_runner(self.budget, m.workers)
         self.limits = RateLimits(settings)
 
     async def accept(self, info: SessionInfo, rcpts: list[Resolution], raw: bytes) -> Reply:

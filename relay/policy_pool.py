@@ -32,11 +32,12 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
-from relay import replies
+from relay import malloc, replies
 from relay.policy.language import warm
 from relay.policy.model import PolicyContext, Verdict
 from relay.replies import Reply
@@ -58,11 +59,19 @@ class BudgetExceeded(Exception):
         super().__init__(reply.text)
         self.reply = reply
 
+    def __reduce__(self) -> tuple[Any, ...]:  # raised in a worker process, read in ours
+        return (type(self), (self.reply,))
+
 
 @dataclass(frozen=True)
 class Budget:
     cpu_seconds: float = 2.0
     memory_bytes: int = 256 * _MB
+
+    @classmethod
+    def of(cls, message: Any) -> Budget:
+        """From the ``[message]`` settings (relay.settings.MessageSection)."""
+        return cls(message.cpu_budget.total_seconds(), message.memory_budget_mb * _MB)
 
     def cpu_over(self) -> BudgetExceeded:
         return BudgetExceeded(
@@ -151,6 +160,12 @@ def _budgeted(budget: Budget, fn: Callable[..., T], *args: Any) -> T:
         raise budget.memory_over() from None
 
 
+class Runner(Protocol):
+    """Where content work runs: ContentRunner (threads) or ProcessRunner (processes)."""
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T: ...
+
+
 class ContentRunner:
     """``await runner.run(fn, *args)``: ``fn`` in a worker thread within the budget."""
 
@@ -184,14 +199,26 @@ def _on_sigprof(signum: int, frame: object) -> None:
     raise _CpuOver
 
 
+_BASE_RSS = 0
+
+
 def _load(path: str | None, max_pixels: int) -> None:
-    global _ENGINE
+    """A worker's start: the engine loaded once, and every content stage imported, so
+    no message pays for it."""
+    global _ENGINE, _BASE_RSS
+    malloc.tune()
+    import relay.bounces_in
+    import relay.mail.rewrite
+    import relay.pipeline
+    import relay.smtp.postmaster  # noqa: F401
     from relay.policy import PolicyEngine, images
 
     images.set_pixel_budget(max_pixels)
     _ENGINE = PolicyEngine.load(Path(path) if path else None)
     warm()
     signal.signal(signal.SIGPROF, _on_sigprof)
+    malloc.trim()
+    _BASE_RSS = malloc.rss()
 
 
 def _address_space() -> int:
@@ -199,8 +226,19 @@ def _address_space() -> int:
         return int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def _evaluate_in_worker(raw: bytes, ctx: PolicyContext, budget: Budget) -> Verdict:
+def _evaluate(raw: bytes, ctx: PolicyContext) -> Verdict:
     assert _ENGINE is not None, "policy worker started without an engine"
+    return _ENGINE.evaluate(raw, ctx)  # type: ignore[attr-defined, no-any-return]
+
+
+def _ping() -> int:
+    time.sleep(0.05)  # long enough that each idle worker takes one
+    return os.getpid()
+
+
+def _in_worker(budget: Budget, fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)`` in a worker process: ITIMER_PROF for the CPU budget, RLIMIT_AS for
+    memory (an allocation over it is a MemoryError here, not a larger relay)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_AS)
     cap = _address_space() + budget.memory_bytes
     if hard != resource.RLIM_INFINITY:
@@ -209,7 +247,7 @@ def _evaluate_in_worker(raw: bytes, ctx: PolicyContext, budget: Budget) -> Verdi
         resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
         signal.setitimer(signal.ITIMER_PROF, budget.cpu_seconds)
         try:
-            return _ENGINE.evaluate(raw, ctx)  # type: ignore[attr-defined, no-any-return]
+            return fn(*args)
         finally:
             signal.setitimer(signal.ITIMER_PROF, 0)
             resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
@@ -217,11 +255,104 @@ def _evaluate_in_worker(raw: bytes, ctx: PolicyContext, budget: Budget) -> Verdi
         raise budget.cpu_over() from None
     except MemoryError:
         raise budget.memory_over() from None
+    finally:
+        if malloc.rss() > _BASE_RSS + 16 * malloc.TRIM_AFTER:  # a large message was here
+            malloc.trim()
+
+
+@dataclass
+class _Pool:
+    """Worker processes of one configuration. Relays in one process (tests) share it, so
+    its start-up (import, engine, language model: ~1-2 s of CPU a worker) is paid once."""
+
+    key: tuple[str | None, int, int]
+    executor: ProcessPoolExecutor
+    users: int = 0
+    ready: bool = False
+
+
+_POOLS: dict[tuple[str | None, int, int], _Pool] = {}
+
+
+def _new_executor(key: tuple[str | None, int, int]) -> ProcessPoolExecutor:
+    path, pixels, workers = key
+    return ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_load,
+        initargs=(path, pixels),
+    )
+
+
+def _acquire(key: tuple[str | None, int, int]) -> _Pool:
+    for other, pool in list(_POOLS.items()):  # idle pools of another configuration go
+        if other != key and pool.users == 0:
+            pool.executor.shutdown(wait=False, cancel_futures=True)
+            del _POOLS[other]
+    pool = _POOLS.get(key)
+    if pool is None:
+        pool = _POOLS[key] = _Pool(key, _new_executor(key))
+    pool.users += 1
+    return pool
+
+
+class ProcessRunner:
+    """``await runner.run(fn, *args)``: ``fn`` (a module-level function; its arguments
+    and result are pickled) in a worker process, within the message budget. Content CPU
+    then never competes with the event loop for the GIL, and the memory budget holds.
+
+    A worker that dies (a crash in a decoder, the kernel's OOM killer) breaks the whole
+    executor: it is replaced, and the call retried once on the fresh one; a message that
+    kills a worker twice is refused as unprocessable."""
+
+    def __init__(self, pool: _Pool, budget: Budget) -> None:
+        self.pool = pool
+        self.budget = budget
+        self.workers = pool.key[2]
+
+    async def start(self, timeout: float = 120.0) -> None:
+        """Wait until every worker has loaded (the first message must not pay for it)."""
+        if self.pool.ready:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        seen: set[int] = set()
+        while len(seen) < self.workers and loop.time() < deadline:
+            pings = [
+                loop.run_in_executor(self.pool.executor, _ping) for _ in range(self.workers)
+            ]
+            seen.update(await asyncio.gather(*pings))
+        self.pool.ready = True
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        for attempt in (1, 2):
+            executor = self.pool.executor
+            try:
+                return await loop.run_in_executor(executor, _in_worker, self.budget, fn, *args)
+            except BrokenProcessPool:
+                if self.pool.executor is executor:  # the first to notice replaces it
+                    executor.shutdown(wait=False, cancel_futures=True)
+                    self.pool.executor = _new_executor(self.pool.key)
+                    self.pool.ready = False
+                if attempt == 2:
+                    raise BudgetExceeded(replies.UNPROCESSABLE) from None
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        """This user is done; the pool stays for the next relay in this process (ended
+        at interpreter exit, or when another configuration needs the cores)."""
+        self.pool.users = max(0, self.pool.users - 1)
 
 
 class PolicyRunner:
     """``await runner.evaluate(raw, ctx)`` off the loop, within the message budget; the
-    wall-clock bound is for our own trouble (an overloaded pool), so it stays a 451."""
+    wall-clock bound is for our own trouble (an overloaded pool), so it stays a 451.
+
+    With ``workers`` > 0 (the default setting) the policy runs in worker processes, and
+    ``content`` is a ProcessRunner on the same processes for the pipeline's other content
+    stages (intake, rewrite). With 0 it runs in threads of this process: no memory
+    budget, and its CPU competes with the event loop; for development only."""
 
     def __init__(
         self,
@@ -239,36 +370,36 @@ class PolicyRunner:
         self.timeout = timeout
         self.budget = budget or Budget()
         pixels = max_pixels or images.pixel_budget()
-        self._process = workers > 0
-        self.executor: Executor
-        if self._process:
-            self.executor = ProcessPoolExecutor(
-                max_workers=workers,
-                mp_context=multiprocessing.get_context("spawn"),
-                initializer=_load,
-                initargs=(str(path) if path else None, pixels),
-            )
+        self.content: ProcessRunner | None = None
+        self.executor: Executor | None = None
+        if workers > 0:
+            pool = _acquire((str(path) if path else None, pixels, workers))
+            self.content = ProcessRunner(pool, self.budget)
         else:
             images.set_pixel_budget(pixels)
             warm()  # ~0.6 s: pay it at start-up, not in the first seller's SMTP session
             self.executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="policy")
 
+    async def start(self) -> None:
+        if self.content is not None:
+            await self.content.start()
+
     async def evaluate(self, raw: bytes, ctx: PolicyContext) -> Verdict:
+        if self.content is not None:
+            return await asyncio.wait_for(self.content.run(_evaluate, raw, ctx), self.timeout)
         loop = asyncio.get_running_loop()
-        if self._process:
-            fut = loop.run_in_executor(
-                self.executor, _evaluate_in_worker, raw, ctx, self.budget
-            )
-        else:
-            fut = loop.run_in_executor(
-                self.executor,
-                _budgeted,
-                self.budget,
-                self.engine.evaluate,  # type: ignore[attr-defined]
-                raw,
-                ctx,
-            )
+        fut = loop.run_in_executor(
+            self.executor,
+            _budgeted,
+            self.budget,
+            self.engine.evaluate,  # type: ignore[attr-defined]
+            raw,
+            ctx,
+        )
         return await asyncio.wait_for(fut, self.timeout)
 
     def close(self) -> None:
-        self.executor.shutdown(wait=False, cancel_futures=True)
+        if self.content is not None:
+            self.content.close()
+        if self.executor is not None:
+            self.executor.shutdown(wait=False, cancel_futures=True)

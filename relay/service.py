@@ -21,7 +21,7 @@ from typing import Any
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from relay import metrics, secrets_store
+from relay import malloc, metrics, secrets_store
 from relay.bounces_in import SignedBounces
 from relay.commit import GroupCommitter
 from relay.db import create_engine
@@ -31,7 +31,7 @@ from relay.delivery.worker import DeliveryWorker, Signer
 from relay.health import Check, OpsServer, cert_expiry, check_certificate, check_database
 from relay.log import set_hash_key
 from relay.pipeline import Authenticator, Pipeline, registered_sender
-from relay.policy_pool import PolicyRunner
+from relay.policy_pool import Budget, PolicyRunner
 from relay.proxy import parse_networks
 from relay.settings import Settings, SettingsError
 from relay.smtp.fdlimit import ensure_fd_limit
@@ -54,7 +54,13 @@ def load_policy(settings: Settings) -> PolicyRunner | None:
         engine = PolicyEngine.load(path)
     except (PolicyError, OSError) as err:
         raise SettingsError(f"policy file {path or '(default)'}: {err}") from None
-    return PolicyRunner(engine, workers=settings.policy.workers, path=path)
+    return PolicyRunner(
+        engine,
+        workers=settings.policy.workers,
+        path=path,
+        budget=Budget.of(settings.message),
+        max_pixels=settings.message.max_image_pixels,
+    )
 
 
 def tls_context(settings: Settings) -> ssl.SSLContext | None:
@@ -122,6 +128,7 @@ class Relay:
 
     async def _start(self) -> None:
         s = self.settings
+        malloc.tune()  # memory of a large message goes back to the system (relay.malloc)
         await upgrade(self.engine)
         verp_key = (
             bytes.fromhex(s.bounce.secret)
@@ -136,6 +143,8 @@ class Relay:
         set_hash_key(log_key)
         policy = load_policy(s) if self._policy == "settings" else self._policy
         self._runner = policy if isinstance(policy, PolicyRunner) else None
+        if self._runner is not None:
+            await self._runner.start()  # worker processes loaded before the first message
         self.committer.start()
         resolver = make_resolver(s.dns)
         if self.run_worker:
@@ -156,8 +165,8 @@ class Relay:
                 verp_key=verp_key,
                 authenticator=self._authenticator or registered_sender,
             )
-            bounces = SignedBounces(s, self.engine, self.committer, verp_key)
-            ops = OpsMailbox(s, self.committer, verp_key)
+            bounces = SignedBounces(s, self.engine, self.committer, verp_key, pipeline.content)
+            ops = OpsMailbox(s, self.committer, verp_key, pipeline.content)
             if not s.relay.postmaster:
                 log.warning("relay.postmaster.unset", effect="postmaster/abuse mail archived only")
             self.handler = RelayHandler(s, pipeline, bounces, ops)

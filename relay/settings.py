@@ -243,7 +243,12 @@ class DeliverySection(_Section):
 class PolicySection(_Section):
     file: Path | None = Field(default=None, description="policy TOML; None: the shipped default")
     enabled: bool = True
-    workers: int = Field(default=0, ge=0, description="policy processes; 0: in-process threads")
+    workers: int = Field(
+        default=2,
+        ge=0,
+        description="content worker processes (policy, intake, rewrite; the memory budget"
+        " holds only there); 0: threads in the relay process, for development",
+    )
     hold_alert_after: Duration = Field(
         default=timedelta(hours=24),
         description="held messages older than this are counted by relay_holds_overdue",

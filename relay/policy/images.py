@@ -12,6 +12,10 @@ segment) never decode at all. Only TIFF/WebP metadata needs a re-encode, which c
 two copies of the pixels, so it has half the budget. An image over the budget is removed
 (the ``attachment_removed`` finding, so the policy's action for it applies): the reader's
 mail client would have to decode it too.
+
+In a policy worker the memory budget is an address-space limit (relay.policy_pool): a
+decode over it raises MemoryError, which every handler here lets through, so the message
+is refused naming the budget rather than judged as an unreadable image.
 """
 
 from __future__ import annotations
@@ -52,6 +56,8 @@ def declared_pixels(data: bytes) -> int | None:
                 return width * height
     except Image.DecompressionBombError:
         return 1 << 62
+    except MemoryError:  # over the message's budget: relay.policy_pool refuses it
+        raise
     except Exception:
         return None
 
@@ -68,6 +74,8 @@ def animated(data: bytes) -> bool:
     try:
         with Image.open(io.BytesIO(data)) as im:
             return bool(getattr(im, "is_animated", False))
+    except MemoryError:  # over the message's budget: relay.policy_pool refuses it
+        raise
     except Exception:
         return data.count(b"\x21\xf9\x04") > 1
 
@@ -115,6 +123,8 @@ def _png_exif(data: bytes) -> bool:
             try:
                 exif.load(data[pos + 8 : pos + 8 + length])
                 return _sensitive(exif)
+            except MemoryError:  # over the message's budget: relay.policy_pool refuses it
+                raise
             except Exception:
                 return True
         if ctype in (b"tEXt", b"zTXt", b"iTXt"):
@@ -133,6 +143,8 @@ def has_sensitive_exif(data: bytes) -> bool:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as im:
                 return _sensitive(im.getexif())
+    except MemoryError:  # over the message's budget: relay.policy_pool refuses it
+        raise
     except Exception:
         return b"Exif\x00\x00" in data[:65536]
 
@@ -193,6 +205,8 @@ def _strip(data: bytes, real: str) -> bytes | None:
                 buf = io.BytesIO()
                 im.save(buf, format=im.format)
                 return buf.getvalue()
+    except MemoryError:  # over the message's budget: relay.policy_pool refuses it
+        raise
     except Exception:
         return None
 

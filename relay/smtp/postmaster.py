@@ -26,9 +26,12 @@ from relay import replies
 from relay.archive import Record
 from relay.commit import Entry, GroupCommitter, Outgoing
 from relay.db.schema import utcnow
+from relay.mail.limits import StructureLimits
+from relay.mail.limits import check as check_structure
 from relay.mail.parse import intake
 from relay.mail.verp import new_token, return_path
 from relay.pipeline import SessionInfo
+from relay.policy_pool import Budget, BudgetExceeded, Runner, shared_runner
 from relay.replies import Reply
 from relay.settings import Settings
 
@@ -36,31 +39,65 @@ log = structlog.get_logger("relay.smtp")
 KIND = "ops"
 
 
+def prepare(
+    raw: bytes, max_hops: int, limits: StructureLimits
+) -> tuple[dict[str, str] | Reply, str]:
+    """All the content work, off the loop (relay.policy_pool): the linear structure scan
+    (relay.mail.limits) before any parse, then intake and the fields the archive lists;
+    and the digest."""
+    digest = hashlib.sha256(raw).hexdigest()
+    refusal = check_structure(raw, limits)
+    if refusal is not None:
+        return refusal, digest
+    inbound = intake(raw, max_hops=max_hops)
+    if isinstance(inbound, Reply):
+        return inbound, digest
+    fields = {
+        "from_header": inbound.first("From")[:2000],
+        "subject": inbound.decoded("Subject")[:2000],
+        "message_id": inbound.first("Message-ID")[:998],
+    }
+    return fields, digest
+
+
 class OpsMailbox:
-    def __init__(self, settings: Settings, committer: GroupCommitter, verp_key: bytes) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        committer: GroupCommitter,
+        verp_key: bytes,
+        content: Runner | None = None,
+    ) -> None:
         self.settings = settings
         self.committer = committer
         self.verp_key = verp_key
+        m = settings.message
+        self.structure = m.structure()
+        self.content = content or shared_runner(Budget.of(m), m.workers)
 
     async def accept(self, info: SessionInfo, mailboxes: list[str], raw: bytes) -> Reply:
         relay = self.settings.relay
         alias = ", ".join(f"{m}@{relay.domain}" for m in dict.fromkeys(mailboxes))
         now = utcnow()
-        inbound = intake(raw, max_hops=relay.max_hops)
-        if isinstance(inbound, Reply):
-            record = self._record(info, raw, alias, verdict="refused", reason=inbound.text)
+        try:
+            fields, digest = await self.content.run(
+                prepare, raw, relay.max_hops, self.structure
+            )
+        except BudgetExceeded as over:
+            fields, digest = over.reply, hashlib.sha256(raw).hexdigest()
+        if isinstance(fields, Reply):
+            record = self._record(
+                info, raw, alias, digest, verdict="refused", reason=fields.text
+            )
             await self.committer.submit([Entry(record)])
-            log.info("ops.refused", reply=str(inbound))
-            return inbound
-        fields = {
-            "from_header": inbound.first("From")[:2000],
-            "subject": inbound.decoded("Subject")[:2000],
-            "message_id": inbound.first("Message-ID")[:998],
-        }
+            log.info("ops.refused", reply=str(fields))
+            return fields
         target = relay.postmaster.strip()
         if not target:
             reason = "relay.postmaster is not set: archived only"
-            record = self._record(info, raw, alias, verdict="absorbed", reason=reason, **fields)
+            record = self._record(
+                info, raw, alias, digest, verdict="absorbed", reason=reason, **fields
+            )
             await self.committer.submit([Entry(record)])
             log.warning("ops.archived_only", mailbox=alias)
             return replies.QUEUED.with_text("Accepted for the postmaster")
@@ -70,8 +107,9 @@ class OpsMailbox:
             f"\tfor <{alias.split(',')[0]}>; {format_datetime(now)}\r\n"
         ).encode()
         record = self._record(
-            info, raw, alias, verdict="deliver", delivered=trace + raw, rcpt=target, **fields
-        )
+            info, raw, alias, digest, verdict="deliver", delivered=trace + raw, rcpt=target,
+            **fields,
+        )  # fmt: skip
         token = new_token()
         outgoing = Outgoing(
             mail_from=return_path(
@@ -93,6 +131,7 @@ class OpsMailbox:
         info: SessionInfo,
         raw: bytes,
         alias: str,
+        digest: str,
         *,
         verdict: str,
         reason: str = "",
@@ -105,7 +144,7 @@ class OpsMailbox:
             verdict=verdict,
             kind=KIND,
             original=raw,
-            sha256=hashlib.sha256(raw).hexdigest(),
+            sha256=digest,
             delivered=delivered,
             session_id=info.session_id,
             alias=alias[:320],

@@ -35,7 +35,7 @@ from typing import Any, AnyStr
 import structlog
 from aiosmtpd.smtp import MISSING, SMTP, Session, TLSSetupException, syntax
 
-from relay import metrics, replies
+from relay import malloc, metrics, replies
 from relay.proxy import Network, allowed, parse_xforward
 from relay.replies import Reply
 from relay.smtp.gate import DATA, PREAMBLE, Activity, ConnectionGate, client_key
@@ -44,6 +44,7 @@ __all__ = ["ConnectionGate", "RelaySMTP"]
 
 log = structlog.get_logger("relay.smtp")
 DATA_CHUNK = 1 << 16
+_YIELD_EVERY = 4  # chunks read between two turns of the event loop
 _TERMINATOR = b"\r\n.\r\n"
 _SIZE_PARAM = re.compile(r"(?i)\bSIZE=(\d{1,20})\b")
 _HAS_ENHANCED = re.compile(r"^\d{3}[ -][245]\.\d{1,3}\.\d{1,3}(?: |$)")
@@ -378,6 +379,9 @@ class RelaySMTP(SMTP):
         self._set_post_data_state()
         await self.push(status)
         metrics.observe_data(time.monotonic() - started, status)
+        if data is not None and len(data) >= malloc.TRIM_AFTER:
+            del data  # its pages go back to the system (relay.malloc), off the loop
+            asyncio.get_running_loop().run_in_executor(None, malloc.trim)
 
     async def _read_data(self) -> bytes | None:
         """Read to CRLF.CRLF and undo dot-stuffing; None if over the size limit."""
@@ -386,12 +390,17 @@ class RelaySMTP(SMTP):
         saved_limit = reader._limit  # type: ignore[attr-defined]
         reader._limit = DATA_CHUNK * 4  # type: ignore[attr-defined]  # fewer pauses
         buf = bytearray(b"\r\n")  # stands for the CRLF ending "DATA", so ".\r\n" ends at once
-        scan_from, too_big = 0, False
+        scan_from, too_big, chunks = 0, False, 0
         try:
             while True:
                 chunk = await reader.read(DATA_CHUNK)
                 if not chunk:
                     raise ConnectionResetError("connection closed during DATA")
+                chunks += 1
+                if chunks % _YIELD_EVERY == 0:
+                    # read() does not suspend while bytes are buffered: a fast client's
+                    # megabytes would otherwise be copied and scanned in one go
+                    await asyncio.sleep(0)
                 buf += chunk
                 end = buf.find(_TERMINATOR, scan_from)
                 if end >= 0:

@@ -7,8 +7,11 @@ probe opens fresh sessions and runs whole normal transactions; the probe's banne
 transaction times are asserted.
 
 Timing: the issue asks for < 200 ms. The probe's transaction includes the normal message's
-own policy run and a durable commit, on 2 cores shared with other test runs; its bound
-and the banner's here are 400 ms (2x headroom for CI noise on 2 loaded cores).
+own content checks (in the policy worker processes, beside the hostile one) and a durable
+commit, on 2 cores shared with other test runs, where one probe now and then waits on the
+scheduler. So the median of the probes made while the hostile message is in flight (at
+least three) must be < 200 ms, banner and transaction alike; every single one < 1 s (the
+stalls this guards against were 10-40 s).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import statistics
 import struct
 import time
 import zlib
@@ -29,8 +33,9 @@ import pytest
 from relay.archive import SearchFilter, search
 from tests.helpers import BUYER, ORDER, SELLER, create_order, message, running_relay, send
 
-BANNER_MAX = 0.4  # 2x the issue's 200 ms: see the module docstring
-TRANSACTION_MAX = 0.4  # 2x the issue's 200 ms: see the module docstring
+MEDIAN_MAX = 0.2  # the issue's 200 ms, for the median: see the module docstring
+SINGLE_MAX = 1.0  # any one probe
+MIN_PROBES = 3
 
 _HEAD = (
     f"From: {SELLER}\r\nTo: buyer@relay.example\r\nDate: Mon, 1 Jan 2024 10:00:00 +0000\r\n"
@@ -254,7 +259,7 @@ class Probe:
     async def run_until(self, port: int, alias: str, done: asyncio.Event) -> None:
         while True:
             await self.once(port, alias)
-            if done.is_set():
+            if done.is_set() and len(self.codes) >= MIN_PROBES:
                 return
 
 
@@ -304,11 +309,11 @@ async def hostile_with_probe(port: int, order: Any, raw: bytes) -> tuple[int, st
 
 
 def assert_served(probe: Probe) -> None:
-    assert probe.codes and set(probe.codes) == {250}, probe.codes
-    assert max(probe.banners) < BANNER_MAX, f"banner waited {max(probe.banners):.3f}s"
-    assert max(probe.transactions) < TRANSACTION_MAX, (
-        f"transaction took {max(probe.transactions):.3f}s"
-    )
+    assert len(probe.codes) >= MIN_PROBES and set(probe.codes) == {250}, probe.codes
+    for what, times in (("banner", probe.banners), ("transaction", probe.transactions)):
+        shown = ", ".join(f"{t:.3f}" for t in times)
+        assert statistics.median(times) < MEDIAN_MAX, f"{what} median over 200 ms: {shown}"
+        assert max(times) < SINGLE_MAX, f"a {what} took over {SINGLE_MAX} s: {shown}"
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=[s.name for s in SHAPES])
@@ -328,13 +333,6 @@ async def test_hostile_shape_refused_while_others_are_served(make_settings, sink
             assert hostile, rows
             findings = hostile[0]["findings"]
             assert any("megapixels" in f.get("excerpt", "") for f in findings), findings
-            try:
-                assert_served(probe)
-            except AssertionError as err:
-                # Known gap (see the report of issue 10): an accepted multi-MB message still
-                # holds the loop in DATA reading and archiving for 0.1-0.4 s on loaded cores.
-                pytest.xfail(f"probe latency next to an accepted image message: {err}")
-            return
         assert_served(probe)
 
 
@@ -367,3 +365,27 @@ def test_structure_scan_is_linear_and_accepts_real_structure() -> None:
         t = time.process_time()
         assert check(raw, StructureLimits()) is not None
         assert time.process_time() - t < 0.5
+
+
+async def test_memory_budget_overrun_is_a_permanent_refusal(make_settings, sink) -> None:
+    """At the default settings (content checks in worker processes) a message whose
+    check needs more memory than its budget is refused 552 5.3.4 naming the setting,
+    never 451, and the relay serves the next message at once. A TIFF with camera tags
+    under the pixel budget must be decoded to strip them (25 MP: ~75 MB a copy); the
+    budget here is 64 MB."""
+    settings = make_settings(
+        delivery={"smarthost": f"127.0.0.1:{sink.port}"}, message={"memory_budget_mb": 64}
+    )
+    assert settings.policy.workers > 0  # the default mode
+    raw = with_image(camera_tiff(5_000, 5_000, maker_note=1024), "tiff", "scan.tiff")
+    async with running_relay(settings) as relay:
+        order = await create_order(relay)
+        code, text, probe = await hostile_with_probe(relay.port, order, raw)
+        assert code == 552 and text.startswith("5.3.4"), (code, text)
+        assert "memory_budget_mb" in text, text
+        assert_served(probe)
+        after = await send(
+            relay.port, BUYER, [order.seller_alias],
+            message(BUYER, order.seller_alias, "still there?").as_bytes(),
+        )  # fmt: skip
+        assert after[0] == 250, after
