@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench
+.PHONY: run test lint bench screenshots
 
 $(STAMP): pyproject.toml
 	test -x $(VENV)/bin/python || $(PY) -m venv $(VENV)
@@ -25,3 +25,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	bench/run_relay_bench.sh
+
+# The README's Message Center screenshots, taken by the browser test (needs chromium).
+screenshots: $(STAMP)
+	RELAY_WEB_SCREENSHOTS=docs/screenshots $(VENV)/bin/python -m pytest -q tests/web/test_browser.py -k sqlite
