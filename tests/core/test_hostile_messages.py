@@ -31,7 +31,16 @@ import aiosmtplib
 import pytest
 
 from relay.archive import SearchFilter, search
-from tests.helpers import BUYER, ORDER, SELLER, create_order, message, running_relay, send
+from tests.helpers import (
+    BUYER,
+    DOMAIN,
+    ORDER,
+    SELLER,
+    create_order,
+    message,
+    running_relay,
+    send,
+)
 
 MEDIAN_MAX = 0.2  # the issue's 200 ms, for the median: see the module docstring
 SINGLE_MAX = 1.0  # any one probe
@@ -292,8 +301,11 @@ def send_raw(port: int, sender: str, rcpt: str, raw: bytes) -> tuple[int, str]:
         return code, text
 
 
-async def hostile_with_probe(port: int, order: Any, raw: bytes) -> tuple[int, str, Probe]:
-    """Send ``raw`` from the seller while the buyer writes normal mail to the seller."""
+async def hostile_with_probe(
+    port: int, order: Any, raw: bytes, *, sender: str = SELLER, rcpt: str = ""
+) -> tuple[int, str, Probe]:
+    """Send ``raw`` (from the seller to the buyer alias unless told otherwise) while the
+    buyer writes normal mail to the seller."""
     alias = order.seller_alias
     probe = Probe()
     done = asyncio.Event()
@@ -301,7 +313,9 @@ async def hostile_with_probe(port: int, order: Any, raw: bytes) -> tuple[int, st
     probe = Probe()
     probing = asyncio.create_task(probe.run_until(port, alias, done))
     try:
-        code, text = await asyncio.to_thread(send_raw, port, SELLER, order.buyer_alias, raw)
+        code, text = await asyncio.to_thread(
+            send_raw, port, sender, rcpt or order.buyer_alias, raw
+        )
     finally:
         done.set()
     await probing
@@ -389,3 +403,30 @@ async def test_memory_budget_overrun_is_a_permanent_refusal(make_settings, sink)
             message(BUYER, order.seller_alias, "still there?").as_bytes(),
         )  # fmt: skip
         assert after[0] == 250, after
+
+
+OTHER_PATH_SHAPES = [SHAPES[2], SHAPES[8], SHAPES[1]]  # parts, header fields, encoded-words
+
+
+@pytest.mark.parametrize("shape", OTHER_PATH_SHAPES, ids=[s.name for s in OTHER_PATH_SHAPES])
+async def test_postmaster_and_bounce_paths_scan_structure_first(make_settings, sink, shape) -> None:
+    """postmaster@ (anyone may write) and a signed return path (a bounce about one of our
+    deliveries) are intake paths too: the same structure scan, off the loop, refuses the
+    same shapes with the same replies while others are served."""
+    from tests.core.test_bounces import SECRET, delivered_once
+
+    settings = make_settings(
+        delivery={"smarthost": f"127.0.0.1:{sink.port}"},
+        relay={"postmaster": "ops@marketplace-ops.example"},
+        bounce={"secret": SECRET},
+    )
+    raw = shape.make()
+    async with running_relay(settings) as relay:
+        order, return_path = await delivered_once(relay, sink)
+        for rcpt in (f"postmaster@{DOMAIN}", return_path):
+            code, text, probe = await hostile_with_probe(
+                relay.port, order, raw, sender="", rcpt=rcpt
+            )
+            assert (code, text[:5]) == (shape.code, shape.enhanced), (rcpt, code, text)
+            assert shape.names in text, text
+            assert_served(probe)
