@@ -37,6 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+import structlog
+
 from relay import malloc, replies
 from relay.policy.language import warm
 from relay.policy.model import PolicyContext, Verdict
@@ -44,6 +46,7 @@ from relay.replies import Reply
 
 T = TypeVar("T")
 _ENGINE: object | None = None
+log = structlog.get_logger("relay.policy_pool")
 _MB = 1024 * 1024
 
 
@@ -310,19 +313,28 @@ class ProcessRunner:
         self.budget = budget
         self.workers = pool.key[2]
 
-    async def start(self, timeout: float = 120.0) -> None:
-        """Wait until every worker has loaded (the first message must not pay for it)."""
+    async def start(self) -> None:
+        """Start every worker now, in the background: the first message should not pay
+        for a worker's start (imports, engine, language model: 2-4 s of CPU), and the
+        banner should not wait for it either (a message meanwhile waits in the queue)."""
         if self.pool.ready:
             return
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        seen: set[int] = set()
-        while len(seen) < self.workers and loop.time() < deadline:
-            pings = [
-                loop.run_in_executor(self.pool.executor, _ping) for _ in range(self.workers)
-            ]
-            seen.update(await asyncio.gather(*pings))
         self.pool.ready = True
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        pings = [loop.run_in_executor(self.pool.executor, _ping) for _ in range(self.workers)]
+
+        def done(fut: asyncio.Future[list[int]]) -> None:
+            if fut.cancelled() or fut.exception() is not None:
+                self.pool.ready = False
+                return
+            log.info(
+                "content.workers.ready",
+                workers=len(set(fut.result())),
+                seconds=round(loop.time() - started, 2),
+            )
+
+        asyncio.gather(*pings).add_done_callback(done)
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -373,6 +385,7 @@ class PolicyRunner:
         self.content: ProcessRunner | None = None
         self.executor: Executor | None = None
         if workers > 0:
+            self.engine = None  # loaded here only to validate the file: the workers hold it
             pool = _acquire((str(path) if path else None, pixels, workers))
             self.content = ProcessRunner(pool, self.budget)
         else:

@@ -80,15 +80,11 @@ class OpsMailbox:
         alias = ", ".join(f"{m}@{relay.domain}" for m in dict.fromkeys(mailboxes))
         now = utcnow()
         try:
-            fields, digest = await self.content.run(
-                prepare, raw, relay.max_hops, self.structure
-            )
+            fields, digest = await self.content.run(prepare, raw, relay.max_hops, self.structure)
         except BudgetExceeded as over:
             fields, digest = over.reply, hashlib.sha256(raw).hexdigest()
         if isinstance(fields, Reply):
-            record = self._record(
-                info, raw, alias, digest, verdict="refused", reason=fields.text
-            )
+            record = self._record(info, raw, alias, digest, verdict="refused", reason=fields.text)
             await self.committer.submit([Entry(record)])
             log.info("ops.refused", reply=str(fields))
             return fields
