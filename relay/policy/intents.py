@@ -33,6 +33,10 @@ SLOTS = ("thanks", "contact_offer", "well_wishes", "courtesy", "happy_condition"
          "promotional", "upsell")
 MAX_CHARS = 4000   # what a message is for shows in its first page; slots cost per character
 _BOUNDARY = regex.compile(r"(?<=[.!?。！？])\s+|\n+")
+# A condition asked as a short question is the "if" clause of the sentence after it:
+# "Not happy? Write to us first." = "If you are not happy, write to us first."
+CONDITIONS = frozenset({"happy_condition", "unhappy_condition"})
+_SHORT_QUESTION = regex.compile(r"^\W*(?:\w+\W+){0,7}\w*\W*[?？]\W*$")
 
 
 @dataclass(frozen=True)
@@ -79,4 +83,8 @@ def tag(lex: Lexicon, text: str) -> Intents:
                 k = bisect.bisect_right(starts, m.start()) - 1
                 if k >= 0:
                     found[k].add(slot)
+        for k in range(len(sents) - 1):
+            cond = found[k] & CONDITIONS
+            if cond and _SHORT_QUESTION.match(sents[k]):
+                found[k + 1] |= cond
     return Intents(tuple(sents), tuple(frozenset(f) for f in found))
