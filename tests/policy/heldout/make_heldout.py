@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (message texts are data: kept on the lines they were written on)
 """Write the held-out policy cases (HO-NNN.eml + labels.json), deterministically.
 
     .venv/bin/python tests/policy/heldout/make_heldout.py
