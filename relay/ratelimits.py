@@ -15,7 +15,7 @@ Party, order, address and proactive counters are charged only once the sender ch
 passed, so a stranger can never use up a party's quota. The check and the bump happen
 inside the group commit's transaction, under the archive's chain lock (``settle``, called
 by relay.commit), so a limit trips at its number exactly, across every relay process and
-host on the database, for one SELECT and one upsert per group. A submission over a limit
+host on the database, for one upsert per group (two when one is refused). A submission over a limit
 is dropped from the group: its archive record is kept bounded (header section) with
 verdict ``tempfail`` and the session gets ``450 4.7.1`` (the bytes cap: ``452 4.3.1``, or
 ``552 5.3.4`` for a message larger than the whole allowance).
