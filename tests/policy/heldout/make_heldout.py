@@ -105,6 +105,8 @@ def mail(text, subject, lang="en", direction=S2B, html=None, fmt="text", atts=()
             m.add_alternative(html, subtype="html")
     for data, maintype, subtype, name in atts:
         m.add_attachment(data, maintype=maintype, subtype=subtype, filename=name)
+    for i, part in enumerate(p for p in m.walk() if p.is_multipart()):
+        part.set_boundary(f"=_{digest}_{i}")    # same bytes on every run
     return m.as_bytes(policy=SMTP)
 
 
