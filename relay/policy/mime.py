@@ -44,9 +44,72 @@ def precheck(raw: bytes, limits: Limits) -> None:
             raise Refused("a header field is too large")
 
 
+_ENCODED = ("quoted-printable", "base64")
+
+
+class _Part(EmailMessage):
+    """A parsed entity that keeps an *encoded* ``message/*`` body opaque while parsing.
+
+    RFC 2046 allows only 7bit, 8bit or binary on ``message/*``; senders still write
+    ``message/rfc822`` in quoted-printable or base64. The stdlib parser ignores the
+    transfer encoding there and parses the encoded text as a message, so the attached
+    original's header section (Received, ARC, DKIM lines naming a party's domain) ends up
+    as body text. While ``_opaque`` is set such an entity reports ``application/
+    octet-stream`` (the parser keeps its body as a string); :func:`parse` then decodes it
+    and parses the decoded bytes as the message they are.
+    """
+
+    _opaque = True
+
+    def _encoded_message(self) -> bool:
+        return super().get_content_type().startswith("message/") and self._encoded()
+
+    def _encoded(self) -> bool:
+        for name, value in self._headers:   # raw values: no header parsing
+            if name.lower() == "content-transfer-encoding":
+                return str(value).strip().lower() in _ENCODED
+        return False
+
+    def get_content_type(self) -> str:
+        ctype = super().get_content_type()
+        if self._opaque and ctype.startswith("message/") and self._encoded():
+            return "application/octet-stream"
+        return ctype
+
+
+def _decode_messages(part: _Part) -> None:
+    """Decode every encoded ``message/*`` body in ``part`` and parse it (iteratively)."""
+    stack: list[Message] = [part]
+    while stack:
+        p = stack.pop()
+        payload = p.get_payload()
+        if isinstance(payload, list):
+            stack.extend(c for c in payload if isinstance(c, Message))
+            continue
+        if not isinstance(p, _Part) or not p._encoded_message():
+            continue
+        try:
+            data = p.get_payload(decode=True) or b""
+        except Exception:
+            data = b""
+        del p["Content-Transfer-Encoding"]
+        p["Content-Transfer-Encoding"] = "7bit" if data.isascii() else "8bit"
+        if p.get_content_type() == "message/delivery-status":
+            # header blocks, as the stdlib parses them: parse the decoded body that way
+            wrapped = b"Content-Type: message/delivery-status\r\n\r\n" + data
+            blocks = email.message_from_bytes(wrapped, _class=_Part, policy=POLICY)
+            p.set_payload(blocks.get_payload())
+            continue
+        inner = email.message_from_bytes(data, _class=_Part, policy=POLICY)
+        p.set_payload([inner])
+        stack.append(inner)
+
+
 def parse(raw: bytes) -> EmailMessage:
     try:
-        return email.message_from_bytes(raw, policy=POLICY)  # type: ignore[return-value]
+        msg = email.message_from_bytes(raw, _class=_Part, policy=POLICY)
+        _decode_messages(msg)  # type: ignore[arg-type]
+        return msg  # type: ignore[return-value]
     except RecursionError:
         raise Refused("the message structure is nested too deeply") from None
 

@@ -11,8 +11,6 @@ import email.policy
 import re
 from typing import Any
 
-import pytest
-
 from tests.delivery_support import all_status, dsn, wait_until
 from tests.helpers import BUYER, DOMAIN, SELLER, create_order, running_relay, send
 from tests.mail import client_shapes as shapes
@@ -70,12 +68,6 @@ async def test_no_party_address_in_any_delivered_byte_notice_or_dsn(make_setting
     await battery(make_settings, sink, qp_original=False)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="relay/policy parses a QP-encoded message/rfc822 as if it were not encoded and, "
-    "when it redacts, writes the original header section back as body text: the rewrite "
-    "after it cannot tell those lines from content (see the issue 9 report)",
-)
 async def test_qp_encoded_attached_original_through_the_policy(make_settings, sink) -> None:
     await battery(make_settings, sink, qp_original=True)
 
