@@ -901,6 +901,251 @@ add("it seller: address split over two lines by the mail client's wrapping",
     ctx("it"), exp("redact", redact=["email_address"],
                    gone=["giulia.rossi.ceramiche@libero.it", "libero.it"]))
 
+# ======== round 2: written after the first fixes, measured before any further fix ========
+# ---- deliver ----------------------------------------------------------------------------
+add("r2 en reply: charger specs, DPD parcel number, 'cheers for the quick reply'",
+    mail("Hi Nora,\n\nCheers for the quick reply! The charger is 65W USB-C PD and your laptop draws "
+         "45W, so it's absolutely fine. It went out today with DPD, parcel number 15505012345678, "
+         "and should arrive Thursday.\n\nHarriet", "Re: Will this charger work?"),
+    ctx(), exp("deliver", keep=["15505012345678", "65W"]))
+add("r2 de reply: free return until a date, label in the marketplace account, thanks for patience",
+    mail("Hallo Herr Keller,\n\nSie können das Paket bis zum 30.06. kostenlos zurückschicken; das "
+         "Rücksendeetikett finden Sie in Ihrem Amazon-Konto unter „Meine Bestellungen“. Danke für "
+         "Ihre Geduld!\n\nMartina Holzmann", "AW: Rückgabe", "de"),
+    ctx("de"), exp("deliver", keep=["30.06."]))
+add("r2 fr reply: flooring thickness and coverage",
+    mail("Bonjour Camille,\n\nLe parquet fait 14 mm d'épaisseur, en pose flottante ; comptez 2,2 m² "
+         "par paquet, donc 9 paquets pour votre pièce de 19 m². Merci et bonne soirée,\nPaul",
+         "Re: Combien de paquets ?", "fr"),
+    ctx("fr"), exp("deliver", keep=["14 mm", "2,2 m²"]))
+add("r2 es reply: thanks for telling us + the missing screw goes out today",
+    mail("Hola Lucía:\n\n¡Muchas gracias por avisarnos! Te enviamos hoy mismo el tornillo M4 que "
+         "falta, sin coste. Debería llegarte en 48 horas.\n\nUn saludo,\nAlba", "RE: Falta un tornillo",
+         "es"),
+    ctx("es"), exp("deliver", keep=["M4"]))
+add("r2 it reply: sofa arrives unassembled; the courier will call the day before",
+    mail("Buongiorno Marco,\n\nle confermo che il divano arriva smontato: i piedini (4 pz, h 12 cm) "
+         "sono nella busta sotto la seduta. Il corriere la chiamerà il giorno prima per fissare "
+         "l'orario di consegna.\n\nGiulia", "R: Divano", "it"),
+    ctx("it"), exp("deliver", keep=["h 12 cm"]))
+add("r2 ja reply: charging instructions with a manual page",
+    mail("佐藤様\n\nご指摘ありがとうございます。取扱説明書の12ページに記載の通り、初回は8時間充電してからご使用ください。"
+         "\nそれでも点灯しない場合は、交換品をお送りします。\n\nくも雑貨店 山田", "Re: 点灯しません", "ja"),
+    ctx("ja"), exp("deliver"))
+add("r2 pl reply: compatibility and DPD delivery time",
+    mail("Dzień dobry,\n\ntak, filtr pasuje do modelu X200 i X250. Wysyłamy kurierem DPD, dostawa "
+         "zwykle trwa 1–2 dni robocze.\n\nPozdrawiam\nAnna", "Odp: Czy pasuje?", "pl"),
+    ctx("pl"), exp("deliver", keep=["X200"]))
+add("r2 nl reply: size runs normal, free exchange within 30 days via the account",
+    mail("Hoi Bram,\n\nJa hoor, de maat valt normaal. Bij twijfel kun je kosteloos ruilen binnen 30 "
+         "dagen via je Amazon-account.\n\nGroetjes,\nLies", "Re: Maat", "nl"),
+    ctx("nl"), exp("deliver"))
+add("r2 en-US buyer: pay for faster shipping through the marketplace",
+    mail("Hey, any chance you could ship it before the 4th of July? Happy to pay for faster shipping "
+         "through Amazon if there's an option. Thanks, Nora", "Ship before July 4?", direction=B2S),
+    ctx(direction=B2S, thread="proactive", locale="en-US"), exp("deliver"))
+add("r2 de buyer: damaged delivery, asks for a replacement, order number",
+    mail("Guten Tag,\n\ndie Lieferung kam beschädigt an (Ecke der Platte abgebrochen). Können Sie mir "
+         "einen Ersatz schicken? Bestellnummer 171-9038265-2246109.\n\nJonas Keller", "Beschädigt",
+         "de", direction=B2S),
+    ctx("de", direction=B2S, thread="proactive", n=1), exp("deliver", keep=["171-9038265-2246109"]))
+add("r2 en proactive: cannot ship without the flat number (critical)",
+    mail("Hello Nora,\n\nWe can't ship your order until you confirm your flat number: the address "
+         "only shows 12 Harbour Road. Please update it in your Amazon account or reply here.\n\n"
+         "Brightwater Home", "Missing flat number"),
+    ctx(thread="proactive"), exp("deliver"))
+add("r2 fr reply: happy/unhappy conditions about a solution, refund, no review at all",
+    mail("Bonjour Camille,\n\nJe vous envoie une nouvelle housse demain. Si vous êtes satisfaite de la "
+         "solution, parfait ; sinon, dites-le-moi et je vous rembourse intégralement.\n\nPaul",
+         "Re: Housse tachée", "fr"),
+    ctx("fr"), exp("deliver"))
+add("r2 en reply: 'if you're happy with' a partial refund instead of a return (no review)",
+    mail("Hi Nora,\n\nSorry about the scratch. If you're happy with a partial refund of £8 instead of "
+         "sending it back, just say so and I'll process it through Amazon today.\n\nHarriet",
+         "Re: Scratch on the side"),
+    ctx(), exp("deliver", keep=["£8"]))
+add("r2 es reply: 'si no te queda bien' about the fit (no review)",
+    mail("Hola Lucía:\n\nLa talla M mide 98 cm de pecho. Si no te queda bien, puedes devolverla sin "
+         "problema desde tu cuenta.\n\nAlba", "RE: Talla", "es"),
+    ctx("es"), exp("deliver", keep=["98 cm"]))
+add("r2 it reply: 'valutare' = decide whether to keep the product with a partial refund",
+    mail("Gentile Marco,\n\nci dispiace per il graffio. Può valutare lei se tenere il prodotto con "
+         "un rimborso parziale di 15 euro o restituirlo gratuitamente.\n\nGiulia", "R: Graffio", "it"),
+    ctx("it"), exp("deliver"))
+add("r2 pl buyer: thanks, and asks for a company invoice",
+    mail("Dziękuję, wszystko dotarło. Czy mogę prosić o fakturę na firmę? Dane są w zamówieniu. "
+         "Tomasz", "Faktura na firmę", "pl", direction=B2S),
+    ctx("pl", direction=B2S), exp("deliver"))
+# ---- thank_you_only ---------------------------------------------------------------------
+add("r2 de proactive: parcel arrived, thanks for shopping, here for questions",
+    mail("Hallo Herr Keller,\n\nIhr Paket ist sicher angekommen – das freut uns! Danke, dass Sie bei "
+         "uns eingekauft haben. Bei Fragen sind wir gerne da.\n\nHolzmann Werkstatt", "Angekommen!",
+         "de"),
+    ctx("de", thread="proactive"), exp("reject", reject=["thank_you_only", "shipping_confirmation"]))
+add("r2 en-US reply: 'you're so welcome', happy cooking",
+    mail("You're so welcome, Nora! Happy cooking!\n\nDana", "Re: Love the pan"),
+    ctx(locale="en-US"), exp("reject", reject=["thank_you_only"]))
+add("r2 fr proactive: a big thanks and good wishes from the team",
+    mail("Bonjour Camille,\n\nUn grand merci pour votre commande ! Toute l'équipe Maison Perrin vous "
+         "souhaite une belle journée.\n\nMaison Perrin", "Merci !", "fr"),
+    ctx("fr", thread="proactive"), exp("reject", reject=["thank_you_only"]))
+add("r2 ja reply: polite thanks and 'we look forward to serving you again'",
+    mail("佐藤様\n\nご丁寧にありがとうございます。またのご利用を心よりお待ちしております。\n\nくも雑貨店",
+         "Re: 届きました", "ja"),
+    ctx("ja"), exp("reject", reject=["thank_you_only"]))
+add("r2 pl reply: thanks for the kind words, happy shopping",
+    mail("Dzień dobry,\n\nbardzo dziękujemy za miłe słowa! Życzymy udanych zakupów.\n\nSklep Lipa",
+         "Odp: Super", "pl"),
+    ctx("pl"), exp("reject", reject=["thank_you_only"]))
+add("r2 es reply: thanks to you, we love that you liked it",
+    mail("¡Gracias a ti, Lucía! Nos encanta saber que te ha gustado.\n\nAlba", "RE: Preciosa", "es"),
+    ctx("es"), exp("reject", reject=["thank_you_only"]))
+add("r2 nl proactive: thanks for the order, cycling fun, questions? we help",
+    mail("Hoi Bram,\n\nBedankt voor je bestelling bij FietsFix! We wensen je veel fietsplezier. "
+         "Vragen? Wij helpen je graag.\n\nTeam FietsFix", "Bedankt!", "nl"),
+    ctx("nl", thread="proactive"), exp("reject", reject=["thank_you_only"]))
+add("r2 it proactive: we just wanted to thank you for choosing us",
+    mail("Gentile Marco,\n\nvolevamo semplicemente ringraziarla per aver scelto Ceramiche Blu. Per "
+         "qualunque necessità siamo a sua disposizione.\n\nCeramiche Blu", "Grazie", "it"),
+    ctx("it", thread="proactive"), exp("reject", reject=["thank_you_only"]))
+# ---- review_solicitation --------------------------------------------------------------
+add("r2 en gating: loving it? share on Amazon; something not right? reply here",
+    mail("Hi Nora,\n\nLoving your new lamp? We'd be thrilled if you shared that on Amazon! "
+         "Something not right? Reply here and we'll fix it.\n\nHarriet", "Your lamp"),
+    ctx(thread="proactive", days=8), exp("reject", reject=["review_solicitation"]))
+add("r2 de reply: asks to reconsider the review now that the replacement arrived",
+    mail("Hallo Herr Keller,\n\nkönnten Sie Ihre Rezension eventuell noch einmal überdenken, jetzt wo "
+         "der Ersatz da ist?\n\nDanke\nMartina", "AW: Ersatz", "de"),
+    ctx("de"), exp("reject", reject=["review_solicitation"]))
+add("r2 fr: if you liked it, 5 stars would help",
+    mail("Bonjour Camille,\n\nVotre satisfaction est notre priorité : si vous avez aimé votre coussin, "
+         "une note de 5 étoiles nous aiderait beaucoup.\n\nMaison Perrin", "Votre coussin", "fr"),
+    ctx("fr", thread="proactive", days=12), exp("reject", reject=["review_solicitation"]))
+add("r2 it gating: if you liked it, your opinion on Amazon; problems, write us first",
+    mail("Gentile Marco,\n\nse il prodotto le è piaciuto, ci farebbe molto piacere leggere la sua "
+         "opinione sulla pagina di Amazon. In caso di problemi, ci scriva prima qui.\n\nGiulia",
+         "La sua tazza", "it"),
+    ctx("it", thread="proactive", days=10), exp("reject", reject=["review_solicitation"]))
+add("r2 ja reply: asks to delete a low rating",
+    mail("佐藤様\n\n交換品をお送りいたしました。大変恐縮ですが、低評価のレビューを削除していただけないでしょうか。\n\nくも雑貨店",
+         "Re: 交換", "ja"),
+    ctx("ja"), exp("reject", reject=["review_solicitation"]))
+add("r2 pl repeat: polite reminder about leaving an opinion (prior=1)",
+    mail("Dzień dobry,\n\nuprzejmie przypominamy o możliwości wystawienia opinii o zakupionym "
+         "produkcie.\n\nSklep Lipa", "Przypomnienie", "pl"),
+    ctx("pl", thread="proactive", prior=1, days=15), exp("reject", reject=["review_solicitation"]))
+add("r2 nl reply: would you adjust your review now it's solved",
+    mail("Hoi Bram,\n\nZou je jouw review willen aanpassen nu het probleem is opgelost?\n\nLies",
+         "Re: Opgelost", "nl"),
+    ctx("nl"), exp("reject", reject=["review_solicitation"]))
+add("r2 es day 3: neutral request outside the window",
+    mail("Hola Lucía:\n\nNos encantaría conocer tu opinión sobre el producto en Amazon.\n\nTienda Alba",
+         "Tu opinión", "es"),
+    ctx("es", thread="proactive", days=3), exp("reject", reject=["review_solicitation"]))
+add("r2 en gating: only happy customers, trouble -> message us instead of reviewing",
+    mail("Hi Nora,\n\nOnly happy customers, please: if you had any trouble, message us rather than "
+         "leaving a review.\n\nBrightwater Home", "Quick favour"),
+    ctx(thread="proactive", days=20), exp("reject", reject=["review_solicitation"]))
+# ---- review_incentive -------------------------------------------------------------------
+add("r2 en full refund once the review is live",
+    mail("Hi Nora,\n\nWe'll refund your order in full once your review is live - just send us a "
+         "screenshot.\n\nHarriet", "Re: Lamp"),
+    ctx(), exp("reject", reject=["review_incentive"]))
+add("r2 de free care kit as a thank-you for a rating",
+    mail("Hallo Herr Keller,\n\nals Dankeschön für Ihre Bewertung schicken wir Ihnen ein "
+         "Gratis-Pflegeset.\n\nHolzmann Werkstatt", "Kleines Dankeschön", "de"),
+    ctx("de", thread="proactive", days=9), exp("reject", reject=["review_incentive"]))
+add("r2 es prize draw for each review with a photo",
+    mail("Hola Lucía:\n\nPor cada reseña con foto sorteamos una tarjeta regalo de 50 €.\n\nTienda Alba",
+         "Sorteo", "es"),
+    ctx("es", thread="proactive", days=9), exp("reject", reject=["review_incentive"]))
+add("r2 nl voucher for a review",
+    mail("Hoi Bram,\n\nSchrijf een review en ontvang een tegoedbon van €5 voor je volgende aankoop.\n\n"
+         "FietsFix", "€5 voor jou", "nl"),
+    ctx("nl", thread="proactive", days=9), exp("reject", reject=["review_incentive"]))
+# ---- promotional ----------------------------------------------------------------------
+add("r2 en answer + 'we've just added matching pillowcases, take a look'",
+    mail("Hi Nora,\n\nThe duvet cover is 200 x 200 cm and fits a double.\n\nBy the way, we've just "
+         "added matching pillowcases to our shop - take a look!\n\nHarriet", "Re: Size"),
+    ctx(), exp("reject", reject=["promotional"]))
+add("r2 fr answer + visit our Amazon shop to discover our other lamps",
+    mail("Bonjour Camille,\n\nL'ampoule est une E27 de 6 W.\n\nN'hésitez pas à visiter notre boutique "
+         "Amazon pour découvrir nos autres luminaires.\n\nPaul", "Re: Ampoule", "fr"),
+    ctx("fr"), exp("reject", reject=["promotional"]))
+add("r2 pl answer + code for 10% on the next order",
+    mail("Dzień dobry,\n\nkoc ma wymiary 150 x 200 cm.\n\nPrzy kolejnym zamówieniu z kodem LIPA10 "
+         "otrzyma Pan 10% rabatu.\n\nSklep Lipa", "Odp: Wymiary", "pl"),
+    ctx("pl"), exp("reject", reject=["promotional"]))
+add("r2 ja answer + a store-wide 20% sale",
+    mail("佐藤様\n\nこちらの商品は食洗機対応です。\n\nただいま全品20%オフのセールを開催中です。\n\nくも雑貨店",
+         "Re: 食洗機", "ja"),
+    ctx("ja"), exp("reject", reject=["promotional"]))
+add("r2 de answer + 'tip: our new walnut board is now available'",
+    mail("Hallo Herr Keller,\n\ndas Brett ist mit Leinöl behandelt.\n\nTipp: Unser neues Schneidebrett "
+         "aus Nussbaum ist jetzt erhältlich.\n\nMartina", "AW: Öl", "de"),
+    ctx("de"), exp("reject", reject=["promotional"]))
+# ---- off_platform ---------------------------------------------------------------------
+add("r2 en buyer: pay via PayPal instead",
+    mail("Could I pay you via PayPal instead? Amazon keeps declining my card. Nora", "Payment",
+         direction=B2S),
+    ctx(direction=B2S, thread="proactive"), exp("reject", reject=["off_platform"]))
+add("r2 fr buyer: close the sale outside Amazon, by transfer",
+    mail("Bonjour, on pourrait conclure la vente en dehors d'Amazon ? Je vous fais un virement. "
+         "Camille", "Deuxième lampe", "fr", direction=B2S),
+    ctx("fr", direction=B2S, thread="proactive"), exp("reject", reject=["off_platform"]))
+add("r2 it seller: order directly from our site, 10% less",
+    mail("Gentile Marco,\n\nper i prossimi acquisti può ordinare direttamente dal nostro sito con il "
+         "10% in meno.\n\nGiulia", "R: Altri piatti", "it"),
+    ctx("it"), exp("reject", reject=["off_platform"]))
+add("r2 de seller: call us, the number is on our website",
+    mail("Hallo Herr Keller,\n\nrufen Sie uns doch kurz an, dann klären wir das am Telefon – die "
+         "Nummer steht auf unserer Website.\n\nMartina", "AW: Maße", "de"),
+    ctx("de"), exp("reject", reject=["off_platform"]))
+add("r2 pl seller: write to us on Messenger, we answer faster there",
+    mail("Dzień dobry,\n\nproszę napisać do nas na Messengerze, tam szybciej odpowiadamy.\n\nAnna",
+         "Odp: Pytanie", "pl"),
+    ctx("pl"), exp("reject", reject=["off_platform"]))
+add("r2 es seller: I'll sell you another directly without going through Amazon",
+    mail("Hola Lucía:\n\nSi quieres otra, te la vendo directamente sin pasar por Amazon, más barata.\n\n"
+         "Alba", "RE: Otra lámpara", "es"),
+    ctx("es"), exp("reject", reject=["off_platform"]))
+# ---- contact details ------------------------------------------------------------------
+add("r2 en buyer: (at)/(dot) address",
+    mail("Hi, can you send the invoice to my email: nora_q(at)proton(dot)me - thanks", "Invoice",
+         direction=B2S),
+    ctx(direction=B2S), exp("redact", redact=["email_address"],
+                            gone=["nora_q(at)proton(dot)me", "nora_q@proton.me"]))
+add("r2 fr seller: [arobase] and [point]",
+    mail("Bonjour Camille,\n\nÉcrivez-moi : paul.girard [arobase] laposte [point] net\n\nPaul",
+         "Re: Photos", "fr"),
+    ctx("fr"), exp("redact", redact=["email_address"],
+                   gone=["paul.girard [arobase] laposte [point] net", "paul.girard@laposte.net"]))
+add("r2 it seller: Milan office number",
+    mail("Buongiorno Marco,\n\nmi chiami al +39 02 1234 5678 (ufficio) e vediamo insieme.\n\nGiulia",
+         "R: Montaggio", "it"),
+    ctx("it"), exp("redact", redact=["phone_number"], gone=["+39 02 1234 5678"]))
+add("r2 ja seller: Tokyo landline",
+    mail("佐藤様\n\nお急ぎの方は 03-1234-5678 までお電話ください。\n\nくも雑貨店", "Re: 急ぎ", "ja"),
+    ctx("ja"), exp("redact", redact=["phone_number"], gone=["03-1234-5678"]))
+add("r2 en-US seller: number with dots",
+    mail("Hi Nora,\n\nText me at 312.555.0199 when you're home and I'll drop it off.\n\nDana",
+         "Re: Pickup"),
+    ctx(locale="en-US"), exp("redact", redact=["phone_number"], gone=["312.555.0199"]))
+add("r2 nl seller (HTML): mailto behind 'mail ons'",
+    mail("Hoi Bram,\n\nMail ons gerust voor de handleiding.\n\nLies", "Re: Handleiding", "nl",
+         html='<p>Hoi Bram,</p><p><a href="mailto:lies.devries@ziggo.nl">Mail ons</a> gerust voor de '
+              'handleiding.</p><p>Lies</p>'),
+    ctx("nl"), exp("redact", redact=["email_address"], gone=["lies.devries@ziggo.nl"]))
+add("r2 de seller: mobile fully in number words, grouped",
+    mail("Hallo Herr Keller,\n\nmeine Handynummer: null eins fünf eins, zwei drei vier, fünf sechs "
+         "sieben acht.\n\nMartina", "AW: Rückruf", "de"),
+    ctx("de"), exp("redact", redact=["phone_number"],
+                   gone=["null eins fünf eins, zwei drei vier, fünf sechs sieben acht"]))
+add("r2 pl buyer: mobile with dashes",
+    mail("Dzień dobry, mój numer: 601-234-567, proszę przekazać kurierowi. Tomasz", "Kurier", "pl",
+         direction=B2S),
+    ctx("pl", direction=B2S), exp("redact", redact=["phone_number"], gone=["601-234-567"]))
+
 
 def main() -> None:
     for f in HERE.glob("HO-*.eml"):
