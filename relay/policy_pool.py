@@ -2,9 +2,12 @@
 
 Everything that reads a message's content (intake, the policy, the rewrite, search text)
 is CPU work on input a stranger controls. On the event loop it would stall every other
-session; so it runs here, in threads, or for the policy in ``policy.workers`` processes
-that each hold their own loaded engine (a two-core host then uses both cores; only the
-message bytes and the small context cross the process boundary).
+session; in a thread of the relay's process it still competes with the loop for the GIL
+(every socket read of every session then waits for the switch interval). So by default
+it runs in ``policy.workers`` processes (ProcessRunner) that each hold their own loaded
+engine (a two-core host then uses both cores; only the message bytes, the small context
+and the result cross the process boundary). ``policy.workers = 0`` runs it in threads
+(ContentRunner), for development.
 
 Budgets (``[message]`` settings): a message that costs more than ``cpu_budget`` of CPU
 time, or (in a worker process) more than ``memory_budget_mb`` of memory, is stopped and
