@@ -29,6 +29,7 @@ import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -58,22 +59,80 @@ def seller_email(n: int) -> str:
     return f"seller{n}@shop{n}.example"
 
 
-async def build(url: str, messages: int, seed: int = 7) -> float:
-    import sqlalchemy as sa
+def _words(seed: int) -> list[str]:
+    rng = random.Random(seed)
+    return ["".join(rng.choices("abcdefghijklmnopqrstuvwxyz", k=rng.randint(3, 10)))
+            for _ in range(20000)]  # fmt: skip
 
+
+def make_batch(b: int, messages: int, batch: int, words: list[str], seed: int) -> list[Any]:
+    """Batch ``b`` of the archive: the same records whichever writer builds it.
+
+    Text is extracted here, before the chain lock is taken (``record.extra["search"]``),
+    as the relay's intake does; everything under the lock is the real commit path.
+    """
     from relay import archive
-    from relay.commit import Entry, lock_chain, write_entries
+    from relay.commit import Entry
+    from relay.search import extract
+
+    rng = random.Random(seed * 1_000_003 + b)
+    n_orders = messages // PER_ORDER
+    span = timedelta(days=365)
+    first = NOW - span
+    entries = []
+    for n in range(b * batch, min((b + 1) * batch, messages)):
+        order = n % n_orders  # threads interleave over the year, as real traffic does
+        buyer_side = (n // n_orders) % 2 == 0
+        body_words = rng.choices(words, k=40)
+        for topic, share in TOPICS.items():
+            if rng.random() < share:
+                body_words[rng.randrange(40)] = topic
+        subject = " ".join(rng.choices(words, k=4))
+        raw = (f"From: x@example.com\r\nSubject: {subject}\r\n\r\n"
+               f"{' '.join(body_words)}\r\n").encode()  # fmt: skip
+        seller, buyer = seller_email(seller_of(order, n_orders)), f"buyer{order}@mail.example"
+        entries.append(Entry(archive.Record(
+            created_at=first + span * (n / messages), verdict="deliver", original=raw,
+            sha256=hashlib.sha256(raw).hexdigest(), order_id=order_id(order),
+            direction="buyer-to-seller" if buyer_side else "seller-to-buyer",
+            alias=f"{'s' if buyer_side else 'b'}-{order:020d}@relay.example",
+            mail_from=buyer if buyer_side else seller, rcpt=seller if buyer_side else buyer,
+            subject=subject, extra={"search": extract(raw)},
+        )))  # fmt: skip
+    return entries
+
+
+async def _write_batches(url: str, messages: int, batch: int, mine: list[int], seed: int) -> None:
+    from relay import archive
+    from relay.commit import lock_chain, write_entries
+    from relay.db import create_engine, write_tx
+
+    engine = create_engine(url, pool_size=2)
+    words = _words(seed)
+    started = time.perf_counter()
+    for i, b in enumerate(mine):
+        entries = make_batch(b, messages, batch, words, seed)
+        async with write_tx(engine) as conn:
+            await lock_chain(conn)
+            await write_entries(conn, entries, await archive.last_hash(conn))
+        if mine[0] == 0 and (i + 1) % max(1, 50_000 // batch) == 0:  # writer 0 reports
+            done = (b + 1) * batch
+            print(f"  ~{done:,} records, {time.perf_counter() - started:.0f} s", flush=True)
+    await engine.dispose()
+
+
+def _writer(url: str, messages: int, batch: int, mine: list[int], seed: int) -> None:
+    asyncio.run(_write_batches(url, messages, batch, mine, seed))
+
+
+async def _prepare(url: str, messages: int) -> None:
+    """Schema, then parties, orders and aliases in bulk (not what is measured)."""
     from relay.db import create_engine, write_tx
     from relay.db.migrate import upgrade
     from relay.db.schema import aliases, orders, parties
-    from relay.search import catch_up
 
-    started = time.perf_counter()
     engine = create_engine(url)
     await upgrade(engine)
-    rng = random.Random(seed)
-    words = ["".join(rng.choices("abcdefghijklmnopqrstuvwxyz", k=rng.randint(3, 10)))
-             for _ in range(20000)]  # fmt: skip
     n_orders = messages // PER_ORDER
     created = NOW - timedelta(days=400)
     async with write_tx(engine) as conn:
@@ -96,43 +155,76 @@ async def build(url: str, messages: int, seed: int = 7) -> float:
              "created_at": created}
             for i in range(n_orders) for r in ("buyer", "seller")
         ])  # fmt: skip
-    span = timedelta(days=365)
-    first = NOW - span
-    done = 0
-    while done < messages:
-        entries = []
-        for n in range(done, min(done + BATCH, messages)):
-            order = n % n_orders  # threads interleave over the year, as real traffic does
-            buyer_side = (n // n_orders) % 2 == 0
-            body_words = rng.choices(words, k=40)
-            for topic, share in TOPICS.items():
-                if rng.random() < share:
-                    body_words[rng.randrange(40)] = topic
-            subject = " ".join(rng.choices(words, k=4))
-            raw = (f"From: x@example.com\r\nSubject: {subject}\r\n\r\n"
-                   f"{' '.join(body_words)}\r\n").encode()  # fmt: skip
-            seller, buyer = seller_email(seller_of(order, n_orders)), f"buyer{order}@mail.example"
-            entries.append(Entry(archive.Record(
-                created_at=first + span * (n / messages), verdict="deliver", original=raw,
-                sha256=hashlib.sha256(raw).hexdigest(), order_id=order_id(order),
-                direction="buyer-to-seller" if buyer_side else "seller-to-buyer",
-                alias=f"{'s' if buyer_side else 'b'}-{order:020d}@relay.example",
-                mail_from=buyer if buyer_side else seller, rcpt=seller if buyer_side else buyer,
-                subject=subject,
-            )))  # fmt: skip
-        async with write_tx(engine) as conn:
-            await lock_chain(conn)
-            await write_entries(conn, entries, await archive.last_hash(conn))
-        done += len(entries)
-        if done % 50000 == 0:
-            print(f"  {done:,} records, {time.perf_counter() - started:.0f} s", flush=True)
+    await engine.dispose()
+
+
+async def _finish(url: str) -> None:
+    import sqlalchemy as sa
+
+    from relay import archive
+    from relay.db import create_engine
+    from relay.search import catch_up
+
+    engine = create_engine(url)
     indexed = await catch_up(engine, batch=2000)
-    print(f"  indexed {indexed:,} records for full text", flush=True)
+    print(f"  indexed {indexed:,} records for full text afterwards", flush=True)
     async with engine.connect() as conn:
         total = (await conn.execute(sa.select(sa.func.count()).select_from(archive.archive)))
         print(f"  archive holds {total.scalar():,} records", flush=True)
     await engine.dispose()
+
+
+def build(url: str, messages: int, *, writers: int, batch: int, seed: int = 7) -> float:
+    """Writers take batches round-robin and queue on the chain lock, as the relay's own
+    processes would; ids (and so the chain) follow commit order."""
+    import multiprocessing
+
+    started = time.perf_counter()
+    asyncio.run(_prepare(url, messages))
+    batches = list(range((messages + batch - 1) // batch))
+    ctx = multiprocessing.get_context("spawn")
+    procs = [
+        ctx.Process(target=_writer, args=(url, messages, batch, batches[w::writers], seed))
+        for w in range(writers)
+    ]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+        if p.exitcode != 0:
+            raise SystemExit(f"a writer failed (exit {p.exitcode})")
+    asyncio.run(_finish(url))
     return time.perf_counter() - started
+
+
+def _ensure_database(url: str, fresh: bool) -> None:
+    """The bench makes (and on a rebuild, remakes) its own database; never ``postgres``."""
+    if url.startswith("sqlite"):
+        path = Path(url.split("///", 1)[1])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if fresh:
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{path}{suffix}").unlink(missing_ok=True)
+        return
+    base, _, name = url.rpartition("/")
+    if not name or name in ("postgres", "template0", "template1"):
+        raise SystemExit("name a database of the bench's own, e.g. .../relay_bench_search")
+
+    async def run() -> None:
+        import asyncpg
+
+        admin = await asyncpg.connect(base.replace("postgresql+asyncpg://", "postgresql://")
+                                      + "/postgres")  # fmt: skip
+        try:
+            exists = await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+            if exists and fresh:
+                await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+            if not exists or fresh:
+                await admin.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await admin.close()
+
+    asyncio.run(run())
 
 
 def _free_port() -> int:
@@ -237,17 +329,19 @@ def main() -> None:
     ap.add_argument("--url", default="sqlite+aiosqlite:///var/bench/search.sqlite3")
     ap.add_argument("--messages", type=int, default=1_000_000)
     ap.add_argument("--repeat", type=int, default=30)
+    ap.add_argument("--writers", type=int, default=2, help="writer processes (chain-locked)")
+    ap.add_argument("--batch", type=int, default=BATCH, help="records per commit")
     ap.add_argument("--reuse", action="store_true", help="measure an existing archive")
+    ap.add_argument("--build-only", action="store_true", help="build, do not measure")
     args = ap.parse_args()
+    _ensure_database(args.url, fresh=not args.reuse)
     if not args.reuse:
-        if args.url.startswith("sqlite"):
-            path = Path(args.url.split("///", 1)[1])
-            path.parent.mkdir(parents=True, exist_ok=True)
-            for suffix in ("", "-wal", "-shm"):
-                Path(f"{path}{suffix}").unlink(missing_ok=True)
-        print(f"building {args.messages:,} messages at {args.url} ...", flush=True)
-        took = asyncio.run(build(args.url, args.messages))
+        print(f"building {args.messages:,} messages at {args.url} "
+              f"({args.writers} writers, {args.batch} per commit) ...", flush=True)  # fmt: skip
+        took = build(args.url, args.messages, writers=args.writers, batch=args.batch)
         print(f"built in {took:.0f} s", flush=True)
+    if args.build_only:
+        return
     print(f"{'case':48} {'median':>8} {'p90':>8}", flush=True)
     measure(args.url, args.repeat, args.messages)
 

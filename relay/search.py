@@ -122,12 +122,29 @@ def text_row(
     return {"archive_id": archive_id, **clean, "automatic": automatic}
 
 
-def _insert(conn: AsyncConnection, rows: list[dict[str, Any]]) -> Any:
-    if conn.dialect.name == "sqlite":
-        return sa.insert(archive_text).prefix_with("OR IGNORE").values(rows)
-    from sqlalchemy.dialects.postgresql import insert
+_COLUMNS = ("archive_id", "subject", "body_text", "automatic")
+# One statement whatever the number of rows, sent to the driver as text: SQLAlchemy's
+# compile of a multi-row VALUES cost more than the insert itself (1.8 s for 2,000 rows),
+# and this runs under the chain lock. PostgreSQL gets arrays (prepared once by asyncpg),
+# SQLite an executemany.
+_PG_INSERT = (
+    "INSERT INTO archive_text (archive_id, subject, body_text, automatic) "
+    "SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::boolean[]) "
+    "ON CONFLICT DO NOTHING"
+)
+_SQLITE_INSERT = (
+    "INSERT OR IGNORE INTO archive_text (archive_id, subject, body_text, automatic) "
+    "VALUES (?, ?, ?, ?)"
+)
 
-    return insert(archive_text).values(rows).on_conflict_do_nothing()
+
+async def _insert(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    if conn.dialect.name == "sqlite":
+        await conn.exec_driver_sql(_SQLITE_INSERT, [tuple(r[c] for c in _COLUMNS) for r in rows])
+        return
+    await conn.exec_driver_sql(_PG_INSERT, tuple([r[c] for r in rows] for c in _COLUMNS))
 
 
 async def index_many(conn: AsyncConnection, ids: list[int], records: list[Any]) -> None:
@@ -140,8 +157,7 @@ async def index_many(conn: AsyncConnection, ids: list[int], records: list[Any]) 
         text_row(rid, r.subject, r.original, r.extra.get("search") if r.extra else None)
         for rid, r in zip(ids, records, strict=True)
     ]
-    if rows:
-        await conn.execute(_insert(conn, rows))
+    await _insert(conn, rows)
 
 
 async def _behind(conn: AsyncConnection) -> bool:
@@ -174,7 +190,7 @@ async def catch_up(engine: AsyncEngine, batch: int = 500) -> int:
             if not rows:
                 return total
             values = [text_row(r.id, r.subject, bytes(r.original)) for r in rows]
-            await conn.execute(_insert(conn, values))
+            await _insert(conn, values)
             total += len(values)
 
 
