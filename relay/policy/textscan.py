@@ -17,8 +17,8 @@ import regex
 
 from relay.policy import links
 from relay.policy.config import Policy
+from relay.policy.detect.normalize import DigitWords, NormText, normalize
 from relay.policy.model import PolicyContext
-from relay.policy.normalize import DigitWords, NormText, normalize
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,39 @@ EMOJI_RE = regex.compile(
     r"(?:\u200D\p{Extended_Pictographic}[\uFE0F\U0001F3FB-\U0001F3FF]*)*"
 )
 _EMOJI_PRES = regex.compile(r"\p{Emoji_Presentation}|\uFE0F|\u20E3|[\U0001F1E6-\U0001F1FF]")
+
+
+_DIGIT_RUN = re.compile(r"\d[\d\s\-./()]{5,}\d")
+_MARGIN = 40
+
+
+def _masked(t: str) -> str:
+    """``t`` with ids, dates, amounts and codes overwritten by ``§`` (same length).
+
+    Masks only matter where a phone could be: a run of 7+ digit characters. The mask
+    patterns run on windows around those runs (widened to whitespace, so a window
+    starts and ends where a token does), not over the whole text.
+    """
+    windows: list[list[int]] = []
+    for m in _DIGIT_RUN.finditer(t):
+        a, b = max(0, m.start() - _MARGIN), min(len(t), m.end() + _MARGIN)
+        while a > 0 and not t[a - 1].isspace():
+            a -= 1
+        while b < len(t) and not t[b].isspace():
+            b += 1
+        if windows and a <= windows[-1][1]:
+            windows[-1][1] = max(windows[-1][1], b)
+        else:
+            windows.append([a, b])
+    if not windows:
+        return t
+    out, pos = [], 0
+    for a, b in windows:
+        out.append(t[pos:a])
+        out.append(MASK_RE.sub(lambda m: "§" * len(m.group()), t[a:b]))
+        pos = b
+    out.append(t[pos:])
+    return "".join(out)
 
 
 def _region(locale: str) -> str | None:
@@ -177,9 +210,7 @@ class TextScanner:
         return out
 
     def _phones(self, nt: NormText, text: str, ctx: PolicyContext) -> list[Hit]:
-        t = nt.text
-        if any(m.start() < m.end() for m in MASK_RE.finditer(t)):
-            t = MASK_RE.sub(lambda m: "§" * len(m.group()), t)
+        t = _masked(nt.text)
         wanted = [_region(ctx.buyer_locale), *self.policy.file.phones.extra_regions]
         regions = list(dict.fromkeys(r for r in wanted if r))
         joins: list[int] = []
