@@ -34,7 +34,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -274,7 +274,7 @@ class _Pool:
     key: tuple[str | None, int, int]
     executor: ProcessPoolExecutor
     users: int = 0
-    ready: bool = False
+    warming: list[Future[int]] = field(default_factory=list)  # one start-up ping a worker
 
 
 _POOLS: dict[tuple[str | None, int, int], _Pool] = {}
@@ -320,24 +320,28 @@ class ProcessRunner:
         """Start every worker now, in the background: the first message should not pay
         for a worker's start (imports, engine, language model: 2-4 s of CPU), and the
         banner should not wait for it either (a message meanwhile waits in the queue)."""
-        if self.pool.ready:
+        pool = self.pool
+        if pool.warming:
             return
-        self.pool.ready = True
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        pings = [loop.run_in_executor(self.pool.executor, _ping) for _ in range(self.workers)]
+        started = time.monotonic()
+        pool.warming = [pool.executor.submit(_ping) for _ in range(self.workers)]
 
-        def done(fut: asyncio.Future[list[int]]) -> None:
-            if fut.cancelled() or fut.exception() is not None:
-                self.pool.ready = False
-                return
-            log.info(
-                "content.workers.ready",
-                workers=len(set(fut.result())),
-                seconds=round(loop.time() - started, 2),
-            )
+        def done(_: Future[int]) -> None:
+            if all(f.done() and not f.cancelled() and f.exception() is None
+                   for f in pool.warming):  # fmt: skip
+                log.info(
+                    "content.workers.ready",
+                    workers=len({f.result() for f in pool.warming}),
+                    seconds=round(time.monotonic() - started, 2),
+                )
 
-        asyncio.gather(*pings).add_done_callback(done)
+        for fut in pool.warming:
+            fut.add_done_callback(done)
+
+    async def ready(self) -> None:
+        """Until every worker has started (tests that time a session, start-up checks)."""
+        await self.start()
+        await asyncio.gather(*(asyncio.wrap_future(f) for f in self.pool.warming))
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -349,7 +353,8 @@ class ProcessRunner:
                 if self.pool.executor is executor:  # the first to notice replaces it
                     executor.shutdown(wait=False, cancel_futures=True)
                     self.pool.executor = _new_executor(self.pool.key)
-                    self.pool.ready = False
+                    self.pool.warming = []
+                    await self.start()
                 if attempt == 2:
                     raise BudgetExceeded(replies.UNPROCESSABLE) from None
         raise AssertionError("unreachable")
@@ -358,6 +363,13 @@ class ProcessRunner:
         """This user is done; the pool stays for the next relay in this process (ended
         at interpreter exit, or when another configuration needs the cores)."""
         self.pool.users = max(0, self.pool.users - 1)
+
+
+async def workers_ready() -> None:
+    """Until every content worker of this process has started (tests that time sessions
+    wait for it: a worker still loading is start-up cost, not the message's)."""
+    for pool in list(_POOLS.values()):
+        await ProcessRunner(pool, Budget()).ready()
 
 
 class PolicyRunner:

@@ -9,9 +9,9 @@ transaction times are asserted.
 Timing: the issue asks for < 200 ms. The probe's transaction includes the normal message's
 own content checks (in the policy worker processes, beside the hostile one) and a durable
 commit, on 2 cores shared with other test runs, where one probe now and then waits on the
-scheduler. So the median of the probes made while the hostile message is in flight (at
-least three) must be < 200 ms, banner and transaction alike; every single one < 1 s (the
-stalls this guards against were 10-40 s).
+scheduler. So the median of the probes made from the start of the hostile message to its
+reply (at least five: probing goes on after a quick refusal) must be < 200 ms, banner and
+transaction alike; every single one < 2 s (the stalls this guards against were 10-40 s).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ import aiosmtplib
 import pytest
 
 from relay.archive import SearchFilter, search
+from relay.policy_pool import workers_ready
 from tests.helpers import (
     BUYER,
     DOMAIN,
@@ -43,8 +44,8 @@ from tests.helpers import (
 )
 
 MEDIAN_MAX = 0.2  # the issue's 200 ms, for the median: see the module docstring
-SINGLE_MAX = 1.0  # any one probe
-MIN_PROBES = 3
+SINGLE_MAX = 2.0  # any one probe
+MIN_PROBES = 5
 
 _HEAD = (
     f"From: {SELLER}\r\nTo: buyer@relay.example\r\nDate: Mon, 1 Jan 2024 10:00:00 +0000\r\n"
@@ -309,6 +310,7 @@ async def hostile_with_probe(
     alias = order.seller_alias
     probe = Probe()
     done = asyncio.Event()
+    await workers_ready()  # start-up cost is not the hostile message's
     await probe.once(port, alias)  # warm: first-use costs are not the hostile message's
     probe = Probe()
     probing = asyncio.create_task(probe.run_until(port, alias, done))
