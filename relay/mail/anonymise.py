@@ -231,7 +231,7 @@ class Anonymiser:
             return raw
         msg = Message()
         msg[name] = F.text(raw)
-        params = msg.get_params(header=name) or []
+        params = F.params(msg, name)
         if len(params) < 2:
             return raw
         kept: list[str] = [params[0][0]]

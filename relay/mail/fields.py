@@ -14,8 +14,20 @@ import re
 from email.header import Header
 from email.message import Message
 from email.utils import encode_rfc2231, format_datetime, parsedate_to_datetime
+from typing import cast
 
 _LINESEP = b"\r\n"
+
+#: One parameter's value as ``Message.get_params`` gives it: a string, or for an RFC 2231
+#: value (``name*=utf-8''...``) the ``(charset, language, value)`` triple.
+ParamValue = str | tuple[str | None, str | None, str]
+
+
+def params(msg: Message, name: str) -> list[tuple[str, ParamValue]]:
+    """The parameters of header ``name`` (main value first), [] when there is none."""
+    # cast: typeshed types the values as str only, but the stdlib returns the RFC 2231
+    # triple for extended parameters (email.message._parseparam / decode_params).
+    return cast("list[tuple[str, ParamValue]]", msg.get_params(header=name) or [])
 
 
 def fields(header_bytes: bytes) -> list[tuple[str, bytes]]:
@@ -84,22 +96,21 @@ def with_params(name: str, raw_value: bytes) -> bytes:
         return name.encode("ascii") + b": " + raw_value + _LINESEP
     msg = Message()
     msg[name] = text(raw_value)
-    params = msg.get_params(header=name) or []
-    if not params:
+    found = params(msg, name)
+    if not found:
         return make(name, text(raw_value).encode("ascii", "replace").decode())
-    main, _ = params[0]
+    main, _ = found[0]
     parts = [main.encode("ascii", "replace").decode()]
-    for key, val in params[1:]:
+    for key, val in found[1:]:
         key = key.encode("ascii", "ignore").decode()
         if not key:
             continue
-        if isinstance(val, tuple):  # already RFC 2231 in the source
-            val = val[2]
-        val = str(val)
-        if val.isascii():
-            parts.append(f'{key}="{val.replace(chr(92), "").replace(chr(34), "")}"')
+        # already RFC 2231 in the source: the value is the triple's last item
+        value = val[2] if isinstance(val, tuple) else val
+        if value.isascii():
+            parts.append(f'{key}="{value.replace(chr(92), "").replace(chr(34), "")}"')
         else:
-            parts.append(f"{key}*={encode_rfc2231(val, 'utf-8')}")
+            parts.append(f"{key}*={encode_rfc2231(value, 'utf-8')}")
     return make(name, ";\r\n\t".join(parts))
 
 
@@ -120,7 +131,7 @@ def structured(name: str, raw_value: bytes) -> bytes | None:
             when = parsedate_to_datetime(text(raw_value))
         except (TypeError, ValueError, IndexError, OverflowError):
             return None
-        return make("Date", format_datetime(when)) if when is not None else None
+        return make("Date", format_datetime(when))
     if key == "mime-version":
         return make("MIME-Version", "1.0") if _VERSION.match(raw_value) else None
     m = _TOKEN.match(raw_value)
