@@ -9,8 +9,9 @@ what enforcement would have done.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection
+from collections.abc import Awaitable, Collection
 from dataclasses import dataclass
+from typing import TypeVar
 
 import dns.asyncresolver
 
@@ -81,9 +82,13 @@ class SenderDecision:
     reason: str
 
 
-async def _guard(coro: object, limit: float, fallback: object) -> object:
+T = TypeVar("T")
+F = TypeVar("F")
+
+
+async def _guard(coro: Awaitable[T], limit: float, fallback: F) -> T | F:
     try:
-        return await asyncio.wait_for(coro, limit)  # type: ignore[arg-type]
+        return await asyncio.wait_for(coro, limit)
     except (TimeoutError, DnsTempError):
         return fallback
 
@@ -144,9 +149,8 @@ async def authenticate(
         _guard(verify_all(raw, resolver, deadline), limit, None),
         _guard(dmarc_record(), limit, "temperror"),
     )
-    assert isinstance(spf, str) and isinstance(helo_spf, str)
     dkim: tuple[DkimResult, ...] = (
-        dkim_results  # type: ignore[assignment]
+        dkim_results
         if dkim_results is not None
         else (DkimResult("", "", "temperror", "verification timed out"),)
     )

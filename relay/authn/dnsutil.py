@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import TypeVar
 
 import dns.asyncresolver
 import dns.exception
 import dns.name
 import dns.rdata
 import dns.resolver
+from dns.rdtypes.txtbase import TXTBase
+
+R = TypeVar("R", bound=dns.rdata.Rdata)
 
 
 class DnsTempError(Exception):
@@ -72,6 +76,12 @@ async def lookup(
     return records, not records
 
 
+def of_type(records: list[dns.rdata.Rdata], kind: type[R]) -> list[R]:
+    """The records that are ``kind``. An answer holds only the type asked for, so this
+    drops nothing; it gives the records their type (``.address``, ``.target``...)."""
+    return [r for r in records if isinstance(r, kind)]
+
+
 def txt_strings(records: list[dns.rdata.Rdata]) -> list[str]:
     """Join each TXT record's character strings (RFC 7208 §3.3, RFC 6376 §3.6.2.2)."""
     out = []
@@ -85,4 +95,4 @@ def txt_strings(records: list[dns.rdata.Rdata]) -> list[str]:
 def txt_bytes(records: list[dns.rdata.Rdata]) -> list[bytes]:
     """Each TXT record's character strings joined, as bytes (for callers that must reject
     non-ASCII rather than guess an encoding, like SPF, RFC 7208 §3.3 and §4.5)."""
-    return [b"".join(r.strings) for r in records if getattr(r, "strings", None) is not None]
+    return [b"".join(r.strings) for r in records if isinstance(r, TXTBase)]

@@ -35,9 +35,14 @@ import urllib.parse
 from dataclasses import dataclass, field
 
 import dns.asyncresolver
+import dns.rdata
 import dns.reversename
+from dns.rdtypes.ANY.MX import MX
+from dns.rdtypes.ANY.PTR import PTR
+from dns.rdtypes.IN.A import A
+from dns.rdtypes.IN.AAAA import AAAA
 
-from relay.authn.dnsutil import Deadline, DnsTempError, lookup, txt_bytes
+from relay.authn.dnsutil import Deadline, DnsTempError, lookup, of_type, txt_bytes
 
 MAX_LOOKUPS = 10
 MAX_VOID = 2
@@ -98,7 +103,7 @@ class _Ctx:
         if self.lookups > MAX_LOOKUPS:
             raise PermError("too many DNS lookups")
 
-    async def query(self, name: str, rtype: str) -> list:
+    async def query(self, name: str, rtype: str) -> list[dns.rdata.Rdata]:
         records, void = await lookup(self.resolver, name, rtype, self.deadline)
         if void:
             self.voids += 1
@@ -189,8 +194,9 @@ def _parse_directive(term: str) -> _Directive:
         plen = int(im.group(2)) if im is not None and im.group(2) else 32
         if im is None or plen > 32:
             raise PermError("bad ip4 network")
-        net = ipaddress.IPv4Network(f"{im.group(1)}/{plen}", strict=False)
-        return _Directive(qualifier, name, network=net)
+        return _Directive(
+            qualifier, name, network=ipaddress.IPv4Network(f"{im.group(1)}/{plen}", strict=False)
+        )
     if name == "ip6":
         im = _IP6.fullmatch(rest)
         plen = int(im.group(2)) if im is not None and im.group(2) else 128
@@ -289,7 +295,8 @@ def _in_net(ctx: _Ctx, addr: str, v4: int | None, v6: int | None) -> bool:
 
 async def _addresses(ctx: _Ctx, name: str) -> list[str]:
     rtype = "A" if ctx.ip.version == 4 else "AAAA"
-    return [r.address for r in await ctx.query(name, rtype)]
+    records = await ctx.query(name, rtype)
+    return [r.address for r in (of_type(records, A) if rtype == "A" else of_type(records, AAAA))]
 
 
 async def _ptr_names(ctx: _Ctx) -> list[str]:
@@ -302,7 +309,9 @@ async def _ptr_names(ctx: _Ctx) -> list[str]:
         except DnsTempError:
             ctx.ptr_names = DnsTempError("PTR")
             raise
-        ctx.ptr_names = [r.target.to_text().lower().rstrip(".") for r in records[:MAX_NAMES]]
+        ctx.ptr_names = [
+            r.target.to_text().lower().rstrip(".") for r in of_type(records[:MAX_NAMES], PTR)
+        ]
     if isinstance(ctx.ptr_names, DnsTempError):
         raise DnsTempError("PTR lookup failed before")
     return ctx.ptr_names
@@ -316,7 +325,8 @@ async def _validate(ctx: _Ctx, name: str) -> bool:
             records, _ = await lookup(ctx.resolver, name, rtype, ctx.deadline)
         except DnsTempError:
             records = []
-        ctx.validated[name] = any(_in_net(ctx, r.address, None, None) for r in records)
+        found = of_type(records, A) if rtype == "A" else of_type(records, AAAA)
+        ctx.validated[name] = any(_in_net(ctx, r.address, None, None) for r in found)
     return ctx.validated[name]
 
 
@@ -336,7 +346,7 @@ async def _mechanism(ctx: _Ctx, d: _Directive, domain: str) -> bool:
         mxs = await ctx.query(target, "MX")
         if len(mxs) > MAX_NAMES:
             raise PermError("too many MX names")
-        for mx in mxs:
+        for mx in of_type(mxs, MX):
             host = mx.exchange.to_text().rstrip(".")
             if host and any(_in_net(ctx, a, d.cidr4, d.cidr6) for a in await _addresses(ctx, host)):
                 return True
