@@ -15,6 +15,12 @@ Verdicts: deliver, redact, reject, and ``hold`` when a rule cannot decide (image
 cannot read, a language it cannot identify, an attachment over the ``[reading]`` budget);
 relay.holds keeps held messages until ops release or refuse them.
 
+Layout: :mod:`.detect` reads a message once into a document of spans (the MIME tree
+decoded once, every text normalised once with an offset map, tokens and HTML resources
+recorded with the span they came from); :mod:`.rules` holds one file per rule (kind,
+name, description, scope, ``check(document)``) and ``RULES``, the chain; :mod:`.engine`
+runs the chain and decides. Actions and lists live in ``policies/*.toml``.
+
 How the parts decide (issue 12):
 
 * tokens (:mod:`.textscan`, :mod:`.htmlpart`): contact details after decoding and
@@ -23,7 +29,7 @@ How the parts decide (issue 12):
 * attachments (:mod:`.attachments`): the real type from the bytes (puremagic plus a look
   inside ZIP/OLE/SVG/HTML) against ``[attachments] allowed`` / ``dangerous``; their text
   (:mod:`.doctext`: PDF, Office, ODF, iCalendar, OCR) is judged by the body's rules;
-* message kinds (:mod:`.messages` over :mod:`.intents`): an intent grammar, not a
+* message kinds (:mod:`.rules` over :mod:`.intents`): an intent grammar, not a
   classifier. Each sentence is tagged with speech-act slots (a condition on the buyer's
   satisfaction, a pointer to where reviews go, "contact us first", an incentive, courtesy,
   an upsell) from the multilingual lexicons; rules combine slots within a sentence or

@@ -19,17 +19,6 @@ import relay
 
 KindAction = Literal["allow", "redact", "hold", "reject"]
 
-TOKEN_KINDS = (
-    "email_address", "phone_number", "external_link", "messaging_app_link", "social_handle",
-    "tracking_pixel", "remote_image", "hidden_content", "opt_out_link", "emoji",
-    "attachment_removed", "image_metadata",
-)
-MESSAGE_KINDS = (
-    "shipping_confirmation", "thank_you_only", "promotional", "review_solicitation",
-    "review_incentive", "wrong_language", "deceptive_link", "off_platform",
-    "important_tag_misuse", "dangerous_attachment", "attachment_too_large",
-    "critical",  # recorded, not refused: what an opt-out lets through (relay.policy.critical)
-)
 LEXICON_KEYS = (
     "phone_cue", "personal_cue", "service_cue", "id_label", "strong_id_label", "thanks",
     "contact_offer",
@@ -50,33 +39,6 @@ class PolicyError(ValueError):
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Actions(_Strict):
-    email_address: KindAction = "redact"
-    phone_number: KindAction = "redact"
-    external_link: KindAction = "redact"
-    messaging_app_link: KindAction = "redact"
-    social_handle: KindAction = "redact"
-    tracking_pixel: KindAction = "redact"
-    remote_image: KindAction = "redact"
-    hidden_content: KindAction = "redact"
-    opt_out_link: KindAction = "redact"
-    emoji: KindAction = "redact"
-    attachment_removed: KindAction = "redact"
-    image_metadata: KindAction = "redact"
-    shipping_confirmation: KindAction = "reject"
-    thank_you_only: KindAction = "reject"
-    promotional: KindAction = "reject"
-    review_solicitation: KindAction = "reject"
-    review_incentive: KindAction = "reject"
-    wrong_language: KindAction = "reject"
-    deceptive_link: KindAction = "reject"
-    off_platform: KindAction = "reject"
-    important_tag_misuse: KindAction = "reject"
-    dangerous_attachment: KindAction = "reject"
-    attachment_too_large: KindAction = "reject"
-    critical: KindAction = "allow"
 
 
 class Domains(_Strict):
@@ -155,7 +117,8 @@ class Lexicons(_Strict):
 
 
 class PolicyFile(_Strict):
-    actions: Actions = Field(default_factory=Actions)
+    # kind -> action; the kinds are relay.policy.rules.RULES' (checked in load_policy)
+    actions: dict[str, KindAction] = Field(default_factory=dict)
     domains: Domains = Field(default_factory=Domains)
     phones: Phones = Field(default_factory=Phones)
     limits: Limits = Field(default_factory=Limits)
@@ -259,9 +222,16 @@ class Lexicon:
 
 @dataclass(frozen=True)
 class Policy:
+    """A loaded policy: the validated file, its lexicons, and the action of every rule's
+    kind (the file's ``[actions]`` over each rule's ``default_action``)."""
+
     file: PolicyFile
     lexicon: Lexicon
     source: pathlib.Path
+    actions: dict[str, str] = field(default_factory=dict)
+
+    def action(self, kind: str) -> str:
+        return self.actions.get(kind, "redact")
 
 
 def shipped_dir() -> pathlib.Path:
@@ -342,6 +312,12 @@ def load_policy(path: pathlib.Path | None = None) -> Policy:
         pf = PolicyFile.model_validate(_read_toml(path))
     except ValidationError as err:
         raise PolicyError(f"{path}: {_key_of(err)}") from None
+    from relay.policy.rules import DEFAULT_ACTIONS
+
+    unknown = [k for k in pf.actions if k not in DEFAULT_ACTIONS]
+    if unknown:
+        raise PolicyError(f"{path}: actions.{unknown[0]}: unknown key")
+    actions = {**DEFAULT_ACTIONS, **pf.actions}
     lexdir = pathlib.Path(pf.lexicons.dir)
     if not lexdir.is_absolute():
         lexdir = path.parent / lexdir
@@ -382,4 +358,4 @@ def load_policy(path: pathlib.Path | None = None) -> Policy:
     except regex.error as err:
         raise PolicyError(f"{path}: attachments.decorative_names: bad pattern: {err}") from None
     words = {k: tuple(v) for k, v in merged.items()}
-    return Policy(pf, Lexicon(patterns, digits, fast, words), path)
+    return Policy(pf, Lexicon(patterns, digits, fast, words), path, actions)
