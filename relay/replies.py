@@ -70,6 +70,7 @@ TOO_MANY_FROM_CLIENT = Reply(
 EVICTED = Reply(421, "4.7.0", "Too many connections: closing this idle session, try again later")
 TIMEOUT = Reply(421, "4.4.2", "Timeout exceeded waiting for your command, closing")
 TOO_SLOW = Reply(421, "4.4.2", "Message data arriving too slowly, closing; try again later")
+TOO_MANY_ERRORS = Reply(421, "4.7.0", "Too many errors or junk commands, closing")
 TLS_ACTIVE = Reply(503, "5.5.1", "TLS already active")
 AUTH_UNSUPPORTED = Reply(
     502, "5.5.1", "AUTH not supported: this server only accepts mail for its own domain"

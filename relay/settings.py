@@ -143,6 +143,12 @@ class SmtpSection(_Section):
     min_data_rate: int = Field(default=500, ge=0, description="bytes/s in DATA; 0: no minimum")
     data_rate_grace: Duration = timedelta(seconds=10)
     data_rate_window: Duration = timedelta(seconds=30)
+    hard_error_limit: int = Field(
+        default=20, ge=1, description="error replies in a session before 421 and close"
+    )
+    junk_command_limit: int = Field(
+        default=100, ge=0, description="NOOP/RSET/VRFY/EXPN/HELP before each counts as an error"
+    )
     tls_cert: Path | None = None
     tls_key: Path | None = None
     # Trusted front ends. PROXY protocol (v1/v2) from a load balancer: the header is

@@ -18,6 +18,11 @@ habit of making room for a newcomer:
 - **Minimum data rate.** In DATA, after ``data_rate_grace``, fewer than
   ``min_data_rate`` bytes/s over the last ``data_rate_window`` ends the session with
   ``421 4.4.2``; nothing of the message is kept.
+- **Errors and junk.** A session that has been answered ``hard_error_limit`` errors
+  (4xx/5xx), or has sent more than ``junk_command_limit`` NOOP/RSET/VRFY/EXPN/HELP, is
+  told ``421 4.7.0`` and closed (Postfix's ``smtpd_hard_error_limit`` and
+  ``smtpd_junk_command_limit``): one client pipelining 100,000 NOOPs or RCPTs for
+  addresses that do not exist kept the loop busy and a legitimate client waited minutes.
 - **Eviction.** At the global cap, a newcomer is admitted by closing the longest-idle
   session with ``421 4.7.0``, or else the slowest sender in DATA that is below the
   minimum rate (``421 4.4.2``); only when every session is busy (being answered, or
@@ -32,7 +37,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import heapq
 import ipaddress
+import itertools
+import socket
 import time
 from collections import Counter, deque
 from collections.abc import Callable
@@ -51,6 +59,7 @@ WAITING = "waiting"  # for the client's next command (or its TLS handshake)
 BUSY = "busy"  # we are working on a command: never timed out, never evicted
 DATA = "data"  # reading the message: subject to the data-rate check
 PREAMBLE = "preamble"  # before the banner (PROXY header): aiosmtpd's own timer
+JUNK = frozenset({"NOOP", "RSET", "VRFY", "EXPN", "HELP"})  # move no transaction forward
 
 
 @dataclass(frozen=True)
@@ -65,6 +74,8 @@ class Limits:
     min_data_rate: int = 500
     data_rate_grace: float = 10.0
     data_rate_window: float = 30.0
+    hard_errors: int = 20
+    junk_commands: int = 100
 
     @classmethod
     def from_settings(cls, smtp: Any) -> Limits:
@@ -77,6 +88,8 @@ class Limits:
             min_data_rate=smtp.min_data_rate,
             data_rate_grace=smtp.data_rate_grace.total_seconds(),
             data_rate_window=smtp.data_rate_window.total_seconds(),
+            hard_errors=smtp.hard_error_limit,
+            junk_commands=smtp.junk_command_limit,
         )
 
     @property
@@ -118,6 +131,14 @@ class Activity:
     samples: deque[tuple[float, int]] = field(default_factory=deque)
     writing_since: float | None = None  # a reply is stuck: the client does not read
     gone: bool = False
+    # The gate's: told each time the session becomes evictable (its eviction heap), and
+    # the session's latest entry there (the only one that counts).
+    on_evictable: Callable[[Activity], None] | None = None
+    heap_entry: tuple[tuple[bool, float], int, Activity] | None = None
+    proven: bool = False  # a productive command succeeded: evicted after those without
+    alive: Callable[[], bool] | None = None  # the socket, asked before evicting for it
+    errors: int = 0  # error replies so far (relay.smtp.gate: hard_errors)
+    junk: int = 0  # NOOP/RSET/VRFY/EXPN/HELP so far
 
     # --- called by the session -----------------------------------------------------
 
@@ -129,7 +150,10 @@ class Activity:
         now = time.monotonic()
         if productive or self.phase == PREAMBLE:
             self.since = now
+            self.proven = self.proven or self.phase == BUSY
         self.phase = WAITING
+        if self.on_evictable is not None:
+            self.on_evictable(self)
 
     def data_begins(self) -> None:
         now = time.monotonic()
@@ -149,10 +173,23 @@ class Activity:
         """A reply waits for the client to read (pipelining without reading): the
         client's turn, timed and evictable like a wait for a command."""
         self.writing_since = time.monotonic() if stuck else None
+        if stuck and self.on_evictable is not None:
+            self.on_evictable(self)
 
     @property
     def evictable(self) -> bool:
         return self.phase == WAITING or self.writing_since is not None
+
+    @property
+    def idle_since(self) -> float:
+        """When the wait the gate would evict for began."""
+        return self.writing_since if self.writing_since is not None else self.since
+
+    @property
+    def evict_key(self) -> tuple[bool, float]:
+        """Eviction order: sessions that never did anything useful first (a flood's),
+        then by how long they have waited."""
+        return (self.proven, self.idle_since)
 
     def idle_for(self, now: float) -> float:
         if self.writing_since is not None:
@@ -175,6 +212,12 @@ class Activity:
         return (self.data_bytes - b0) / span if span > 0 else None
 
 
+def _forget(entry: tuple[tuple[bool, float], int, Activity]) -> None:
+    """A heap entry dropped: if it was its session's latest, the next wait pushes anew."""
+    if entry[2].heap_entry is entry:
+        entry[2].heap_entry = None
+
+
 class ConnectionGate:
     """Admits, counts, times out and evicts sessions; drains them on shutdown."""
 
@@ -186,6 +229,12 @@ class ConnectionGate:
         self.empty = asyncio.Event()
         self.empty.set()
         self._sweeper: asyncio.Task[None] | None = None
+        # Evictable sessions by the start of their wait, oldest first. Entries go stale
+        # (the session left, got busy or waited anew) and are skipped when popped: finding
+        # the longest idle costs O(log n), not a scan of every session per newcomer, which
+        # under a connect-and-drop flood at the cap cost ~1 ms each and froze the loop.
+        self._idle: list[tuple[tuple[bool, float], int, Activity]] = []
+        self._seq = itertools.count()
 
     @property
     def limit(self) -> int:
@@ -202,20 +251,44 @@ class ConnectionGate:
     def idle_limit(self) -> float:
         return self.limits.stress_timeout if self.stressed else self.limits.timeout
 
+    # --- what a session says and hears -------------------------------------------------
+
+    def answered(self, act: Activity, command: str, code: int) -> Reply | None:
+        """Count one command and its reply; the reply to close with once the session is
+        over its error or junk budget, else None."""
+        if command in JUNK:
+            act.junk += 1
+            if act.junk > self.limits.junk_commands:
+                act.errors += 1
+        if code >= 400:
+            act.errors += 1
+        if act.errors < self.limits.hard_errors:
+            return None
+        log.info("smtp.session.too_many_errors", session=act.session, junk=act.junk)
+        metrics.SMTP_CONNECTIONS.labels(outcome="too_many_errors").inc()
+        return replies.TOO_MANY_ERRORS
+
     # --- admission -----------------------------------------------------------------
 
     def admit(self, act: Activity, key: str | None) -> Reply | None:
         """Let a new session in, or say why not. At the cap, the longest-idle session is
-        closed to make room; the newcomer is refused only if none is idle."""
+        closed to make room (if the newcomer is still there); the newcomer is refused only
+        if none is idle."""
         if self.draining:
             metrics.SMTP_CONNECTIONS.labels(outcome="refused_shutdown").inc()
             return replies.SHUTTING_DOWN
         if key is not None and self.per_client[key] >= self.limits.per_client:
             metrics.SMTP_CONNECTIONS.labels(outcome="refused_client_limit").inc()
             return replies.TOO_MANY_FROM_CLIENT
-        if self.open >= self.limits.max_connections and not self._evict_one():
-            metrics.SMTP_CONNECTIONS.labels(outcome="refused_limit").inc()
-            return replies.TOO_MANY_CONNECTIONS
+        if self.open >= self.limits.max_connections:
+            if act.alive is not None and not act.alive():
+                # Gone already (a connect-and-drop flood): it must not cost a live one
+                # its slot, nor the newcomer behind it its turn.
+                metrics.SMTP_CONNECTIONS.labels(outcome="refused_gone").inc()
+                return replies.TOO_MANY_CONNECTIONS
+            if not self._evict_one():
+                metrics.SMTP_CONNECTIONS.labels(outcome="refused_limit").inc()
+                return replies.TOO_MANY_CONNECTIONS
         self._enter(act, key)
         metrics.SMTP_CONNECTIONS.labels(outcome="accepted").inc()
         return None
@@ -237,6 +310,9 @@ class ConnectionGate:
         if key is not None:
             self.per_client[key] += 1
         self.sessions.add(act)
+        act.on_evictable = self._evictable
+        if act.evictable:
+            self._evictable(act)
         self.empty.clear()
         metrics.SMTP_SESSIONS.set(len(self.sessions))
         if self._sweeper is None or self._sweeper.done():
@@ -253,6 +329,7 @@ class ConnectionGate:
         act.gone = True
         metrics.SMTP_SESSIONS.set(len(self.sessions))
         if not self.sessions:
+            self._idle.clear()
             self.empty.set()
 
     def _uncount(self, act: Activity) -> None:
@@ -261,14 +338,51 @@ class ConnectionGate:
             if self.per_client[act.key] <= 0:
                 del self.per_client[act.key]
 
+    def _evictable(self, act: Activity) -> None:
+        key = act.evict_key
+        if act.heap_entry is not None and act.heap_entry[0] == key:
+            return  # still waiting since then (an unproductive command): already there
+        act.heap_entry = (key, next(self._seq), act)
+        heapq.heappush(self._idle, act.heap_entry)
+        self._prune(4)
+
+    def _prune(self, slack: int) -> None:
+        """Drop stale heap entries once they outnumber the sessions ``slack`` to one
+        (amortised O(1) per push): a stale entry pins a closed session's buffers."""
+        if len(self._idle) > slack * len(self.sessions) + 64:
+            kept = []
+            for entry in self._idle:
+                if self._current(entry):
+                    kept.append(entry)
+                else:
+                    _forget(entry)
+            self._idle = kept
+            heapq.heapify(self._idle)
+
+    def _current(self, entry: tuple[tuple[bool, float], int, Activity]) -> bool:
+        key, _, act = entry
+        return (
+            act.heap_entry is entry
+            and act in self.sessions
+            and act.evictable
+            and act.evict_key == key
+        )
+
+    def _longest_idle(self) -> Activity | None:
+        while self._idle:
+            if self._current(self._idle[0]):
+                return self._idle[0][2]
+            _forget(heapq.heappop(self._idle))
+        return None
+
     def _evict_one(self) -> bool:
-        """Make room: the longest-idle session goes; failing that, the slowest sender in
+        """Make room: the longest-idle session goes (one that never got as far as a
+        successful EHLO/MAIL/RCPT before one that did); failing that, the slowest sender in
         DATA that is below the minimum rate (even within its grace: a newcomer waits for
         nobody's grace). A session we are working for is never evicted."""
         now = time.monotonic()
-        idle = [a for a in self.sessions if a.evictable]
-        if idle:
-            victim = max(idle, key=lambda a: a.idle_for(now))
+        victim = self._longest_idle()
+        if victim is not None:
             log.info(
                 "smtp.session.evicted",
                 session=victim.session,
@@ -305,6 +419,7 @@ class ConnectionGate:
         now = time.monotonic() if now is None else now
         limits, idle_limit = self.limits, self.idle_limit()
         closed = 0
+        self._prune(1)  # after a crowd has left, its sessions are not kept alive here
         for act in list(self.sessions):
             if act.phase in (BUSY, PREAMBLE) and act.writing_since is None:
                 continue
@@ -366,3 +481,19 @@ class ConnectionGate:
                 self._sweeper.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._sweeper
+
+
+def socket_alive(sock: socket.socket | Any) -> bool:
+    """False if the peer has already closed or reset the connection (a peek, no read)."""
+    try:
+        probe = socket.socket(fileno=sock.fileno())
+    except OSError:
+        return False
+    try:
+        return probe.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) != b""
+    except (BlockingIOError, InterruptedError):
+        return True  # nothing to read yet: alive
+    except OSError:
+        return False  # ECONNRESET and the like
+    finally:
+        probe.detach()

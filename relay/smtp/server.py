@@ -38,7 +38,15 @@ from aiosmtpd.smtp import MISSING, SMTP, Session, TLSSetupException, syntax
 from relay import malloc, metrics, replies
 from relay.proxy import Network, allowed, parse_xforward
 from relay.replies import Reply
-from relay.smtp.gate import DATA, PREAMBLE, Activity, ConnectionGate, client_key
+from relay.smtp.gate import (
+    DATA,
+    PREAMBLE,
+    Activity,
+    ConnectionGate,
+    client_key,
+    socket_alive,
+)
+from relay.smtp.tls import start_tls
 
 __all__ = ["ConnectionGate", "RelaySMTP"]
 
@@ -132,15 +140,21 @@ class RelaySMTP(SMTP):
         async def run(arg: str | None) -> None:
             if arg is not None and not _clean_argument(arg):
                 await self.push(str(replies.BAD_COMMAND_BYTES))
-                return
-            self._command = name
-            self.activity.busy()
-            try:
-                await method(arg)
-            finally:
-                self._command = ""
-                productive = name not in _UNPRODUCTIVE and 0 < self._last_code < 400
-                self.activity.waiting(productive=productive)
+            else:
+                self._command = name
+                self.activity.busy()
+                try:
+                    await method(arg)
+                finally:
+                    self._command = ""
+                    productive = name not in _UNPRODUCTIVE and 0 < self._last_code < 400
+                    self.activity.waiting(productive=productive)
+            # The gate counts errors and junk (relay.smtp.gate); and one command per turn
+            # of the loop: a client with 100,000 pipelined commands takes turns with others.
+            refusal = self._gate.answered(self.activity, name, self._last_code)
+            if refusal is not None:
+                self._hang_up(refusal)
+            await asyncio.sleep(0)
 
         for attr in _SYNTAX_ATTRS:  # HELP reads these off the method
             if hasattr(method, attr):
@@ -215,6 +229,9 @@ class RelaySMTP(SMTP):
     async def _admit(self) -> bool:
         """Before the banner: the gate admits the session (perhaps by evicting an idle
         one) or we answer 421 and close."""
+        sock = self.transport.get_extra_info("socket") if self.transport else None
+        if sock is not None:  # at the cap, a newcomer already gone evicts nobody
+            self.activity.alive = lambda: socket_alive(sock)
         refusal = self._gate.admit(self.activity, self._client_key())
         if refusal is not None:
             log.info("smtp.connection.refused", reply=str(refusal), peer=_host(self.session.peer))
@@ -289,7 +306,7 @@ class RelaySMTP(SMTP):
             await self.push("501 5.5.4 Syntax: STARTTLS")
             return
         self.activity.waiting()
-        await super().smtp_STARTTLS(arg)
+        await start_tls(self)  # aiosmtpd's upgrade with a lean TLS layer (relay.smtp.tls)
 
     async def smtp_AUTH(self, arg: str) -> None:
         await self.push(str(replies.AUTH_UNSUPPORTED))
