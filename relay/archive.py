@@ -252,6 +252,15 @@ def _orders_of(role: str, email: str) -> Any:
     )
 
 
+def party_ids(seller: str | None, buyer: str | None) -> sa.Select[Any]:
+    """Ids of the records of a seller's and/or buyer's orders (ix_archive_order covers it)."""
+    q = sa.select(archive.c.id)
+    for role, email in (("seller", seller), ("buyer", buyer)):
+        if email:
+            q = q.where(archive.c.order_id.in_(_orders_of(role, email)))
+    return q
+
+
 def _has_finding(kind: str, dialect: str) -> Any:
     if dialect == "sqlite":
         each = sa.text(
@@ -267,9 +276,10 @@ def search_query(
 ) -> sa.Select[Any]:
     """The SELECT behind ``search``: newest first, at most ``f.limit`` rows.
 
-    ``big_party``: the seller/buyer filter covers so many orders that letting the text
-    index drive (and checking the party per match) stops sooner than walking the party's
-    records (relay.search.apply_text)."""
+    ``big_party``: the seller/buyer filter covers so many records that letting the text
+    index drive (and checking the party per match) stops sooner than collecting the
+    party's records; ``rare_verdict``: few records carry ``f.verdict``, so they are the
+    candidates (relay.search.apply_text)."""
     q = sa.select(*(archive.c[k] for k in _LIST_COLS)).order_by(archive.c.id.desc()).limit(f.limit)
     if f.order_id:
         q = q.where(archive.c.order_id == f.order_id)
@@ -304,12 +314,13 @@ def search_query(
     if f.text:
         from relay.search import apply_text
 
-        narrow = (
-            bool(f.order_id or f.alias)
-            or (bool(f.seller or f.buyer) and not big_party)
-            or rare_verdict
-        )
-        q = apply_text(q, f.text, dialect, narrow=narrow)
+        if f.order_id or f.alias:
+            plan = "probe"  # a thread: tens of records
+        elif ((f.seller or f.buyer) and not big_party) or rare_verdict:
+            plan = "candidates"
+        else:
+            plan = "index"
+        q = apply_text(q, f.text, dialect, plan=plan, limit=f.limit)
     return q
 
 
@@ -319,7 +330,7 @@ async def search(engine: AsyncEngine, f: SearchFilter) -> list[dict[str, Any]]:
     if f.text and (f.seller or f.buyer) and not (f.order_id or f.alias):
         from relay.search import party_is_big
 
-        big = await party_is_big(engine, f.seller, f.buyer)
+        big = await party_is_big(engine, f.seller, f.buyer, f.limit)
     rare = False
     if f.text and f.verdict and engine.dialect.name == "sqlite":
         from relay.search import verdict_is_rare

@@ -29,6 +29,7 @@ from __future__ import annotations
 import email
 import email.policy
 import html
+import math
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -194,31 +195,38 @@ async def catch_up(engine: AsyncEngine, batch: int = 500) -> int:
             total += len(values)
 
 
-BIG_PARTY_ORDERS = 100  # ~1,000 records: past this the text index drives a party search
-FEW_RECORDS = 2000  # a verdict filter matching at most this many lets the archive drive
+BIG_PARTY_RECORDS = 1000  # at most this many records: a party's records are candidates
+DRIVE_RATIO = 3  # a step of the text index walk costs about this many candidate records
+FEW_RECORDS = 2000  # a verdict filter matching at most this many: its records are candidates
 
 
-async def party_is_big(engine: AsyncEngine, seller: str | None, buyer: str | None) -> bool:
-    """Whether a seller's (or buyer's) orders are many enough that a text search should
-    walk the text index newest first and check the party per match, rather than walk
-    every record of the party and probe the index for each: the second costs the party's
-    size (2.5 s for a seller with 78k messages at 1M), the first about limit / share."""
-    from relay.archive import _orders_of
+async def party_is_big(
+    engine: AsyncEngine, seller: str | None, buyer: str | None, limit: int = 100
+) -> bool:
+    """Whether a seller's (or buyer's) records are so many that a text search should walk
+    the text index newest first and check the party per match ("index" plan), rather than
+    collect the party's record ids and keep the matches among them ("candidates").
 
-    counts = []
+    The walk costs about ``limit / share`` steps (share = the party's part of the archive,
+    one archive row read each: ~25 ms for a seller with 10 % at 1M); the candidates cost
+    the party's size (its ids, read off ix_archive_order, ~3-5 us each). They cross where
+    records^2 ~ DRIVE_RATIO * limit * archive size (~12k records for 50 rows at 1M); the
+    count stops there, so deciding costs at most that many index entries."""
+    from relay.archive import party_ids
+
     async with read_tx(engine) as conn:
-        for role, email in (("seller", seller), ("buyer", buyer)):
-            if email:
-                sub = _orders_of(role, email).limit(BIG_PARTY_ORDERS + 1).subquery()
-                n = (await conn.execute(sa.select(sa.func.count()).select_from(sub))).scalar()
-                counts.append(int(n or 0))
-    return bool(counts) and min(counts) > BIG_PARTY_ORDERS
+        top = int((await conn.execute(sa.select(sa.func.max(archive.c.id)))).scalar() or 0)
+        threshold = max(BIG_PARTY_RECORDS, math.isqrt(DRIVE_RATIO * max(limit, 1) * top))
+        sub = party_ids(seller, buyer).limit(threshold + 1).subquery()
+        n = (await conn.execute(sa.select(sa.func.count()).select_from(sub))).scalar()
+    return int(n or 0) > threshold
 
 
 async def verdict_is_rare(engine: AsyncEngine, verdict: str) -> bool:
     """Whether few records carry ``verdict`` (counted on ix_archive_verdict, at most
     FEW_RECORDS + 1 index entries): then those records drive a text search, and a common
-    word with a verdict nobody has costs nothing instead of a walk over every match."""
+    word with a verdict nobody has costs nothing instead of a walk over every match
+    (the "candidates" plan of ``apply_text``)."""
     sub = (
         sa.select(archive.c.id).where(archive.c.verdict == verdict).limit(FEW_RECORDS + 1)
     ).subquery()
@@ -266,23 +274,54 @@ def tsquery(text: str) -> str:
     return " & ".join(out)
 
 
-def apply_text(query: sa.Select[Any], text: str, dialect: str, *, narrow: bool) -> sa.Select[Any]:
+PLANS = ("probe", "candidates", "index")
+
+
+def apply_text(
+    query: sa.Select[Any], text: str, dialect: str, *, plan: str = "index", limit: int = 100
+) -> sa.Select[Any]:
     """Restrict an archive query to records matching ``text``, newest first.
 
-    SQLite gets one of two plans. With a narrowing filter (an order, a party's orders, an
-    alias) the archive index drives and each candidate is probed in FTS5 by rowid, which
-    costs the thread's size, not the word's frequency. Without one, FTS5 drives in
-    descending rowid order, so LIMIT stops early even for a common word. PostgreSQL
-    answers from the GIN index either way.
+    SQLite gets one of three plans, chosen by how many records the other filters leave:
+
+    - ``probe`` (a thread or an alias: tens of records): the archive index drives and each
+      record is looked up in FTS5 by rowid. A probe costs ~50-300 us (FTS5 sets up the
+      whole expression over every segment), so only for a handful.
+    - ``candidates`` (a small or mid-size party, a rare verdict: up to ~10^4 records): the
+      filtered ids are collected once off the archive's covering indexes, and FTS5 walks
+      the word's matches newest first in C keeping those among them; ``+ 0`` keeps SQLite
+      from turning that set back into one probe per id. Costs the candidates plus the
+      word's matches (~0.1 us each), stops at ``limit``.
+    - ``index`` (no narrowing filter, or a big party): FTS5 drives in descending rowid
+      order joined to the archive, so LIMIT stops early even for a common word.
+
+    PostgreSQL answers from the GIN index either way.
     """
+    if plan not in PLANS:
+        raise ValueError(f"unknown text search plan {plan!r}")
     if dialect == "sqlite":
         match = sa.literal_column("archive_fts").op("MATCH")(fts5_query(text))
         fts = sa.table("archive_fts", sa.column("rowid"))
-        if narrow:
+        if plan == "probe":
             probe = (
                 sa.select(sa.literal(1)).select_from(fts).where(match, fts.c.rowid == archive.c.id)
             )
             return query.where(probe.exists())
+        if plan == "candidates":
+            ids = query.with_only_columns(archive.c.id).order_by(None).limit(None)
+            hits = (
+                sa.select(fts.c.rowid)
+                .select_from(fts)
+                .where(match, (fts.c.rowid + 0).in_(ids))
+                .order_by(fts.c.rowid.desc())
+                .limit(limit)
+            )
+            return (
+                sa.select(*query.selected_columns)
+                .where(archive.c.id.in_(hits))
+                .order_by(archive.c.id.desc())
+                .limit(limit)
+            )
         return (
             query.join(fts, fts.c.rowid == archive.c.id)
             .where(match)

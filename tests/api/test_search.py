@@ -158,11 +158,13 @@ async def test_migration_indexes_an_existing_archive(settings) -> None:
 
 
 async def test_a_big_sellers_text_search_lets_the_index_drive(engine, archive_msg, monkeypatch):
-    """Past BIG_PARTY_ORDERS orders the text index drives (cost ~ limit / the seller's
-    share, not the seller's size); both plans give the same rows, newest first."""
+    """Past the party-size threshold the text index drives (cost ~ limit / the seller's
+    share); below it the party's records are the candidates (cost ~ its size). Every plan
+    gives the same rows, newest first, also paged and with a time filter."""
     from relay import search
 
-    monkeypatch.setattr(search, "BIG_PARTY_ORDERS", 3)
+    monkeypatch.setattr(search, "BIG_PARTY_RECORDS", 5)
+    monkeypatch.setattr(search, "DRIVE_RATIO", 0)
     views = [
         await orders.create_order(engine, DOMAIN, f"700-0000000-000000{i}",
                                   buyer=f"b{i}@b.example", seller="big@shop.example")
@@ -171,22 +173,29 @@ async def test_a_big_sellers_text_search_lets_the_index_drive(engine, archive_ms
     small = await orders.create_order(
         engine, DOMAIN, "701-0000000-0000001", buyer="c@b.example", seller="small@x.example"
     )
-    want = []
+    want, want_small = [], []
     for i in range(12):
         view = views[i % 5]
         rid = await archive_msg(view, "buyer-to-seller", f"refund {i}" if i % 2 else "other")
         want += [rid] if i % 2 else []
-        await archive_msg(small, "buyer-to-seller", f"refund small {i}")
+        if i % 4 == 0:
+            want_small.append(await archive_msg(small, "buyer-to-seller", f"refund small {i}"))
     assert await search.party_is_big(engine, "big@shop.example", None)
     assert not await search.party_is_big(engine, "small@x.example", None)
-    for limit in (2, 50):
-        f = archive.SearchFilter(text="refund", seller="BIG@shop.example", limit=limit)
-        found = [r["id"] for r in await archive.search(engine, f)]
-        assert found == want[::-1][:limit]
-        async with engine.connect() as conn:
-            for big in (True, False):
-                q = archive.search_query(f, engine.dialect.name, big_party=big)
-                assert [r.id for r in (await conn.execute(q)).all()] == found
+    for seller, rows in (("BIG@shop.example", want), ("small@x.example", want_small)):
+        for limit in (2, 50):
+            f = archive.SearchFilter(text="refund", seller=seller, limit=limit)
+            found = [r["id"] for r in await archive.search(engine, f)]
+            assert found == rows[::-1][:limit]
+            paged = archive.SearchFilter(
+                text="refund", seller=seller, limit=limit, before_id=rows[-1]
+            )
+            async with engine.connect() as conn:
+                for big in (True, False):
+                    q = archive.search_query(f, engine.dialect.name, big_party=big)
+                    assert [r.id for r in (await conn.execute(q)).all()] == found
+                    q = archive.search_query(paged, engine.dialect.name, big_party=big)
+                    assert [r.id for r in (await conn.execute(q)).all()] == rows[-2::-1][:limit]
 
 
 async def test_the_relay_keeps_sqlite_statistics_fresh(settings, order, archive_msg) -> None:
