@@ -27,7 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from relay import bounce
-from relay.db import read_tx, write_tx
+from relay.db import inserted_id, read_tx, write_tx
 from relay.db.schema import BigId, UTCDateTime, archive, deliveries, message_ids, metadata, utcnow
 from relay.mail.verp import new_token, return_path
 
@@ -158,7 +158,7 @@ async def release(
                     notify=bool(row.mail_from), created_at=now, updated_at=now,
                 )
             )
-            delivery_id = int(result.inserted_primary_key[0])
+            delivery_id = inserted_id(result)
             author = "seller" if row.direction == "seller-to-buyer" else "buyer"
             if row.relay_message_id:
                 ids = regex.findall(r"<[^<>\s]+@[^<>\s]+>", row.message_id or "")

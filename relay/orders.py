@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from relay.authn.fromaddr import FromError, canonical_address, parse_mailbox
-from relay.db import read_tx, write_tx
+from relay.db import inserted_id, read_tx, write_tx
 from relay.db.schema import aliases, orders, parties, party_senders, utcnow
 
 ORDER_ID = re.compile(r"^\d{3}-\d{7}-\d{7}$")
@@ -104,7 +104,7 @@ async def _party_id(conn: AsyncConnection, email: tuple[str, str], name: str) ->
             email=key, registered_email=given, display_name=name, created_at=utcnow()
         )
     )
-    return int(result.inserted_primary_key[0])
+    return inserted_id(result)
 
 
 def _check_not_ours(email: str, relay_domain: str) -> None:

@@ -32,7 +32,9 @@ class WorkerProcesses:
         ]
         self._procs: list[asyncio.subprocess.Process | None] = [None] * count
         self._watchers: list[asyncio.Task[None]] = []
-        self._stopping = False
+        # An Event rather than a bool: it is read again after each await (stop() runs
+        # meanwhile), which a type checker's narrowing of a plain attribute would not see.
+        self._stopping = asyncio.Event()
 
     async def start(self) -> None:
         for slot in range(self.count):
@@ -40,24 +42,25 @@ class WorkerProcesses:
             self._watchers.append(asyncio.create_task(self._watch(slot)))
 
     async def _spawn(self, slot: int) -> None:
-        self._procs[slot] = await asyncio.create_subprocess_exec(*self.argv, env=os.environ.copy())
-        log.info("worker.process.started", slot=slot, pid=self._procs[slot].pid)
+        proc = await asyncio.create_subprocess_exec(*self.argv, env=os.environ.copy())
+        self._procs[slot] = proc
+        log.info("worker.process.started", slot=slot, pid=proc.pid)
 
     async def _watch(self, slot: int) -> None:
-        while not self._stopping:
+        while not self._stopping.is_set():
             proc = self._procs[slot]
             assert proc is not None
             code = await proc.wait()
-            if self._stopping:
+            if self._stopping.is_set():
                 return
             log.error("worker.process.exited", slot=slot, code=code)
             await asyncio.sleep(RESTART_DELAY)
-            if not self._stopping:
+            if not self._stopping.is_set():
                 await self._spawn(slot)
 
     async def stop(self, grace: float = 30.0) -> None:
         """SIGTERM: each worker finishes its in-flight deliveries, then exits."""
-        self._stopping = True
+        self._stopping.set()
         live = [p for p in self._procs if p is not None and p.returncode is None]
         for proc in live:
             with contextlib.suppress(ProcessLookupError):

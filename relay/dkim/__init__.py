@@ -92,7 +92,7 @@ class DkimSigner:
         """Return ``message`` with a DKIM-Signature header prepended."""
         linesep = b"\r\n" if b"\r\n" in message else b"\n"
         signer = dkim.DKIM(message, linesep=linesep)
-        sig = signer.sign(
+        sig: bytes = signer.sign(  # dkimpy has no type information
             self.selector.encode(),
             self.domain.encode(),
             self._key,

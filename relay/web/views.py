@@ -49,7 +49,8 @@ def reason_text(row: dict[str, Any]) -> str:
     return str(row.get("reason") or "")
 
 
-def kinds_of(findings: list[dict[str, Any]]) -> str:
+def kinds_of(findings: list[Any]) -> str:
+    """Finding kinds of a record (stored JSON: an entry that is not an object is skipped)."""
     return ", ".join(sorted({str(f.get("kind", "")) for f in findings if isinstance(f, dict)}))
 
 
