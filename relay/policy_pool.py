@@ -212,6 +212,7 @@ def _load(path: str | None, max_pixels: int) -> None:
     """A worker's start: the engine loaded once, and every content stage imported, so
     no message pays for it."""
     global _ENGINE, _BASE_RSS
+    _tie_to_parent()
     malloc.tune()
     import relay.bounces_in
     import relay.mail.rewrite
@@ -225,6 +226,23 @@ def _load(path: str | None, max_pixels: int) -> None:
     signal.signal(signal.SIGPROF, _on_sigprof)
     malloc.trim()
     _BASE_RSS = malloc.rss()
+
+
+def _tie_to_parent() -> None:
+    """A worker ends with the relay: SIGTERM/SIGINT (systemd signals the whole cgroup, a
+    terminal the whole process group) are left to the relay, which drains and then shuts
+    the pool down; if the relay itself is killed, the kernel kills the worker
+    (PR_SET_PDEATHSIG), which would otherwise wait on its queue forever."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    parent = multiprocessing.parent_process()
+    if parent is not None and os.getppid() != parent.pid:  # it died before the line above
+        os._exit(0)
 
 
 def _address_space() -> int:
