@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -146,7 +146,7 @@ class OpsServer:
             """Every answer closes the connection (scrapers and health checks reconnect;
             nothing idles on the ops port)."""
 
-            async def with_close(message: dict[str, Any]) -> None:
+            async def with_close(message: MutableMapping[str, Any]) -> None:
                 if message["type"] == "http.response.start":
                     headers = [*message.get("headers", []), (b"connection", b"close")]
                     message = {**message, "headers": headers}
@@ -175,13 +175,14 @@ class OpsServer:
     async def start(self) -> None:
         import uvicorn
 
+        from relay.uvicorn_hosted import HostedServer
+
         sock = self._bind()
         config = uvicorn.Config(
             self.app(), log_config=None, access_log=False, lifespan="off",
             server_header=False, proxy_headers=False, timeout_keep_alive=5,
         )  # fmt: skip
-        server = uvicorn.Server(config)
-        server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]  # the relay owns signals
+        server = HostedServer(config)  # the relay owns signals
         self._server = server
         self._task = asyncio.create_task(server.serve(sockets=[sock]), name="ops-http")
         while not server.started and not self._task.done():  # noqa: ASYNC110 - no event

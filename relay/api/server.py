@@ -7,7 +7,6 @@ task next to the listener and the worker, sharing their database engine.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import socket
 from collections.abc import Callable
 from typing import Any
@@ -18,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from relay.api import create_app
 from relay.settings import Settings, SettingsError, parse_hostport
+from relay.uvicorn_hosted import HostedServer
 
 log = structlog.get_logger("relay.api")
 MIN_TOKEN = 16
@@ -50,7 +50,8 @@ def make_server(settings: Settings, engine: AsyncEngine) -> uvicorn.Server:
         server_header=False,
         proxy_headers=False,
     )
-    return uvicorn.Server(config)
+    # The host process owns SIGINT/SIGTERM and tells us to stop through ``stop``.
+    return HostedServer(config)
 
 
 def bind(settings: Settings) -> socket.socket:
@@ -88,8 +89,6 @@ async def serve_api(
     ``on_start`` receives the bound port once listening (``api.listen`` may say port 0).
     """
     server = make_server(settings, engine)
-    # The host process owns SIGINT/SIGTERM and tells us to stop through ``stop``.
-    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
     # Bind here, not in uvicorn: its bind failure is sys.exit(), which would escape the
     # task and stop the whole event loop (the SMTP relay too, when embedded).
     sock = bind(settings)
