@@ -16,7 +16,7 @@ import contextlib
 import signal
 import ssl
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -30,7 +30,7 @@ from relay.delivery.route import Router, make_resolver
 from relay.delivery.worker import DeliveryWorker, Signer
 from relay.health import Check, OpsServer, cert_expiry, check_certificate, check_database
 from relay.log import set_hash_key
-from relay.pipeline import Authenticator, Pipeline, registered_sender
+from relay.pipeline import Authenticator, Pipeline, Policy, registered_sender
 from relay.policy_pool import Budget, PolicyRunner
 from relay.proxy import parse_networks
 from relay.settings import Settings, SettingsError
@@ -82,7 +82,7 @@ class Relay:
         *,
         smtp: bool = True,
         worker: bool = True,
-        policy: PolicyRunner | str | None = "settings",
+        policy: Policy | Literal["settings"] | None = "settings",
         authenticator: Authenticator | None = None,
         signer: Signer | None = None,
         engine: AsyncEngine | None = None,
@@ -141,7 +141,7 @@ class Relay:
             else await secrets_store.get_or_create(self.engine, "log_key")
         )
         set_hash_key(log_key)
-        policy = load_policy(s) if self._policy == "settings" else self._policy
+        policy = load_policy(s) if isinstance(self._policy, str) else self._policy
         self._runner = policy if isinstance(policy, PolicyRunner) else None
         if self._runner is not None:
             await self._runner.start()  # worker processes loaded before the first message
@@ -161,7 +161,7 @@ class Relay:
                 s,
                 self.engine,
                 self.committer,
-                policy,  # type: ignore[arg-type]
+                policy,
                 verp_key=verp_key,
                 authenticator=self._authenticator or registered_sender,
             )
@@ -266,10 +266,8 @@ class Relay:
             self.handler.accepting = False
         if self.server is not None:
             self.server.close()  # new connections are refused from here on
-        drains = [self.gate.drain(grace)]
-        if self.worker is not None:
-            drains.append(self._stop_worker(grace))
-        aborted, *_ = await asyncio.gather(*drains)
+        worker_stop = self._stop_worker(grace) if self.worker is not None else asyncio.sleep(0)
+        aborted, _ = await asyncio.gather(self.gate.drain(grace), worker_stop)
         await self.committer.stop()
         if self._runner is not None:
             self._runner.close()

@@ -9,6 +9,7 @@ the same JSON shape, and nothing internal ever reaches a response body.
 from __future__ import annotations
 
 import hmac
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,7 +82,7 @@ class Tokens:
         return found
 
 
-def bearer(headers: Any) -> str | None:
+def bearer(headers: Mapping[str, str]) -> str | None:
     value = headers.get("authorization", "")
     kind, _, token = value.partition(" ")
     if kind.lower() != "bearer" or not token.strip():

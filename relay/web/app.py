@@ -294,7 +294,7 @@ def create_web_app(settings: Settings, engine: AsyncEngine) -> Starlette:
     ]
     handlers: dict[Any, Any] = {HTTPException: not_found, Exception: server_error}
     app = Starlette(routes=routes, exception_handlers=handlers)
-    app.add_middleware(SecurityHeaders)  # type: ignore[arg-type]
+    app.add_middleware(SecurityHeaders)
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessions = Sessions(settings.api.ops_tokens)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import email
 import email.policy
 from dataclasses import dataclass, field
-from email.message import Message
+from email.message import Message, MIMEPart
 
 MAX_PART_CHARS = 200_000
 MAX_PARTS = 50
@@ -52,7 +52,7 @@ def guess_decode(raw: bytes) -> str:
     return raw.decode("latin-1")
 
 
-def _payload_text(part: Message) -> str:
+def _payload_text(part: MIMEPart) -> str:
     """A text part as str. Without a declared charset the email package reads 8-bit
     bytes as ASCII and leaves replacement characters, so those are guessed instead."""
     if part.get_param("charset") is None:
@@ -60,7 +60,7 @@ def _payload_text(part: Message) -> str:
         if isinstance(raw, bytes):
             return guess_decode(raw)
     try:
-        content = part.get_content()  # type: ignore[attr-defined]
+        content = part.get_content()
         if isinstance(content, str):
             return content
     except (LookupError, UnicodeError, ValueError, AssertionError, KeyError):
@@ -75,7 +75,7 @@ def _payload_text(part: Message) -> str:
         return raw.decode("utf-8", "replace")
 
 
-def text_of(part: Message) -> str:
+def text_of(part: MIMEPart) -> str:
     """The decoded text of one text part (see ``_payload_text``), never raising."""
     return _payload_text(part)
 
@@ -84,8 +84,8 @@ def _header(msg: Message, name: str) -> str | None:
     try:
         value = msg.get(name)
     except (ValueError, IndexError, AttributeError, TypeError):
-        raw = msg._headers  # type: ignore[attr-defined]
-        value = next((v for k, v in raw if k.lower() == name.lower()), None)
+        # the stored value, unparsed: what the header policy could not read
+        value = next((v for k, v in msg.raw_items() if k.lower() == name.lower()), None)
     return None if value is None else str(value)
 
 
