@@ -22,12 +22,11 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from relay.authn.fromaddr import canonical_address
 from relay.db import read_tx
 from relay.db.schema import archive, deliveries, delivery_events, orders, parties
+from relay.mail.address import canonical_address
 from relay.mail.parse import clean_text, split_message
 
 GENESIS = "0" * 64
@@ -268,6 +267,8 @@ def _has_finding(kind: str, dialect: str) -> Any:
             "WHERE json_extract(json_each.value, '$.kind') = :finding_kind)"
         ).bindparams(finding_kind=kind)
         return each
+    from sqlalchemy.dialects.postgresql import JSONB  # the dialect costs ~0.1 s to import
+
     return sa.cast(archive.c.findings, JSONB).contains([{"kind": kind}])
 
 
@@ -292,9 +293,9 @@ def search_query(
                 sa.func.lower(archive.c.from_header).contains(email),
             )
         )
-    for role, email in (("seller", f.seller), ("buyer", f.buyer)):
-        if email:
-            q = q.where(archive.c.order_id.in_(_orders_of(role, email)))
+    for role, who in (("seller", f.seller), ("buyer", f.buyer)):
+        if who:
+            q = q.where(archive.c.order_id.in_(_orders_of(role, who)))
     if f.alias:
         q = q.where(archive.c.alias == f.alias.strip().lower())
     if f.since:

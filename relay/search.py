@@ -70,7 +70,7 @@ class QueryError(ValueError):
 
 def _parts(msg: email.message.Message) -> Iterator[email.message.Message]:
     if msg.is_multipart():
-        for part in msg.get_payload():  # type: ignore[union-attr]
+        for part in msg.get_payload():
             if isinstance(part, email.message.Message):
                 yield from _parts(part)
     else:
@@ -328,8 +328,8 @@ def apply_text(
             .order_by(None)
             .order_by(fts.c.rowid.desc())
         )
-    doc = sa.literal_column("archive_text.document")
-    config = sa.literal_column(f"'{TS_CONFIG}'::regconfig")
+    doc: sa.ColumnClause[Any] = sa.literal_column("archive_text.document")
+    config: sa.ColumnClause[Any] = sa.literal_column(f"'{TS_CONFIG}'::regconfig")
     return query.join(archive_text, archive_text.c.archive_id == archive.c.id).where(
         doc.op("@@")(sa.func.to_tsquery(config, tsquery(text)))
     )

@@ -29,7 +29,10 @@ import email.utils
 import re
 import unicodedata
 
-import idna
+from relay.mail.address import FromError as FromError
+from relay.mail.address import _mixed_script, _visible
+from relay.mail.address import a_label as a_label
+from relay.mail.address import canonical_address as canonical_address
 
 _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]"
 _LOCAL = re.compile(rf"^{_ATEXT}+(?:\.{_ATEXT}+)*$")
@@ -43,10 +46,6 @@ _PHRASE = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.\- \t\x80-\U0010ffff]*$")
 _QUOTED = re.compile(r'^"(?:[^"\\\r\n]|\\[^\r\n])*"$')
 _FIELD = re.compile(rb"^([!-9;-~]+)[ \t]*:(.*)$", re.S)
 _QUOTED_PART = re.compile(r'"(?:[^"\\\r\n]|\\[^\r\n])*"')
-
-
-class FromError(ValueError):
-    """The From header is not exactly one plain mailbox; ``str()`` is a safe reason."""
 
 
 def header_values(raw: bytes, name: bytes = b"from") -> list[str]:
@@ -83,57 +82,6 @@ def _singleton(local: str) -> bool:
     equal to another one, ``\u212aate`` to ``kate``. Decomposed sequences (``u`` + U+0308)
     are one mailbox in either form and stay accepted."""
     return any(not ch.isascii() and unicodedata.normalize("NFC", ch) != ch for ch in local)
-
-
-def _visible(text: str) -> bool:
-    """No undecodable byte, control, format (zero-width, bidi), private-use, unassigned or
-    non-ASCII space character: what remains looks like what it is."""
-    return all(
-        ch.isascii() or (ch != "\ufffd" and unicodedata.category(ch)[0] not in "CZ")
-        for ch in text
-    )
-
-
-_CONFUSABLE = ({"LATIN", "CYRILLIC"}, {"LATIN", "GREEK"}, {"CYRILLIC", "GREEK"})
-
-
-def _mixed_script(label: str) -> bool:
-    """Latin, Cyrillic and Greek letters mixed in one label or local part: the homograph
-    class (``shоp`` with a Cyrillic o). Browsers refuse to show such names; so do we."""
-    scripts = {
-        unicodedata.name(ch, "?").split()[0] for ch in label if ch.isalpha()
-    }  # fmt: skip
-    return any(pair <= scripts for pair in _CONFUSABLE)
-
-
-def a_label(domain: str) -> str:
-    """The lower-case A-label form of a domain (UTS 46 mapping, so ``MÜLLER.example`` and
-    ``xn--mller-kva.example`` agree); raises FromError when it is not a valid IDN."""
-    domain = domain.rstrip(".")
-    if domain.isascii() and "xn--" not in domain.lower():
-        return domain.lower()
-    if not _visible(domain):
-        raise FromError("unsupported domain in From")
-    try:
-        ace = idna.encode(domain, uts46=True).decode("ascii").lower()
-        unicode_form = idna.decode(ace)
-    except (idna.IDNAError, UnicodeError, ValueError):
-        raise FromError("unsupported domain in From") from None
-    if any(_mixed_script(label) for label in unicode_form.split(".")):
-        raise FromError("unsupported domain in From")
-    return ace
-
-
-def canonical_address(address: str) -> str:
-    """The comparison key of an address: NFC, lower-case local part, A-label domain. Total:
-    a domain that is no valid IDN keeps its lower-case spelling (and matches nothing
-    valid)."""
-    local, _, domain = address.strip().rpartition("@")
-    try:
-        domain = a_label(domain)
-    except FromError:
-        domain = domain.lower().rstrip(".")
-    return f"{unicodedata.normalize('NFC', local).lower()}@{domain}"
 
 
 def parse_mailbox(value: str) -> str:

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 import click
 
 if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
     from relay.settings import Settings
 
 _COMMANDS: dict[str, str] = {
@@ -79,7 +81,8 @@ class _LazyGroup(click.Group):
         if name in _COMMANDS:
             module, _, attr = _COMMANDS[name].partition(":")
             try:
-                return getattr(importlib.import_module(module), attr)
+                command: click.Command = getattr(importlib.import_module(module), attr)
+                return command
             except ModuleNotFoundError as err:
                 if err.name != module:
                     raise
@@ -202,7 +205,7 @@ async def with_engine(
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
     from relay.db import create_engine
-    from relay.db.migrate import current_revision, upgrade
+
     url = state.settings.database.url
     label = database_label(url)
     prepare_sqlite(url, readonly=readonly)
@@ -210,12 +213,14 @@ async def with_engine(
     try:
         try:
             if readonly:
-                if await current_revision(engine) is None:
+                if await schema_revision(engine) is None:
                     raise StartupError(
                         f"setting 'database.url': {label} has no relay schema "
                         "(`relay db upgrade` creates it)"
                     )
             elif migrate:
+                from relay.db.migrate import upgrade
+
                 await upgrade(engine)
         except StartupError:
             raise
@@ -224,6 +229,21 @@ async def with_engine(
         return await fn(engine)
     finally:
         await engine.dispose()
+
+
+async def schema_revision(engine: AsyncEngine) -> str | None:
+    """The schema's Alembic revision, read from ``alembic_version`` without importing
+    Alembic (0.3-0.9 s of start-up on a loaded machine, for a read-only command)."""
+    import sqlalchemy as sa
+
+    def read(conn: Any) -> str | None:
+        if not sa.inspect(conn).has_table("alembic_version"):
+            return None
+        value = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+        return None if value is None else str(value)
+
+    async with engine.connect() as conn:
+        return await conn.run_sync(read)
 
 
 def database_failure(label: str, err: BaseException) -> str:
