@@ -40,8 +40,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-import structlog
-
 from relay import malloc, replies
 from relay.policy.language import warm
 from relay.policy.model import PolicyContext, Verdict
@@ -49,7 +47,6 @@ from relay.replies import Reply
 
 T = TypeVar("T")
 _ENGINE: object | None = None
-log = structlog.get_logger("relay.policy_pool")
 _MB = 1024 * 1024
 
 
@@ -337,29 +334,19 @@ class ProcessRunner:
     async def start(self) -> None:
         """Start every worker now, in the background: the first message should not pay
         for a worker's start (imports, engine, language model: 2-4 s of CPU), and the
-        banner should not wait for it either (a message meanwhile waits in the queue)."""
-        pool = self.pool
-        if pool.warming:
-            return
-        started = time.monotonic()
-        pool.warming = [pool.executor.submit(_ping) for _ in range(self.workers)]
-
-        def done(_: Future[int]) -> None:
-            if all(f.done() and not f.cancelled() and f.exception() is None
-                   for f in pool.warming):  # fmt: skip
-                log.info(
-                    "content.workers.ready",
-                    workers=len({f.result() for f in pool.warming}),
-                    seconds=round(time.monotonic() - started, 2),
-                )
-
-        for fut in pool.warming:
-            fut.add_done_callback(done)
+        banner should not wait for it either (a message meanwhile waits in the queue).
+        A task submitted while no worker is idle spawns one, so N pings start N."""
+        if not self.pool.warming:
+            self.pool.warming = [self.pool.executor.submit(_ping) for _ in range(self.workers)]
 
     async def ready(self) -> None:
-        """Until every worker has started (tests that time a session, start-up checks)."""
+        """Until every worker has started and answered (tests that time sessions)."""
         await self.start()
-        await asyncio.gather(*(asyncio.wrap_future(f) for f in self.pool.warming))
+        seen = set(await asyncio.gather(*(asyncio.wrap_future(f) for f in self.pool.warming)))
+        loop = asyncio.get_running_loop()
+        while len(seen) < self.workers:  # one worker answered for a sibling still loading
+            pings = [loop.run_in_executor(self.pool.executor, _ping) for _ in range(self.workers)]
+            seen.update(await asyncio.gather(*pings))
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
