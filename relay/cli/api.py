@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from relay.cli import CliState, StartupError, run_async
+from relay.cli.serve import with_fresh_statistics
 from relay.cli.startup import build, check_signing, explain, guard_start
 
 _LISTEN = click.option("--listen", default=None, help="host:port, overriding api.listen")
@@ -59,7 +60,7 @@ def serve(state: CliState, listen: str | None, with_relay: bool) -> None:
         check_signing(settings)
         relay = build(lambda: Relay(settings, **auth_parts(settings)), settings)
         guard_start(relay)
-        run_async(run_relay_and_api(relay))
+        run_async(with_fresh_statistics(relay.engine, run_relay_and_api(relay)))
         return
 
     async def main() -> None:
@@ -76,7 +77,10 @@ def serve(state: CliState, listen: str | None, with_relay: bool) -> None:
                 await upgrade(engine)
             except Exception as err:
                 raise StartupError(explain(err, settings) or str(err)) from None
-            await serve_api(settings, engine, stop)
+            from relay.db.statistics import fresh_statistics
+
+            async with fresh_statistics(engine):
+                await serve_api(settings, engine, stop)
         finally:
             await engine.dispose()
 

@@ -46,7 +46,16 @@ def serve(state: CliState, config: str | None, no_worker: bool, with_api: bool) 
         main = run_relay_and_api(relay)
     else:
         main = run_forever(relay)
+    main = with_fresh_statistics(relay.engine, main)
     run_async(_with_worker_processes(main, processes, state.config))
+
+
+async def with_fresh_statistics(engine: Any, main: Any) -> None:
+    """``main`` while the planner's statistics are kept fresh (relay.db.statistics)."""
+    from relay.db.statistics import fresh_statistics
+
+    async with fresh_statistics(engine):
+        await main
 
 
 async def _with_worker_processes(main: Any, count: int, config: str | None) -> None:
@@ -77,7 +86,7 @@ def worker(state: CliState, config: str | None) -> None:
     check_signing(settings)
     relay = build(lambda: Relay(settings, smtp=False, **_auth_parts(settings)), settings)
     guard_start(relay)
-    run_async(run_forever(relay))
+    run_async(with_fresh_statistics(relay.engine, run_forever(relay)))
 
 
 def _auth_parts(settings):  # type: ignore[no-untyped-def]

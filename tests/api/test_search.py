@@ -235,3 +235,38 @@ async def test_a_rare_verdict_drives_a_text_search(engine, order, archive_msg, m
             for rare in (True, False):
                 q = archive.search_query(f, engine.dialect.name, rare_verdict=rare)
                 assert [r.id for r in (await conn.execute(q)).all()] == want
+
+
+async def test_the_relay_analyses_tables_it_changed(engine, monkeypatch) -> None:
+    """PostgreSQL statistics without autovacuum (the CI server runs with it off): a relay
+    process's check ANALYZEs the tables changed past the threshold, once; SQLite needs
+    none (PRAGMA optimize on close)."""
+    import asyncio
+
+    from relay.db import statistics
+
+    if engine.dialect.name != "postgresql":
+        assert await statistics.analyze_stale(engine) == []
+        return
+    monkeypatch.setattr(statistics, "STALE_MIN", 100)
+    await statistics.analyze_stale(engine)  # whatever the migrations left stale
+    now = utcnow()
+    async with write_tx(engine) as conn:
+        await conn.execute(schema.parties.insert(), [
+            {"email": f"p{i}@stats.example", "display_name": "", "created_at": now}
+            for i in range(300)
+        ])  # fmt: skip
+    analysed: list[str] = []
+    for _ in range(50):  # the server publishes its change counters within about a second
+        analysed = await statistics.analyze_stale(engine)
+        if analysed:
+            break
+        await asyncio.sleep(0.2)
+    assert analysed == ["parties"]
+    async with engine.connect() as conn:
+        last = await conn.exec_driver_sql(
+            "SELECT last_analyze FROM pg_stat_user_tables WHERE relname = 'parties'"
+        )
+        assert last.scalar() is not None
+    await asyncio.sleep(1.5)
+    assert await statistics.analyze_stale(engine) == []  # fresh now: nothing to do
