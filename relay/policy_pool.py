@@ -284,7 +284,7 @@ def _in_worker(budget: Budget, fn: Callable[..., T], *args: Any) -> T:
 @dataclass
 class _Pool:
     """Worker processes of one configuration. Relays in one process (tests) share it, so
-    its start-up (import, engine, language model: ~1-2 s of CPU a worker) is paid once."""
+    its start-up (import, engine, language model: 2-4 s of CPU a worker) is paid once."""
 
     key: tuple[str | None, int, int]
     executor: ProcessPoolExecutor
