@@ -23,7 +23,7 @@ runs the chain and decides. Actions and lists live in ``policies/*.toml``.
 
 How the parts decide (issue 12):
 
-* tokens (:mod:`.textscan`, :mod:`.htmlpart`): contact details after decoding and
+* tokens (:mod:`.detect.tokens`, :mod:`.detect.html`): contact details after decoding and
   normalising, hidden HTML judged too, spelled-out ``@``/``.`` in every lexicon language,
   bare domains under any public suffix (the Public Suffix List, not a TLD list);
 * attachments (:mod:`.attachments`): the real type from the bytes (puremagic plus a look

@@ -1,11 +1,11 @@
 """Read a message once into its :class:`~relay.policy.detect.document.Document`.
 
 One pass over the MIME tree (relay.policy.mime: limits first, encoded ``message/*``
-decoded), in order: content headers, text parts, HTML parts (relay.policy.htmlpart: the
+decoded), in order: content headers, text parts, HTML parts (relay.policy.detect.html: the
 tree parsed once, hidden text and remote resources found on it), attachments (the real
 type from the bytes, relay.policy.attachments) and, unless the message is already
 refused, their text (relay.policy.doctext, within the ``[reading]`` budget). Every text is
-normalised and scanned for tokens once (relay.policy.textscan) and what is found is
+normalised and scanned for tokens once (relay.policy.detect.tokens) and what is found is
 recorded with the span it came from.
 
 Where a found token's action is ``redact`` the cut is written back into the MIME tree
@@ -19,10 +19,10 @@ import regex
 
 from relay.policy import attachments, doctext, mime
 from relay.policy.detect.document import Document, Span
-from relay.policy.htmlpart import MAX_HTML_DEPTH, HtmlJudge, nesting_depth
+from relay.policy.detect.html import MAX_HTML_DEPTH, HtmlJudge, nesting_depth
+from relay.policy.detect.tokens import TextScanner
 from relay.policy.markers import marker
 from relay.policy.model import PolicyContext
-from relay.policy.textscan import TextScanner
 
 _CONTENT_HEADERS = ("Subject", "Thread-Topic", "Comments", "Keywords", "Summary")
 _NESTED_HEADERS = ("From", "To", "Cc", "Bcc", "Reply-To", "Sender", "Subject", "Organization",

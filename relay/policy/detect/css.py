@@ -7,6 +7,8 @@ ignored for hiding (a mobile-only rule does not hide text from everyone).
 
 from __future__ import annotations
 
+import functools
+
 import regex
 
 URL_IN_CSS = regex.compile(r"url\(\s*(['\"]?)([^'\")]+)\1\s*\)", regex.IGNORECASE)
@@ -16,7 +18,27 @@ _RULE = regex.compile(r"([^{}@]+)\{([^{}]*)\}")
 _WHITE = {"#fff", "#ffffff", "white", "rgb(255,255,255)", "#fefefe", "#fdfdfd"}
 
 
+_ZERO = regex.compile(r"0*\.?0*(?:px|pt|em|rem|%|)")
+_HAIRLINE = regex.compile(r"(?:0?\.\d+|1)px")
+_NO_OPACITY = regex.compile(r"0*\.?0*")
+_HEX3 = regex.compile(r"#[0-9a-f]{3}")
+_RGB = regex.compile(r"rgba?\((\d+),(\d+),(\d+)(?:,[\d.]+)?\)")
+_BG_COLOUR = regex.compile(r"#[0-9a-f]{3,6}\b|rgba?\([^)]*\)|\bwhite\b|\bblack\b")
+_EMPTY: dict[str, str] = {}
+
+
 def declarations(style: str) -> dict[str, str]:
+    """Property -> value of a declaration block (lower case, without ``!important``).
+
+    The result is shared between equal style strings (Word HTML repeats a handful of
+    them thousands of times): callers must not change it."""
+    if not style:
+        return _EMPTY
+    return _declarations(style)
+
+
+@functools.lru_cache(maxsize=4096)
+def _declarations(style: str) -> dict[str, str]:
     out: dict[str, str] = {}
     for decl in style.split(";"):
         k, sep, v = decl.partition(":")
@@ -26,8 +48,8 @@ def declarations(style: str) -> dict[str, str]:
 
 
 def _zero(v: str) -> bool:
-    return bool(regex.fullmatch(r"0*\.?0*(?:px|pt|em|rem|%|)", v.replace(" ", ""))) or bool(
-        regex.fullmatch(r"(?:0?\.\d+|1)px", v.replace(" ", "")))
+    v = v.replace(" ", "")
+    return bool(_ZERO.fullmatch(v)) or bool(_HAIRLINE.fullmatch(v))
 
 
 def hides(d: dict[str, str]) -> bool:
@@ -36,7 +58,7 @@ def hides(d: dict[str, str]) -> bool:
         return True
     if d.get("mso-hide") == "all":
         return True
-    if "opacity" in d and regex.fullmatch(r"0*\.?0*", d["opacity"]):
+    if "opacity" in d and _NO_OPACITY.fullmatch(d["opacity"]):
         return True
     if "font-size" in d and _zero(d["font-size"]):
         return True
@@ -52,12 +74,17 @@ def hides(d: dict[str, str]) -> bool:
 def colour(v: str | None) -> str | None:
     if not v:
         return None
+    return _colour(v)
+
+
+@functools.lru_cache(maxsize=4096)
+def _colour(v: str) -> str | None:
     v = v.replace(" ", "").lower()
-    if regex.fullmatch(r"#[0-9a-f]{3}", v):
+    if _HEX3.fullmatch(v):
         v = "#" + "".join(c * 2 for c in v[1:])
     if v in _WHITE:
         return "#ffffff"
-    m = regex.fullmatch(r"rgba?\((\d+),(\d+),(\d+)(?:,[\d.]+)?\)", v)
+    m = _RGB.fullmatch(v)
     if m:
         return "#" + "".join(f"{int(x):02x}" for x in m.groups())
     return v
@@ -68,7 +95,7 @@ def background_of(d: dict[str, str]) -> str | None:
         return colour(d["background-color"])
     bg = d.get("background")
     if bg:
-        m = regex.search(r"#[0-9a-f]{3,6}\b|rgba?\([^)]*\)|\bwhite\b|\bblack\b", bg)
+        m = _BG_COLOUR.search(bg)
         return colour(m.group()) if m else None
     return None
 

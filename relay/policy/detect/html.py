@@ -15,10 +15,11 @@ import nh3
 import regex
 from selectolax.lexbor import LexborHTMLParser, LexborNode
 
-from relay.policy import css, links
+from relay.policy import links
+from relay.policy.detect import css
+from relay.policy.detect.tokens import Hit, TextScanner, is_relay_alias
 from relay.policy.markers import marker
 from relay.policy.model import PolicyContext
-from relay.policy.textscan import Hit, TextScanner, is_relay_alias
 
 _INLINE = {"a", "span", "b", "i", "u", "em", "strong", "font", "small", "big", "sup", "sub",
            "abbr", "code", "mark", "s", "strike", "o:p", "wbr", "label", "bdi", "bdo", "q",
