@@ -30,10 +30,10 @@ import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, AnyStr
+from typing import Any
 
 import structlog
-from aiosmtpd.smtp import MISSING, SMTP, Session, TLSSetupException, syntax
+from aiosmtpd.smtp import MISSING, SMTP, TLSSetupException, syntax
 
 from relay import malloc, metrics, replies
 from relay.proxy import Network, allowed, parse_xforward
@@ -46,6 +46,7 @@ from relay.smtp.gate import (
     client_key,
     socket_alive,
 )
+from relay.smtp.session import RelayEnvelope, RelaySession
 from relay.smtp.tls import start_tls
 
 __all__ = ["ConnectionGate", "RelaySMTP"]
@@ -105,6 +106,12 @@ def _clean_argument(arg: str) -> bool:
 
 
 class RelaySMTP(SMTP):
+    # What _create_session/_create_envelope below make (aiosmtpd declares its base
+    # classes), and the transport of a stream protocol (aiosmtpd says BaseTransport).
+    session: RelaySession | None
+    envelope: RelayEnvelope | None
+    transport: asyncio.Transport | None
+
     def __init__(
         self,
         handler: Any,
@@ -161,11 +168,14 @@ class RelaySMTP(SMTP):
                 setattr(run, attr, getattr(method, attr))
         return run
 
-    def _create_session(self) -> Session:
-        session = super()._create_session()
-        session.relay_id = secrets.token_hex(6)  # type: ignore[attr-defined]
-        self.activity.session = session.relay_id  # type: ignore[attr-defined]
+    def _create_session(self) -> RelaySession:
+        session = RelaySession(self.loop)
+        session.relay_id = secrets.token_hex(6)
+        self.activity.session = session.relay_id
         return session
+
+    def _create_envelope(self) -> RelayEnvelope:
+        return RelayEnvelope()
 
     def data_received(self, data: bytes) -> None:
         """DATA bytes are counted as they arrive, not as we get round to reading them: a
@@ -185,6 +195,7 @@ class RelaySMTP(SMTP):
             self._timeout_handle = _NO_TIMER
 
     async def _handle_client(self) -> None:
+        assert self.session is not None  # made in connection_made, before this task
         with structlog.contextvars.bound_contextvars(session=self.session.relay_id):
             if not self._from_allowed_proxy():
                 return
@@ -207,6 +218,7 @@ class RelaySMTP(SMTP):
         a byte is read or written."""
         if self._proxy_networks is None:
             return True
+        assert self.session is not None and self.transport is not None  # connection_made
         if not allowed(self.session.peer, self._proxy_networks):
             metrics.SMTP_CONNECTIONS.labels(outcome="refused_proxy").inc()
             log.warning("smtp.proxy.refused", peer=_host(self.session.peer))
@@ -218,6 +230,7 @@ class RelaySMTP(SMTP):
     def _client_key(self) -> str | None:
         """The address the per-client cap counts; None for a trusted front end that has
         not (yet) named its client: Postfix before XFORWARD, a balancer's health check."""
+        assert self.session is not None  # made in connection_made
         if self._xforward_networks is not None:
             self.xforward_trusted = allowed(self.session.peer, self._xforward_networks)
             if self.xforward_trusted:
@@ -229,6 +242,7 @@ class RelaySMTP(SMTP):
     async def _admit(self) -> bool:
         """Before the banner: the gate admits the session (perhaps by evicting an idle
         one) or we answer 421 and close."""
+        assert self.session is not None  # made in connection_made
         sock = self.transport.get_extra_info("socket") if self.transport else None
         if sock is not None:  # at the cap, a newcomer already gone evicts nobody
             self.activity.alive = lambda: socket_alive(sock)
@@ -236,7 +250,8 @@ class RelaySMTP(SMTP):
         if refusal is not None:
             log.info("smtp.connection.refused", reply=str(refusal), peer=_host(self.session.peer))
             await super().push(str(refusal))
-            self.transport.close()
+            if self.transport is not None:  # None once the client has gone meanwhile
+                self.transport.close()
             return False
         self._admitted = True
         self.activity.waiting()
@@ -268,6 +283,7 @@ class RelaySMTP(SMTP):
     async def smtp_XFORWARD(self, arg: str) -> None:
         """Postfix's before-queue proxy tells us its client (XFORWARD_README): the real
         address and HELO then stand in for Postfix's, exactly as with a PROXY header."""
+        assert self.session is not None  # made in connection_made
         if not self.xforward_trusted:
             await self.push("502 5.5.1 Command not implemented")
             return
@@ -285,7 +301,7 @@ class RelaySMTP(SMTP):
                 log.info("smtp.connection.refused", reply=str(refusal), peer=attrs["addr"])
                 self._hang_up(refusal)
                 return
-            self.session.proxy_peer = self.session.peer  # type: ignore[attr-defined]
+            self.session.proxy_peer = self.session.peer
             self.session.peer = (attrs["addr"], int(attrs.get("port", "0") or 0))
             log.info("smtp.xforward", client=attrs["addr"])
         if "helo" in attrs:
@@ -330,7 +346,7 @@ class RelaySMTP(SMTP):
         if self.transport is not None:
             self.transport.close()
 
-    async def push(self, status: AnyStr) -> None:
+    async def push(self, status: str | bytes) -> None:
         """Every reply gets an enhanced code; a reply the client does not read is the
         client's turn for the gate; after each reply a draining session with no open
         transaction says goodbye."""
@@ -393,7 +409,7 @@ class RelaySMTP(SMTP):
                 status = "250 OK" if status is MISSING else status
         finally:
             self._in_data = False
-        self._set_post_data_state()
+        self._set_post_data_state()  # type: ignore[no-untyped-call]  # unannotated in aiosmtpd
         await self.push(status)
         metrics.observe_data(time.monotonic() - started, status)
         if data is not None and len(data) >= malloc.TRIM_AFTER:
@@ -404,8 +420,10 @@ class RelaySMTP(SMTP):
         """Read to CRLF.CRLF and undo dot-stuffing; None if over the size limit."""
         reader = self._reader
         limit = self.data_size_limit or 0
-        saved_limit = reader._limit  # type: ignore[attr-defined]
-        reader._limit = DATA_CHUNK * 4  # type: ignore[attr-defined]  # fewer pauses
+        # StreamReader has no public way to change its limit or push bytes back: private
+        # attributes, which typeshed does not declare (hence the ignores below)
+        saved_limit = reader._limit  # type: ignore[attr-defined]  # private StreamReader
+        reader._limit = DATA_CHUNK * 4  # type: ignore[attr-defined]  # private; fewer pauses
         buf = bytearray(b"\r\n")  # stands for the CRLF ending "DATA", so ".\r\n" ends at once
         scan_from, too_big, chunks = 0, False, 0
         try:
@@ -423,7 +441,7 @@ class RelaySMTP(SMTP):
                 if end >= 0:
                     leftover = bytes(buf[end + len(_TERMINATOR) :])
                     if leftover:  # pipelined commands after the data: give them back
-                        reader._buffer[:0] = leftover  # type: ignore[attr-defined]
+                        reader._buffer[:0] = leftover  # type: ignore[attr-defined]  # private buffer
                     del buf[end + 2 :]
                     break
                 if too_big or (limit and len(buf) - 2 > limit):
@@ -431,7 +449,7 @@ class RelaySMTP(SMTP):
                     del buf[: len(buf) - 4]
                 scan_from = max(0, len(buf) - 4)
         finally:
-            reader._limit = saved_limit  # type: ignore[attr-defined]
+            reader._limit = saved_limit  # type: ignore[attr-defined]  # private StreamReader
         if too_big:
             return None
         data = bytes(buf[2:])
