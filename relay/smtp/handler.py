@@ -11,7 +11,7 @@ from typing import Protocol
 
 import structlog
 from aiosmtpd.proxy_protocol import ProxyData
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import SMTP
 
 from relay import metrics, replies
 from relay.log import mask
@@ -20,6 +20,7 @@ from relay.proxy import client_peer
 from relay.resolve import Resolution, ops_mailbox, resolve_alias, split_address
 from relay.settings import Settings
 from relay.smtp.postmaster import OpsMailbox
+from relay.smtp.session import RelayEnvelope, RelaySession
 
 log = structlog.get_logger("relay.smtp")
 
@@ -50,8 +51,8 @@ class RelayHandler:
     async def handle_EHLO(
         self,
         server: SMTP,
-        session: Session,
-        envelope: Envelope,
+        session: RelaySession,
+        envelope: RelayEnvelope,
         hostname: str,
         responses: list[str],
     ) -> list[str]:
@@ -65,13 +66,13 @@ class RelayHandler:
         return responses
 
     async def handle_PROXY(
-        self, server: SMTP, session: Session, envelope: Envelope, data: ProxyData
+        self, server: SMTP, session: RelaySession, envelope: RelayEnvelope, data: ProxyData
     ) -> bool:
         """A valid header from an allowed balancer (the server checked the source): from
         now on the session's peer is the real client, for SPF and the archive alike."""
         peer = client_peer(data)
         if peer is not None:
-            session.proxy_peer = session.peer  # type: ignore[attr-defined]
+            session.proxy_peer = session.peer
             session.peer = peer
         log.info(
             "smtp.proxy.accepted",
@@ -84,8 +85,8 @@ class RelayHandler:
     async def handle_MAIL(
         self,
         server: SMTP,
-        session: Session,
-        envelope: Envelope,
+        session: RelaySession,
+        envelope: RelayEnvelope,
         address: str,
         mail_options: list[str],
     ) -> str:
@@ -93,16 +94,16 @@ class RelayHandler:
             return str(replies.NEEDS_SMTPUTF8)  # RFC 6531 3.4; Postfix answers the same
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
-        envelope.resolutions = []  # type: ignore[attr-defined]
-        envelope.bounce_tokens = []  # type: ignore[attr-defined]
-        envelope.ops_mailboxes = []  # type: ignore[attr-defined]
+        envelope.resolutions = []
+        envelope.bounce_tokens = []
+        envelope.ops_mailboxes = []
         return str(replies.SENDER_OK)
 
     async def handle_RCPT(
         self,
         server: SMTP,
-        session: Session,
-        envelope: Envelope,
+        session: RelaySession,
+        envelope: RelayEnvelope,
         address: str,
         rcpt_options: list[str],
     ) -> str:
@@ -123,7 +124,7 @@ class RelayHandler:
         envelope.rcpt_tos.append(address)
         return str(reply)
 
-    async def _rcpt(self, envelope: Envelope, address: str) -> replies.Reply:
+    async def _rcpt(self, envelope: RelayEnvelope, address: str) -> replies.Reply:
         relay = self.settings.relay
         # The ops mailbox shares no transaction with party mail: one DATA reply cannot
         # honestly answer for both (a refused alias beside a delivered postmaster copy).
@@ -144,7 +145,7 @@ class RelayHandler:
                 if token is not None:
                     if ops:
                         return replies.OPS_SEPARATELY
-                    envelope.bounce_tokens.append(token)  # type: ignore[attr-defined]
+                    envelope.bounce_tokens.append(token)
                     return replies.RECIPIENT_OK
             res = await resolve_alias(self.pipeline.engine, relay.domain, address)
         except Exception as err:
@@ -163,10 +164,12 @@ class RelayHandler:
             return replies.TEMP_FAILURE
         if limited is not None:
             return limited
-        envelope.resolutions.append(res)  # type: ignore[attr-defined]
+        envelope.resolutions.append(res)
         return replies.RECIPIENT_OK
 
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+    async def handle_DATA(
+        self, server: SMTP, session: RelaySession, envelope: RelayEnvelope
+    ) -> str:
         peer = session.peer
         info = SessionInfo(
             session_id=getattr(session, "relay_id", ""),
