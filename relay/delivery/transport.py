@@ -138,7 +138,7 @@ class Pool:
         end, which would time them out anyway. The QUITs run in the background: a slow
         far end must not hold up the caller (the worker's lease renewal)."""
         now = time.monotonic()
-        stale = []
+        stale: list[aiosmtplib.SMTP] = []
         for key, idle in list(self._idle.items()):
             stale.extend(c for since, c in idle if now - since >= MAX_IDLE_SECONDS)
             idle[:] = [(since, c) for since, c in idle if now - since < MAX_IDLE_SECONDS]
