@@ -94,6 +94,8 @@ class OutcomeJournal:
                 except FileNotFoundError:
                     if last:
                         raise
+            else:  # not reached: the last try breaks or raises (says so to the type checker)
+                raise FileNotFoundError(tmp)
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             os.rename(tmp, self.path)
             _fsync_dir(self.directory)
