@@ -244,7 +244,7 @@ class DeliveryWorker:
             await asyncio.wait_for(self._stopping.wait(), seconds)
 
     async def _idle(self, seconds: float) -> None:
-        waiters = [
+        waiters: list[asyncio.Task[object]] = [
             asyncio.create_task(self.wake.wait()),
             asyncio.create_task(self._stopping.wait()),
         ]
