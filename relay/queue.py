@@ -17,6 +17,7 @@ claim instead of being handed out to be sent again.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -122,7 +123,7 @@ async def claim(
     ]
 
 
-async def _accepted(conn: AsyncConnection, rows: list[Any]) -> set[int]:
+async def _accepted(conn: AsyncConnection, rows: Sequence[Any]) -> set[int]:
     """The rows among ``rows`` whose recipient already answered 250: a worker recorded
     it after losing its claim (its lease ran out), so sending again would duplicate it.
     Only a row tried before can have such an event (fresh rows, the usual claim, cost
