@@ -175,7 +175,7 @@ class RateLimits:
     def is_reply(self, res: Any, index: Any, now: datetime | None = None) -> bool:
         """Does this message answer a message of the party it goes to, written within
         ``reply_window``? (A buyer's message is always a reply to the seller's side.)"""
-        answered = index.answered_at(res.stands_for)
+        answered: datetime | None = index.answered_at(res.stands_for)
         if answered is None:
             return False
         return (now or utcnow()) - answered <= self.cfg.reply_window
