@@ -156,8 +156,8 @@ class GroupCommitter:
             for entries, fut in group:  # isolate the bad submission
                 try:
                     _resolve(fut, await commit_now(self.engine, entries))
-                except ratelimits.LimitExceeded as limit:
-                    _resolve(fut, exc=limit)
+                except ratelimits.LimitExceeded as over_limit:
+                    _resolve(fut, exc=over_limit)
                 except Exception as one_err:
                     log.error("archive.commit_failed", error=type(one_err).__name__)
                     _resolve(fut, exc=one_err)
