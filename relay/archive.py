@@ -273,14 +273,21 @@ def _has_finding(kind: str, dialect: str) -> Any:
 
 
 def search_query(
-    f: SearchFilter, dialect: str, *, big_party: bool = False, rare_verdict: bool = False
+    f: SearchFilter,
+    dialect: str,
+    *,
+    big_party: bool = False,
+    rare_verdict: bool = False,
+    candidates: list[int] | None = None,
+    newer_than: int | None = None,
 ) -> sa.Select[Any]:
     """The SELECT behind ``search``: newest first, at most ``f.limit`` rows.
 
     ``big_party``: the seller/buyer filter covers so many records that letting the text
     index drive (and checking the party per match) stops sooner than collecting the
     party's records; ``rare_verdict``: few records carry ``f.verdict``, so they are the
-    candidates (relay.search.apply_text)."""
+    candidates (relay.search.apply_text). ``candidates``/``newer_than``: PostgreSQL's
+    forms of the same plans (the party's record ids; an id window)."""
     q = sa.select(*(archive.c[k] for k in _LIST_COLS)).order_by(archive.c.id.desc()).limit(f.limit)
     if f.order_id:
         q = q.where(archive.c.order_id == f.order_id)
@@ -321,29 +328,56 @@ def search_query(
             plan = "candidates"
         else:
             plan = "index"
-        q = apply_text(q, f.text, dialect, plan=plan, limit=f.limit)
+        if dialect == "sqlite":
+            candidates = newer_than = None
+        q = apply_text(
+            q, f.text, dialect, plan=plan, limit=f.limit,
+            candidates=candidates, newer_than=newer_than,
+        )  # fmt: skip
     return q
 
 
 async def search(engine: AsyncEngine, f: SearchFilter) -> list[dict[str, Any]]:
-    """Newest first. A text search first indexes records not yet indexed (relay.search)."""
-    big = False
-    if f.text and (f.seller or f.buyer) and not (f.order_id or f.alias):
-        from relay.search import party_is_big
+    """Newest first. A text search first indexes records not yet indexed (relay.search).
 
-        big = await party_is_big(engine, f.seller, f.buyer, f.limit)
+    On PostgreSQL a text search of a big party looks at the newest ``WINDOW`` records
+    first and widens the window fourfold until it has ``f.limit`` rows (or covers the
+    archive): each step reads only the word's matches inside it (GIN AND primary key),
+    where one plan over everything walks the text rows newest first (2.6 s for the
+    largest seller at 1M)."""
+    from relay import search as text_search
+
+    big, candidates = False, None
+    party = bool(f.text and (f.seller or f.buyer) and not (f.order_id or f.alias))
+    if party:
+        candidates = await text_search.party_candidates(engine, f.seller, f.buyer, f.limit)
+        big = candidates is None
     rare = False
     if f.text and f.verdict and engine.dialect.name == "sqlite":
-        from relay.search import verdict_is_rare
-
-        rare = await verdict_is_rare(engine, f.verdict)
-    q = search_query(f, engine.dialect.name, big_party=big, rare_verdict=rare)
+        rare = await text_search.verdict_is_rare(engine, f.verdict)
     if f.text:
-        from relay.search import catch_up
-
-        await catch_up(engine)
+        await text_search.catch_up(engine)
+    postgres = engine.dialect.name == "postgresql"
     async with read_tx(engine) as conn:
-        rows = (await conn.execute(q)).all()
+        if postgres and party:
+            await conn.exec_driver_sql(text_search.BITMAP_ONLY)
+        if postgres and big:
+            top = int((await conn.execute(sa.select(sa.func.max(archive.c.id)))).scalar() or 0)
+            if f.before_id:
+                top = min(top, f.before_id)
+            window = WINDOW
+            while True:
+                lo = max(0, top - window)
+                q = search_query(f, "postgresql", big_party=True, newer_than=lo or None)
+                rows = (await conn.execute(q)).all()
+                if len(rows) >= f.limit or lo == 0:
+                    break
+                window *= 4
+        else:
+            q = search_query(
+                f, engine.dialect.name, big_party=big, rare_verdict=rare, candidates=candidates
+            )
+            rows = (await conn.execute(q)).all()
         ids = [r.id for r in rows]
         states = await _delivery_states(conn, ids)
     out = []
@@ -354,6 +388,9 @@ async def search(engine: AsyncEngine, f: SearchFilter) -> list[dict[str, Any]]:
         d["deliveries"] = states.get(r.id, [])
         out.append(d)
     return out
+
+
+WINDOW = 20_000  # records: the first window of a big party's text search on PostgreSQL
 
 
 async def _delivery_states(

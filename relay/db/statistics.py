@@ -7,8 +7,8 @@ text row of a word (0.4 s); with them, tens of milliseconds. A server may run wi
 took a bulk import, so every long-running relay process checks every few minutes and
 analyses the tables that changed by more than autovacuum's own default rule would allow
 (``STALE_MIN + STALE_SHARE * rows``). Where autovacuum keeps up, the check finds nothing.
-One process at a time analyses (a transaction-scoped advisory lock); ANALYZE samples
-30,000 rows per table, so it costs seconds at most and blocks no reader or writer.
+One process at a time does it (an advisory lock); ANALYZE samples 30,000 rows per table
+and VACUUM (no FULL) reads a table once; neither blocks a reader or a writer.
 
 SQLite needs nothing here: its connections run ``PRAGMA optimize`` as they close and the
 pool renews them hourly (relay.db.engine).
@@ -32,26 +32,40 @@ EVERY = 300.0  # seconds between checks
 _LOCK = 0x72656C6179 + 1  # next to relay.commit.CHAIN_LOCK
 
 _STALE = sa.text(
-    "SELECT relname FROM pg_stat_user_tables "
-    "WHERE schemaname = current_schema() "
-    "AND n_mod_since_analyze > :least + :share * n_live_tup "
-    "ORDER BY relname"
+    "SELECT relname, n_mod_since_analyze > :least + :share * n_live_tup AS analyse, "
+    "n_ins_since_vacuum > :least + :vshare * n_live_tup AS vacuum "
+    "FROM pg_stat_user_tables WHERE schemaname = current_schema() ORDER BY relname"
 )
+VACUUM_SHARE = 0.2  # inserted rows since the last VACUUM (autovacuum's insert rule)
 
 
 async def analyze_stale(engine: AsyncEngine) -> list[str]:
-    """ANALYZE each of this schema's tables whose statistics are stale; returns their
-    names (empty when another process holds the turn, and always on SQLite)."""
+    """ANALYZE each of this schema's tables whose statistics are stale, and VACUUM those
+    that took many inserts (it sets the visibility map, without which PostgreSQL never
+    answers from an index alone: a party's record ids would cost a heap read each).
+    Returns the tables' names (empty when another process holds the turn, and always on
+    SQLite)."""
     if engine.dialect.name != "postgresql":
         return []
-    async with engine.connect() as conn, conn.begin():
-        turn = await conn.execute(sa.select(sa.func.pg_try_advisory_xact_lock(_LOCK)))
+    params = {"least": STALE_MIN, "share": STALE_SHARE, "vshare": VACUUM_SHARE}
+    async with engine.connect() as conn:
+        # VACUUM cannot run inside a transaction block.
+        conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+        turn = await conn.execute(sa.select(sa.func.pg_try_advisory_lock(_LOCK)))
         if not turn.scalar():
             return []
-        params = {"least": STALE_MIN, "share": STALE_SHARE}
-        names = [r.relname for r in await conn.execute(_STALE, params)]
-        for name in names:
-            await conn.exec_driver_sql(f"ANALYZE {conn.dialect.identifier_preparer.quote(name)}")
+        try:
+            rows = (await conn.execute(_STALE, params)).all()
+            names = []
+            for row in rows:
+                if not (row.analyse or row.vacuum):
+                    continue
+                quoted = conn.dialect.identifier_preparer.quote(row.relname)
+                verb = "VACUUM (ANALYZE)" if row.vacuum else "ANALYZE"
+                await conn.exec_driver_sql(f"{verb} {quoted}")
+                names.append(row.relname)
+        finally:
+            await conn.execute(sa.select(sa.func.pg_advisory_unlock(_LOCK)))
     if names:
         log.info("db.analyzed", tables=names)
     return names

@@ -165,6 +165,7 @@ async def test_a_big_sellers_text_search_lets_the_index_drive(engine, archive_ms
 
     monkeypatch.setattr(search, "BIG_PARTY_RECORDS", 5)
     monkeypatch.setattr(search, "DRIVE_RATIO", 0)
+    monkeypatch.setattr(archive, "WINDOW", 3)  # PostgreSQL widens its id window: 3, 12, 48
     views = [
         await orders.create_order(engine, DOMAIN, f"700-0000000-000000{i}",
                                   buyer=f"b{i}@b.example", seller="big@shop.example")
@@ -182,11 +183,16 @@ async def test_a_big_sellers_text_search_lets_the_index_drive(engine, archive_ms
             want_small.append(await archive_msg(small, "buyer-to-seller", f"refund small {i}"))
     assert await search.party_is_big(engine, "big@shop.example", None)
     assert not await search.party_is_big(engine, "small@x.example", None)
+    assert await search.party_candidates(engine, "small@x.example", None) == want_small
     for seller, rows in (("BIG@shop.example", want), ("small@x.example", want_small)):
         for limit in (2, 50):
             f = archive.SearchFilter(text="refund", seller=seller, limit=limit)
             found = [r["id"] for r in await archive.search(engine, f)]
             assert found == rows[::-1][:limit]
+            older = archive.SearchFilter(
+                text="refund", seller=seller, limit=limit, before_id=rows[-1]
+            )
+            assert [r["id"] for r in await archive.search(engine, older)] == rows[-2::-1][:limit]
             paged = archive.SearchFilter(
                 text="refund", seller=seller, limit=limit, before_id=rows[-1]
             )
