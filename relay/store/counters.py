@@ -21,11 +21,17 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, TypeAlias
 
 import sqlalchemy as sa
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from relay.db.schema import metadata
+
+# exec_driver_sql's result: SQLAlchemy types it CursorResult[Any], which reads as rows of
+# one column; the statements here return (scope, key, window_start, value)
+Rows: TypeAlias = "CursorResult[*tuple[Any, ...]]"
 
 LIFETIME = 0  # the window of a counter that never resets
 
@@ -82,7 +88,7 @@ async def read(
         f"WHERE key IN ({mark(0, len(keys))}) "
         f"AND window_start IN ({mark(len(keys), len(windows))})"
     )
-    rows = await conn.exec_driver_sql(sql, (*keys, *windows))
+    rows: Rows = await conn.exec_driver_sql(sql, (*keys, *windows))
     found = {(r[0], r[1], int(r[2])): int(r[3]) for r in rows}
     return {i: found.get(i, 0) for i in wanted}
 
@@ -116,7 +122,7 @@ async def bump(
     values."""
     rows = [(s, k, w, v) for (s, k, w), v in sorted(deltas.items()) if v]
     tail = _RETURNING if returning else ""
-    results = []
+    results: list[Rows] = []
     if rows and conn.dialect.name == "postgresql":
         columns = tuple(list(c) for c in zip(*rows, strict=True))
         results.append(await conn.exec_driver_sql(_UPSERT.format(_PG_ROWS) + tail, columns))
