@@ -46,7 +46,15 @@ from relay.policy.model import PolicyContext, Verdict
 from relay.replies import Reply
 
 T = TypeVar("T")
-_ENGINE: object | None = None
+
+
+class _Engine(Protocol):
+    """What the runner needs of relay.policy.PolicyEngine (imported by workers only)."""
+
+    def evaluate(self, raw: bytes, ctx: PolicyContext) -> Verdict: ...
+
+
+_ENGINE: _Engine | None = None
 _MB = 1024 * 1024
 
 
@@ -249,7 +257,7 @@ def _address_space() -> int:
 
 def _evaluate(raw: bytes, ctx: PolicyContext) -> Verdict:
     assert _ENGINE is not None, "policy worker started without an engine"
-    return _ENGINE.evaluate(raw, ctx)  # type: ignore[attr-defined, no-any-return]
+    return _ENGINE.evaluate(raw, ctx)
 
 
 def _ping() -> int:
@@ -306,9 +314,9 @@ def _new_executor(key: tuple[str | None, int, int]) -> ProcessPoolExecutor:
 
 
 def _acquire(key: tuple[str | None, int, int]) -> _Pool:
-    for other, pool in list(_POOLS.items()):  # idle pools of another configuration go
-        if other != key and pool.users == 0:
-            pool.executor.shutdown(wait=False, cancel_futures=True)
+    for other, idle in list(_POOLS.items()):  # idle pools of another configuration go
+        if other != key and idle.users == 0:
+            idle.executor.shutdown(wait=False, cancel_futures=True)
             del _POOLS[other]
     pool = _POOLS.get(key)
     if pool is None:
@@ -388,7 +396,7 @@ class PolicyRunner:
 
     def __init__(
         self,
-        engine: object,
+        engine: _Engine,
         *,
         workers: int = 0,
         path: Path | None = None,
@@ -398,7 +406,7 @@ class PolicyRunner:
     ) -> None:
         from relay.policy import images
 
-        self.engine = engine
+        self.engine: _Engine | None = engine
         self.timeout = timeout
         self.budget = budget or Budget()
         pixels = max_pixels or images.pixel_budget()
@@ -420,12 +428,13 @@ class PolicyRunner:
     async def evaluate(self, raw: bytes, ctx: PolicyContext) -> Verdict:
         if self.content is not None:
             return await asyncio.wait_for(self.content.run(_evaluate, raw, ctx), self.timeout)
+        assert self.engine is not None  # kept when there are no worker processes
         loop = asyncio.get_running_loop()
         fut = loop.run_in_executor(
             self.executor,
             _budgeted,
             self.budget,
-            self.engine.evaluate,  # type: ignore[attr-defined]
+            self.engine.evaluate,
             raw,
             ctx,
         )
