@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 from email.utils import format_datetime
+from typing import TypedDict, Unpack
 
 import structlog
 
@@ -39,9 +40,17 @@ log = structlog.get_logger("relay.smtp")
 KIND = "ops"
 
 
+class Listed(TypedDict, total=False):
+    """The header fields the archive lists for an ops message (archive.Record's names)."""
+
+    from_header: str
+    subject: str
+    message_id: str
+
+
 def prepare(
     raw: bytes, max_hops: int, limits: StructureLimits
-) -> tuple[dict[str, str] | Reply, str]:
+) -> tuple[Listed | Reply, str]:
     """All the content work, off the loop (relay.policy_pool): the linear structure scan
     (relay.mail.limits) before any parse, then intake and the fields the archive lists;
     and the digest."""
@@ -52,7 +61,7 @@ def prepare(
     inbound = intake(raw, max_hops=max_hops)
     if isinstance(inbound, Reply):
         return inbound, digest
-    fields = {
+    fields: Listed = {
         "from_header": inbound.first("From")[:2000],
         "subject": inbound.decoded("Subject")[:2000],
         "message_id": inbound.first("Message-ID")[:998],
@@ -133,7 +142,7 @@ class OpsMailbox:
         reason: str = "",
         delivered: bytes | None = None,
         rcpt: str = "",
-        **fields: str,
+        **fields: Unpack[Listed],
     ) -> Record:
         return Record(
             created_at=utcnow(),
