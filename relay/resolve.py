@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -17,6 +17,9 @@ from relay import replies
 from relay.db import read_tx
 from relay.db.schema import aliases, orders, parties, party_senders, utcnow
 from relay.replies import Reply
+
+if TYPE_CHECKING:  # importing relay.policy loads the whole engine
+    from relay.policy.model import Direction
 
 
 @dataclass(frozen=True)
@@ -39,8 +42,9 @@ class Resolution:
     recipient_party_id: int = 0
 
     @property
-    def direction(self) -> str:
-        return f"{self.sender_role}-to-{self.stands_for}"
+    def direction(self) -> Direction:
+        # sender_role is always the other party of stands_for (see _lookup)
+        return "seller-to-buyer" if self.sender_role == "seller" else "buyer-to-seller"
 
 
 def split_address(address: str) -> tuple[str, str]:
