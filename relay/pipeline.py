@@ -256,7 +256,7 @@ class Pipeline:
         if res.delivered_at is not None:
             days = (utcnow() - res.delivered_at).days
         return PolicyContext(
-            direction=res.direction,  # type: ignore[arg-type]
+            direction=res.direction,
             order_id=res.order_id,
             buyer_locale=res.buyer_locale,
             thread="reply" if index.answers(res.stands_for) else "proactive",
