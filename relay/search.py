@@ -290,7 +290,6 @@ def apply_text(
     plan: str = "index",
     limit: int = 100,
     candidates: list[int] | None = None,
-    newer_than: int | None = None,
 ) -> sa.Select[Any]:
     """Restrict an archive query to records matching ``text``, newest first.
 
@@ -307,9 +306,9 @@ def apply_text(
     - ``index`` (no narrowing filter, or a big party): FTS5 drives in descending rowid
       order joined to the archive, so LIMIT stops early even for a common word.
 
-    PostgreSQL joins the GIN-indexed text rows. ``candidates`` (the party's record ids,
-    PostgreSQL only) and ``newer_than`` (an id window, for a big party there) let it AND
-    the GIN bitmap with the primary key's instead of reading every candidate's row.
+    PostgreSQL joins the GIN-indexed text rows. ``candidates`` (a small party's record
+    ids, PostgreSQL only) lets it AND the GIN bitmap with the primary key's instead of
+    reading every candidate's text row.
     """
     if plan not in PLANS:
         raise ValueError(f"unknown text search plan {plan!r}")
@@ -344,21 +343,19 @@ def apply_text(
         )
     doc: sa.ColumnClause[Any] = sa.literal_column("archive_text.document")
     config: sa.ColumnClause[Any] = sa.literal_column(f"'{TS_CONFIG}'::regconfig")
-    query = query.join(archive_text, archive_text.c.archive_id == archive.c.id).where(
-        doc.op("@@")(sa.func.to_tsquery(config, tsquery(text)))
-    )
+    matches = doc.op("@@")(sa.func.to_tsquery(config, tsquery(text)))
     if candidates is not None:
-        # The ids on both tables, so the GIN bitmap can be ANDed with the primary key's
-        # and only matching rows are read (see BITMAP_ONLY).
+        # The ids on the text table, so the GIN bitmap is ANDed with the primary key's
+        # and only matching text rows are read; then only those archive rows (see
+        # BITMAP_ONLY).
         from sqlalchemy.dialects.postgresql import ARRAY
 
         wanted = sa.bindparam("candidate_ids", candidates, type_=ARRAY(sa.BigInteger))
-        query = query.where(
-            archive_text.c.archive_id == sa.any_(wanted), archive.c.id == sa.any_(wanted)
+        hits = sa.select(archive_text.c.archive_id).where(
+            archive_text.c.archive_id == sa.any_(wanted), matches
         )
-    if newer_than is not None:
-        query = query.where(archive_text.c.archive_id > newer_than, archive.c.id > newer_than)
-    return query
+        return query.where(archive.c.id.in_(hits))
+    return query.join(archive_text, archive_text.c.archive_id == archive.c.id).where(matches)
 
 
 # PostgreSQL's cost model takes checking a row through the heap as cheap (random_page_cost

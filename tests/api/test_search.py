@@ -165,7 +165,6 @@ async def test_a_big_sellers_text_search_lets_the_index_drive(engine, archive_ms
 
     monkeypatch.setattr(search, "BIG_PARTY_RECORDS", 5)
     monkeypatch.setattr(search, "DRIVE_RATIO", 0)
-    monkeypatch.setattr(archive, "WINDOW", 3)  # PostgreSQL widens its id window: 3, 12, 48
     views = [
         await orders.create_order(engine, DOMAIN, f"700-0000000-000000{i}",
                                   buyer=f"b{i}@b.example", seller="big@shop.example")
