@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -10,8 +10,11 @@ from relay.cli import CliState, run_async
 from relay.cli.startup import build, check_signing, guard_start
 from relay.log import configure
 
+if TYPE_CHECKING:
+    from relay.settings import Settings
 
-def _settings(state: CliState, config: str | None):  # type: ignore[no-untyped-def]
+
+def _settings(state: CliState, config: str | None) -> Settings:
     if config:
         state.config = config
     return state.settings
@@ -89,7 +92,7 @@ def worker(state: CliState, config: str | None) -> None:
     run_async(with_fresh_statistics(relay.engine, run_forever(relay)))
 
 
-def _auth_parts(settings):  # type: ignore[no-untyped-def]
+def _auth_parts(settings: Settings) -> dict[str, Any]:
     from relay.wiring import auth_parts
 
     return auth_parts(settings)
