@@ -9,11 +9,15 @@ from __future__ import annotations
 import json
 import pathlib
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
+if TYPE_CHECKING:
+    from relay.policy import PolicyEngine
 
-def _engine(ctx: click.Context, policy_file: str | None):
+
+def _engine(ctx: click.Context, policy_file: str | None) -> PolicyEngine:
     from relay.policy import PolicyEngine, PolicyError
 
     path = pathlib.Path(policy_file) if policy_file else None
