@@ -105,8 +105,10 @@ async def check_published(settings: Settings, ip: str | None) -> list[tuple[str,
 
     Returns ``(record, ok, detail)`` rows. Uses the ``[dns]`` resolver settings.
     """
+    from dns.rdtypes.ANY.MX import MX
+
     from relay.authn.dmarc import parse_record
-    from relay.authn.dnsutil import Deadline, DnsTempError, lookup, txt_strings
+    from relay.authn.dnsutil import Deadline, DnsTempError, lookup, of_type, txt_strings
     from relay.authn.spf import check_host
     from relay.delivery.route import make_resolver
 
@@ -121,7 +123,7 @@ async def check_published(settings: Settings, ip: str | None) -> list[tuple[str,
 
     try:
         mxs, _ = await lookup(resolver, domain, "MX", deadline)
-        names = {r.exchange.to_text().rstrip(".").lower() for r in mxs}
+        names = {r.exchange.to_text().rstrip(".").lower() for r in of_type(mxs, MX)}
         rows.append(("MX", mx in names, ", ".join(sorted(names)) or "no MX record"))
 
         if ip:
