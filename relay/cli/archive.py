@@ -6,12 +6,15 @@ import json
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from relay import archive as store
 from relay.cli import CliState, echo_json, run_async, with_engine
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 
 @click.group("archive")
@@ -53,7 +56,7 @@ def _utc(value: datetime | None) -> datetime | None:
 @click.option("--before-id", type=int, default=None, help="page: records older than this id")
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 @click.pass_obj
-def search(state: CliState, as_json: bool, **options: Any) -> None:
+def search(state: CliState, /, as_json: bool, **options: Any) -> None:
     """Find archived messages, newest first."""
     from relay.search import QueryError
 
@@ -151,7 +154,7 @@ def show(state: CliState, record_id: int, part: str | None, as_json: bool) -> No
 def verify(state: CliState) -> None:
     """Walk the hash chain; exit 1 at the first record that does not verify."""
 
-    async def run(engine):  # type: ignore[no-untyped-def]
+    async def run(engine: AsyncEngine) -> store.VerifyResult:
         total = await store.count_records(engine)
         with click.progressbar(length=total, label="verifying", file=sys.stderr) as bar:
             return await store.verify(engine, progress=bar.update)
