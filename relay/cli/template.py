@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from relay.cli import CliState, echo_json, run_async, with_engine
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 
 @click.group("template")
@@ -89,7 +94,7 @@ def send(
     settings = state.settings
     configure(settings.log.format, settings.log.level)  # to stderr: stdout is for --json
 
-    async def go(engine):  # type: ignore[no-untyped-def]
+    async def go(engine: AsyncEngine) -> templates.Sent:
         return await templates.TemplateSender(settings, engine).send(order_id, name, given, locale)
 
     try:
