@@ -71,9 +71,25 @@ class _Part(EmailMessage):
         return False
 
     def get_content_type(self) -> str:
+        # The stdlib parses the Content-Type header again on every call (the header
+        # registry), and the policy asks thousands of times on a message of many parts:
+        # the answer is kept until the raw header, the encoding or the default changes.
+        ct = cte = None
+        for name, value in self._headers:
+            low = name.lower()
+            if low == "content-type" and ct is None:
+                ct = value
+            elif low == "content-transfer-encoding" and cte is None:
+                cte = value
+        key = (str(ct) if ct is not None else None, str(cte) if cte is not None else None,
+               self._opaque, self.get_default_type())
+        cached = self.__dict__.get("_ctype")
+        if cached is not None and cached[0] == key:
+            return cached[1]
         ctype = super().get_content_type()
         if self._opaque and ctype.startswith("message/") and self._encoded():
-            return "application/octet-stream"
+            ctype = "application/octet-stream"
+        self.__dict__["_ctype"] = (key, ctype)
         return ctype
 
 
