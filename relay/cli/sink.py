@@ -66,8 +66,7 @@ def _load(box: mailbox.Maildir, number: int, wait: float = 0.0) -> EmailMessage:
         keys = _keys(box)
     if not 1 <= number <= len(keys):
         raise StartupError(f"no message {number} in the sink ({len(keys)} there)")
-    with box.get_file(keys[number - 1]) as fh:
-        return BytesParser(policy=policy.default).parse(fh)  # type: ignore[return-value]
+    return BytesParser(policy=policy.default).parsebytes(box.get_bytes(keys[number - 1]))
 
 
 def _text(msg: EmailMessage) -> str:
@@ -104,7 +103,7 @@ def serve(listen: str, maildir: str) -> None:
     except ValueError as err:
         raise StartupError(f"--listen: {err}") from None
     Path(maildir).parent.mkdir(parents=True, exist_ok=True)
-    controller = Controller(Mailbox(maildir), hostname=host, port=port)
+    controller = Controller(Mailbox(Path(maildir)), hostname=host, port=port)
     try:
         controller.start()
     except (OSError, RuntimeError) as err:
@@ -133,8 +132,7 @@ def list_(maildir: str) -> None:
         return
     box = _maildir(maildir, create=False)
     for number, key in enumerate(_keys(box), 1):
-        with box.get_file(key) as fh:
-            msg = BytesParser(policy=policy.default).parse(fh, headersonly=True)
+        msg = BytesParser(policy=policy.default).parsebytes(box.get_bytes(key), headersonly=True)
         click.echo(
             f"{number:3}  to {msg.get('X-RcptTo', msg.get('To', ''))}  "
             f"from {msg.get('From', '')}  {msg.get('Subject', '')!s}"
@@ -210,8 +208,9 @@ def reply(
         with smtplib.SMTP(host, port, timeout=30) as smtp:
             smtp.send_message(msg)
     except smtplib.SMTPResponseException as err:
-        message = err.smtp_error.decode(errors="replace")
-        raise StartupError(f"the relay refused the reply: {err.smtp_code} {message}") from None
+        error = err.smtp_error
+        text = error.decode(errors="replace") if isinstance(error, bytes) else error
+        raise StartupError(f"the relay refused the reply: {err.smtp_code} {text}") from None
     except smtplib.SMTPRecipientsRefused as err:
         code, message = next(iter(err.recipients.values()))
         raise StartupError(
