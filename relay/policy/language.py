@@ -7,11 +7,19 @@ pure and thread-safe afterwards.
 from __future__ import annotations
 
 import threading
+from typing import Protocol
 
 import regex
 
+
+class _Identifier(Protocol):
+    """What we use of py3langid's LanguageIdentifier (the library has no type information)."""
+
+    def rank(self, text: str) -> list[tuple[str, float]]: ...
+
+
 _LOCK = threading.Lock()
-_IDENT = None
+_IDENT: _Identifier | None = None
 CANDIDATES = ["en", "de", "fr", "es", "it", "ja", "pl", "nl", "pt", "sv", "da", "no", "cs",
               "sk", "hu", "ro", "tr", "ru", "zh", "ko", "fi", "el"]
 _NOISE = regex.compile(
@@ -20,7 +28,7 @@ _NOISE = regex.compile(
 )
 
 
-def _identifier():
+def _identifier() -> _Identifier:
     global _IDENT
     if _IDENT is None:
         with _LOCK:
