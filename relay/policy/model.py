@@ -69,4 +69,4 @@ class Verdict:
 def strongest(actions: list[str]) -> Action:
     """reject > hold > redact > deliver, as the spec orders them."""
     best = max((_STRENGTH[a] for a in actions), default=0)
-    return ("deliver", "redact", "hold", "reject")[best]  # type: ignore[return-value]
+    return ("deliver", "redact", "hold", "reject")[best]
