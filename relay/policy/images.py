@@ -47,7 +47,7 @@ def declared_pixels(data: bytes) -> int | None:
     A file over Pillow's own bomb limit counts as infinitely large."""
     if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR" and len(data) >= 24:
         width, height = struct.unpack(">II", data[16:24])
-        return width * height
+        return int(width) * int(height)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
