@@ -10,7 +10,7 @@ import pathlib
 import re
 import tomllib
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import regex
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -248,7 +248,7 @@ def _key_of(err: ValidationError, prefix: str = "") -> str:
     return f"{prefix}{key}: {what}"
 
 
-def _read_toml(path: pathlib.Path) -> dict:
+def _read_toml(path: pathlib.Path) -> dict[str, Any]:
     try:
         with path.open("rb") as fh:
             return tomllib.load(fh)
