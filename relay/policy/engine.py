@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import pathlib
+from typing import Any
 
 from relay.policy import mime
 from relay.policy.config import Policy, PolicyError, load_policy
@@ -41,7 +42,7 @@ class PolicyEngine:
         """Load and validate a policy file (None: the shipped default)."""
         return cls(load_policy(path))
 
-    def describe(self) -> list[dict]:
+    def describe(self) -> list[dict[str, Any]]:
         """The chain, for ``relay policy show``: each rule with its kind's action."""
         return [{"name": r.name, "kind": r.kind, "description": r.description,
                  "action": self.policy.action(r.kind), "scope": r.scope} for r in self.rules]
