@@ -19,6 +19,7 @@ import tempfile
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import regex
 
@@ -56,7 +57,8 @@ def decoded_text(raw: bytes) -> str:
                 chunks.append(repr(value))
         if part.is_multipart():
             continue
-        data = part.get_payload(decode=True) or b""
+        payload = part.get_payload(decode=True)  # bytes or None for a leaf part
+        data = payload if isinstance(payload, bytes) else b""
         if part.get_content_maintype() == "text":
             try:
                 text = data.decode(part.get_content_charset() or "utf-8", errors="replace")
@@ -82,7 +84,7 @@ class CaseResult:
     wanted: set[str] = field(default_factory=set)
 
 
-def judge_case(case: dict, verdict: Verdict) -> CaseResult:
+def judge_case(case: dict[str, Any], verdict: Verdict) -> CaseResult:
     exp = case["expected"]
     res = CaseResult(case["id"], True, verdict.action, exp["action"])
     res.found = {f.kind for f in verdict.findings if f.action in ("redact", "reject")}
