@@ -77,7 +77,9 @@ _AT_TOKEN = re.compile(r"(?<!\S)[^\s@]*@\S*")
 _DOT_TOKEN = re.compile(r"(?<!\S)[^\s.:]*[.:]\S*")
 
 
-def in_tokens(rx, token: re.Pattern[str], text: str) -> Iterator:
+def in_tokens(
+    rx: re.Pattern[str] | regex.Pattern[str], token: re.Pattern[str], text: str
+) -> Iterator[re.Match[str] | regex.Match[str]]:
     """``rx.finditer(text)`` for a pattern that never matches across whitespace."""
     for t in token.finditer(text):
         yield from rx.finditer(text, t.start(), t.end())
