@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import time
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from xml.etree import ElementTree
 
@@ -183,7 +184,7 @@ def _pdf(data: bytes, budget: Budget) -> Reading:
     return Reading("\n".join(out))
 
 
-def _zip_xml(data: bytes, wanted) -> str:
+def _zip_xml(data: bytes, wanted: Callable[[str], bool]) -> str:
     out: list[str] = []
     with zipfile.ZipFile(io.BytesIO(data)) as zf:
         for info in zf.infolist()[:2000]:
