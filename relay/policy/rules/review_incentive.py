@@ -29,7 +29,7 @@ class ReviewIncentive(MessageRule):
                     "review_target" in slots or "review_edit" in slots):
                 return [MessageFinding(self.kind, acts.sentences[i][:80])]
         # a refund or gift in one sentence, "then change your rating" in the next
-        i = acts.near("review_incentive", "review_edit")
-        if i is not None:
-            return [MessageFinding(self.kind, acts.sentences[i][:80])]
+        near = acts.near("review_incentive", "review_edit")
+        if near is not None:
+            return [MessageFinding(self.kind, acts.sentences[near][:80])]
         return []
