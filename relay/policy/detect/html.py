@@ -90,9 +90,10 @@ def _reading_text(node: LexborNode) -> str:
     their own lines (so ``kate<b>@</b>x.ai`` is one token and two cells are not)."""
     out: list[str] = []
     for n in node.traverse(include_text=True):
-        if n.tag == "-text":
+        tag = n.tag or ""  # selectolax types it optional
+        if tag == "-text":
             out.append(n.text_content or "")
-        elif not n.tag.startswith("-") and n.tag not in _INLINE:
+        elif not tag.startswith("-") and tag not in _INLINE:
             out.append("\n")
     return "".join(out)
 
@@ -133,7 +134,7 @@ class HtmlJudge:
         brk = False
         skip_depth_nodes: set[int] = set()
         for node in tree.root.traverse(include_text=True) if tree.root else []:
-            tag = node.tag
+            tag = node.tag or ""  # selectolax types it optional
             parent = node.parent
             pid = parent.mem_id if parent is not None else 0
             if tag == "-text":
@@ -210,8 +211,8 @@ class HtmlJudge:
                 changed = True
                 skip_depth_nodes.add(nid)
                 continue
-            if tag == "a" and attrs.get("href"):
-                changed |= self._anchor(node, attrs["href"], ctx, res)
+            if tag == "a" and (href := attrs.get("href")):
+                changed |= self._anchor(node, href, ctx, res)
             for att in _TEXT_ATTRS:
                 val = attrs.get(att)
                 if val:
@@ -249,7 +250,9 @@ class HtmlJudge:
         return res
 
     # -- helpers ------------------------------------------------------------------------
-    def _image_kind(self, url: str, attrs: dict, decl: dict, hidden: bool) -> str:
+    def _image_kind(
+        self, url: str, attrs: dict[str, str | None], decl: dict[str, str], hidden: bool
+    ) -> str:
         w = attrs.get("width") or decl.get("width", "")
         h = attrs.get("height") or decl.get("height", "")
         tiny = any(regex.fullmatch(r"\s*[01](?:px)?\s*", v or "") for v in (w, h))
