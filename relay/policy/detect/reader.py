@@ -15,9 +15,12 @@ the rules then read the records and the engine decides.
 
 from __future__ import annotations
 
+from email.message import Message
+
 import regex
 
 from relay.policy import attachments, doctext, mime
+from relay.policy.config import Policy
 from relay.policy.detect.document import Document, Span
 from relay.policy.detect.html import MAX_HTML_DEPTH, HtmlJudge, nesting_depth
 from relay.policy.detect.tokens import TextScanner
@@ -32,7 +35,7 @@ _NESTED_HEADERS = ("From", "To", "Cc", "Bcc", "Reply-To", "Sender", "Subject", "
 class Reader:
     """Bound to one policy; stateless between messages (all state is in the Document)."""
 
-    def __init__(self, policy) -> None:
+    def __init__(self, policy: Policy) -> None:
         self.policy = policy
         self.scanner = TextScanner(policy)
         self.html = HtmlJudge(self.scanner)
@@ -83,7 +86,7 @@ class Reader:
         out.append(text[last:])
         return "".join(out)
 
-    def _headers(self, part, names: tuple[str, ...], doc: Document, top: bool) -> None:
+    def _headers(self, part: Message, names: tuple[str, ...], doc: Document, top: bool) -> None:
         for name in names:
             values = mime.header_text(part, name)
             if not values:
@@ -123,7 +126,7 @@ class Reader:
         if doc.text_bytes > self.policy.file.limits.max_total_text_bytes:
             raise mime.Refused("the message has too much text to check")
 
-    def _text(self, part, doc: Document, where: str, forwarded: bool = False) -> None:
+    def _text(self, part: Message, doc: Document, where: str, forwarded: bool = False) -> None:
         limit = self.policy.file.limits.max_text_bytes
         text = mime.text_of(part, limit + 1)
         if len(text) > limit:
@@ -136,7 +139,7 @@ class Reader:
             mime.set_text(part, new)
             doc.changed = True
 
-    def _html(self, part, doc: Document, forwarded: bool = False) -> None:
+    def _html(self, part: Message, doc: Document, forwarded: bool = False) -> None:
         limits = self.policy.file.limits
         src = mime.text_of(part, limits.max_html_bytes + 1)
         if len(src) > limits.max_html_bytes:
@@ -157,7 +160,7 @@ class Reader:
             doc.changed = True
 
     # -- attachments --------------------------------------------------------------------
-    def _attachment(self, part, parent, doc: Document) -> int:
+    def _attachment(self, part: Message, parent: Message | None, doc: Document) -> int:
         name = mime.filename_of(part)
         where = f"attachment:{name or part.get_content_type()}"
         data = mime.payload_bytes(part)
