@@ -37,6 +37,7 @@ from relay.settings import Settings, SettingsError
 from relay.smtp.fdlimit import ensure_fd_limit
 from relay.smtp.gate import ConnectionGate, Limits
 from relay.smtp.handler import RelayHandler
+from relay.smtp.listener import Listener
 from relay.smtp.postmaster import OpsMailbox
 from relay.smtp.server import RelaySMTP
 
@@ -98,7 +99,7 @@ class Relay:
         )
         self._own_engine = engine is None
         self.committer = GroupCommitter(self.engine, max_group=settings.database.group_commit_max)
-        self.server: asyncio.Server | None = None
+        self.server: Listener | None = None
         self.worker: DeliveryWorker | None = None
         self.handler: RelayHandler | None = None
         self._worker_task: asyncio.Task[None] | None = None
@@ -207,10 +208,12 @@ class Relay:
 
         # A deep accept queue: a burst of connections must reach the gate (which can evict
         # to make room), not wait in SYN retries the client sees as seconds of silence.
+        # The listener screens each cheaply before a session exists (relay.smtp.listener).
         backlog = max(128, min(4096, s.smtp.max_connections))
-        self.server = await asyncio.get_running_loop().create_server(
-            factory, host, port, backlog=backlog
-        )
+        self.server = await Listener.start(
+            factory, host, port, self.gate, backlog=backlog,
+            trusted=trusted if s.smtp.proxy_protocol or s.smtp.xforward else None,
+        )  # fmt: skip
 
     def _load_tls(self) -> None:
         """Load certificate and key (raises SettingsError); note the expiry for /readyz."""

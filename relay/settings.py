@@ -133,6 +133,17 @@ class SmtpSection(_Section):
     max_connections_per_client: int = Field(
         default=50, ge=1, description="per client address (IPv6: per /64); above it 421 4.7.0"
     )
+    max_connection_rate_per_client: int = Field(
+        default=120,
+        ge=0,
+        description="connections a minute per client address; above 421 4.7.0, twice above"
+        " closed unanswered; 0: no limit (Postfix's smtpd_client_connection_rate_limit)",
+    )
+    connection_rate_exceptions: list[str] = Field(
+        default_factory=lambda: ["127.0.0.1/32", "::1/128"],
+        description="networks the connection rate is not counted for (the host itself,"
+        " like Postfix's mynetworks_style = host); trusted front ends are never counted",
+    )
     timeout: Duration = Field(
         default=timedelta(minutes=5), description="idle limit: since the last productive command"
     )
@@ -166,7 +177,7 @@ class SmtpSection(_Section):
         parse_hostport(require_port(v), 25)
         return v
 
-    @field_validator("proxy_networks")
+    @field_validator("proxy_networks", "connection_rate_exceptions")
     @classmethod
     def _networks(cls, v: list[str]) -> list[str]:
         for net in v:

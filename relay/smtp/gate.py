@@ -10,6 +10,9 @@ habit of making room for a newcomer:
 - **Per-client cap.** At most ``max_connections_per_client`` open sessions per client
   address (the real one behind PROXY or XFORWARD; IPv6 counted per /64, which one
   subscriber usually holds). The one too many gets ``421 4.7.0``.
+- **Connection rate.** At most ``max_connection_rate_per_client`` connections a minute
+  per client address (relay.smtp.anvil; Postfix's anvil); checked before a session
+  exists by relay.smtp.listener for direct clients, here for PROXY and XFORWARD ones.
 - **Deadlines, not byte timers.** A session waiting for its client is idle from its last
   *productive* command (HELO/EHLO, MAIL, RCPT, DATA, STARTTLS, XFORWARD): dripping a
   command one byte at a time, or NOOP/RSET/VRFY/HELP, does not reset the clock.
@@ -30,6 +33,11 @@ habit of making room for a newcomer:
 
 One sweeper task walks the open sessions a few times a second: cheaper than a timer per
 session and per command, and it sees the whole picture (the stress level) at once.
+
+Under stress a session that never sends a command gets no log line of its own (no start,
+end, eviction or timeout): a flood of them is counted, and the counts are logged as one
+``smtp.gate.summary`` line every ``SUMMARY_EVERY`` seconds. A flood must not cost the
+relay more per connection than it costs the attacker, and three log lines did.
 """
 
 from __future__ import annotations
@@ -50,7 +58,9 @@ from typing import Any
 import structlog
 
 from relay import metrics, replies
+from relay.proxy import Network, allowed, parse_networks
 from relay.replies import Reply
+from relay.smtp.anvil import TOO_FAST, ConnectionRate
 
 log = structlog.get_logger("relay.smtp")
 
@@ -60,6 +70,9 @@ BUSY = "busy"  # we are working on a command: never timed out, never evicted
 DATA = "data"  # reading the message: subject to the data-rate check
 PREAMBLE = "preamble"  # before the banner (PROXY header): aiosmtpd's own timer
 JUNK = frozenset({"NOOP", "RSET", "VRFY", "EXPN", "HELP"})  # move no transaction forward
+SUMMARY_EVERY = 10.0  # seconds between two smtp.gate.summary lines (when there is news)
+SWEEP_BATCH = 100  # sessions the sweeper closes per turn of the loop
+SHED_QUIET = 50  # connections shed by the listener within a summary period: a flood
 
 
 @dataclass(frozen=True)
@@ -76,6 +89,8 @@ class Limits:
     data_rate_window: float = 30.0
     hard_errors: int = 20
     junk_commands: int = 100
+    rate_per_client: int = 0  # connections a minute per client address; 0: unlimited
+    rate_exceptions: tuple[Network, ...] = ()  # client networks whose rate is not counted
 
     @classmethod
     def from_settings(cls, smtp: Any) -> Limits:
@@ -90,6 +105,8 @@ class Limits:
             data_rate_window=smtp.data_rate_window.total_seconds(),
             hard_errors=smtp.hard_error_limit,
             junk_commands=smtp.junk_command_limit,
+            rate_per_client=smtp.max_connection_rate_per_client,
+            rate_exceptions=tuple(parse_networks(smtp.connection_rate_exceptions)),
         )
 
     @property
@@ -139,6 +156,7 @@ class Activity:
     alive: Callable[[], bool] | None = None  # the socket, asked before evicting for it
     errors: int = 0  # error replies so far (relay.smtp.gate: hard_errors)
     junk: int = 0  # NOOP/RSET/VRFY/EXPN/HELP so far
+    quiet: bool = False  # admitted under stress, no command yet: counted, not logged
 
     # --- called by the session -----------------------------------------------------
 
@@ -235,6 +253,14 @@ class ConnectionGate:
         # under a connect-and-drop flood at the cap cost ~1 ms each and froze the loop.
         self._idle: list[tuple[tuple[bool, float], int, Activity]] = []
         self._seq = itertools.count()
+        self.rate = ConnectionRate(self.limits.rate_per_client)
+        self._rate_exempt = list(self.limits.rate_exceptions)
+        self._exempt_hosts: dict[str, bool] = {}  # parsing addresses costs more than a flood
+        self._refused_rate = metrics.SMTP_CONNECTIONS.labels(outcome="refused_rate")
+        self._shed = 0  # connections the listener shed since the last summary
+        self._quiet_until = 0.0
+        self.tally: Counter[str] = Counter()  # events counted, not logged (quiet sessions)
+        self._summary_at = time.monotonic() + SUMMARY_EVERY
 
     @property
     def limit(self) -> int:
@@ -247,6 +273,12 @@ class ConnectionGate:
     @property
     def stressed(self) -> bool:
         return self.open >= self.limits.stress_threshold * self.limits.max_connections
+
+    @property
+    def quiet(self) -> bool:
+        """Whether a new session is logged only once it sends a command: under stress,
+        or while the listener is shedding a flood."""
+        return self.stressed or time.monotonic() < self._quiet_until
 
     def idle_limit(self) -> float:
         return self.limits.stress_timeout if self.stressed else self.limits.timeout
@@ -264,19 +296,67 @@ class ConnectionGate:
             act.errors += 1
         if act.errors < self.limits.hard_errors:
             return None
-        log.info("smtp.session.too_many_errors", session=act.session, junk=act.junk)
+        self.note("smtp.session.too_many_errors", act, junk=act.junk)
         metrics.SMTP_CONNECTIONS.labels(outcome="too_many_errors").inc()
         return replies.TOO_MANY_ERRORS
 
     # --- admission -----------------------------------------------------------------
 
-    def admit(self, act: Activity, key: str | None) -> Reply | None:
-        """Let a new session in, or say why not. At the cap, the longest-idle session is
-        closed to make room (if the newcomer is still there); the newcomer is refused only
-        if none is idle."""
+    def too_fast(self, key: str, host: str) -> Reply | None:
+        """Count one connection from ``host`` (keyed ``key``) and say if it is one too
+        many (:data:`SILENT` when far over); hosts in the rate exceptions are not counted."""
+        if self.limits.rate_per_client <= 0 or self._exempt(host):
+            return None
+        rate = self.rate.hit(key)
+        if not self.rate.over(rate):
+            return None
+        self._refused_rate.inc()
+        return SILENT if self.rate.far_over(rate) else TOO_FAST
+
+    def calm(self, key: str) -> bool:
+        """A client address well under its connection rate (relay.smtp.listener serves
+        its connections first)."""
+        return self.rate.calm(self.rate.estimate(key))
+
+    def _exempt(self, host: str) -> bool:
+        exempt = self._exempt_hosts.get(host)
+        if exempt is None:
+            if len(self._exempt_hosts) >= 65536:
+                self._exempt_hosts.clear()  # a flood from many addresses: start afresh
+            exempt = self._exempt_hosts[host] = allowed((host,), self._rate_exempt)
+        return exempt
+
+    def screen(self, key: str | None, host: str, pending: int = 0) -> Reply | None:
+        """What can be decided before a session exists (relay.smtp.listener): the
+        shutdown, the per-client cap (``pending``: this client's connections accepted and
+        not yet admitted) and the connection rate, which counts this connection. Returns the
+        refusal, or None. Far over the rate it is :data:`SILENT`: close without a word."""
         if self.draining:
             metrics.SMTP_CONNECTIONS.labels(outcome="refused_shutdown").inc()
             return replies.SHUTTING_DOWN
+        if key is None:
+            return None
+        refusal = self.too_fast(key, host)
+        if refusal is not None:
+            return refusal
+        if self.per_client[key] + pending >= self.limits.per_client:
+            metrics.SMTP_CONNECTIONS.labels(outcome="refused_client_limit").inc()
+            return replies.TOO_MANY_FROM_CLIENT
+        return None
+
+    def admit(self, act: Activity, key: str | None, *, rate_of: str | None = None) -> Reply | None:
+        """Let a new session in, or say why not. At the cap, the longest-idle session is
+        closed to make room (if the newcomer is still there); the newcomer is refused only
+        if none is idle. ``rate_of``: the client host whose connection rate is counted
+        here (one named by a PROXY header; a direct one was counted by the listener's
+        :meth:`screen`)."""
+        if self.draining:
+            metrics.SMTP_CONNECTIONS.labels(outcome="refused_shutdown").inc()
+            return replies.SHUTTING_DOWN
+        if key is not None and rate_of is not None:
+            refusal = self.too_fast(key, rate_of)
+            if refusal is not None:
+                return TOO_FAST  # a session exists already: it may as well say why
         if key is not None and self.per_client[key] >= self.limits.per_client:
             metrics.SMTP_CONNECTIONS.labels(outcome="refused_client_limit").inc()
             return replies.TOO_MANY_FROM_CLIENT
@@ -293,10 +373,12 @@ class ConnectionGate:
         metrics.SMTP_CONNECTIONS.labels(outcome="accepted").inc()
         return None
 
-    def rekey(self, act: Activity, key: str) -> Reply | None:
+    def rekey(self, act: Activity, key: str, host: str) -> Reply | None:
         """The real client became known (XFORWARD): count the session under it."""
         if key == act.key:
             return None
+        if self.too_fast(key, host) is not None:
+            return TOO_FAST
         if self.per_client[key] >= self.limits.per_client:
             metrics.SMTP_CONNECTIONS.labels(outcome="refused_client_limit").inc()
             return replies.TOO_MANY_FROM_CLIENT
@@ -383,11 +465,8 @@ class ConnectionGate:
         now = time.monotonic()
         victim = self._longest_idle()
         if victim is not None:
-            log.info(
-                "smtp.session.evicted",
-                session=victim.session,
-                idle=round(victim.idle_for(now), 1),
-                open=self.open,
+            self.note(
+                "smtp.session.evicted", victim, idle=round(victim.idle_for(now), 1), open=self.open
             )
             metrics.SMTP_CONNECTIONS.labels(outcome="evicted").inc()
             self._close(victim, replies.EVICTED)
@@ -402,7 +481,7 @@ class ConnectionGate:
         if not slow:
             return False
         rate, victim = min(slow, key=lambda pair: pair[0])
-        log.info("smtp.data.evicted", session=victim.session, rate=round(rate, 1), open=self.open)
+        self.note("smtp.data.evicted", victim, rate=round(rate, 1), open=self.open)
         metrics.SMTP_CONNECTIONS.labels(outcome="evicted").inc()
         self._close(victim, replies.TOO_SLOW)
         return True
@@ -413,20 +492,22 @@ class ConnectionGate:
 
     # --- the sweeper ---------------------------------------------------------------
 
-    def sweep(self, now: float | None = None) -> int:
-        """Close every session past its limit; returns how many. Run by the sweeper task
-        (and directly by tests)."""
+    def sweep(self, now: float | None = None, budget: int = 0) -> int:
+        """Close the sessions past their limit, at most ``budget`` (0: all); returns
+        how many. Run by the sweeper task (and directly by tests)."""
         now = time.monotonic() if now is None else now
         limits, idle_limit = self.limits, self.idle_limit()
         closed = 0
         self._prune(1)  # after a crowd has left, its sessions are not kept alive here
         for act in list(self.sessions):
+            if budget and closed >= budget:
+                break
             if act.phase in (BUSY, PREAMBLE) and act.writing_since is None:
                 continue
             if act.idle_for(now) > idle_limit:
-                log.info(
+                self.note(
                     "smtp.session.timeout",
-                    session=act.session,
+                    act,
                     phase=act.phase,
                     idle=round(act.idle_for(now), 1),
                     stressed=self.stressed,
@@ -440,11 +521,8 @@ class ConnectionGate:
             act.samples.append((now, act.data_bytes))
             rate = act.data_rate(now, limits)
             if rate is not None and rate < limits.min_data_rate:
-                log.info(
-                    "smtp.data.too_slow",
-                    session=act.session,
-                    rate=round(rate, 1),
-                    received=act.data_bytes,
+                self.note(
+                    "smtp.data.too_slow", act, rate=round(rate, 1), received=act.data_bytes
                 )
                 metrics.SMTP_CONNECTIONS.labels(outcome="too_slow").inc()
                 self._close(act, replies.TOO_SLOW)
@@ -452,12 +530,48 @@ class ConnectionGate:
         return closed
 
     async def _sweep(self) -> None:
+        closed = 0
         while self.sessions:
-            await asyncio.sleep(self.limits.tick)
+            # A crowd that came together times out together: closing 2,000 sessions in
+            # one turn held the loop ~0.3 s, so a full batch is followed by the next one
+            # at the next turn, not in a single callback.
+            await asyncio.sleep(0 if closed >= SWEEP_BATCH else self.limits.tick)
             try:
-                self.sweep()
+                closed = self.sweep(budget=SWEEP_BATCH)
+                self.summarise()
             except Exception as err:  # the sweeper must outlive any one bad session
                 log.error("smtp.gate.error", error=type(err).__name__, exc_info=err)
+        self.summarise(force=True)
+
+    # --- log lines under stress ----------------------------------------------------
+
+    def shed(self, event: str) -> None:
+        """The listener dropped a connection before it became a session: counted; many
+        of them make the gate quiet for a while (a flood is on)."""
+        self.tally[event] += 1
+        self._shed += 1
+        if self._shed >= SHED_QUIET:
+            self._quiet_until = time.monotonic() + SUMMARY_EVERY
+        self.summarise()
+
+    def note(self, event: str, act: Activity | None = None, **fields: Any) -> None:
+        """Log ``event`` for a session, or only count it when the session is quiet
+        (admitted under stress, not a command yet) or there is none (the listener's)."""
+        if act is None or act.quiet:
+            self.tally[event] += 1
+            return
+        log.info(event, session=act.session, **fields)
+
+    def summarise(self, *, force: bool = False, now: float | None = None) -> None:
+        """One line with what was counted instead of logged, every SUMMARY_EVERY s."""
+        now = time.monotonic() if now is None else now
+        if not self.tally or (not force and now < self._summary_at):
+            return
+        self._summary_at = now + SUMMARY_EVERY
+        counts = {event.replace(".", "_"): n for event, n in sorted(self.tally.items())}
+        self.tally.clear()
+        self._shed = 0
+        log.info("smtp.gate.summary", open=self.open, rate_tracked=len(self.rate), **counts)
 
     # --- shutdown ------------------------------------------------------------------
 
@@ -481,6 +595,9 @@ class ConnectionGate:
                 self._sweeper.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._sweeper
+
+
+SILENT = Reply(421, "4.7.0", "")  # screen(): close without a reply (far over the rate)
 
 
 def socket_alive(sock: socket.socket | Any) -> bool:
