@@ -94,21 +94,27 @@ def apply_edits(base: NormText | str, edits: list[tuple[int, int, str]]) -> Norm
     ps: list[int] = []
     slope: list[int] = []
     width: list[int] = []
+
+    def segment(at: int, source: int, step: int, span: int) -> None:
+        ks.append(at)
+        ps.append(source)
+        slope.append(step)
+        width.append(span)
+
     k = pos = 0
     for a, b, rep in edits:
         if a > pos:
-            ks.append(k), ps.append(pos), slope.append(1), width.append(1)
+            segment(k, pos, 1, 1)
             out.append(src[pos:a])
             k += a - pos
         if rep:
             one = len(rep) == 1 and b - a == 1
-            ks.append(k), ps.append(a), slope.append(1 if one else 0), width.append(
-                1 if one else b - a)
+            segment(k, a, 1 if one else 0, 1 if one else b - a)
             out.append(rep)
             k += len(rep)
         pos = b
     if pos < len(src) or not ks:
-        ks.append(k), ps.append(pos), slope.append(1), width.append(1)
+        segment(k, pos, 1, 1)
         out.append(src[pos:])
     return NormText("".join(out), OffsetMap(tuple(ks), tuple(ps), tuple(slope), tuple(width)),
                     parent)
@@ -179,7 +185,7 @@ def digit_words(nt: NormText, dw: DigitWords) -> NormText:
     return apply_edits(nt, edits)
 
 
-def _plausible(m: regex.Match[str], text: str) -> bool:
+def _plausible(m: re.Match[str] | regex.Match[str], text: str) -> bool:
     """A single number word before digits only counts inside a longer digit run."""
     tail = regex.match(r"[\s\-]*[\d\s\-]{6,}", text[m.end():m.end() + 20])
     return tail is not None or len(m.group()) > 12
