@@ -25,16 +25,8 @@ from relay.policy.evaluation import judge_case
 HERE = pathlib.Path(__file__).resolve().parent / "heldout"
 CASES = json.loads((HERE / "labels.json").read_text(encoding="utf-8"))
 CONTACT = ("email_address", "phone_number")
-# Misses whose cause lies outside the lexicons and intent slots (relay/policy/textscan.py,
-# SpelledEmail), kept visible: a new miss fails test_contact_misses_are_only_the_known_ones,
-# and fixing these makes test_contact_recall_is_complete pass (then drop its xfail).
-KNOWN_CONTACT_MISSES = {
-    # a spelled-out local part with its own "dot" before a weak "at": the first (failed)
-    # candidate "line at harriet dot wells" consumes the span in a non-overlapping finditer
-    "HO-106",
-    # "anna . lenz @ gmx . de": a plain "." with spaces around it is not a spelled dot
-    "HO-136",
-}
+# Contact details must all be found: no known misses remain.
+KNOWN_CONTACT_MISSES: set[str] = set()
 
 
 @pytest.fixture(scope="module")
@@ -93,8 +85,6 @@ def test_contact_misses_are_only_the_known_ones(results):
     assert set(misses) <= KNOWN_CONTACT_MISSES, misses
 
 
-@pytest.mark.xfail(strict=True, reason="HO-106 and HO-136 need relay/policy/textscan.py "
-                                       "(SpelledEmail), see KNOWN_CONTACT_MISSES")
 def test_contact_recall_is_complete(results):
     assert _contact_misses(results) == {}
 

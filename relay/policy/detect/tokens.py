@@ -392,7 +392,7 @@ class SpelledEmail:
               rf"|\s+(?:{_alt(tuple(latin))})\s+|\s*(?:{_alt(tuple(other))})\s*"
               rf"|\s+(?P<weak>{_alt(weak)})\s+|\s+@\s*|\s*@\s+)")
         dot = (rf"(?:\s*{o}\s*(?:{_alt(dots)}|\.)\s*{c}\s*"
-               rf"|\s+(?:{_alt(tuple(dlatin))})\s+|\s*(?:{_alt(tuple(dother))})\s*|\.)")
+               rf"|\s+(?:{_alt(tuple(dlatin))})\s+|\s*(?:{_alt(tuple(dother))})\s*|\s+\.\s+|\.)")
         word = r"[A-Za-z0-9](?:[A-Za-z0-9_%+\-]|\.(?=[A-Za-z0-9]))*"
         label = r"[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?"
         self.rx = regex.compile(
@@ -423,8 +423,10 @@ class SpelledEmail:
             if not self.domain_next.match(text, a.end()):
                 continue
             lo = max(0, a.start() - 120, out[-1][1] if out else 0)
-            m = next((m for m in self.rx.finditer(text, lo, min(len(text), a.end() + 160))
-                      if m.start() <= a.start() and m.end() >= a.end()), None)
+            # overlapped: a failed guess ("line at harriet dot wells") must not use up the
+            # text of the real address that shares its words ("harriet dot wells at gmail…")
+            found = self.rx.finditer(text, lo, min(len(text), a.end() + 160), overlapped=True)
+            m = next((m for m in found if m.start() <= a.start() and m.end() >= a.end()), None)
             if m is None:
                 continue
             if "@" in m.group() and not regex.search(r"\s|" + self._OPEN, m.group()):
