@@ -345,7 +345,7 @@ def measure(url: str, repeat: int, messages: int) -> list[tuple[str, float, floa
     # PYTHONDONTWRITEBYTECODE set would recompile relay's modules on every run instead.
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     subprocess.run([relay, "--help"], env=env, check=True, stdout=subprocess.DEVNULL)
-    subprocess.run([relay, "archive", "search", "--text", "x", "--limit", "1"], env=env,
+    subprocess.run([relay, "archive", "search", "--text", "refund", "--limit", "50"], env=env,
                    check=True, stdout=subprocess.DEVNULL)  # fmt: skip
     for label, seller in (("largest seller", seller_email(0)), ("small seller", seller_email(7))):
         samples, cpu = [], []
