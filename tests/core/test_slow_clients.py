@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import struct
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from relay import metrics
 from relay.db import read_tx
 from relay.db.schema import archive
 from relay.settings import Settings, load_settings
@@ -253,9 +255,11 @@ def test_shipped_limits() -> None:
     assert defaults.min_data_rate == 500
     assert defaults.data_rate_grace.total_seconds() == 10
     assert defaults.data_rate_window.total_seconds() == 30
+    assert defaults.max_connection_rate_per_client == 120
     keys = (
         "max_connections", "max_connections_per_client", "timeout", "stress_threshold",
         "stress_timeout", "min_data_rate", "data_rate_grace", "data_rate_window",
+        "max_connection_rate_per_client",
     )  # fmt: skip
     for name in ("relay.example.toml", "relay.production.toml"):
         shipped = load_settings(DEPLOY / name).smtp
@@ -368,3 +372,97 @@ def test_start_up_raises_the_descriptor_limit() -> None:
     soft, now, events = out.stdout.split(" ", 2)
     assert int(soft) == int(now) == want
     assert "smtp.fd_limit.raised" in events
+
+
+# --- before a session exists (relay.smtp.listener) -----------------------------------
+
+
+def outcome(name: str) -> float:
+    """relay_smtp_connections{outcome=name} so far (this process)."""
+    for family in metrics.SMTP_CONNECTIONS.collect():
+        for sample in family.samples:
+            if sample.name.endswith("_total") and sample.labels["outcome"] == name:
+                return sample.value
+    return 0.0
+
+
+async def test_connection_rate_per_client(lite_settings) -> None:
+    """Over the rate a client is told 421 4.7.0, far over it the connection is closed
+    unanswered; other addresses, and the host itself (the default exception), are not
+    affected."""
+    settings = with_smtp(lite_settings(), max_connection_rate_per_client=4)
+    async with relay_with_order(settings) as (relay, alias):
+        banners = []
+        for _ in range(10):
+            conn = await Conn.open(relay.port, "127.0.6.1")
+            banners.append(conn.banner)
+            conn.close()
+        assert all(b.startswith("220") for b in banners[:4]), banners
+        assert all(b.startswith("421 4.7.0 Too many connections from your address in a short")
+                   for b in banners[4:8]), banners  # fmt: skip
+        assert banners[8:] == ["<closed>", "<closed>"], banners
+        _seconds, reply = await legit(relay.port, alias, "127.0.6.2")
+        assert reply.startswith("250 2.0.0"), reply
+        for _ in range(10):  # 127.0.0.1 is in smtp.connection_rate_exceptions
+            conn = await Conn.open(relay.port, "127.0.0.1")
+            assert conn.banner.startswith("220"), conn.banner
+            conn.close()
+        assert relay.gate.open <= 1
+
+
+async def test_connection_rate_counts_the_real_client(lite_settings) -> None:
+    """Behind PROXY or XFORWARD the balancer's address is not counted (all clients
+    share it) but the real client's is, as soon as the front end names it."""
+    from tests.ops.test_proxy import proxy_v2
+
+    proxied = with_smtp(
+        lite_settings(), max_connection_rate_per_client=3, proxy_protocol=True,
+        proxy_networks=["127.0.0.0/8"],
+    )  # fmt: skip
+    async with relay_with_order(proxied) as (relay, _alias):
+
+        async def via_balancer(client: str) -> str:
+            reader, writer = await asyncio.open_connection("127.0.0.1", relay.port)
+            writer.write(proxy_v2(client, 40025))
+            conn = Conn(reader, writer)
+            banner = await conn.reply()
+            conn.close()
+            return banner
+
+        banners = [await via_balancer("203.0.113.9") for _ in range(4)]
+        assert all(b.startswith("220") for b in banners[:3]), banners
+        assert banners[3].startswith("421 4.7.0 Too many connections from your address"), banners
+        assert (await via_balancer("203.0.113.10")).startswith("220")
+    postfix = with_smtp(
+        lite_settings(), max_connection_rate_per_client=3, xforward=True,
+        proxy_networks=["127.0.0.0/8"],
+    )  # fmt: skip
+    async with running_relay(postfix, policy=None, worker=False) as relay:
+        said = []
+        for _ in range(4):
+            conn = await Conn.open(relay.port)
+            assert conn.banner.startswith("220"), conn.banner
+            assert (await conn.cmd("EHLO postfix.test")).startswith("250")
+            said.append(await conn.cmd("XFORWARD ADDR=198.51.100.7"))
+            conn.close()
+        assert all(r.startswith("250") for r in said[:3]), said
+        assert said[3].startswith("421 4.7.0 Too many connections from your address"), said
+
+
+async def test_dropped_connections_cost_no_session(lite_settings) -> None:
+    """Connections reset before the relay got to them (a connect-and-drop flood) are
+    dropped with a peek: no session, no log line, only a count."""
+    import socket
+
+    async with relay_with_order(lite_settings()) as (relay, alias):
+        gone, accepted = outcome("refused_gone"), outcome("accepted")
+        for n in range(200):  # connected and reset while the relay's loop is not running
+            sock = socket.socket()
+            sock.bind((f"127.0.7.{n % 20 + 1}", 0))
+            sock.connect(("127.0.0.1", relay.port))
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock.close()
+        _seconds, reply = await legit(relay.port, alias, "127.0.7.99")
+        assert reply.startswith("250 2.0.0"), reply
+        assert outcome("refused_gone") - gone == 200
+        assert outcome("accepted") - accepted == 1  # the legitimate client's
