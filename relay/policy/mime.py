@@ -13,6 +13,7 @@ import email.policy
 from collections.abc import Iterator
 from dataclasses import dataclass
 from email.message import EmailMessage, Message
+from typing import cast
 
 import regex
 
@@ -65,7 +66,7 @@ class _Part(EmailMessage):
         return super().get_content_type().startswith("message/") and self._encoded()
 
     def _encoded(self) -> bool:
-        for name, value in self._headers:   # raw values: no header parsing
+        for name, value in self.raw_items():   # raw values: no header parsing
             if name.lower() == "content-transfer-encoding":
                 return str(value).strip().lower() in _ENCODED
         return False
@@ -75,7 +76,8 @@ class _Part(EmailMessage):
         # registry), and the policy asks thousands of times on a message of many parts:
         # the answer is kept until the raw header, the encoding or the default changes.
         ct = cte = None
-        for name, value in self._headers:
+        # the private list itself: raw_items() copies it, a third of this call's cost
+        for name, value in self._headers:  # type: ignore[attr-defined]  # private, see above
             low = name.lower()
             if low == "content-type" and ct is None:
                 ct = value
@@ -83,7 +85,7 @@ class _Part(EmailMessage):
                 cte = value
         key = (str(ct) if ct is not None else None, str(cte) if cte is not None else None,
                self._opaque, self.get_default_type())
-        cached = self.__dict__.get("_ctype")
+        cached: tuple[object, str] | None = self.__dict__.get("_ctype")
         if cached is not None and cached[0] == key:
             return cached[1]
         ctype = super().get_content_type()
@@ -105,9 +107,10 @@ def _decode_messages(part: _Part) -> None:
         if not isinstance(p, _Part) or not p._encoded_message():
             continue
         try:
-            data = p.get_payload(decode=True) or b""
+            decoded = p.get_payload(decode=True)  # bytes: p is not multipart here
         except Exception:
-            data = b""
+            decoded = None
+        data = decoded if isinstance(decoded, bytes) else b""
         del p["Content-Transfer-Encoding"]
         p["Content-Transfer-Encoding"] = "7bit" if data.isascii() else "8bit"
         if p.get_content_type() == "message/delivery-status":
@@ -123,9 +126,10 @@ def _decode_messages(part: _Part) -> None:
 
 def parse(raw: bytes) -> EmailMessage:
     try:
-        msg = email.message_from_bytes(raw, _class=_Part, policy=POLICY)
-        _decode_messages(msg)  # type: ignore[arg-type]
-        return msg  # type: ignore[return-value]
+        # cast: _class makes every entity a _Part; typeshed's overloads say EmailMessage
+        msg = cast(_Part, email.message_from_bytes(raw, _class=_Part, policy=POLICY))
+        _decode_messages(msg)
+        return msg
     except RecursionError:
         raise Refused("the message structure is nested too deeply") from None
 
@@ -150,7 +154,7 @@ def walk(msg: Message, limits: Limits) -> Iterator[Entity]:
             raise Refused(f"the message has more than {limits.max_parts} MIME parts")
         if depth > limits.max_depth:
             raise Refused(f"the message nests MIME parts deeper than {limits.max_depth} levels")
-        for name, value in part._headers:  # raw values: no parsing cost
+        for name, value in part.raw_items():  # raw values: no parsing cost
             if len(name) + len(value) > limits.max_header_field_bytes:
                 raise Refused("a header field is too large")
         yield Entity(part, parent, depth, nested, inside or nested)
@@ -177,10 +181,10 @@ def payload_bytes(part: Message) -> bytes:
         data = part.get_payload(decode=True)
     except Exception:
         data = None
-    if data is None:
-        raw = part.get_payload()
-        data = raw.encode("utf-8", "surrogateescape") if isinstance(raw, str) else b""
-    return data
+    if isinstance(data, bytes):
+        return data
+    raw = part.get_payload()
+    return raw.encode("utf-8", "surrogateescape") if isinstance(raw, str) else b""
 
 
 def text_of(part: Message, limit: int) -> str:
@@ -219,9 +223,10 @@ def set_text(part: Message, text: str) -> None:
     fn = filename_of(part)
     for h in ("Content-Transfer-Encoding", "Content-Type", "Content-Disposition"):
         del part[h]
-    part.set_payload(None)
-    EmailMessage.set_content(  # type: ignore[arg-type]
-        part, text, subtype=sub, charset="utf-8", cte="quoted-printable")
+    part.set_payload(None)  # type: ignore[call-overload]  # stdlib allows None; typeshed not
+    EmailMessage.set_content(
+        part,  # type: ignore[arg-type]  # parts are parse()'s _Part, an EmailMessage
+        text, subtype=sub, charset="utf-8", cte="quoted-printable")
     if disp is not None:
         del part["Content-Disposition"]
         if fn:
