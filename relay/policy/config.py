@@ -10,7 +10,7 @@ import pathlib
 import re
 import tomllib
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeAlias
 
 import regex
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -18,6 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 import relay
 
 KindAction = Literal["allow", "redact", "hold", "reject"]
+# A lexicon pattern is compiled by the stdlib where it can (faster), else by ``regex``.
+Pattern: TypeAlias = "re.Pattern[str] | regex.Pattern[str]"
+Match: TypeAlias = "re.Match[str] | regex.Match[str]"
 
 LEXICON_KEYS = (
     "phone_cue", "personal_cue", "service_cue", "id_label", "strong_id_label", "thanks",
@@ -186,20 +189,20 @@ class Lexicon:
 
     patterns: dict[str, regex.Pattern[str]]
     digits: dict[str, str] = field(default_factory=dict)
-    fast: dict[str, tuple[regex.Pattern[str] | None, regex.Pattern[str] | None]] = field(
+    fast: dict[str, tuple[Pattern | None, regex.Pattern[str] | None]] = field(
         default_factory=dict)
     words: dict[str, tuple[str, ...]] = field(default_factory=dict)   # raw entries per key
 
-    def _matches(self, key: str, text: str, first: bool) -> list[regex.Match[str]]:
+    def _matches(self, key: str, text: str, first: bool) -> list[Match]:
         pat = self.patterns.get(key)
         if pat is None:
             return []
         low = text.lower()
         if len(low) != len(text) or key not in self.fast:
-            m = pat.search(text) if first else None
+            m: Match | None = pat.search(text) if first else None
             return ([m] if m else []) if first else list(pat.finditer(text))
         lowered, exact = self.fast[key]
-        out: list[regex.Match[str]] = []
+        out: list[Match] = []
         for rx, subject in ((lowered, low), (exact, text)):
             if rx is None:
                 continue
@@ -212,11 +215,11 @@ class Lexicon:
         out.sort(key=lambda m: m.start())
         return out[:1] if first else out
 
-    def search(self, key: str, text: str) -> regex.Match[str] | None:
+    def search(self, key: str, text: str) -> Match | None:
         found = self._matches(key, text, True)
         return found[0] if found else None
 
-    def finditer(self, key: str, text: str) -> list[regex.Match[str]]:
+    def finditer(self, key: str, text: str) -> list[Match]:
         return self._matches(key, text, False)
 
 
@@ -277,7 +280,7 @@ def _lower_pattern(pattern: str) -> str:
     return "".join(out)
 
 
-def _alternation(pats: list[str]):
+def _alternation(pats: list[str]) -> Pattern:
     """One pattern for a lexicon key, as fast as the engines allow, same matches.
 
     Most entries start with ``\\b``: consecutive ones share a single ``\\b(?:...)`` so the
