@@ -15,9 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
 if TYPE_CHECKING:
-    import regex
-
-    from relay.policy.config import Policy
+    from relay.policy.config import Match, Policy
     from relay.policy.detect.document import Document
     from relay.policy.detect.view import MessageFinding, MessageView
     from relay.policy.model import PolicyContext
@@ -80,7 +78,7 @@ class MessageRule(Rule):
     default_action: ClassVar[str] = "reject"
 
     def hit(self, key: str, text: str) -> str | None:
-        m: regex.Match[str] | None = self.lex.search(key, text)
+        m: Match | None = self.lex.search(key, text)
         return m.group() if m else None
 
     def check(self, doc: Document) -> list[Record]:
