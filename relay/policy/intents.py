@@ -79,8 +79,8 @@ def tag(lex: Lexicon, text: str) -> Intents:
     found: list[set[str]] = [set() for _ in sents]
     if sents:
         for slot in SLOTS:
-            for m in lex.finditer(slot, text):
-                k = bisect.bisect_right(starts, m.start()) - 1
+            for hit in lex.finditer(slot, text):
+                k = bisect.bisect_right(starts, hit.start()) - 1
                 if k >= 0:
                     found[k].add(slot)
         for k in range(len(sents) - 1):
