@@ -52,7 +52,8 @@ RESPONSES_DAYS = 30
 SMTP_CONNECTIONS = PCounter(
     "relay_smtp_connections",
     "SMTP connections by outcome: accepted; refused_limit, refused_client_limit,"
-    " refused_proxy, refused_shutdown, refused_gone (not admitted); evicted, timeout, too_slow,"
+    " refused_rate, refused_proxy, refused_shutdown, refused_gone (not admitted); evicted,"
+    " timeout, too_slow,"
     " too_many_errors (closed by the gate)",
     ["outcome"],
     registry=REGISTRY,

@@ -64,8 +64,8 @@ class ConnectionRate:
         return 0.0
 
     def calm(self, rate: float) -> bool:
-        """At most a quarter of the limit: a client that is served first."""
-        return self.limit <= 0 or rate <= max(5, self.limit / 4)
+        """At most a tenth of the limit: a client that is served first."""
+        return self.limit <= 0 or rate <= max(5, self.limit / 10)
 
     def over(self, rate: float) -> bool:
         return self.limit > 0 and rate > self.limit

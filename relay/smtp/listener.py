@@ -15,7 +15,7 @@ Each turn of the loop the listener
    the close, far over the rate); then a peek drops one that is already gone (reset or
    closed by its client);
 2. starts at most ``START_PER_TURN`` sessions from the survivors: first those of calm
-   client addresses (at most a quarter of the connection rate limit), round-robin, then
+   client addresses (at most a tenth of the connection rate limit), round-robin, then
    those of busy addresses once they have waited ``HOLD_OFF`` (sendmail's greet_pause,
    postscreen's greet wait: a connect-and-drop flood has dropped by then, and costs a
    peek instead of a session). A survivor that went away while queued is dropped with a
@@ -267,6 +267,9 @@ class Listener:
         except (OSError, RuntimeError) as err:  # gone in the meantime, loop closing
             conn.close()
             log.debug("smtp.accept.dropped", error=type(err).__name__, peer=str(peer))
+        except Exception as err:  # our bug in building a session: this connection only
+            conn.close()
+            log.error("smtp.accept.failed", error=type(err).__name__, exc_info=err)
 
 
 def _alive(conn: socket.socket) -> bool:
