@@ -156,6 +156,7 @@ class RelaySMTP(SMTP):
         async def run(self: RelaySMTP, arg: str | None) -> None:
             if self.activity.quiet:  # admitted under stress: now it is worth a log line
                 self.activity.quiet = False
+                assert self.session is not None  # made in connection_made
                 log.info("smtp.session.start", peer=_host(self.session.peer))
             if arg is not None and not _clean_argument(arg):
                 await self.push(str(replies.BAD_COMMAND_BYTES))
