@@ -17,7 +17,9 @@ run: $(STAMP)
 	trap 'kill $$sink 2>/dev/null' EXIT INT TERM; \
 	$(VENV)/bin/relay serve --config deploy/relay.dev.toml
 
+# The type checker first (settings in pyproject.toml's [tool.mypy]), then the suite.
 test: $(STAMP)
+	$(VENV)/bin/mypy
 	$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
 
 lint: $(STAMP)
