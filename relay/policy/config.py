@@ -231,9 +231,9 @@ class Policy:
     file: PolicyFile
     lexicon: Lexicon
     source: pathlib.Path
-    actions: dict[str, str] = field(default_factory=dict)
+    actions: dict[str, KindAction] = field(default_factory=dict)
 
-    def action(self, kind: str) -> str:
+    def action(self, kind: str) -> KindAction:
         return self.actions.get(kind, "redact")
 
 
