@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
 if TYPE_CHECKING:
-    from relay.policy.config import Match, Policy
+    from relay.policy.config import KindAction, Match, Policy
     from relay.policy.detect.document import Document
     from relay.policy.detect.view import MessageFinding, MessageView
     from relay.policy.model import PolicyContext
@@ -36,7 +36,7 @@ class Record:
     where: str
     excerpt: str = ""
     allowed: bool = False
-    action: str | None = None
+    action: KindAction | None = None
     rule: str = ""
     seq: float = 0
 
@@ -48,7 +48,7 @@ class Rule:
     name: ClassVar[str]
     description: ClassVar[str]
     scope: ClassVar[str] = BOTH
-    default_action: ClassVar[str] = "redact"
+    default_action: ClassVar[KindAction] = "redact"
 
     def __init__(self, policy: Policy) -> None:
         self.policy = policy
@@ -75,7 +75,7 @@ class MessageRule(Rule):
     writer's own words, the subject, attachment text) with the multilingual lexicons."""
 
     scope: ClassVar[str] = "seller-to-buyer"
-    default_action: ClassVar[str] = "reject"
+    default_action: ClassVar[KindAction] = "reject"
 
     def hit(self, key: str, text: str) -> str | None:
         m: Match | None = self.lex.search(key, text)
