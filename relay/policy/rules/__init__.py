@@ -11,6 +11,8 @@ the rule in the reply.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from relay.policy.rules.attachment_removed import AttachmentRemoved
 from relay.policy.rules.attachment_too_large import AttachmentTooLarge
 from relay.policy.rules.base import BOTH, MessageRule, Record, Recorded, Rule
@@ -37,6 +39,9 @@ from relay.policy.rules.thank_you_only import ThankYouOnly
 from relay.policy.rules.tracking_pixel import TrackingPixel
 from relay.policy.rules.wrong_language import WrongLanguage
 
+if TYPE_CHECKING:
+    from relay.policy.config import KindAction
+
 RULES: tuple[type[Rule], ...] = (
     EmailAddress, PhoneNumber, ExternalLink, MessagingAppLink, SocialHandle, TrackingPixel,
     RemoteImage, HiddenContent, OptOutLink, Emoji, AttachmentRemoved, ImageMetadata,
@@ -46,7 +51,7 @@ RULES: tuple[type[Rule], ...] = (
     ShippingConfirmation, ThankYouOnly, WrongLanguage, Critical,
 )
 KINDS: dict[str, type[Rule]] = {r.kind: r for r in RULES}
-DEFAULT_ACTIONS: dict[str, str] = {r.kind: r.default_action for r in RULES}
+DEFAULT_ACTIONS: dict[str, KindAction] = {r.kind: r.default_action for r in RULES}
 
 __all__ = ["BOTH", "DEFAULT_ACTIONS", "KINDS", "RULES", "MessageRule", "Record", "Recorded",
            "Rule"]
