@@ -15,7 +15,7 @@ import functools
 from dataclasses import dataclass, field
 from email.message import Message
 
-from relay.policy.config import Policy
+from relay.policy.config import KindAction, Policy
 from relay.policy.detect.view import MessageView, build_view
 from relay.policy.model import PolicyContext
 from relay.policy.rules.base import Record
@@ -53,13 +53,13 @@ class Document:
 
     # -- written by the reader ---------------------------------------------------------
     def record(self, kind: str, where: str, excerpt: str = "", allowed: bool = False,
-               action: str | None = None, rule: str = "") -> str:
+               action: KindAction | None = None, rule: str = "") -> str:
         """Record a finding of ``kind``; returns the action it will carry."""
         rec = Record(kind, where, excerpt[:200], allowed, action, rule, len(self.records))
         self.records.append(rec)
         return self.action_of(rec)
 
-    def action_of(self, rec: Record) -> str:
+    def action_of(self, rec: Record) -> KindAction:
         if rec.action is not None:
             return rec.action
         return "allow" if rec.allowed else self.policy.action(rec.kind)
