@@ -74,7 +74,7 @@ class PolicyEngine:
         return self._verdict(doc, raw, findings)
 
     def _finding(self, doc: Document, r: Record) -> Finding:
-        return Finding(r.kind, r.rule or KINDS[r.kind].name, doc.action_of(r),  # type: ignore[arg-type]
+        return Finding(r.kind, r.rule or KINDS[r.kind].name, doc.action_of(r),
                        r.where, r.excerpt[:200])
 
     def _verdict(self, doc: Document, raw: bytes, findings: tuple[Finding, ...]) -> Verdict:
