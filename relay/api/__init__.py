@@ -26,7 +26,27 @@ def build_api(settings: Settings | None = None) -> Any:
 
     from relay.api import choices, errors, holds, marketplace, ops
 
-    app = FastAPI(
+    class RelayApi(FastAPI):
+        def openapi(self) -> dict[str, Any]:
+            """FastAPI's document plus the bearer scheme every /v1 operation requires."""
+            from fastapi.openapi.utils import get_openapi
+
+            if self.openapi_schema is None:
+                doc = get_openapi(
+                    title=self.title, version=self.version, description=self.description,
+                    routes=self.routes,
+                )  # fmt: skip
+                doc.setdefault("components", {})["securitySchemes"] = {
+                    "bearer": {"type": "http", "scheme": "bearer"}
+                }
+                for path, operations in doc["paths"].items():
+                    for op in operations.values():
+                        if path.startswith("/v1/"):
+                            op["security"] = [{"bearer": []}]
+                self.openapi_schema = doc
+            return self.openapi_schema
+
+    app = RelayApi(
         title=TITLE,
         version=getattr(relay, "__version__", "0"),
         description="Orders and their aliases (marketplace scope); the archive and reports "
@@ -46,27 +66,6 @@ def build_api(settings: Settings | None = None) -> Any:
     app.include_router(holds.router)  # held messages (issue 12)
     app.state.api_routes = [*marketplace.router.routes, *ops.router.routes, *choices.router.routes,
                             *holds.router.routes]
-
-    def openapi() -> dict[str, Any]:
-        """FastAPI's document plus the bearer scheme every /v1 operation requires."""
-        from fastapi.openapi.utils import get_openapi
-
-        if app.openapi_schema is None:
-            doc = get_openapi(
-                title=app.title, version=app.version, description=app.description,
-                routes=app.routes,
-            )  # fmt: skip
-            doc.setdefault("components", {})["securitySchemes"] = {
-                "bearer": {"type": "http", "scheme": "bearer"}
-            }
-            for path, operations in doc["paths"].items():
-                for op in operations.values():
-                    if path.startswith("/v1/"):
-                        op["security"] = [{"bearer": []}]
-            app.openapi_schema = doc
-        return app.openapi_schema
-
-    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented override
 
     @app.get("/", include_in_schema=False)
     async def root() -> Any:
