@@ -223,7 +223,7 @@ def set_text(part: Message, text: str) -> None:
     fn = filename_of(part)
     for h in ("Content-Transfer-Encoding", "Content-Type", "Content-Disposition"):
         del part[h]
-    part.set_payload(None)  # type: ignore[call-overload]  # stdlib allows None; typeshed not
+    # set_content empties the body itself (ContentManager.set_content -> clear_content)
     EmailMessage.set_content(
         part,  # type: ignore[arg-type]  # parts are parse()'s _Part, an EmailMessage
         text, subtype=sub, charset="utf-8", cte="quoted-printable")
