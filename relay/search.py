@@ -223,14 +223,13 @@ async def party_candidates(
     async with read_tx(engine) as conn:
         top = int((await conn.execute(sa.select(sa.func.max(archive.c.id)))).scalar() or 0)
         threshold = max(BIG_PARTY_RECORDS, math.isqrt(DRIVE_RATIO * max(limit, 1) * top))
-        sub = party_ids(seller, buyer).limit(threshold + 1).subquery()
+        first = party_ids(seller, buyer).limit(threshold + 1)
+        if ids:  # one round trip: the ids themselves, at most threshold + 1 of them
+            found = sorted(int(r[0]) for r in await conn.execute(first))
+            return None if len(found) > threshold else found
+        sub = first.subquery()
         n = int((await conn.execute(sa.select(sa.func.count()).select_from(sub))).scalar() or 0)
-        if n > threshold:
-            return None
-        if not ids:
-            return []
-        rows = await conn.execute(party_ids(seller, buyer).order_by(archive.c.id))
-        return [int(r[0]) for r in rows]
+        return None if n > threshold else []
 
 
 async def party_is_big(
