@@ -11,6 +11,7 @@ file says nothing), keeps them in the order the message was read, and decides.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
@@ -41,7 +42,7 @@ class Record:
     seq: float = 0
 
 
-class Rule:
+class Rule(ABC):
     """A rule of the chain; subclasses set the class attributes and ``check``."""
 
     kind: ClassVar[str]
@@ -57,8 +58,9 @@ class Rule:
     def applies(self, ctx: PolicyContext) -> bool:
         return self.scope == BOTH or self.scope == ctx.direction
 
+    @abstractmethod
     def check(self, doc: Document) -> list[Record]:
-        raise NotImplementedError
+        """The records of this rule's kind in ``doc``."""
 
 
 class Recorded(Rule):
@@ -87,6 +89,6 @@ class MessageRule(Rule):
                        "hold" if f.undecided else None, self.name, after)
                 for f in self.judge(doc.view)]
 
+    @abstractmethod
     def judge(self, view: MessageView) -> list[MessageFinding]:
         """The findings of this kind in ``view``; empty when the message is fine."""
-        raise NotImplementedError
