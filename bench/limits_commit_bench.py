@@ -3,7 +3,7 @@
     .venv/bin/python bench/limits_commit_bench.py [--url URL] [--groups 40] [--size 32]
 
 Commits groups of ``--size`` archive entries (1 KB messages, one delivery each) the way
-relay.commit does, alternating groups without charges and groups charging every counter
+relay.store.commit does, alternating groups without charges and groups charging every counter
 a message charges with all limits on (party hour/day, order day, address minute,
 proactive, archive bytes), and prints messages/s of each and the difference. The commit
 is the relay's serial section, so its relative cost bounds the end-to-end one.
@@ -19,18 +19,18 @@ import tempfile
 import time
 from datetime import timedelta
 
-from relay import archive, commit
 from relay.db import create_engine
 from relay.db.migrate import upgrade
-from relay.db.schema import utcnow
 from relay.ratelimits import RateLimits
 from relay.settings import Settings
+from relay.store import archive, commit
+from relay.store.tables import utcnow
 
 START = int(time.time() * 1000) % 10**9  # fresh delivery tokens on a reused database
 RAW = (b"From: a@b.example\r\nTo: x@relay.example\r\nSubject: bench\r\n\r\n" + b"x" * 1000)
 
 
-class _Res:  # the parts of relay.resolve.Resolution the charges read
+class _Res:  # the parts of relay.store.resolve.Resolution the charges read
     def __init__(self, n: int) -> None:
         self.sender_party_id = n % 50
         self.order_id = f"900-0000000-{n % 500:07d}"

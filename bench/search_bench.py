@@ -4,7 +4,7 @@
     .venv/bin/python bench/search_bench.py \
         --url postgresql+asyncpg://postgres@127.0.0.1/relay_bench_search
 
-Builds the archive through the relay's own commit path (``relay.commit.write_entries``
+Builds the archive through the relay's own commit path (``relay.store.commit.write_entries``
 under the chain lock: hash chain, ``archive_text`` indexing as the relay does it), text
 extracted before the lock as intake does; ``--writers`` processes (2) take ``--batch``
 records per commit (500) in turn. Orders, parties and aliases are bulk-inserted (they are
@@ -78,9 +78,9 @@ def make_batch(b: int, messages: int, batch: int, words: list[str], seed: int) -
     Text is extracted here, before the chain lock is taken (``record.extra["search"]``),
     as the relay's intake does; everything under the lock is the real commit path.
     """
-    from relay import archive
-    from relay.commit import Entry
-    from relay.search import extract
+    from relay.store import archive
+    from relay.store.commit import Entry
+    from relay.store.search import extract
 
     rng = random.Random(seed * 1_000_003 + b)
     n_orders = messages // PER_ORDER
@@ -110,9 +110,9 @@ def make_batch(b: int, messages: int, batch: int, words: list[str], seed: int) -
 
 
 async def _write_batches(url: str, messages: int, batch: int, mine: list[int], seed: int) -> None:
-    from relay import archive
-    from relay.commit import lock_chain, write_entries
     from relay.db import create_engine, write_tx
+    from relay.store import archive
+    from relay.store.commit import lock_chain, write_entries
 
     engine = create_engine(url, pool_size=2)
     words = _words(seed)
@@ -136,7 +136,7 @@ async def _prepare(url: str, messages: int) -> None:
     """Schema, then parties, orders and aliases in bulk (not what is measured)."""
     from relay.db import create_engine, write_tx
     from relay.db.migrate import upgrade
-    from relay.db.schema import aliases, orders, parties
+    from relay.store.tables import aliases, orders, parties
 
     engine = create_engine(url)
     await upgrade(engine)
@@ -168,9 +168,9 @@ async def _prepare(url: str, messages: int) -> None:
 async def _finish(url: str) -> None:
     import sqlalchemy as sa
 
-    from relay import archive
     from relay.db import create_engine
-    from relay.search import catch_up
+    from relay.store import archive
+    from relay.store.search import catch_up
 
     engine = create_engine(url)
     indexed = await catch_up(engine, batch=2000)

@@ -2,7 +2,7 @@
 
 from alembic import context
 
-from relay.db.schema import metadata
+from relay.store.tables import metadata
 
 connection = context.config.attributes.get("connection")
 if connection is None:

@@ -23,13 +23,13 @@ from email.utils import format_datetime, formataddr, getaddresses
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from relay.archive import Record
-from relay.commit import Entry, Outgoing
-from relay.db.schema import archive, orders
 from relay.mail import notices_i18n
 from relay.mail.autoreply import is_automatic
 from relay.mail.rewrite import new_message_id
 from relay.mail.verp import new_token
+from relay.store.archive import Record
+from relay.store.commit import Entry, Outgoing
+from relay.store.tables import archive, orders
 
 HEAD_BYTES = 65536
 

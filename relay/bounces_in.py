@@ -18,11 +18,8 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from relay import replies
-from relay.archive import Record, bounded, last_hash
 from relay.bounce import explain, load_original, notice_entry
-from relay.commit import Entry, GroupCommitter, lock_chain, write_entries
 from relay.db import read_tx, write_tx
-from relay.db.schema import archive, deliveries, delivery_events, utcnow
 from relay.mail.dsn import parse_dsn
 from relay.mail.limits import StructureLimits
 from relay.mail.limits import check as check_structure
@@ -31,6 +28,9 @@ from relay.pipeline import SessionInfo
 from relay.policy_pool import Budget, BudgetExceeded, Runner, shared_runner
 from relay.replies import Reply
 from relay.settings import Settings
+from relay.store.archive import Record, bounded, last_hash
+from relay.store.commit import Entry, GroupCommitter, lock_chain, write_entries
+from relay.store.tables import archive, deliveries, delivery_events, utcnow
 
 log = structlog.get_logger("relay.bounce")
 

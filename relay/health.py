@@ -26,7 +26,7 @@ from prometheus_client import CollectorRegistry, PlatformCollector, ProcessColle
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from relay import metrics
-from relay.db.schema import utcnow
+from relay.clock import utcnow
 from relay.settings import SettingsError
 
 log = structlog.get_logger("relay.health")

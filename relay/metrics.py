@@ -35,7 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from relay import replies
 from relay.db import read_tx
-from relay.db.schema import UTCDateTime, archive, deliveries, delivery_events, utcnow
+from relay.store.tables import UTCDateTime, archive, deliveries, delivery_events, utcnow
 
 log = structlog.get_logger("relay.metrics")
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -288,14 +288,16 @@ class DatabaseCollector(Collector):
             if first is not None:
                 oldest = first if oldest is None or first < oldest else oldest
         self._oldest = (utcnow() - oldest).total_seconds() if oldest else 0.0
-        from relay import holds  # here: relay.holds -> bounce -> commit -> ratelimits -> us
+        from relay.store import (
+            holds,  # here: relay.store.holds -> bounce -> commit -> ratelimits -> us
+        )
 
         self._holds_overdue = await holds.overdue(self.engine)
 
     async def _read_responses(self, timeout: float) -> None:
         """The 24-hour response rule over the last 30 days, summed over all sellers (a
         per-seller label would put real addresses in the metrics)."""
-        from relay.reports import response_times
+        from relay.store.reports import response_times
 
         try:
             report = await asyncio.wait_for(
@@ -378,7 +380,7 @@ class DatabaseCollector(Collector):
         yield GaugeMetricFamily(
             "relay_database_up", "1 if the last scrape could read the database", value=self._up
         )
-        yield GaugeMetricFamily(  # relay.holds: messages waiting for ops past the alert age
+        yield GaugeMetricFamily(  # relay.store.holds: messages waiting for ops past the alert age
             "relay_holds_overdue", "Held messages older than policy.hold_alert_after",
             value=getattr(self, "_holds_overdue", 0),
         )

@@ -19,11 +19,9 @@ import structlog
 from sqlalchemy.exc import DataError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from relay import holds, replies
-from relay.archive import Record, bounded
+from relay import replies
 from relay.authn.fromaddr import FromError, canonical_address, header_values, single_from
-from relay.commit import Entry, GroupCommitter, Outgoing
-from relay.db.schema import utcnow
+from relay.clock import utcnow
 from relay.mail import rewrite as rw
 from relay.mail.autoreply import is_automatic
 from relay.mail.limits import StructureLimits
@@ -34,10 +32,13 @@ from relay.policy.model import PolicyContext, Verdict
 from relay.policy_pool import Budget, BudgetExceeded, shared_runner
 from relay.ratelimits import LimitExceeded, RateLimits, wants_no_reply
 from relay.replies import Reply
-from relay.resolve import Resolution
-from relay.search import extract
 from relay.settings import Settings
-from relay.threads import ThreadIndex, load_thread_index, prior_review_requests
+from relay.store import holds
+from relay.store.archive import Record, bounded
+from relay.store.commit import Entry, GroupCommitter, Outgoing
+from relay.store.resolve import Resolution
+from relay.store.search import extract
+from relay.store.threads import ThreadIndex, load_thread_index, prior_review_requests
 
 log = structlog.get_logger("relay.pipeline")
 

@@ -14,7 +14,7 @@ Rate limits (``[limits]``, 0 = off) count in the shared table of relay.store.cou
 Party, order, address and proactive counters are charged only once the sender check has
 passed, so a stranger can never use up a party's quota. The check and the bump happen
 inside the group commit's transaction, under the archive's chain lock (``settle``, called
-by relay.commit), so a limit trips at its number exactly, across every relay process and
+by relay.store.commit), so a limit trips at its number exactly, across every relay process and
 host on the database, for one upsert per group (two when one is refused). A submission over a limit
 is dropped from the group: its archive record is kept bounded (header section) with
 verdict ``tempfail`` and the session gets ``450 4.7.1`` (the bytes cap: ``452 4.3.1``, or
@@ -42,12 +42,12 @@ import sqlalchemy as sa
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from relay.archive import bounded
+from relay.clock import utcnow
 from relay.db import read_tx
-from relay.db.schema import utcnow
 from relay.replies import Reply
 from relay.settings import LimitsSection, Settings
 from relay.store import counters, optouts
+from relay.store.archive import bounded
 from relay.store.counters import Charge
 
 log = structlog.get_logger("relay.limits")
@@ -107,7 +107,7 @@ OPTED_OUT = {
 
 def _hit(limit: str) -> None:
     """Count a refusal in ``relay_limit_hits_total`` (imported late: relay.metrics sits
-    above relay.commit, which imports this module)."""
+    above relay.store.commit, which imports this module)."""
     from relay.metrics import LIMIT_HITS
 
     LIMIT_HITS.labels(limit=limit).inc()
@@ -236,13 +236,13 @@ def _aligned(mail_from: str, senders: Any) -> bool:
     return bool(domain) and any(aligned(domain, mail_domain(s)) for s in senders)
 
 
-# -- in the group commit's transaction (relay.commit) ----------------------------------
+# -- in the group commit's transaction (relay.store.commit) ----------------------------------
 
 
 async def settle(
     conn: AsyncConnection, submissions: Sequence[Sequence[Any]]
 ) -> tuple[list[list[Any]], list[LimitExceeded | None]]:
-    """Check and charge each submission's entries (relay.commit.Entry) under the chain
+    """Check and charge each submission's entries (relay.store.commit.Entry) under the chain
     lock. A submission over a limit keeps its archive records, bounded to their header
     section and marked ``tempfail`` (or ``refused``), and loses its deliveries; its
     LimitExceeded is returned in its place for the committer to raise in its session."""
@@ -299,7 +299,7 @@ def _refused(entry: Any, reply: Reply) -> Any:
 async def after_write(conn: AsyncConnection, ids: Sequence[int], entries: Sequence[Any]) -> None:
     """Exempt from the response report the buyer messages that said they need no reply
     (``X-Marketplace-No-Reply-Needed: yes``), in the transaction that archived them."""
-    from relay.reports import response_exemptions
+    from relay.store.reports import response_exemptions
 
     rows = [
         {"archive_id": i, "order_id": e.record.order_id or "", "created_at": e.record.created_at,
@@ -334,7 +334,7 @@ async def prune(conn: AsyncConnection, now: datetime | None = None) -> int:
 async def party_view(engine: AsyncEngine, settings: Settings, email: str) -> dict[str, Any]:
     """A party's counters against its limits now, and today's refusals by limit."""
     from relay.authn.fromaddr import canonical_address
-    from relay.db.schema import aliases, orders, parties
+    from relay.store.tables import aliases, orders, parties
 
     cfg = settings.limits
     now = utcnow()

@@ -21,9 +21,8 @@ from typing import Any, Literal
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from relay import malloc, metrics, secrets_store
+from relay import malloc, metrics
 from relay.bounces_in import SignedBounces
-from relay.commit import GroupCommitter
 from relay.db import create_engine
 from relay.db.migrate import upgrade
 from relay.delivery.route import Router, make_resolver
@@ -40,6 +39,8 @@ from relay.smtp.handler import RelayHandler
 from relay.smtp.listener import Listener
 from relay.smtp.postmaster import OpsMailbox
 from relay.smtp.server import RelaySMTP
+from relay.store import secrets_store
+from relay.store.commit import GroupCommitter
 
 log = structlog.get_logger("relay.service")
 

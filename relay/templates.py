@@ -29,15 +29,15 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from relay import orders, secrets_store
-from relay.commit import GroupCommitter
 from relay.db import read_tx
-from relay.db.schema import archive, utcnow
 from relay.mail.parse import Inbound
 from relay.pipeline import Pipeline, SenderCheck, SessionInfo, registered_sender
 from relay.replies import Reply
-from relay.resolve import Resolution, resolve_alias
 from relay.settings import Settings
+from relay.store import orders, secrets_store
+from relay.store.commit import GroupCommitter
+from relay.store.resolve import Resolution, resolve_alias
+from relay.store.tables import archive, utcnow
 
 AUTOMATIC = ("order_id",)
 LOCALES = ("en", "de", "fr", "es", "it", "ja")

@@ -14,8 +14,8 @@ from relay.dkim import DkimKeyError, load_signer
 from relay.mail.parse import Inbound
 from relay.pipeline import Authenticator, SenderCheck, SessionInfo, registered_sender
 from relay.replies import Reply
-from relay.resolve import Resolution
 from relay.settings import Settings, SettingsError
+from relay.store.resolve import Resolution
 
 
 def make_authenticator(settings: Settings) -> Authenticator:

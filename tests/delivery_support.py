@@ -49,7 +49,7 @@ async def buyer_writes(relay: Any, order: Any, subject: str = "Question about my
 
 async def delivery_rows(engine: Any) -> list[Any]:
     from relay.db import read_tx
-    from relay.db.schema import deliveries
+    from relay.store.tables import deliveries
 
     async with read_tx(engine) as conn:
         return list((await conn.execute(_sa.select(deliveries).order_by(deliveries.c.id))).all())
@@ -57,7 +57,7 @@ async def delivery_rows(engine: Any) -> list[Any]:
 
 async def event_names(engine: Any, delivery_id: int) -> list[str]:
     from relay.db import read_tx
-    from relay.db.schema import delivery_events
+    from relay.store.tables import delivery_events
 
     async with read_tx(engine) as conn:
         rows = await conn.execute(
@@ -70,7 +70,7 @@ async def event_names(engine: Any, delivery_id: int) -> list[str]:
 
 async def notices(engine: Any) -> list[Any]:
     from relay.db import read_tx
-    from relay.db.schema import archive as archive_table
+    from relay.store.tables import archive as archive_table
 
     async with read_tx(engine) as conn:
         q = _sa.select(archive_table).where(archive_table.c.kind == "notice")

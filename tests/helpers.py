@@ -329,8 +329,8 @@ async def send_until(
 
 async def create_order(relay: Any, **fields: Any) -> Any:
     """The test order (ORDER, BUYER, SELLER on DOMAIN) in a running relay's database;
-    ``fields`` override or add any of relay.orders.create_order's keywords."""
-    from relay import orders
+    ``fields`` override or add any of relay.store.orders.create_order's keywords."""
+    from relay.store import orders
 
     order_id = fields.pop("order_id", ORDER)
     args: dict[str, Any] = {"buyer": BUYER, "seller": SELLER, **fields}

@@ -8,7 +8,7 @@ Create Date: 2026-11-27
 import sqlalchemy as sa
 from alembic import op
 
-from relay.db.schema import UTCDateTime
+from relay.store.tables import UTCDateTime
 
 revision = "0001"
 down_revision = None

@@ -5,7 +5,7 @@ Revises: 0001
 Create Date: 2026-11-27
 
 ``archive_text`` holds each record's decoded body text (SQL cannot decode MIME, so Python
-writes it: relay.search). The engines index it themselves: SQLite with an FTS5 table whose
+writes it: relay.store.search). The engines index it themselves: SQLite with an FTS5 table whose
 external content is ``archive_text``, fed by a trigger; PostgreSQL with a generated
 ``tsvector`` column and a GIN index. ``archive_text`` and ``response_exemptions`` are
 insert-only like the archive: an external-content FTS index stays correct only if its
@@ -16,7 +16,7 @@ Existing records are indexed here, so an upgraded archive is searchable at once.
 import sqlalchemy as sa
 from alembic import op
 
-from relay.db.schema import UTCDateTime
+from relay.store.tables import UTCDateTime
 
 revision = "0002"
 down_revision = "0001"
@@ -82,7 +82,7 @@ def upgrade() -> None:
 
 
 def _backfill(batch: int = 500) -> None:
-    from relay.search import archive_text, text_row
+    from relay.store.search import archive_text, text_row
 
     bind = op.get_bind()
     archive = sa.table("archive", sa.column("id"), sa.column("subject"), sa.column("original"))

@@ -14,7 +14,7 @@ it and when; opting back in deletes the row.
 import sqlalchemy as sa
 from alembic import op
 
-from relay.db.schema import UTCDateTime
+from relay.store.tables import UTCDateTime
 
 revision = "0004r"
 down_revision = "0003i"

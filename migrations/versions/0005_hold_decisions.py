@@ -4,7 +4,7 @@ Revision ID: 0005h
 Revises: 0004r
 Create Date: 2026-12-01
 
-``hold_decisions`` (relay.holds) records, once per held archive record, who released or
+``hold_decisions`` (relay.store.holds) records, once per held archive record, who released or
 refused it, when and why; rows are only ever inserted, so the archive stays append-only
 and a decision is never rewritten.
 """
@@ -12,7 +12,7 @@ and a decision is never rewritten.
 import sqlalchemy as sa
 from alembic import op
 
-from relay.db.schema import BigId, UTCDateTime
+from relay.store.tables import BigId, UTCDateTime
 
 revision = "0005h"
 down_revision = "0004r"

@@ -1,4 +1,4 @@
-"""The buyer's choices and the abuse limits over HTTP (issue 13; relay.choices,
+"""The buyer's choices and the abuse limits over HTTP (issue 13; relay.store.choices,
 relay.ratelimits): opt-out and opt-in of an order or a whole buyer, "this thread needs no
 reply", and a party's rate counters for ops.
 
@@ -15,9 +15,9 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from relay import choices
 from relay.api import models as m
 from relay.api.errors import ApiError, not_found, require, responses
+from relay.store import choices
 
 router = APIRouter(prefix="/v1")
 OrderId = Annotated[

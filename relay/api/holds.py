@@ -1,4 +1,4 @@
-"""Held messages over HTTP for ops (relay.holds): list, look at one, release, refuse.
+"""Held messages over HTTP for ops (relay.store.holds): list, look at one, release, refuse.
 
 The same decisions as ``relay hold``: each hold is decided once (409 for a second try),
 recorded append-only with the token's scope as who decided and the time.
@@ -12,8 +12,8 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from relay import holds
 from relay.api.errors import ApiError, not_found, require, responses
+from relay.store import holds
 
 router = APIRouter(prefix="/v1")
 HoldId = Annotated[int, Path(ge=1, le=2**62, description="the held message's archive id")]
@@ -80,7 +80,7 @@ async def get_hold(request: Request, hold_id: HoldId) -> Any:
              operation_id="releaseHold", response_model=Released, responses=responses(404, 409),
              dependencies=[require("ops")])  # fmt: skip
 async def release_hold(request: Request, hold_id: HoldId) -> Any:
-    from relay import secrets_store
+    from relay.store import secrets_store
 
     s = request.app.state.settings
     engine = request.app.state.engine

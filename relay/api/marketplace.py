@@ -11,9 +11,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
 
-from relay import orders, reports, templates
+from relay import templates
 from relay.api import models as m
 from relay.api.errors import ApiError, invalid, not_found, require, responses
+from relay.store import orders, reports
 
 M = ("marketplace",)
 router = APIRouter(prefix="/v1")

@@ -17,7 +17,7 @@ from pydantic import (
     field_validator,
 )
 
-from relay import orders
+from relay.store import orders
 
 ORDER_ID_PATTERN = r"^\d{3}-\d{7}-\d{7}$"
 MAX_ID = 2**63 - 1  # the database's BIGINT: larger ids are refused (422), never a 500

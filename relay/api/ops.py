@@ -11,10 +11,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from relay import archive, reports
 from relay.api import models as m
 from relay.api.errors import not_found, require, responses
-from relay.search import QueryError
+from relay.store import archive, reports
+from relay.store.search import QueryError
 
 OPS = ("ops",)
 router = APIRouter(prefix="/v1", dependencies=[require(*OPS)])

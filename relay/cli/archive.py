@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from relay import archive as store
 from relay.cli import CliState, echo_json, run_async, with_engine
+from relay.store import archive as store
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
@@ -58,7 +58,7 @@ def _utc(value: datetime | None) -> datetime | None:
 @click.pass_obj
 def search(state: CliState, /, as_json: bool, **options: Any) -> None:
     """Find archived messages, newest first."""
-    from relay.search import QueryError
+    from relay.store.search import QueryError
 
     options["since"], options["until"] = _utc(options["since"]), _utc(options["until"])
     f = store.SearchFilter(**options)

@@ -1,4 +1,4 @@
-"""``relay hold list|release|refuse``: ops decide what the policy held (relay.holds)."""
+"""``relay hold list|release|refuse``: ops decide what the policy held (relay.store.holds)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def _who(by: str | None) -> str:
 
 
 async def _verp_key(state: CliState, engine: Any) -> bytes:
-    from relay import secrets_store
+    from relay.store import secrets_store
 
     s = state.settings
     if s.bounce.secret:
@@ -37,7 +37,7 @@ async def _verp_key(state: CliState, engine: Any) -> bytes:
 @click.pass_obj
 def list_cmd(state: CliState, show_all: bool, as_json: bool) -> None:
     """Held messages, oldest first (undecided ones unless --all)."""
-    from relay.holds import list_holds
+    from relay.store.holds import list_holds
 
     rows = run_async(with_engine(state, lambda e: list_holds(e, pending=not show_all),
                                  readonly=True))
@@ -58,7 +58,7 @@ def list_cmd(state: CliState, show_all: bool, as_json: bool) -> None:
 @click.pass_obj
 def release_cmd(state: CliState, hold_id: int, by: str | None) -> None:
     """Deliver held message HOLD_ID through the normal queue."""
-    from relay.holds import HoldError, release
+    from relay.store.holds import HoldError, release
 
     s = state.settings
 
@@ -81,7 +81,7 @@ def release_cmd(state: CliState, hold_id: int, by: str | None) -> None:
 @click.pass_obj
 def refuse_cmd(state: CliState, hold_id: int, reason: str, by: str | None) -> None:
     """Refuse held message HOLD_ID; the sender gets a notice."""
-    from relay.holds import HoldError, refuse
+    from relay.store.holds import HoldError, refuse
 
     s = state.settings
     try:

@@ -7,8 +7,8 @@ from typing import Any
 
 import click
 
-from relay import orders
 from relay.cli import CliState, echo_json, run_async, with_engine
+from relay.store import orders
 
 
 def _run(state: CliState, fn: Any, *, readonly: bool = False) -> Any:
@@ -199,11 +199,11 @@ def senders(state: CliState, party_email: str) -> None:
         click.echo(email)
 
 
-# --- the buyer's choices (relay.choices; issue 13) ----------------------------------------
+# --- the buyer's choices (relay.store.choices; issue 13) ----------------------------------------
 
 
 def _choice(state: CliState, fn: Any, as_json: bool, text: str) -> None:
-    from relay.choices import ChoiceError
+    from relay.store.choices import ChoiceError
 
     try:
         data = run_async(with_engine(state, fn))
@@ -227,7 +227,7 @@ _JSON = click.option("--json", "as_json", is_flag=True, help="print JSON")
 def opt_out(state: CliState, order_id: str, by: str, as_json: bool) -> None:
     """The buyer wants no more proactive messages from this order's seller (replies and
     critical messages still reach them)."""
-    from relay import choices
+    from relay.store import choices
 
     _choice(state, lambda e: choices.order_opt_out(e, order_id, by=by), as_json,
             "order {order_id}: buyer opted out of proactive seller messages")
@@ -239,7 +239,7 @@ def opt_out(state: CliState, order_id: str, by: str, as_json: bool) -> None:
 @click.pass_obj
 def opt_in(state: CliState, order_id: str, as_json: bool) -> None:
     """Undo opt-out: the seller may write first again."""
-    from relay import choices
+    from relay.store import choices
 
     _choice(state, lambda e: choices.order_opt_in(e, order_id), as_json,
             "order {order_id}: seller messages allowed again")
@@ -253,7 +253,7 @@ def opt_in(state: CliState, order_id: str, as_json: bool) -> None:
 @click.pass_obj
 def no_reply_needed(state: CliState, order_id: str, reason: str, by: str, as_json: bool) -> None:
     """The thread needs no reply: its open buyer messages leave the 24-hour report."""
-    from relay import choices
+    from relay.store import choices
 
     _choice(
         state, lambda e: choices.no_reply_needed(e, order_id, reason=reason, by=by), as_json,
@@ -268,7 +268,7 @@ def no_reply_needed(state: CliState, order_id: str, reason: str, by: str, as_jso
 @click.pass_obj
 def party_opt_out(state: CliState, email: str, by: str, as_json: bool) -> None:
     """A buyer opts out account-wide: no seller's proactive messages in any order."""
-    from relay import choices
+    from relay.store import choices
 
     _choice(state, lambda e: choices.party_opt_out(e, email, by=by), as_json,
             "{party}: opted out of proactive seller messages")
@@ -280,7 +280,7 @@ def party_opt_out(state: CliState, email: str, by: str, as_json: bool) -> None:
 @click.pass_obj
 def party_opt_in(state: CliState, email: str, as_json: bool) -> None:
     """Undo party opt-out."""
-    from relay import choices
+    from relay.store import choices
 
     _choice(state, lambda e: choices.party_opt_in(e, email), as_json,
             "{party}: seller messages allowed again")

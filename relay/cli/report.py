@@ -26,7 +26,7 @@ def _hours(seconds: float | None) -> str:
 @click.pass_obj
 def response_times(state: CliState, seller: str | None, days: str, as_json: bool) -> None:
     """Per seller: late-response rate, average response time, open overdue messages."""
-    from relay import reports
+    from relay.store import reports
 
     data = run_async(
         with_engine(

@@ -29,7 +29,7 @@ log = structlog.get_logger("relay.db.statistics")
 STALE_MIN = 1000  # rows changed since the last ANALYZE, plus
 STALE_SHARE = 0.1  # this share of the table (autovacuum's defaults: 50 and 0.1)
 EVERY = 300.0  # seconds between checks
-_LOCK = 0x72656C6179 + 1  # next to relay.commit.CHAIN_LOCK
+_LOCK = 0x72656C6179 + 1  # next to relay.store.commit.CHAIN_LOCK
 
 _STALE = sa.text(
     "SELECT relname, n_mod_since_analyze > :least + :share * n_live_tup AS analyse, "

@@ -27,7 +27,7 @@ from typing import IO, Any
 import structlog
 
 from relay.delivery.transport import Outcome
-from relay.queue import Claimed
+from relay.store.queue import Claimed
 
 log = structlog.get_logger("relay.delivery")
 SUFFIX = ".jsonl"

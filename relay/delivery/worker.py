@@ -31,18 +31,19 @@ from pathlib import Path
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from relay import metrics, queue
-from relay.archive import last_hash
+from relay import metrics
 from relay.bounce import Original, explain, load_original, notice_entry
-from relay.commit import lock_chain, write_entries
 from relay.db import read_tx, write_tx
-from relay.db.schema import deliveries, delivery_events, utcnow
 from relay.delivery import journal
 from relay.delivery.journal import OutcomeJournal
 from relay.delivery.route import Router
 from relay.delivery.transport import PER_TARGET, Outcome, Pool, send
 from relay.log import mask, scrub_addresses
 from relay.settings import Settings
+from relay.store import queue
+from relay.store.archive import last_hash
+from relay.store.commit import lock_chain, write_entries
+from relay.store.tables import deliveries, delivery_events, utcnow
 
 log = structlog.get_logger("relay.delivery")
 Signer = Callable[[bytes], bytes]

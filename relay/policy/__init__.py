@@ -13,7 +13,7 @@ for redact, None for reject, the bytes to forward once released for hold);
 
 Verdicts: deliver, redact, reject, and ``hold`` when a rule cannot decide (image text it
 cannot read, a language it cannot identify, an attachment over the ``[reading]`` budget);
-relay.holds keeps held messages until ops release or refuse them.
+relay.store.holds keeps held messages until ops release or refuse them.
 
 Layout: :mod:`.detect` reads a message once into a document of spans (the MIME tree
 decoded once, every text normalised once with an offset map, tokens and HTML resources

@@ -17,10 +17,10 @@ from relay import metrics, replies
 from relay.log import mask
 from relay.pipeline import Pipeline, SessionInfo
 from relay.proxy import client_peer
-from relay.resolve import Resolution, ops_mailbox, resolve_alias, split_address
 from relay.settings import Settings
 from relay.smtp.postmaster import OpsMailbox
 from relay.smtp.session import RelayEnvelope, RelaySession
+from relay.store.resolve import Resolution, ops_mailbox, resolve_alias, split_address
 
 log = structlog.get_logger("relay.smtp")
 

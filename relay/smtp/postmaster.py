@@ -24,9 +24,7 @@ from typing import TypedDict, Unpack
 import structlog
 
 from relay import replies
-from relay.archive import Record
-from relay.commit import Entry, GroupCommitter, Outgoing
-from relay.db.schema import utcnow
+from relay.clock import utcnow
 from relay.mail.limits import StructureLimits
 from relay.mail.limits import check as check_structure
 from relay.mail.parse import intake
@@ -35,6 +33,8 @@ from relay.pipeline import SessionInfo
 from relay.policy_pool import Budget, BudgetExceeded, Runner, shared_runner
 from relay.replies import Reply
 from relay.settings import Settings
+from relay.store.archive import Record
+from relay.store.commit import Entry, GroupCommitter, Outgoing
 
 log = structlog.get_logger("relay.smtp")
 KIND = "ops"

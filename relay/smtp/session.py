@@ -11,7 +11,7 @@ from typing import Any
 
 from aiosmtpd.smtp import Envelope, Session
 
-from relay.resolve import Resolution
+from relay.store.resolve import Resolution
 
 
 class RelaySession(Session):

@@ -8,7 +8,7 @@ neither resets nor doubles them.
 
 ``charge`` is check-and-bump for a batch of submissions in the caller's transaction. It is
 exact only when every charging transaction is serialised: the relay calls it under the
-archive's hash-chain lock (relay.commit.lock_chain), which every group commit takes
+archive's hash-chain lock (relay.store.commit.lock_chain), which every group commit takes
 anyway, so counting costs one upsert per group (``RETURNING`` the new values), not per
 message, and a second statement only when a submission is refused. The upsert itself is
 atomic (``ON CONFLICT ... DO UPDATE SET value = value + excluded``) on SQLite and
@@ -27,7 +27,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from relay.db.schema import metadata
+from relay.store.tables import metadata
 
 # exec_driver_sql's result: SQLAlchemy types it CursorResult[Any], which reads as rows of
 # one column; the statements here return (scope, key, window_start, value)

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from relay.db import read_tx, write_tx
-from relay.db.schema import UTCDateTime, metadata, utcnow
+from relay.store.tables import UTCDateTime, metadata, utcnow
 
 Scope = Literal["order", "party"]
 

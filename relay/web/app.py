@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
-import sqlalchemy as sa
 import structlog
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -26,11 +25,10 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from relay import archive, orders, reports
 from relay.api.models import MAX_ID, ORDER_ID_PATTERN, ArchiveQuery
-from relay.db import read_tx, schema
-from relay.search import QueryError
 from relay.settings import Settings
+from relay.store import archive, orders, reports
+from relay.store.search import QueryError
 from relay.web import holds as web_holds
 from relay.web import mime, views
 from relay.web.html import SECURITY_HEADERS
@@ -163,7 +161,7 @@ async def thread(request: Request) -> Response:
                                                              limit=THREAD_LIMIT))  # fmt: skip
     if order is None and not rows:
         raise HTTPException(404)
-    bodies = await _bodies(engine, [int(r["id"]) for r in rows])
+    bodies = await archive.bodies(engine, [int(r["id"]) for r in rows])
     items = []
     for row in reversed(rows):
         original, delivered = bodies[int(row["id"])]
@@ -174,17 +172,6 @@ async def thread(request: Request) -> Response:
     if len(rows) == THREAD_LIMIT:
         title += f" (latest {THREAD_LIMIT} records)"
     return html(views.thread(title, order, items))
-
-
-async def _bodies(engine: AsyncEngine, ids: list[int]) -> dict[int, tuple[bytes, bytes | None]]:
-    """Both copies of a thread's messages in one query, not one ``get_record`` each."""
-    if not ids:
-        return {}
-    q = sa.select(schema.archive.c.id, schema.archive.c.original, schema.archive.c.delivered)
-    async with read_tx(engine) as conn:
-        rows = (await conn.execute(q.where(schema.archive.c.id.in_(ids)))).all()
-    return {int(r.id): (bytes(r.original), None if r.delivered is None else bytes(r.delivered))
-            for r in rows}  # fmt: skip
 
 
 async def _record(request: Request) -> dict[str, Any]:

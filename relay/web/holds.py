@@ -1,4 +1,4 @@
-"""Message Center page: the messages the content policy held (relay.holds), read-only.
+"""Message Center page: the messages the content policy held (relay.store.holds), read-only.
 
 The Message Center never changes anything (its only POSTs are login and logout), so the
 page lists each hold with the rules that could not decide, links to the record, and says
@@ -10,7 +10,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
-from relay import holds
+from relay.store import holds
 from relay.web import views
 
 

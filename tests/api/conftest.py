@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 
-from relay import orders
-from relay.archive import Record
-from relay.commit import Entry, commit_now
 from relay.db import create_engine
 from relay.db.migrate import upgrade
-from relay.db.schema import utcnow
+from relay.store import orders
+from relay.store.archive import Record
+from relay.store.commit import Entry, commit_now
+from relay.store.tables import utcnow
 from tests.helpers import BUYER, DOMAIN, ORDER, SELLER, message, test_settings
 
 MARKET_TOKEN = "m-token-0123456789"

@@ -235,7 +235,7 @@ async def test_chunked_body_over_the_limit(client: httpx.AsyncClient) -> None:
 async def test_database_down_is_503_without_detail(monkeypatch: pytest.MonkeyPatch) -> None:
     from sqlalchemy.exc import OperationalError
 
-    from relay import orders
+    from relay.store import orders
     from tests.helpers import test_settings as settings_for
 
     async def down(*args: Any, **kwargs: Any) -> None:

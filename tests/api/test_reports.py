@@ -9,9 +9,9 @@ from typing import Any
 import httpx
 import pytest
 
-from relay import orders, reports
 from relay.api import create_app
-from relay.db.schema import utcnow
+from relay.store import orders, reports
+from relay.store.tables import utcnow
 from tests.api.conftest import MARKET_TOKEN, OPS_TOKEN, run_cli
 from tests.helpers import DOMAIN, ORDER, SELLER
 

@@ -7,10 +7,11 @@ from datetime import timedelta
 
 import pytest
 
-from relay import archive, orders
-from relay.db import schema, write_tx
-from relay.db.schema import utcnow
-from relay.search import QueryError, catch_up, extract, fts5_query, tsquery
+from relay.db import write_tx
+from relay.store import archive, orders
+from relay.store import tables as schema
+from relay.store.search import QueryError, catch_up, extract, fts5_query, tsquery
+from relay.store.tables import utcnow
 from tests.helpers import DOMAIN
 
 
@@ -60,7 +61,7 @@ async def test_filters_and_pagination(engine, order, archive_msg) -> None:
 
 async def test_records_are_indexed_in_their_own_transaction(engine, order, archive_msg) -> None:
     await archive_msg(order, "buyer-to-seller", "Hello", "The parcel never arrived\n")
-    assert await catch_up(engine) == 0  # relay.archive.append indexed it already
+    assert await catch_up(engine) == 0  # relay.store.archive.append indexed it already
     assert len(await archive.search(engine, archive.SearchFilter(text="parcel"))) == 1
 
 
@@ -122,8 +123,8 @@ def test_query_grammar() -> None:
 async def test_text_extracted_ahead_of_the_commit_is_used(engine, order) -> None:
     import hashlib
 
-    from relay.archive import Record
-    from relay.commit import Entry, commit_now
+    from relay.store.archive import Record
+    from relay.store.commit import Entry, commit_now
 
     raw = b"Subject: s\r\n\r\nbody\r\n"
     record = Record(
@@ -161,7 +162,7 @@ async def test_a_big_sellers_text_search_lets_the_index_drive(engine, archive_ms
     """Past the party-size threshold the text index drives (cost ~ limit / the seller's
     share); below it the party's records are the candidates (cost ~ its size). Every plan
     gives the same rows, newest first, also paged and with a time filter."""
-    from relay import search
+    from relay.store import search
 
     monkeypatch.setattr(search, "BIG_PARTY_RECORDS", 5)
     monkeypatch.setattr(search, "DRIVE_RATIO", 0)
@@ -226,7 +227,7 @@ async def test_the_relay_keeps_sqlite_statistics_fresh(settings, order, archive_
 async def test_a_rare_verdict_drives_a_text_search(engine, order, archive_msg, monkeypatch):
     """A common word with a verdict few records have walks those records (ix_archive_verdict),
     not every match of the word; both plans give the same rows."""
-    from relay import search
+    from relay.store import search
 
     monkeypatch.setattr(search, "FEW_RECORDS", 2)
     ids = [await archive_msg(order, "buyer-to-seller", f"tracking {i}", "x\n") for i in range(6)]

@@ -10,11 +10,12 @@ import json
 import httpx
 import pytest
 
-from relay import orders, templates
+from relay import templates
 from relay.api import create_app
-from relay.archive import get_record
 from relay.policy import PolicyEngine
 from relay.policy.model import PolicyContext
+from relay.store import orders
+from relay.store.archive import get_record
 from tests.api.conftest import MARKET_TOKEN, run_cli
 from tests.helpers import BUYER, DOMAIN, ORDER, SELLER, create_order, running_relay
 
@@ -158,7 +159,7 @@ async def test_policy_still_applies_to_templates(make_settings, sink) -> None:
     when the pipeline counts the first one (see prior_review_requests)."""
     from datetime import timedelta
 
-    from relay.db.schema import utcnow
+    from relay.store.tables import utcnow
 
     settings = make_settings(delivery={"smarthost": f"127.0.0.1:{sink.port}"})
     async with running_relay(settings) as relay:

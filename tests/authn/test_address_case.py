@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import pytest
 
-from relay import orders
-from relay.archive import SearchFilter, search
 from relay.authn.fromaddr import FromError, canonical_address, parse_mailbox, same_address
+from relay.store import orders
+from relay.store.archive import SearchFilter, search
 from tests.authn.mailworld import World, message, sign
 from tests.authn.relayworld import auth_relay, publish_key
 from tests.helpers import BUYER, create_order, send

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import pytest
 
-from relay.archive import SearchFilter, search, verify
 from relay.authn.dkimverify import verify_all
 from relay.authn.dnsutil import Deadline
 from relay.mail.parse import ONCE_ONLY, intake
 from relay.replies import Reply
+from relay.store.archive import SearchFilter, search, verify
 from tests.authn.mailworld import ALIAS, ATTACKER_IP, SELLER, World, message, sign
 from tests.authn.relayworld import auth_relay
 from tests.helpers import create_order, send

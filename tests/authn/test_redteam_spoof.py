@@ -18,7 +18,7 @@ from typing import Any
 import aiosmtplib
 import dkim
 
-from relay import orders
+from relay.store import orders
 from tests.authn.mailworld import World, key, sign
 from tests.authn.relayworld import auth_relay, publish_key
 from tests.helpers import DOMAIN, create_order, send

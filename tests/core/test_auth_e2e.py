@@ -8,9 +8,9 @@ from pathlib import Path
 import dkim
 import dns.resolver
 
-from relay import orders
-from relay.archive import SearchFilter, get_record, search
 from relay.dkim import generate_key
+from relay.store import orders
+from relay.store.archive import SearchFilter, get_record, search
 from relay.wiring import auth_parts
 from tests.helpers import (
     BUYER,

@@ -12,16 +12,16 @@ from typing import Any
 import dkim
 import sqlalchemy as sa
 
-from relay import archive, queue
 from relay.bounce import Original, compose_notice, explain, notice_entry
 from relay.bounces_in import read_dsn
 from relay.db import read_tx
-from relay.db.schema import archive as archive_table
 from relay.delivery.route import Router
 from relay.delivery.transport import Outcome
 from relay.delivery.worker import DeliveryWorker
 from relay.dkim import DkimSigner, generate_key
 from relay.mail.verp import new_token, return_path
+from relay.store import archive, queue
+from relay.store.tables import archive as archive_table
 from tests.delivery_support import (
     all_status,
     assert_notice,

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from relay import archive
+from relay.store import archive
 from tests.conftest import shared_path
 from tests.helpers import BUYER, ORDER, SELLER, Received, create_order, running_relay, send
 

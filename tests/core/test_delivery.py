@@ -17,15 +17,15 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event
 
-from relay import archive, queue
 from relay.db import read_tx
-from relay.db.schema import delivery_events, utcnow
 from relay.delivery.journal import OutcomeJournal, encode, read_entries
 from relay.delivery.route import Router, make_resolver
 from relay.delivery.transport import Outcome, Pool
 from relay.delivery.transport import send as send_one
 from relay.service import Relay
 from relay.settings import DeliverySection, DnsSection
+from relay.store import archive, queue
+from relay.store.tables import delivery_events, utcnow
 from tests.delivery_support import (
     CountingSink,
     HangingUpSink,

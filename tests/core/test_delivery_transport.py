@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
-from relay import queue
 from relay.delivery import transport
 from relay.delivery.route import RouteError, Router, make_resolver
 from relay.delivery.transport import Pool
 from relay.delivery.transport import send as send_one
 from relay.settings import DeliverySection, DnsSection
+from relay.store import queue
 from tests.delivery_support import (
     BrokenTlsSink,
     HostSink,

@@ -10,9 +10,9 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 
-from relay import holds
-from relay.archive import SearchFilter, search
-from relay.holds import HoldError, hold_decisions
+from relay.store import holds
+from relay.store.archive import SearchFilter, search
+from relay.store.holds import HoldError, hold_decisions
 from tests.helpers import (
     BUYER,
     ORDER,
@@ -98,13 +98,13 @@ async def test_hold_api(make_settings, db_url) -> None:
 
     import httpx
 
-    from relay import orders
     from relay.api import create_app
-    from relay.archive import Record
-    from relay.commit import Entry, commit_now
     from relay.db import create_engine
     from relay.db.migrate import upgrade
-    from relay.db.schema import utcnow
+    from relay.store import orders
+    from relay.store.archive import Record
+    from relay.store.commit import Entry, commit_now
+    from relay.store.tables import utcnow
     from tests.helpers import DOMAIN
 
     settings = make_settings(api={"listen": "127.0.0.1:0", "ops_tokens": ["o-token-0123456789"],

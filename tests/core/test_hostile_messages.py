@@ -30,8 +30,8 @@ from typing import Any
 import aiosmtplib
 import pytest
 
-from relay.archive import SearchFilter, search
 from relay.policy_pool import workers_ready
+from relay.store.archive import SearchFilter, search
 from tests.helpers import (
     BUYER,
     DOMAIN,

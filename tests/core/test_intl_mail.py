@@ -14,8 +14,8 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from relay.archive import SearchFilter, count_records, get_record, search, verify
 from relay.mail.parse import header_text
+from relay.store.archive import SearchFilter, count_records, get_record, search, verify
 from tests.helpers import BUYER, create_order, running_relay, send
 
 HEAD = (
@@ -107,7 +107,7 @@ def test_fuzzed_headers_are_archived_or_refused(fuzz_db: str) -> None:
     """Every generated message gets a 250 or a 5xx with a reason, and exactly one archive
     record; the chain verifies at the end. One relay serves all examples (SQLite)."""
     from relay.pipeline import SessionInfo
-    from relay.resolve import resolve_alias
+    from relay.store.resolve import resolve_alias
     from tests.helpers import DOMAIN, test_settings
 
     # 150 examples into one order: the per-order and per-party limits would turn the

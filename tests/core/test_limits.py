@@ -11,8 +11,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from relay import metrics
-from relay.archive import SearchFilter, get_record, search, verify
 from relay.ratelimits import party_view
+from relay.store.archive import SearchFilter, get_record, search, verify
 from relay.store.counters import rate_counters
 from tests.helpers import (
     BUYER,

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from relay import choices, reports
+from relay.store import choices, reports
 from tests.helpers import (
     BUYER,
     ORDER,

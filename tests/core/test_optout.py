@@ -10,8 +10,9 @@ import json
 import re
 from typing import Any
 
-from relay import choices, metrics
-from relay.archive import SearchFilter, search
+from relay import metrics
+from relay.store import choices
+from relay.store.archive import SearchFilter, search
 from tests.helpers import (
     BUYER,
     ORDER,

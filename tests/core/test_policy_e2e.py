@@ -8,7 +8,7 @@ from email import message_from_bytes, policy
 
 import pytest
 
-from relay.archive import SearchFilter, get_record, search
+from relay.store.archive import SearchFilter, get_record, search
 from tests.helpers import BUYER, ORDER, SELLER, create_order, message, running_relay, send
 
 PHONE = "+44 20 7946 0321"
@@ -109,7 +109,7 @@ async def test_a_second_review_request_is_refused_from_the_archive_count(
     it, so a second one for the same order is a repeat request."""
     from datetime import timedelta
 
-    from relay.db.schema import utcnow
+    from relay.store.tables import utcnow
 
     settings = make_settings(delivery={"smarthost": f"127.0.0.1:{sink.port}"})
     async with running_relay(settings) as relay:

@@ -9,8 +9,8 @@ import pytest
 import sqlalchemy as sa
 
 from relay.db import read_tx
-from relay.db.schema import archive, deliveries
 from relay.settings import SettingsError, load_settings
+from relay.store.tables import archive, deliveries
 from tests.core.test_smtp import RawClient
 from tests.helpers import BUYER, DOMAIN, SELLER, create_order, message, running_relay, send
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from relay import orders
+from relay.store import orders
 from tests.helpers import BUYER, DOMAIN, ORDER, SELLER, create_order, message, running_relay, send
 
 

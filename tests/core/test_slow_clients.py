@@ -21,8 +21,8 @@ import sqlalchemy as sa
 
 from relay import metrics
 from relay.db import read_tx
-from relay.db.schema import archive
 from relay.settings import Settings, load_settings
+from relay.store.tables import archive
 from tests.helpers import BUYER, create_order, message, running_relay
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"

@@ -7,8 +7,8 @@ import smtplib
 
 import pytest
 
-from relay import orders
 from relay.db import create_engine
+from relay.store import orders
 from tests.helpers import (
     BUYER,
     DOMAIN,
@@ -176,7 +176,7 @@ async def test_several_alias_recipients_each_get_a_record_and_delivery(make_sett
         assert code == 250
         got = await sink.wait_for(2)
         assert sorted(m.rcpt_tos[0] for m in got) == sorted([SELLER, "sales@other-shop.example"])
-        from relay.archive import SearchFilter, search
+        from relay.store.archive import SearchFilter, search
 
         rows = await search(relay.engine, SearchFilter())
         assert sorted(r["order_id"] for r in rows) == sorted([ORDER, "113-0000000-0000002"])

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import hashlib
 
-from relay.archive import SearchFilter, get_record, search, verify
 from relay.settings import Settings
+from relay.store.archive import SearchFilter, get_record, search, verify
 from tests.helpers import BUYER, create_order, message, running_relay, send
 
 KEEP = 1000

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from relay.db.schema import archive
+from relay.store.tables import archive
 from tests.helpers import (
     BUYER,
     create_order,

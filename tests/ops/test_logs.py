@@ -20,7 +20,7 @@ from tests.helpers import (
 from tests.ops.support import RelayProcess
 
 # Lines written by background tasks (worker, group commit, start/stop), not by a session.
-BACKGROUND = {"relay.delivery", "relay.commit", "relay.service", "relay.health", "alembic"}
+BACKGROUND = {"relay.delivery", "relay.store.commit", "relay.service", "relay.health", "alembic"}
 
 
 async def cmd(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, line: str) -> str:

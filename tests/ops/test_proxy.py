@@ -10,8 +10,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from relay.db.schema import archive
 from relay.pipeline import registered_sender
+from relay.store.tables import archive
 from tests.helpers import BUYER, create_order, message, running_relay
 
 SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"

@@ -22,7 +22,7 @@ import pytest
 import sqlalchemy as sa
 
 from relay.db import create_engine
-from relay.db.schema import deliveries, delivery_events
+from relay.store.tables import deliveries, delivery_events
 from tests.conftest import PG_URL
 from tests.helpers import (
     BUYER,

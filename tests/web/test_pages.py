@@ -10,9 +10,9 @@ from email.message import EmailMessage
 
 import httpx
 
-from relay.archive import Record
-from relay.commit import Entry, commit_now
-from relay.db.schema import utcnow
+from relay.store.archive import Record
+from relay.store.commit import Entry, commit_now
+from relay.store.tables import utcnow
 from tests.helpers import ORDER, SELLER
 
 HOSTILE = "<script>alert(1)</script>"
@@ -157,9 +157,9 @@ async def test_the_json_api_is_unchanged_beside_the_pages(client: httpx.AsyncCli
 async def _put_raw(engine, order, raw: bytes, **fields) -> int:  # type: ignore[no-untyped-def]
     import hashlib
 
-    from relay.archive import Record
-    from relay.commit import Entry, commit_now
-    from relay.db.schema import utcnow
+    from relay.store.archive import Record
+    from relay.store.commit import Entry, commit_now
+    from relay.store.tables import utcnow
 
     record = Record(
         created_at=utcnow(), original=raw, sha256=hashlib.sha256(raw).hexdigest(),

@@ -16,12 +16,13 @@ import sqlalchemy as sa
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from relay import archive, ratelimits
+from relay import ratelimits
 from relay.db import write_tx
-from relay.db.schema import deliveries, message_ids, utcnow
+from relay.store import archive
 from relay.store.counters import Charge
+from relay.store.tables import deliveries, message_ids, utcnow
 
-log = structlog.get_logger("relay.commit")
+log = structlog.get_logger("relay.store.commit")
 CHAIN_LOCK = 0x72656C6179  # "relay": PostgreSQL advisory lock serialising the hash chain
 
 
@@ -43,7 +44,7 @@ class Entry:
     outgoing: Outgoing | None = None
     # Rate counters to check and bump under the chain lock (relay.ratelimits.settle).
     charges: tuple[Charge, ...] = ()
-    no_reply_needed: bool = False  # a buyer message that needs no answer (relay.reports)
+    no_reply_needed: bool = False  # a buyer message that needs no answer (relay.store.reports)
 
 
 async def lock_chain(conn: AsyncConnection) -> None:

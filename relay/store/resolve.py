@@ -15,8 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from relay import replies
 from relay.db import read_tx
-from relay.db.schema import aliases, orders, parties, party_senders, utcnow
 from relay.replies import Reply
+from relay.store.tables import aliases, orders, parties, party_senders, utcnow
 
 if TYPE_CHECKING:  # importing relay.policy loads the whole engine
     from relay.policy.model import Direction

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from relay.authn.fromaddr import FromError, canonical_address, parse_mailbox
 from relay.db import inserted_id, read_tx, write_tx
-from relay.db.schema import aliases, orders, parties, party_senders, utcnow
+from relay.store.tables import aliases, orders, parties, party_senders, utcnow
 
 ORDER_ID = re.compile(r"^\d{3}-\d{7}-\d{7}$")
 LOCALE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")

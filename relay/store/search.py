@@ -10,7 +10,7 @@ Two ways a record gets its text row, both idempotent (INSERT OR IGNORE / ON CONF
 NOTHING, so they can race without failing a commit):
 
 - ``index_many(conn, ids, records)`` in the archive's own write transaction
-  (``relay.archive.append`` calls it), so a committed record is searchable at once;
+  (``relay.store.archive.append`` calls it), so a committed record is searchable at once;
 - ``catch_up(engine)`` for records written any other way (the bench's bulk load, rows
   from before migration 0002 are backfilled by the migration itself), which searches and
   reports call first. It is a cheap max-id comparison when up to date.
@@ -38,17 +38,17 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from relay.db import read_tx, write_tx
-from relay.db.schema import archive
 from relay.mail.autoreply import is_automatic
 from relay.mail.limits import StructureLimits
 from relay.mail.limits import check as check_structure
+from relay.store.tables import archive
 
 MAX_TEXT = 100_000  # characters of body text indexed per message
 MAX_SCAN = 512 * 1024  # bytes of a message parsed for its text
 TS_CONFIG = "simple"
 _LIMITS = StructureLimits()  # the defaults: search text never parses more than intake allows
 
-_meta = sa.MetaData()  # not relay.db.schema's: this table belongs to migration 0002
+_meta = sa.MetaData()  # not relay.store.tables's: this table belongs to migration 0002
 archive_text = sa.Table(
     "archive_text",
     _meta,
@@ -218,7 +218,7 @@ async def party_candidates(
     the party's size (its ids, read off ix_archive_order, ~3-5 us each). They cross where
     records^2 ~ DRIVE_RATIO * limit * archive size (~12k records for 50 rows at 1M); the
     count stops there, so deciding costs at most that many index entries."""
-    from relay.archive import party_ids
+    from relay.store.archive import party_ids
 
     async with read_tx(engine) as conn:
         top = int((await conn.execute(sa.select(sa.func.max(archive.c.id)))).scalar() or 0)

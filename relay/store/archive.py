@@ -25,9 +25,9 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from relay.db import read_tx
-from relay.db.schema import archive, deliveries, delivery_events, orders, parties
 from relay.mail.address import canonical_address
 from relay.mail.parse import clean_text, split_message
+from relay.store.tables import archive, deliveries, delivery_events, orders, parties
 
 GENESIS = "0" * 64
 _CHAINED = (
@@ -38,7 +38,7 @@ _CHAINED = (
 # Added later (migration 0003i): chained only when set, so older records hash as before.
 _SIZED = ("size", "truncated")
 HEADER_KEEP = 1024 * 1024  # a header section longer than this is cut too
-# Column widths (relay.db.schema): PostgreSQL refuses a longer value, SQLite would not.
+# Column widths (relay.store.tables): PostgreSQL refuses a longer value, SQLite would not.
 _WIDTH = {
     "session_id": 32, "kind": 10, "order_id": 19, "direction": 16, "alias": 320,
     "mail_from": 320, "rcpt": 320, "client_ip": 64, "helo": 255, "relay_message_id": 200,
@@ -116,7 +116,7 @@ def chain_hash(prev_hash: str, row: dict[str, Any]) -> str:
 
 
 async def last_hash(conn: AsyncConnection) -> str:
-    """Call only while holding the chain lock (see relay.commit)."""
+    """Call only while holding the chain lock (see relay.store.commit)."""
     row = (
         await conn.execute(sa.select(archive.c.hash).order_by(archive.c.id.desc()).limit(1))
     ).first()
@@ -132,7 +132,7 @@ async def append_many(
     commit holds the chain lock while this runs, so round trips here are paid by every
     waiting session.
     """
-    from relay.search import index_many
+    from relay.store.search import index_many
 
     rows = []
     for record in records:
@@ -309,7 +309,7 @@ def search_query(
     ``big_party``: the seller/buyer filter covers so many records that letting the text
     index drive (and checking the party per match) stops sooner than collecting the
     party's records; ``rare_verdict``: few records carry ``f.verdict``, so they are the
-    candidates (relay.search.apply_text). ``candidates``: PostgreSQL's form of that plan
+    candidates (relay.store.search.apply_text). ``candidates``: PostgreSQL's form of that plan
     (the party's record ids); ``party_keys``: the seller's/buyer's party ids, looked up."""
     q = sa.select(*(archive.c[k] for k in _LIST_COLS)).order_by(archive.c.id.desc()).limit(f.limit)
     if f.order_id:
@@ -342,7 +342,7 @@ def search_query(
     if f.before_id:
         q = q.where(archive.c.id < f.before_id)
     if f.text:
-        from relay.search import apply_text
+        from relay.store.search import apply_text
 
         if f.order_id or f.alias:
             plan = "probe"  # a thread: tens of records
@@ -360,14 +360,14 @@ def search_query(
 
 
 async def search(engine: AsyncEngine, f: SearchFilter) -> list[dict[str, Any]]:
-    """Newest first. A text search first indexes records not yet indexed (relay.search).
+    """Newest first. A text search first indexes records not yet indexed (relay.store.search).
 
     On PostgreSQL a text search of a party goes in one of two forms: a small party's
-    record ids as an array, searched on bitmap scans (relay.search.BITMAP_ONLY); a big
+    record ids as an array, searched on bitmap scans (relay.store.search.BITMAP_ONLY); a big
     party by its party id written into the statement, so the planner sees its size and
     walks the text newest first (through the join to parties it assumed an average seller
     and walked all 100,000 records of the largest: 2.6 s at 1M)."""
-    from relay import search as text_search
+    from relay.store import search as text_search
 
     big, candidates = False, None
     party = bool(f.text and (f.seller or f.buyer) and not (f.order_id or f.alias))
@@ -518,3 +518,14 @@ async def count_review_requests(conn: AsyncConnection, order_id: str) -> int:
         for r in rows
         if any(f.get("kind") == "review_solicitation" for f in json.loads(r.findings))
     )
+
+
+async def bodies(engine: AsyncEngine, ids: list[int]) -> dict[int, tuple[bytes, bytes | None]]:
+    """Both copies of a thread's messages in one query, not one ``get_record`` each."""
+    if not ids:
+        return {}
+    q = sa.select(archive.c.id, archive.c.original, archive.c.delivered)
+    async with read_tx(engine) as conn:
+        rows = (await conn.execute(q.where(archive.c.id.in_(ids)))).all()
+    return {int(r.id): (bytes(r.original), None if r.delivered is None else bytes(r.delivered))
+            for r in rows}  # fmt: skip

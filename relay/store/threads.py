@@ -14,11 +14,11 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from relay.archive import count_review_requests
 from relay.db import read_tx
-from relay.db.schema import message_ids
 from relay.mail.parse import Inbound
 from relay.mail.rewrite import message_ids as parse_ids
+from relay.store.archive import count_review_requests
+from relay.store.tables import message_ids
 
 MAX_REFERENCES = 40
 

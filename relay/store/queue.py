@@ -27,7 +27,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from relay.db import read_tx, write_tx
-from relay.db.schema import archive, deliveries, delivery_events, utcnow
+from relay.store.tables import archive, deliveries, delivery_events, utcnow
 
 log = structlog.get_logger("relay.delivery")
 DUE_STATES = ("queued", "deferred")

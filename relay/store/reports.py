@@ -25,8 +25,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from relay.authn.fromaddr import canonical_address
 from relay.db import read_tx, write_tx
-from relay.db.schema import UTCDateTime, archive, orders, parties, utcnow
-from relay.search import archive_text, catch_up
+from relay.store.search import archive_text, catch_up
+from relay.store.tables import UTCDateTime, archive, orders, parties, utcnow
 
 DEADLINE = timedelta(hours=24)
 WINDOWS = (7, 30, 90)

@@ -28,8 +28,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from relay import bounce
 from relay.db import inserted_id, read_tx, write_tx
-from relay.db.schema import BigId, UTCDateTime, archive, deliveries, message_ids, metadata, utcnow
 from relay.mail.verp import new_token, return_path
+from relay.store.tables import (
+    BigId,
+    UTCDateTime,
+    archive,
+    deliveries,
+    message_ids,
+    metadata,
+    utcnow,
+)
 
 Decision = Literal["release", "refuse"]
 
@@ -183,7 +191,7 @@ async def refuse(
 ) -> bool:
     """Record the refusal and send the sender a notice naming the rule; True when a
     notice was queued (automatic mail and notices are never answered)."""
-    from relay.commit import commit_now
+    from relay.store.commit import commit_now
 
     now = at or utcnow()
     try:

@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from relay.db import read_tx, write_tx
-from relay.db.schema import meta
+from relay.store.tables import meta
 
 
 async def get_or_create(engine: AsyncEngine, name: str) -> bytes:

@@ -28,6 +28,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
+from relay.clock import utcnow as utcnow  # re-exported: the store's modules read the clock here
+
 metadata = MetaData()
 
 # SQLite autoincrement needs INTEGER PRIMARY KEY; PostgreSQL gets BIGINT identity.
@@ -51,10 +53,6 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC)
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 parties = Table(

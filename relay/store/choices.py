@@ -3,7 +3,7 @@ of every seller) and opting back in, and "this thread needs no reply".
 
 The CLI (``relay order opt-out``, ``relay party opt-out``, ``relay order no-reply-needed``)
 and the API call these; the relay reads the results at the next message
-(relay.ratelimits, relay.reports). Errors are ChoiceError, worded for the caller.
+(relay.ratelimits, relay.store.reports). Errors are ChoiceError, worded for the caller.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from relay.authn.fromaddr import canonical_address
 from relay.db import read_tx, write_tx
-from relay.db.schema import archive, orders, parties, utcnow
 from relay.store import optouts
+from relay.store.tables import archive, orders, parties, utcnow
 
 
 class ChoiceError(LookupError):
@@ -88,9 +88,9 @@ async def no_reply_needed(
     engine: AsyncEngine, order_id: str, *, reason: str = "", by: str = ""
 ) -> dict[str, Any]:
     """Mark the order's open thread as needing no reply: every buyer message that reached
-    the seller after the seller's last message gets a response exemption (relay.reports),
+    the seller after the seller's last message gets a response exemption (relay.store.reports),
     so the 24-hour report no longer counts it. Later buyer messages start new clocks."""
-    from relay.reports import response_exemptions
+    from relay.store.reports import response_exemptions
 
     await _order_exists(engine, order_id)
     reached = ("deliver", "redact")
