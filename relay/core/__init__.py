@@ -1,1 +1,1 @@
-"""The relay's vocabulary: values, outcomes, replies and errors; imports nothing of ours, does no I/O."""
+"""The relay's vocabulary: values, outcomes, replies, errors. Imports nothing of ours, no I/O."""
