@@ -17,8 +17,9 @@ import sqlalchemy as sa
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from relay import replies
 from relay.bounce import explain, load_original, notice_entry
+from relay.core import replies
+from relay.core.replies import Reply
 from relay.db import read_tx, write_tx
 from relay.mail.dsn import parse_dsn
 from relay.mail.limits import StructureLimits
@@ -26,7 +27,6 @@ from relay.mail.limits import check as check_structure
 from relay.mail.verp import parse_return_path
 from relay.pipeline import SessionInfo
 from relay.policy_pool import Budget, BudgetExceeded, Runner, shared_runner
-from relay.replies import Reply
 from relay.settings import Settings
 from relay.store.archive import Record, bounded, last_hash
 from relay.store.commit import Entry, GroupCommitter, lock_chain, write_entries

@@ -33,7 +33,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from relay import replies
+from relay.core import replies
 from relay.db import read_tx
 from relay.store.tables import UTCDateTime, archive, deliveries, delivery_events, utcnow
 

@@ -19,9 +19,10 @@ import structlog
 from sqlalchemy.exc import DataError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from relay import replies
 from relay.authn.fromaddr import FromError, canonical_address, header_values, single_from
 from relay.clock import utcnow
+from relay.core import replies
+from relay.core.replies import Reply
 from relay.mail import rewrite as rw
 from relay.mail.autoreply import is_automatic
 from relay.mail.limits import StructureLimits
@@ -31,7 +32,6 @@ from relay.mail.verp import new_token, return_path
 from relay.policy.model import PolicyContext, Verdict
 from relay.policy_pool import Budget, BudgetExceeded, shared_runner
 from relay.ratelimits import LimitExceeded, RateLimits, wants_no_reply
-from relay.replies import Reply
 from relay.settings import Settings
 from relay.store import holds
 from relay.store.archive import Record, bounded

@@ -40,10 +40,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from relay import malloc, replies
+from relay import malloc
+from relay.core import replies
+from relay.core.replies import Reply
 from relay.policy.language import warm
 from relay.policy.model import PolicyContext, Verdict
-from relay.replies import Reply
 
 T = TypeVar("T")
 

@@ -43,8 +43,8 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from relay.clock import utcnow
+from relay.core.replies import Reply
 from relay.db import read_tx
-from relay.replies import Reply
 from relay.settings import LimitsSection, Settings
 from relay.store import counters, optouts
 from relay.store.archive import bounded

@@ -29,10 +29,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from relay.core.replies import Reply
 from relay.db import read_tx
 from relay.mail.parse import Inbound
 from relay.pipeline import Pipeline, SenderCheck, SessionInfo, registered_sender
-from relay.replies import Reply
 from relay.settings import Settings
 from relay.store import orders, secrets_store
 from relay.store.commit import GroupCommitter

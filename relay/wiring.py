@@ -9,11 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 from relay.authn import authenticate, header_values, judge_sender
+from relay.core.replies import Reply
 from relay.delivery.route import make_resolver
 from relay.dkim import DkimKeyError, load_signer
 from relay.mail.parse import Inbound
 from relay.pipeline import Authenticator, SenderCheck, SessionInfo, registered_sender
-from relay.replies import Reply
 from relay.settings import Settings, SettingsError
 from relay.store.resolve import Resolution
 

@@ -18,8 +18,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from relay import replies
-from relay.replies import Reply
+from relay.core import replies
+from relay.core.replies import Reply
 
 _FIELD_NAME = re.compile(rb"[!-9;-~]+[ \t]*:")
 _BOUNDARY = re.compile(rb'(?i)(?:^|;)\s*boundary\s*=\s*(?:"([^"]*)"|([^;\s]*))')

@@ -15,8 +15,8 @@ from email.header import decode_header, make_header
 from email.message import Message
 from email.parser import BytesHeaderParser
 
-from relay import replies
-from relay.replies import Reply
+from relay.core import replies
+from relay.core.replies import Reply
 
 _HEADER_END = re.compile(rb"\r\n\r\n")
 HOPS_HEADER = "X-Relay-Hops"

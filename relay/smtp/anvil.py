@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 
-from relay.replies import Reply
+from relay.core.replies import Reply
 
 TOO_FAST = Reply(
     421, "4.7.0", "Too many connections from your address in a short time, try again later"

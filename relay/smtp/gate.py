@@ -57,9 +57,10 @@ from typing import Any
 
 import structlog
 
-from relay import metrics, replies
+from relay import metrics
+from relay.core import replies
+from relay.core.replies import Reply
 from relay.proxy import Network, allowed, parse_networks
-from relay.replies import Reply
 from relay.smtp.anvil import TOO_FAST, ConnectionRate
 
 log = structlog.get_logger("relay.smtp")

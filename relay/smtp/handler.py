@@ -13,7 +13,8 @@ import structlog
 from aiosmtpd.proxy_protocol import ProxyData
 from aiosmtpd.smtp import SMTP
 
-from relay import metrics, replies
+from relay import metrics
+from relay.core import replies
 from relay.log import mask
 from relay.pipeline import Pipeline, SessionInfo
 from relay.proxy import client_peer

@@ -23,15 +23,15 @@ from typing import TypedDict, Unpack
 
 import structlog
 
-from relay import replies
 from relay.clock import utcnow
+from relay.core import replies
+from relay.core.replies import Reply
 from relay.mail.limits import StructureLimits
 from relay.mail.limits import check as check_structure
 from relay.mail.parse import intake
 from relay.mail.verp import new_token, return_path
 from relay.pipeline import SessionInfo
 from relay.policy_pool import Budget, BudgetExceeded, Runner, shared_runner
-from relay.replies import Reply
 from relay.settings import Settings
 from relay.store.archive import Record
 from relay.store.commit import Entry, GroupCommitter, Outgoing

@@ -36,9 +36,10 @@ from typing import Any
 import structlog
 from aiosmtpd.smtp import MISSING, SMTP, TLSSetupException, syntax
 
-from relay import malloc, metrics, replies
+from relay import malloc, metrics
+from relay.core import replies
+from relay.core.replies import Reply
 from relay.proxy import Network, allowed, parse_xforward
-from relay.replies import Reply
 from relay.smtp.fastinit import init_smtp
 from relay.smtp.gate import (
     DATA,

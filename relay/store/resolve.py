@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from relay import replies
+from relay.core import replies
+from relay.core.replies import Reply
 from relay.db import read_tx
-from relay.replies import Reply
 from relay.store.tables import aliases, orders, parties, party_senders, utcnow
 
 if TYPE_CHECKING:  # importing relay.policy loads the whole engine

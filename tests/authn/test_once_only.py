@@ -12,8 +12,8 @@ import pytest
 
 from relay.authn.dkimverify import verify_all
 from relay.authn.dnsutil import Deadline
+from relay.core.replies import Reply
 from relay.mail.parse import ONCE_ONLY, intake
-from relay.replies import Reply
 from relay.store.archive import SearchFilter, search, verify
 from tests.authn.mailworld import ALIAS, ATTACKER_IP, SELLER, World, message, sign
 from tests.authn.relayworld import auth_relay
