@@ -26,6 +26,7 @@ from relay.bounces_in import SignedBounces
 from relay.db import create_engine
 from relay.db.migrate import upgrade
 from relay.delivery.route import Router, make_resolver
+from relay.delivery.transport import smtp_transport
 from relay.delivery.worker import DeliveryWorker, Signer
 from relay.health import Check, OpsServer, cert_expiry, check_certificate, check_database
 from relay.log import set_hash_key
@@ -153,7 +154,12 @@ class Relay:
             self.worker = DeliveryWorker(
                 s,
                 self.engine,
-                Router(s.delivery, resolver),
+                smtp_transport(
+                    Router(s.delivery, resolver),
+                    s.relay.helo_name,
+                    s.delivery.timeout.total_seconds(),
+                    s.delivery.concurrency,
+                ),
                 signer=self._signer,
                 wake=self.committer.committed,
             )

@@ -1,6 +1,14 @@
-"""Sending one message to one recipient over aiosmtplib, reusing connections.
+"""How the worker hands a message on: the ``Transport`` seam, SMTP behind it, a mock.
 
-Connections are pooled per (host, port). A destination gets at most ``per_target``
+The worker knows one call, ``await transport.deliver(envelope, data) -> Outcome``, and
+``close()`` at the end (the shape of httpx's transports): where the bytes go, over what,
+and how connections are kept is the transport's business. ``SmtpTransport`` is the real
+one (routing by relay.delivery.route, the pool below); ``MockTransport`` records what it
+was given and answers scripted outcomes, so tests drive the worker's retry and bounce
+decisions against a real database without a mail server.
+
+The SMTP transport sends one message to one recipient over aiosmtplib, reusing
+connections. Connections are pooled per (host, port). A destination gets at most ``per_target``
 connections at once: a burst of messages then queues for a connection that is already
 open instead of opening one per message (which both wastes handshakes and looks like
 abuse to the receiving server). A connection is reused after a transaction, including a
@@ -17,8 +25,9 @@ import asyncio
 import contextlib
 import ssl
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
 import aiosmtplib
 
@@ -32,10 +41,34 @@ _TRANSPORT_ERRORS = (TimeoutError, aiosmtplib.SMTPException, OSError)
 
 @dataclass(frozen=True)
 class Outcome:
+    """What one delivery attempt came to: ``status`` is delivered|deferred|failed (the
+    worker retries a deferral and bounces a failure), ``code``/``enhanced`` the far
+    end's reply codes when there was a reply, ``detail`` its text (it may name the
+    recipient: the worker scrubs it before logging)."""
+
     status: str  # delivered|deferred|failed
     code: int | None
     enhanced: str
     detail: str
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """The SMTP envelope of one delivery: our return path (``""``: the null sender of a
+    notice) and the one recipient."""
+
+    mail_from: str
+    rcpt: str
+
+
+class Transport(Protocol):
+    """Hands one message to one recipient; never raises for the far end's trouble (a
+    refusal, a lost connection, a DNS failure are Outcomes), only for our own bugs."""
+
+    async def deliver(self, envelope: Envelope, data: bytes) -> Outcome: ...
+
+    async def close(self) -> None:
+        """Release what the transport holds (pooled connections); called once, last."""
 
 
 def _enhanced(message: str) -> str:
@@ -233,3 +266,71 @@ def _options(mail_from: str, rcpt: str) -> list[str]:
 def _from_response(code: int, message: str) -> Outcome:
     status = "failed" if code >= 500 else "deferred"
     return Outcome(status, code, _enhanced(message), f"{code} {message}"[:500])
+
+
+class SmtpTransport:
+    """The real transport: targets from the router, one pooled SMTP transaction each.
+
+    Idle pooled connections are closed in the background every ``prune_every`` seconds
+    (a far end times them out anyway; holding them is impolite), from the first delivery
+    until ``close()``.
+    """
+
+    def __init__(self, router: Router, pool: Pool, *, prune_every: float = 10.0) -> None:
+        self.router = router
+        self.pool = pool
+        self.prune_every = prune_every
+        self._pruner: asyncio.Task[None] | None = None
+
+    async def deliver(self, envelope: Envelope, data: bytes) -> Outcome:
+        if self._pruner is None:
+            self._pruner = asyncio.create_task(self._prune(), name="delivery-pool-prune")
+        return await send(self.router, self.pool, envelope.mail_from, envelope.rcpt, data)
+
+    async def _prune(self) -> None:
+        while True:
+            await asyncio.sleep(self.prune_every)
+            self.pool.prune()
+
+    async def close(self) -> None:
+        if self._pruner is not None:
+            self._pruner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._pruner
+        await self.pool.close()
+
+
+Script = Callable[[Envelope, bytes], "Outcome | Exception"]
+
+
+class MockTransport:
+    """A transport for tests: records every ``(envelope, data)`` it is given and answers
+    from a script: a list of outcomes (one per delivery, the last repeated) or a function
+    of the delivery. An Exception in the script is raised, as a bug in a transport
+    would be, so the worker's own error path can be driven too."""
+
+    def __init__(self, script: Iterable[Outcome | Exception] | Script) -> None:
+        self.sent: list[tuple[Envelope, bytes]] = []
+        self.closed = False
+        self._fn: Script | None = script if callable(script) else None
+        self._left: list[Outcome | Exception] = [] if callable(script) else list(script)
+        if self._fn is None and not self._left:
+            raise ValueError("MockTransport needs at least one scripted outcome")
+
+    async def deliver(self, envelope: Envelope, data: bytes) -> Outcome:
+        self.sent.append((envelope, data))
+        if self._fn is not None:
+            answer = self._fn(envelope, data)
+        else:
+            answer = self._left.pop(0) if len(self._left) > 1 else self._left[0]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+def smtp_transport(router: Router, helo: str, timeout: float, concurrency: int) -> SmtpTransport:
+    """The SMTP transport with the pool sized as the worker's settings say."""
+    return SmtpTransport(router, Pool(helo, timeout, per_target=min(concurrency, PER_TARGET)))

@@ -1,5 +1,8 @@
 """The delivery worker: claim due rows, send, record, retry or bounce.
 
+Sending is a Transport's (relay.delivery.transport): the worker hands it an envelope and
+the bytes and gets an Outcome back; it knows nothing of SMTP, routes or connections.
+
 It runs in the relay process (woken by each commit) or alone (``relay worker``); several
 workers share one PostgreSQL queue through leases and ``FOR UPDATE SKIP LOCKED``. A
 worker renews the leases of what it is sending, so only a dead worker's rows are taken
@@ -36,8 +39,7 @@ from relay.bounce import Original, explain, load_original, notice_entry
 from relay.db import read_tx, write_tx
 from relay.delivery import journal
 from relay.delivery.journal import OutcomeJournal
-from relay.delivery.route import Router
-from relay.delivery.transport import PER_TARGET, Outcome, Pool, send
+from relay.delivery.transport import Envelope, Outcome, Transport
 from relay.log import mask, scrub_addresses
 from relay.settings import Settings
 from relay.store import queue
@@ -76,24 +78,18 @@ class DeliveryWorker:
         self,
         settings: Settings,
         engine: AsyncEngine,
-        router: Router,
+        transport: Transport,
         *,
         signer: Signer | None = None,
         wake: asyncio.Event | None = None,
     ) -> None:
         self.settings = settings
         self.engine = engine
-        self.router = router
+        self.transport = transport
         self.signer = signer
         self.wake = wake or asyncio.Event()
         self.name = f"worker-{secrets.token_hex(4)}"
-        d = settings.delivery
-        self.pool = Pool(
-            settings.relay.helo_name,
-            d.timeout.total_seconds(),
-            per_target=min(d.concurrency, PER_TARGET),
-        )
-        self._slots = asyncio.Semaphore(d.concurrency)
+        self._slots = asyncio.Semaphore(settings.delivery.concurrency)
         self._running: set[asyncio.Task[None]] = set()
         self._held: set[int] = set()  # delivery ids we are sending: leases to renew
         self._renewer: asyncio.Task[None] | None = None
@@ -160,7 +156,7 @@ class DeliveryWorker:
         """Renew the leases of in-flight sends every third of the lease, also while
         stop() waits for them to finish."""
         lease = self.settings.delivery.claim_lease
-        every = min(max(lease.total_seconds() / 3, 0.05), 10.0)  # also the pruning tick
+        every = min(max(lease.total_seconds() / 3, 0.05), 10.0)
         while True:
             await asyncio.sleep(every)
             try:
@@ -170,7 +166,6 @@ class DeliveryWorker:
             else:
                 if self._held:
                     self._db_worked()
-            self.pool.prune()
 
     async def _claim_loop(self) -> None:
         self._claiming = True
@@ -278,7 +273,7 @@ class DeliveryWorker:
             if helper is not None:
                 helper.cancel()
         self._journal.close()
-        await self.pool.close()
+        await self.transport.close()
 
     async def _last_flush(self, seconds: float) -> None:
         """On stop, give kept outcomes what is left of the grace to reach the database
@@ -332,7 +327,8 @@ class DeliveryWorker:
                 if self.signer is not None:
                     data = self.signer(data)
                 started = time.monotonic()
-                outcome = await send(self.router, self.pool, item.mail_from, item.rcpt, data)
+                envelope = Envelope(item.mail_from, item.rcpt)
+                outcome = await self.transport.deliver(envelope, data)
                 metrics.observe_delivery_attempt(time.monotonic() - started, outcome.status)
             except Exception as err:
                 log.error(

@@ -118,7 +118,7 @@ async def test_direct_mx_falls_back_to_plaintext_when_starttls_breaks(
             await buyer_writes(relay, order)  # remembered: straight to plaintext
             await broken.wait_for(2)
             assert broken.secure == [False, False]
-            assert relay.worker.pool._no_tls  # the handshake was tried, and failed
+            assert relay.worker.transport.pool._no_tls  # the handshake was tried, and failed
             rows = await wait_until(lambda: all_status(relay.engine, "delivered", 2))
             assert [r.attempts for r in rows] == [1, 1]
 
