@@ -4,8 +4,8 @@
     .venv/bin/python bench/search_bench.py \
         --url postgresql+asyncpg://postgres@127.0.0.1/relay_bench_search
 
-Builds the archive through the relay's own commit path (``relay.store.commit.write_entries``
-under the chain lock: hash chain, ``archive_text`` indexing as the relay does it), text
+Builds the archive through the relay's own commit path (``relay.store.ledger``, the chain's
+one writer, under its lock: hash chain, ``archive_text`` indexing as the relay does it), text
 extracted before the lock as intake does; ``--writers`` processes (2) take ``--batch``
 records per commit (500) in turn. Orders, parties and aliases are bulk-inserted (they are
 not what is measured). The largest seller holds 10 % of the messages, the rest is spread
@@ -110,18 +110,16 @@ def make_batch(b: int, messages: int, batch: int, words: list[str], seed: int) -
 
 
 async def _write_batches(url: str, messages: int, batch: int, mine: list[int], seed: int) -> None:
-    from relay.db import create_engine, write_tx
-    from relay.store import archive
-    from relay.store.commit import lock_chain, write_entries
+    from relay.db import create_engine
+    from relay.store import ledger
 
     engine = create_engine(url, pool_size=2)
     words = _words(seed)
     started = time.perf_counter()
     for i, b in enumerate(mine):
         entries = make_batch(b, messages, batch, words, seed)
-        async with write_tx(engine) as conn:
-            await lock_chain(conn)
-            await write_entries(conn, entries, await archive.last_hash(conn))
+        async with ledger.open(engine) as book:
+            await book.append(entries)
         if mine[0] == 0 and (i + 1) % max(1, 50_000 // batch) == 0:  # writer 0 reports
             done = (b + 1) * batch
             print(f"  ~{done:,} records, {time.perf_counter() - started:.0f} s", flush=True)

@@ -20,18 +20,14 @@ from email.parser import BytesHeaderParser
 from email.policy import SMTP, compat32
 from email.utils import format_datetime, formataddr, getaddresses
 
-import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
-
+from relay.core.outcomes import Direction, ReasonCode, Verdict
 from relay.mail import notices_i18n
 from relay.mail.autoreply import is_automatic
 from relay.mail.rewrite import new_message_id
 from relay.mail.verp import new_token
 from relay.store.archive import Record
-from relay.store.commit import Entry, Outgoing
-from relay.store.tables import archive, orders
-
-HEAD_BYTES = 65536
+from relay.store.ledger import Entry, Outgoing
+from relay.store.originals import Head
 
 _CLASSES = {
     "1": "the recipient's mailbox address is no longer valid",
@@ -88,39 +84,20 @@ def sender_of(from_header: str) -> str:
     return pairs[0][1].lower() if len(pairs) == 1 and "@" in pairs[0][1] else ""
 
 
-async def load_original(conn: AsyncConnection, archive_id: int) -> Original | None:
-    """The notice's view of an archived message; None for notices and DSNs themselves."""
-    row = (
-        await conn.execute(
-            sa.select(
-                archive.c.order_id,
-                archive.c.alias,
-                archive.c.subject,
-                archive.c.created_at,
-                archive.c.from_header,
-                archive.c.kind,
-                archive.c.mail_from,
-                archive.c.message_id,
-                sa.select(orders.c.buyer_locale)
-                .where(orders.c.id == archive.c.order_id)
-                .scalar_subquery()
-                .label("locale"),
-                # The header section is all we need: never load a 40 MB body for it.
-                sa.func.substr(archive.c.original, 1, HEAD_BYTES).label("head"),
-            ).where(archive.c.id == archive_id)
-        )
-    ).first()
-    if row is None or row.kind != "message":
+def original_from(head: Head | None) -> Original | None:
+    """The notice's view of an archived message (relay.store.originals); None for
+    notices and DSNs themselves, which are never answered."""
+    if head is None or head.kind != "message":
         return None
     return Original(
-        row.order_id or "",
-        row.alias,
-        row.subject,
-        row.created_at,
-        sender_of(row.from_header),
-        automatic=not row.mail_from or _automatic(bytes(row.head)),
-        message_id=_one_id(row.message_id),
-        locale=row.locale or "en",
+        head.order_id or "",
+        head.alias,
+        head.subject,
+        head.created_at,
+        sender_of(head.from_header),
+        automatic=not head.mail_from or _automatic(head.head),
+        message_id=_one_id(head.message_id),
+        locale=head.locale or "en",
     )
 
 
@@ -179,18 +156,19 @@ def notice_entry(
     body = compose_notice(original, reason=reason, domain=domain, marketplace=marketplace, now=now)
     record = Record(
         created_at=now,
-        verdict="deliver",
+        verdict=Verdict.DELIVER,
         kind="notice",
         original=body,
         sha256=hashlib.sha256(body).hexdigest(),
         delivered=body,
         order_id=original.order_id,
-        direction="notice",
+        direction=Direction.NOTICE,
         alias=original.alias,
         rcpt=original.sender,
         from_header=f"mailer-daemon@{domain}",
         subject=notices_i18n.text_for(original.locale).subject.format(order=original.order_id),
         reason=reason,
+        reason_code=ReasonCode.NOTICE,
     )
     return Entry(
         record, Outgoing(mail_from="", rcpt=original.sender, token=new_token(), notify=False)

@@ -12,15 +12,15 @@ import hashlib
 from dataclasses import dataclass
 from email.parser import BytesHeaderParser
 from email.policy import compat32
+from typing import TYPE_CHECKING
 
-import sqlalchemy as sa
 import structlog
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from relay.bounce import explain, load_original, notice_entry
+from relay.bounce import explain, notice_entry, original_from
+from relay.clock import utcnow
 from relay.core import replies
+from relay.core.outcomes import ReasonCode, Verdict
 from relay.core.replies import Reply
-from relay.db import read_tx, write_tx
 from relay.mail.dsn import parse_dsn
 from relay.mail.limits import StructureLimits
 from relay.mail.limits import check as check_structure
@@ -28,9 +28,12 @@ from relay.mail.verp import parse_return_path
 from relay.pipeline import SessionInfo
 from relay.policy_pool import Budget, BudgetExceeded, Runner, shared_runner
 from relay.settings import Settings
-from relay.store.archive import Record, bounded, last_hash
-from relay.store.commit import Entry, GroupCommitter, lock_chain, write_entries
-from relay.store.tables import archive, deliveries, delivery_events, utcnow
+from relay.store import ledger, originals, queue
+from relay.store.archive import Record, bounded
+from relay.store.commit import Entry, GroupCommitter
+
+if TYPE_CHECKING:  # a handle passed through to relay.store; no SQL here
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 log = structlog.get_logger("relay.bounce")
 
@@ -118,10 +121,7 @@ class SignedBounces:
         token = self.check(local)
         if token is None:
             return None
-        async with read_tx(self.engine) as conn:
-            q = sa.select(deliveries.c.id).where(deliveries.c.token == token)
-            row = (await conn.execute(q)).first()
-        return token if row is not None else None
+        return token if await queue.known_token(self.engine, token) else None
 
     async def accept(self, info: SessionInfo, tokens: list[str], raw: bytes) -> str:
         # Parsing is CPU work on untrusted input of up to the size limit: off the loop.
@@ -133,37 +133,23 @@ class SignedBounces:
         if isinstance(outcome, Reply):  # over a limit: archived (bounded) and refused
             kept = bounded(raw, self.settings.archive.refused_keep)
             record = Record(
-                created_at=now, verdict="refused", kind="dsn", original=kept,
+                created_at=now, verdict=Verdict.REFUSED, kind="dsn", original=kept,
                 sha256=digest, size=len(raw), truncated=len(kept) < len(raw),
                 session_id=info.session_id, mail_from=info.mail_from.lower(),
                 client_ip=info.client_ip, helo=info.helo[:255], reason=outcome.text,
+                reason_code=ReasonCode.INTAKE,
             )  # fmt: skip
             await self.committer.submit([Entry(record)])
             log.info("bounce.refused", reply=str(outcome))
             return str(outcome)
-        async with write_tx(self.engine) as conn:
-            # Read inside the writing transaction, after the chain lock: two reports about
+        detail = f"DSN {outcome.action} {outcome.status}" if outcome else ""
+        async with ledger.open(self.engine) as book:
+            # Read inside the ledger's transaction, after the chain lock: two reports about
             # the same delivery are then serialised, and only the first sends a notice.
-            await lock_chain(conn)
-            prev = await last_hash(conn)
-            rows = (
-                await conn.execute(
-                    sa.select(
-                        deliveries.c.id,
-                        deliveries.c.archive_id,
-                        deliveries.c.status,
-                        deliveries.c.notify,
-                        deliveries.c.mail_from,
-                        archive.c.order_id,
-                        archive.c.alias,
-                    )
-                    .join(archive, archive.c.id == deliveries.c.archive_id)
-                    .where(deliveries.c.token.in_(tokens))
-                )
-            ).all()
+            rows = await queue.reported(book, tokens)
             record = Record(
                 created_at=now,
-                verdict="absorbed",
+                verdict=Verdict.ABSORBED,
                 kind="dsn",
                 original=raw,
                 sha256=digest,
@@ -176,38 +162,20 @@ class SignedBounces:
                 reason=f"{outcome.action} {outcome.status}"
                 if outcome
                 else "not a delivery status report",
+                reason_code=ReasonCode.DSN if outcome else ReasonCode.NOT_DSN,
             )
             entries = [Entry(record)]
-            for row in rows:
-                if outcome is None:
-                    continue
-                failed = outcome.action == "failed"
-                await conn.execute(
-                    delivery_events.insert().values(
-                        delivery_id=row.id,
-                        archive_id=row.archive_id,
-                        at=now,
-                        event=_event(outcome.action),
-                        code=None,
-                        detail=f"DSN {outcome.action} {outcome.status}",
-                    )
-                )
-                if failed and row.status != "failed":
-                    # Guarded: a worker that failed the row meanwhile has told the sender.
-                    changed = await conn.execute(
-                        deliveries.update()
-                        .where(deliveries.c.id == row.id, deliveries.c.status != "failed")
-                        .values(
-                            status="failed",
-                            last_error=f"DSN {outcome.action} {outcome.status}",
-                            updated_at=now,
-                        )
-                    )
-                    if changed.rowcount and row.notify and row.mail_from:
-                        notice = await self._notice(conn, row.archive_id, outcome)
+            if outcome is not None and rows:
+                failed = await queue.settle_by_dsn(
+                    book, rows, event=_event(outcome.action), detail=detail,
+                    failed=outcome.action == "failed",
+                )  # fmt: skip
+                for row in failed:
+                    if row.notify and row.mail_from:
+                        notice = await self._notice(book, row.archive_id, outcome)
                         if notice is not None:
                             entries.append(notice)
-            await write_entries(conn, entries, prev)
+            await book.append(entries)
         self.committer.committed.set()
         log.info(
             "bounce.received", action=outcome.action if outcome else "none", deliveries=len(rows)
@@ -215,9 +183,9 @@ class SignedBounces:
         return str(replies.OK.with_text("Bounce received"))
 
     async def _notice(
-        self, conn: AsyncConnection, archive_id: int, outcome: DsnOutcome
+        self, book: ledger.Ledger, archive_id: int, outcome: DsnOutcome
     ) -> Entry | None:
-        original = await load_original(conn, archive_id)
+        original = original_from(await originals.head(book.conn, archive_id))
         if original is None:
             return None
         code = 550 if outcome.status.startswith("5") else 450

@@ -30,22 +30,23 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from relay import metrics
-from relay.bounce import Original, explain, load_original, notice_entry
-from relay.db import read_tx, write_tx
+from relay.bounce import explain, notice_entry, original_from
+from relay.clock import utcnow
+from relay.core.outcomes import DeliveryStatus
 from relay.delivery import journal
 from relay.delivery.journal import OutcomeJournal
 from relay.delivery.transport import Envelope, Outcome, Transport
 from relay.log import mask, scrub_addresses
 from relay.settings import Settings
-from relay.store import queue
-from relay.store.archive import last_hash
-from relay.store.commit import lock_chain, write_entries
-from relay.store.tables import deliveries, delivery_events, utcnow
+from relay.store import originals, queue
+
+if TYPE_CHECKING:  # a handle passed through to relay.store; no SQL here
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 log = structlog.get_logger("relay.delivery")
 Signer = Callable[[bytes], bytes]
@@ -128,13 +129,13 @@ class DeliveryWorker:
 
     async def _record_batches(self) -> None:
         """Write the outcomes that are waiting in one transaction, over and over: a
-        batch forms by itself while the previous one commits (see queue.record_many)."""
+        batch forms by itself while the previous one commits (see queue.settle)."""
         while True:
             batch = [await self._attempts.get()]
             while not self._attempts.empty() and len(batch) < RECORD_BATCH:
                 batch.append(self._attempts.get_nowait())
             try:
-                await queue.record_many(self.engine, [attempt for attempt, _ in batch])
+                await queue.settle(self.engine, [attempt for attempt, _ in batch])
             except Exception as err:  # each sender retries its own (_deliver_held)
                 for _, fut in batch:
                     if not fut.done():
@@ -146,7 +147,7 @@ class DeliveryWorker:
 
     async def _save(self, attempt: queue.Attempt) -> None:
         if self._recorder is None or self._recorder.done():  # drain(), or not running
-            await queue.record_many(self.engine, [attempt])
+            await queue.settle(self.engine, [attempt])
             return
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._attempts.put_nowait((attempt, fut))
@@ -466,7 +467,8 @@ class DeliveryWorker:
         if outcome.status == "delivered":
             await self._save(
                 queue.Attempt(
-                    item, "delivered", "delivered", outcome.code, outcome.detail, at=at
+                    item, DeliveryStatus.DELIVERED, "delivered", outcome.code, outcome.detail,
+                    at=at,
                 )
             )
             log.info("delivery.delivered", delivery=item.id, attempts=item.attempts + 1)
@@ -474,7 +476,8 @@ class DeliveryWorker:
             delay = retry_delay(d.retry, item.attempts)
             await self._save(
                 queue.Attempt(
-                    item, "deferred", "deferred", outcome.code, outcome.detail, now + delay, at
+                    item, DeliveryStatus.DEFERRED, "deferred", outcome.code, outcome.detail,
+                    now + delay, at,
                 )
             )
             log.info(
@@ -488,12 +491,13 @@ class DeliveryWorker:
             await self._fail(item, outcome, at)
 
     async def _fail(self, item: queue.Claimed, outcome: Outcome, at: datetime | None) -> None:
-        """Mark failed and queue the notice in the same transaction: never one without the other."""
+        """Mark failed and queue the notice in the same transaction (queue.fail): never
+        one without the other."""
         now = utcnow()
         expired = outcome.detail.startswith("expired")
         entry = None
         if item.notify and item.mail_from:
-            original = await self._original(item.archive_id)
+            original = original_from(await originals.read_head(self.engine, item.archive_id))
             if original is not None:
                 entry = notice_entry(
                     original,
@@ -507,42 +511,10 @@ class DeliveryWorker:
                     marketplace=self.settings.relay.marketplace,
                     now=now,
                 )
-        async with write_tx(self.engine) as conn:
-            if entry is not None:
-                # Chain lock before the row lock, the order SignedBounces.accept uses:
-                # the other order can deadlock on PostgreSQL against an incoming DSN.
-                await lock_chain(conn)
-            result = await conn.execute(
-                deliveries.update()
-                .where(queue.held_by(item))
-                .values(
-                    status="failed",
-                    attempts=item.attempts + 1,
-                    claimed_by="",
-                    claimed_until=None,
-                    last_code=outcome.code,
-                    last_error=queue.text(outcome.detail),
-                    updated_at=now,
-                )
-            )
-            event = "expired" if expired else "failed"
-            if result.rowcount or at is None or not await queue.has_event(
-                conn, item, event, since=at
-            ):
-                await conn.execute(
-                    delivery_events.insert().values(
-                        delivery_id=item.id,
-                        archive_id=item.archive_id,
-                        at=now,
-                        event=event,
-                        code=outcome.code,
-                        detail=queue.text(outcome.detail),
-                    )
-                )
-            if not result.rowcount:
-                entry = None  # a DSN or another worker already decided, and told the sender
-            if entry is not None:
-                await write_entries(conn, [entry], await last_hash(conn))
+        told = await queue.fail(
+            self.engine, item, event="expired" if expired else "failed", code=outcome.code,
+            detail=outcome.detail, at=at, notice=entry,
+        )  # fmt: skip
         self.wake.set()
         log.info(
             "delivery.failed",
@@ -550,12 +522,8 @@ class DeliveryWorker:
             code=outcome.code,
             enhanced=outcome.enhanced,
             reason=scrub_addresses(outcome.detail)[:300],
-            notice=entry is not None,
+            notice=told,
         )
-
-    async def _original(self, archive_id: int) -> Original | None:
-        async with read_tx(self.engine) as conn:
-            return await load_original(conn, archive_id)
 
 
 def retry_delay(schedule: list[timedelta], attempts: int) -> timedelta:

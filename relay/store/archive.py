@@ -37,6 +37,8 @@ _CHAINED = (
 )  # fmt: skip
 # Added later (migration 0003i): chained only when set, so older records hash as before.
 _SIZED = ("size", "truncated")
+# Added later still (migration 0007): relay.core.outcomes.ReasonCode, chained when set.
+_CODED = ("reason_code",)
 HEADER_KEEP = 1024 * 1024  # a header section longer than this is cut too
 # Column widths (relay.store.tables): PostgreSQL refuses a longer value, SQLite would not.
 _WIDTH = {
@@ -73,6 +75,7 @@ class Record:
     auth: str = "{}"
     size: int | None = None  # of the whole message received; None on old records
     truncated: bool = False  # ``original`` is only the start of it (see ``bounded``)
+    reason_code: str | None = None  # relay.core.outcomes.ReasonCode; None only before 0007
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
@@ -83,10 +86,12 @@ class Record:
             value = getattr(self, k)
             if isinstance(value, str):
                 value = clean_text(value)[: _WIDTH.get(k)]  # a too-long value is no 451 either
-                object.__setattr__(self, k, value)
+                object.__setattr__(self, k, str.__str__(value))  # an enum member: its text
+        if self.reason_code is not None:
+            object.__setattr__(self, "reason_code", str.__str__(self.reason_code))
 
     def row(self) -> dict[str, Any]:
-        d = {k: getattr(self, k) for k in (*_CHAINED, *_SIZED)}
+        d = {k: getattr(self, k) for k in (*_CHAINED, *_SIZED, *_CODED)}
         d["original"] = self.original
         d["delivered"] = self.delivered
         return d
@@ -111,46 +116,10 @@ def chain_hash(prev_hash: str, row: dict[str, Any]) -> str:
         canonical["truncated"] = bool(row.get("truncated"))
         if canonical["truncated"]:  # ``sha256`` is of the whole; the kept bytes need their own
             canonical["kept_sha256"] = hashlib.sha256(row["original"]).hexdigest()
+    if row.get("reason_code") is not None:
+        canonical["reason_code"] = str(row["reason_code"])
     blob = json.dumps(canonical, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(f"{prev_hash}\n{blob}".encode()).hexdigest()
-
-
-async def last_hash(conn: AsyncConnection) -> str:
-    """Call only while holding the chain lock (see relay.store.commit)."""
-    row = (
-        await conn.execute(sa.select(archive.c.hash).order_by(archive.c.id.desc()).limit(1))
-    ).first()
-    return row.hash if row else GENESIS
-
-
-async def append_many(
-    conn: AsyncConnection, records: list[Record], prev_hash: str
-) -> tuple[list[int], str]:
-    """Insert records in chain order, and their search text, in the caller's transaction.
-
-    One multi-row INSERT for the lot (ids come back in parameter order): the group
-    commit holds the chain lock while this runs, so round trips here are paid by every
-    waiting session.
-    """
-    from relay.store.search import index_many
-
-    rows = []
-    for record in records:
-        row = record.row()
-        digest = chain_hash(prev_hash, row)
-        rows.append({**row, "prev_hash": prev_hash, "hash": digest})
-        prev_hash = digest
-    result = await conn.execute(
-        archive.insert().returning(archive.c.id, sort_by_parameter_order=True), rows
-    )
-    ids = [int(r[0]) for r in result]
-    await index_many(conn, ids, records)
-    return ids, prev_hash
-
-
-async def append(conn: AsyncConnection, record: Record, prev_hash: str) -> tuple[int, str]:
-    ids, digest = await append_many(conn, [record], prev_hash)
-    return ids[0], digest
 
 
 @dataclass(frozen=True)
@@ -179,7 +148,7 @@ async def verify(
     prev, count, last_id = GENESIS, 0, 0
     cols = [
         archive.c[k]
-        for k in (*_CHAINED, *_SIZED, "id", "prev_hash", "hash", "original", "delivered")
+        for k in (*_CHAINED, *_SIZED, *_CODED, "id", "prev_hash", "hash", "original", "delivered")
     ]
     while True:
         async with read_tx(engine) as conn:

@@ -4,93 +4,44 @@ A session hands its records to the writer and waits; the writer takes everything
 writes it in one durable transaction (archive record, message-id mapping and delivery
 row together) and only then wakes each session, which only then answers 250. If a group
 fails, each submission is retried alone so one bad record cannot fail its neighbours.
+The writing itself is relay.store.ledger's (the hash chain's one writer and one lock);
+this module only groups, settles the rate counters, and hands each session its ids.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from dataclasses import dataclass
 
-import sqlalchemy as sa
 import structlog
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from relay import ratelimits
-from relay.db import write_tx
-from relay.store import archive
-from relay.store.counters import Charge
-from relay.store.tables import deliveries, message_ids, utcnow
+from relay.store import ledger
+from relay.store.ledger import Entry as Entry
+from relay.store.ledger import Outgoing as Outgoing
 
 log = structlog.get_logger("relay.store.commit")
-CHAIN_LOCK = 0x72656C6179  # "relay": PostgreSQL advisory lock serialising the hash chain
 
 
-@dataclass(frozen=True)
-class Outgoing:
-    """The delivery row to queue with a record, and its message-id mapping."""
-
-    mail_from: str
-    rcpt: str
-    token: str
-    notify: bool = True
-    author: str = ""
-    original_message_id: str = ""
-
-
-@dataclass(frozen=True)
-class Entry:
-    record: archive.Record
-    outgoing: Outgoing | None = None
-    # Rate counters to check and bump under the chain lock (relay.ratelimits.settle).
-    charges: tuple[Charge, ...] = ()
-    no_reply_needed: bool = False  # a buyer message that needs no answer (relay.store.reports)
-
-
-async def lock_chain(conn: AsyncConnection) -> None:
-    """SQLite's BEGIN IMMEDIATE already serialises writers; PostgreSQL needs a lock."""
-    if conn.dialect.name != "sqlite":
-        await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(CHAIN_LOCK)))
-
-
-async def write_entries(
-    conn: AsyncConnection, entries: list[Entry], prev: str
-) -> tuple[list[int], str]:
-    """Archive records, queue their deliveries and map their Message-IDs: three
-    multi-row statements however many entries, all in the caller's transaction."""
-    ids, prev = await archive.append_many(conn, [e.record for e in entries], prev)
-    now = utcnow()
-    queued, mapped = [], []
-    for record_id, entry in zip(ids, entries, strict=True):
-        out = entry.outgoing
-        if out is None:
-            continue
-        queued.append({
-            "archive_id": record_id, "token": out.token, "mail_from": out.mail_from,
-            "rcpt": out.rcpt, "status": "queued", "attempts": 0, "next_attempt_at": now,
-            "notify": out.notify, "created_at": now, "updated_at": now,
-        })  # fmt: skip
-        if out.author and entry.record.relay_message_id:
-            mapped.append({
-                "relay_id": entry.record.relay_message_id,
-                "original_id": out.original_message_id,
-                "order_id": entry.record.order_id or "", "author": out.author,
-                "archive_id": record_id, "created_at": now,
-            })  # fmt: skip
-    if queued:
-        await conn.execute(deliveries.insert(), queued)
-    if mapped:
-        await conn.execute(message_ids.insert(), mapped)
-    await ratelimits.after_write(conn, ids, entries)
-    return ids, prev
+async def settle_and_append(
+    book: ledger.Ledger, submissions: list[list[Entry]]
+) -> tuple[list[list[int]], list[ratelimits.LimitExceeded | None]]:
+    """Check and charge the submissions' rate counters, then append what is left, in
+    the ledger's transaction (under the chain lock); each submission's ids, in order."""
+    settled, over = await ratelimits.settle(book.conn, submissions)
+    ids = await book.append([e for entries in settled for e in entries])
+    results, start = [], 0
+    for entries in settled:  # hand each session back its own ids
+        results.append(ids[start : start + len(entries)])
+        start += len(entries)
+    return results, over
 
 
 async def commit_now(engine: AsyncEngine, entries: list[Entry]) -> list[int]:
     """One submission in its own transaction (CLI, notices, and the group's fallback)."""
-    async with write_tx(engine) as conn:
-        await lock_chain(conn)
-        settled, (over,) = await ratelimits.settle(conn, [entries])
-        ids, _ = await write_entries(conn, settled[0], await archive.last_hash(conn))
+    async with ledger.open(engine) as book:
+        (ids,), (over,) = await settle_and_append(book, [entries])
     if over is not None:
         raise over
     return ids
@@ -140,15 +91,8 @@ class GroupCommitter:
         self, group: list[tuple[list[Entry], asyncio.Future[list[int]]]]
     ) -> None:
         try:
-            async with write_tx(self.engine) as conn:
-                await lock_chain(conn)
-                settled, over = await ratelimits.settle(conn, [entries for entries, _ in group])
-                flat = [e for entries in settled for e in entries]
-                ids, _ = await write_entries(conn, flat, await archive.last_hash(conn))
-            results, start = [], 0
-            for entries in settled:  # hand each session back its own ids
-                results.append(ids[start : start + len(entries)])
-                start += len(entries)
+            async with ledger.open(self.engine) as book:
+                results, over = await settle_and_append(book, [entries for entries, _ in group])
         except Exception as err:
             if len(group) == 1:
                 log.error("archive.commit_failed", error=type(err).__name__)

@@ -27,17 +27,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from relay import bounce
-from relay.db import inserted_id, read_tx, write_tx
+from relay.core.outcomes import Direction, Role, Verdict
+from relay.db import read_tx, write_tx
 from relay.mail.verp import new_token, return_path
-from relay.store.tables import (
-    BigId,
-    UTCDateTime,
-    archive,
-    deliveries,
-    message_ids,
-    metadata,
-    utcnow,
-)
+from relay.store import ledger, originals, queue
+from relay.store.tables import BigId, UTCDateTime, archive, metadata, utcnow
 
 Decision = Literal["release", "refuse"]
 
@@ -105,7 +99,7 @@ def _select() -> sa.Select[Any]:
         sa.select(a.id, a.created_at, a.order_id, a.direction, a.alias, a.subject, a.reason,
                   a.findings, h.decision, h.decided_by, h.decided_at)
         .select_from(archive.outerjoin(hold_decisions, hold_decisions.c.archive_id == a.id))
-        .where(a.verdict == "hold", a.kind == "message")
+        .where(a.verdict == str(Verdict.HOLD), a.kind == "message")
     )  # fmt: skip
 
 
@@ -138,7 +132,7 @@ async def overdue(engine: AsyncEngine, older_than: timedelta | None = None) -> i
     q = (
         sa.select(sa.func.count())
         .select_from(archive.outerjoin(hold_decisions, hold_decisions.c.archive_id == archive.c.id))
-        .where(archive.c.verdict == "hold", hold_decisions.c.id.is_(None),
+        .where(archive.c.verdict == str(Verdict.HOLD), hold_decisions.c.id.is_(None),
                archive.c.created_at < cutoff)
     )  # fmt: skip
     async with read_tx(engine) as conn:
@@ -157,23 +151,19 @@ async def release(
             if row.delivered is None:
                 raise HoldError(f"held message {archive_id} has no copy to deliver")
             token = new_token()
-            result = await conn.execute(
-                deliveries.insert().values(
-                    archive_id=archive_id, token=token,
-                    mail_from=return_path(token, key=verp_key, domain=domain,
-                                          prefix=bounce_prefix),
-                    rcpt=row.rcpt, status="queued", attempts=0, next_attempt_at=now,
-                    notify=bool(row.mail_from), created_at=now, updated_at=now,
-                )
+            rp = return_path(token, key=verp_key, domain=domain, prefix=bounce_prefix)
+            delivery_id = await queue.enqueue_one(
+                conn, queue.NewDelivery(archive_id, token, rp, row.rcpt, bool(row.mail_from)),
+                now=now,
             )
-            delivery_id = inserted_id(result)
-            author = "seller" if row.direction == "seller-to-buyer" else "buyer"
+            author = Role.SELLER if row.direction == Direction.SELLER_TO_BUYER else Role.BUYER
             if row.relay_message_id:
                 ids = regex.findall(r"<[^<>\s]+@[^<>\s]+>", row.message_id or "")
-                await conn.execute(message_ids.insert().values(
-                    relay_id=row.relay_message_id, original_id=ids[0] if len(ids) == 1 else "",
-                    order_id=row.order_id or "", author=author, archive_id=archive_id,
-                    created_at=now))  # fmt: skip
+                await ledger.map_message_ids(conn, [{
+                    "relay_id": row.relay_message_id,
+                    "original_id": ids[0] if len(ids) == 1 else "", "order_id": row.order_id or "",
+                    "author": str(author), "archive_id": archive_id, "created_at": now,
+                }])  # fmt: skip
             await conn.execute(hold_decisions.insert().values(
                 archive_id=archive_id, decision="release", reason="", decided_by=by[:64],
                 decided_at=now, delivery_id=delivery_id))  # fmt: skip
@@ -200,7 +190,7 @@ async def refuse(
             await conn.execute(hold_decisions.insert().values(
                 archive_id=archive_id, decision="refuse", reason=reason[:2000],
                 decided_by=by[:64], decided_at=now))  # fmt: skip
-            original = await bounce.load_original(conn, archive_id)
+            original = bounce.original_from(await originals.head(conn, archive_id))
     except IntegrityError:
         raise HoldError(f"held message {archive_id} was already decided") from None
     if original is None:
@@ -229,7 +219,7 @@ async def _undecided(conn: Any, archive_id: int) -> Any:
             .where(a.id == archive_id)
         )
     ).first()
-    if row is None or row.verdict != "hold" or row.kind != "message":
+    if row is None or row.verdict != Verdict.HOLD or row.kind != "message":
         raise HoldError(f"no held message {archive_id}")
     if row.decided is not None:
         raise HoldError(f"held message {archive_id} was already decided")

@@ -122,7 +122,7 @@ archive = Table(
     Column("subject", Text, nullable=False, server_default=""),
     Column("message_id", Text, nullable=False, server_default=""),
     Column("relay_message_id", String(200), nullable=False, server_default=""),
-    Column("verdict", String(10), nullable=False),  # deliver|redact|reject|refused
+    Column("verdict", String(10), nullable=False),  # relay.core.outcomes.Verdict
     Column("reason", Text, nullable=False, server_default=""),
     Column("findings", Text, nullable=False, server_default="[]"),
     Column("auth", Text, nullable=False, server_default="{}"),
@@ -134,6 +134,8 @@ archive = Table(
     # Full size of what arrived; truncated: ``original`` is only its start (0003i).
     Column("size", BigInteger, nullable=True),
     Column("truncated", Boolean, nullable=False, server_default="0"),
+    # relay.core.outcomes.ReasonCode beside ``reason``; NULL on records before 0007r.
+    Column("reason_code", String(16), nullable=True),
 )
 Index("ix_archive_order", archive.c.order_id, archive.c.id)
 Index("ix_archive_created", archive.c.created_at)
@@ -160,7 +162,7 @@ deliveries = Table(
     Column("token", String(32), nullable=False, unique=True),  # for the signed return path
     Column("mail_from", String(320), nullable=False),  # "" = null return path
     Column("rcpt", String(320), nullable=False),
-    Column("status", String(10), nullable=False),  # queued|sending|deferred|delivered|failed
+    Column("status", String(10), nullable=False),  # relay.core.outcomes.DeliveryStatus
     Column("attempts", Integer, nullable=False, server_default="0"),
     Column("next_attempt_at", UTCDateTime, nullable=False),
     Column("claimed_by", String(64), nullable=False, server_default=""),
