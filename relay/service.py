@@ -32,13 +32,13 @@ from relay.health import Check, OpsServer, cert_expiry, check_certificate, check
 from relay.log import set_hash_key
 from relay.pipeline import Authenticator, Pipeline, Policy, registered_sender
 from relay.policy_pool import Budget, PolicyRunner
-from relay.proxy import parse_networks
 from relay.settings import Settings, SettingsError
 from relay.smtp.fdlimit import ensure_fd_limit
 from relay.smtp.gate import ConnectionGate, Limits
 from relay.smtp.handler import RelayHandler
 from relay.smtp.listener import Listener
 from relay.smtp.postmaster import OpsMailbox
+from relay.smtp.proxy import parse_networks
 from relay.smtp.server import RelaySMTP
 from relay.store import secrets_store
 from relay.store.commit import GroupCommitter

@@ -17,9 +17,9 @@ from relay import metrics
 from relay.core import replies
 from relay.log import mask
 from relay.pipeline import Pipeline, SessionInfo
-from relay.proxy import client_peer
 from relay.settings import Settings
 from relay.smtp.postmaster import OpsMailbox
+from relay.smtp.proxy import client_peer
 from relay.smtp.session import RelayEnvelope, RelaySession
 from relay.store.resolve import Resolution, ops_mailbox, resolve_alias, split_address
 
@@ -57,7 +57,7 @@ class RelayHandler:
         hostname: str,
         responses: list[str],
     ) -> list[str]:
-        """Advertise XFORWARD to a trusted Postfix only (see relay.proxy), enhanced status
+        """Advertise XFORWARD to a trusted Postfix only (see relay.smtp.proxy), enhanced status
         codes (every reply has one), and no AUTH: this is an MX, not a submission server."""
         session.host_name = hostname
         responses = [r for r in responses if not r[4:].upper().startswith("AUTH")]

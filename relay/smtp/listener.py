@@ -38,8 +38,8 @@ from typing import Any
 import structlog
 
 from relay import metrics
-from relay.proxy import Network, allowed
 from relay.smtp.gate import SILENT, ConnectionGate, client_key
+from relay.smtp.proxy import Network, allowed
 
 log = structlog.get_logger("relay.smtp")
 
