@@ -1,66 +1,45 @@
-"""The message pipeline after DATA: inbound -> sender check -> policy -> rewrite -> commit.
+"""The message pipeline after DATA: run the intake chain, hand the decision to the commit.
 
-Each stage is a plain function of frozen values. The pipeline answers for the whole
-transaction: every alias recipient gets its own archive record and delivery, and if any
-recipient must refuse the message, none of them receives it (SMTP has one reply for DATA,
-and a partial delivery would be a silent one).
+The path itself is data (relay.intake.chain.STAGES: parse, check_sender, load_thread,
+judge, check_opt_out, rewrite), and the decision is a pure function of its outcome
+(relay.intake.decide). What is left here is the I/O those stages are given as ports (the
+database, the authenticator, the policy and the content workers) and the commit. The
+pipeline answers for the whole transaction: every alias recipient gets its own archive
+record and delivery, and if any recipient must refuse the message, none of them
+receives it (SMTP has one reply for DATA, and a partial delivery would be a silent one).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-import json
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 import structlog
 from sqlalchemy.exc import DataError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from relay.authn.fromaddr import FromError, canonical_address, header_values, single_from
+from relay.authn.fromaddr import canonical_address
 from relay.clock import utcnow
 from relay.core import replies
 from relay.core.replies import Reply
+from relay.core.values import Message, SenderCheck, SessionInfo
+from relay.intake import chain, decide
+from relay.intake.chain import Authenticator, Context, Refusal
+from relay.intake.read import read
 from relay.mail import rewrite as rw
-from relay.mail.autoreply import is_automatic
-from relay.mail.limits import StructureLimits
-from relay.mail.limits import check as check_structure
-from relay.mail.parse import Inbound, has_bare_line_ending_or_nul, intake
-from relay.mail.verp import new_token, return_path
-from relay.policy.model import PolicyContext, Verdict
-from relay.policy_pool import Budget, BudgetExceeded, shared_runner
-from relay.ratelimits import LimitExceeded, RateLimits, wants_no_reply
+from relay.policy.model import Finding, PolicyContext, Verdict
+from relay.policy_pool import Budget, shared_runner
+from relay.ratelimits import LimitExceeded, RateLimits
 from relay.settings import Settings
 from relay.store import holds
-from relay.store.archive import Record, bounded
-from relay.store.commit import Entry, GroupCommitter, Outgoing
+from relay.store.commit import GroupCommitter
 from relay.store.resolve import Resolution
-from relay.store.search import extract
 from relay.store.threads import ThreadIndex, load_thread_index, prior_review_requests
 
+__all__ = ["Authenticator", "Pipeline", "Policy", "SenderCheck", "SessionInfo"]
 log = structlog.get_logger("relay.pipeline")
-
-
-@dataclass(frozen=True)
-class SessionInfo:
-    session_id: str
-    client_ip: str
-    helo: str
-    mail_from: str
-
-
-@dataclass(frozen=True)
-class SenderCheck:
-    """Outcome of the sender check: ``refusal`` is None for a participant."""
-
-    refusal: Reply | None
-    auth: dict[str, Any] = field(default_factory=dict)
-
-
-# (inbound, session, recipient, from-address) -> SenderCheck; the authentication seam.
-Authenticator = Callable[[Inbound, SessionInfo, Resolution, str | None], Awaitable[SenderCheck]]
 
 
 class Policy(Protocol):
@@ -69,66 +48,15 @@ class Policy(Protocol):
     async def evaluate(self, raw: bytes, ctx: PolicyContext) -> Verdict: ...
 
 
-def from_mailbox(inbound: Inbound) -> str | None:
-    """The single From mailbox as a comparison key (relay.authn.fromaddr.canonical_address);
-    None unless there is exactly one plain one.
-
-    The strict reader of relay.authn (raw, undecoded values: encoded-word, quoting and
-    display-name tricks fail), the same one the authentication judgement uses.
-    """
-    try:
-        return canonical_address(single_from(header_values(inbound.raw)))
-    except FromError:
-        return None
-
-
 async def registered_sender(
-    inbound: Inbound, info: SessionInfo, res: Resolution, sender: str | None
+    message: Message, info: SessionInfo, res: Resolution, sender: str | None
 ) -> SenderCheck:
-    """The minimum check: the From mailbox is the counterpart's registered address (both
-    compared as keys, so capitals and U-labels match as providers match them)."""
+    """The minimum check: the From mailbox (the Message's strict reading, as a key) is
+    the counterpart's registered address (both compared as keys, so capitals and U-labels
+    match as providers match them)."""
     if sender is None or sender not in {canonical_address(e) for e in res.sender_emails}:
         return SenderCheck(replies.STRANGER)
     return SenderCheck(None)
-
-
-@dataclass(frozen=True)
-class Prepared:
-    """What the event loop needs of a message, computed once off the loop."""
-
-    inbound: Inbound
-    sender: str | None
-    subject: str
-    search_text: tuple[str, bool]
-
-
-def prepare(raw: bytes, max_hops: int, limits: StructureLimits) -> Prepared | Reply:
-    """All the content work of intake, in a worker thread: the linear structure scan
-    first (relay.mail.limits), so nothing quadratic ever sees a message over a limit;
-    then the header parse, the From, the decoded Subject and the search text."""
-    if has_bare_line_ending_or_nul(raw):
-        return replies.BAD_LINE_ENDINGS
-    refusal = check_structure(raw, limits)
-    if refusal is not None:
-        return refusal
-    inbound = intake(raw, max_hops=max_hops)
-    if isinstance(inbound, Reply):
-        return inbound
-    return Prepared(inbound, from_mailbox(inbound), inbound.decoded("Subject"), extract(raw))
-
-
-@dataclass
-class _Judged:
-    res: Resolution
-    verdict: str
-    reason: str = ""
-    findings: list[dict[str, str]] = field(default_factory=list)
-    auth: dict[str, Any] = field(default_factory=dict)
-    message: bytes | None = None
-    refusal: Reply | None = None
-    relay_id: str = ""
-    proven: bool = False  # the sender check passed: the original is archived in full
-    reply: bool = False  # answers a recent message of the other party (relay.ratelimits)
 
 
 class Pipeline:
@@ -156,6 +84,17 @@ class Pipeline:
         # and rewrite CPU stay out of this process too; else threads here.
         self.content = getattr(policy, "content", None) or shared_runner(self.budget, m.workers)
         self.limits = RateLimits(settings)
+        relay = settings.relay
+        self.ports = chain.Ports(
+            read=self._read, authenticate=self._authenticate, thread_index=self._thread_index,
+            review_requests=self._review_requests, evaluate=self._evaluate,
+            is_reply=self._is_reply, opt_out=self._opt_out, rewrite=self._rewrite, now=utcnow,
+            domain=relay.domain, marketplace=relay.marketplace, helo_name=relay.helo_name,
+        )  # fmt: skip
+        self.terms = decide.Terms(
+            domain=relay.domain, verp_key=verp_key, bounce_prefix=settings.bounce.local_prefix,
+            refused_keep=settings.archive.refused_keep, limits=self.limits,
+        )  # fmt: skip
 
     async def accept(self, info: SessionInfo, rcpts: list[Resolution], raw: bytes) -> Reply:
         now = utcnow()
@@ -174,34 +113,28 @@ class Pipeline:
             log.error("message.unprocessable", error=type(err).__name__, at=at)
             reply = replies.UNPROCESSABLE
             reason = f"internal processing error ({type(err).__name__})"
-            await self._archive_refused(info, rcpts, raw, reply.with_text(reason), now)
+            await self._refuse_unread(info, rcpts, raw, reply.with_text(reason), now)
             return reply
 
     async def _accept(
         self, info: SessionInfo, rcpts: list[Resolution], raw: bytes, now: datetime
     ) -> Reply:
-        try:
-            prepared = await self.content.run(
-                prepare, raw, self.settings.relay.max_hops, self.structure
-            )
-        except BudgetExceeded as over:
-            prepared = over.reply
-        if isinstance(prepared, Reply):
-            await self._archive_refused(info, rcpts, raw, prepared, now)
-            log.info("message.refused", reply=str(prepared), recipients=len(rcpts))
-            return prepared
-        inbound, sender = prepared.inbound, prepared.sender
-        judged = [await self._judge(inbound, info, res, sender) for res in rcpts]
-        refusal = next((j.refusal for j in judged if j.refusal), None)
-        entries = [
-            self._entry(inbound, info, j, now, prepared, refused=refusal is not None)
-            for j in judged
+        parsed = await chain.run(Context(info, raw), self.ports, chain.MESSAGE)
+        if isinstance(parsed, Refusal):
+            await self._refuse_unread(info, rcpts, raw, parsed.reply, now)
+            log.info("message.refused", reply=str(parsed.reply), recipients=len(rcpts))
+            return parsed.reply
+        outcomes = [
+            await chain.run(dataclasses.replace(parsed, res=res), self.ports, chain.RECIPIENT)
+            for res in rcpts
         ]
+        entries = decide.entries(outcomes, parsed.msg, info, now, self.terms)
         try:
             await self.committer.submit(entries)
         except LimitExceeded as over:  # archived bounded, nothing queued (relay.ratelimits)
             log.info("message.refused", reply=str(over.reply), recipients=len(rcpts))
             return over.reply
+        refusal = decide.refusal(outcomes)
         if refusal is not None:
             log.info("message.refused", reply=str(refusal), recipients=len(rcpts))
             return refusal
@@ -209,191 +142,46 @@ class Pipeline:
         log.info("message.accepted", recipients=len(rcpts), queued=ids)
         return replies.QUEUED.with_text(f"Queued as {ids}")
 
-    async def _judge(
-        self, inbound: Inbound, info: SessionInfo, res: Resolution, sender: str | None
-    ) -> _Judged:
-        check = await self.authenticator(inbound, info, res, sender)
-        if check.refusal is not None:
-            reply = check.refusal
-            reason = "stranger" if reply == replies.STRANGER else f"{reply.enhanced} {reply.text}"
-            verdict = "tempfail" if reply.code < 500 else "refused"  # 4xx: the sender retries
-            return _Judged(res, verdict, reason, auth=check.auth, refusal=reply)
-        judged = await self._judge_proven(inbound, res, check)
-        judged.proven = True
-        return judged
-
-    async def _judge_proven(self, inbound: Inbound, res: Resolution, check: SenderCheck) -> _Judged:
-        """The sender is the party: thread, content policy, rewrite."""
-        index = await load_thread_index(self.engine, res.order_id, inbound)
-        try:
-            verdict = await self._evaluate(inbound.raw, await self._context(res, index))
-        except BudgetExceeded as over:
-            return _Judged(res, "refused", over.reply.text, auth=check.auth, refusal=over.reply)
-        findings = [f.as_dict() for f in verdict.findings]
-        if verdict.action == "reject" or verdict.message is None:
-            reply = replies.POLICY_REJECT.with_text(verdict.reason or replies.POLICY_REJECT.text)
-            return _Judged(res, "reject", verdict.reason, findings, check.auth, refusal=reply)
-        is_reply = self.limits.is_reply(res, index)
-        opted = await self.limits.opt_out(
-            self.engine, res, reply=is_reply, findings=verdict.findings
-        )
-        if opted is not None:
-            return _Judged(res, "refused", opted.text, findings, check.auth, refusal=opted)
-        relay_id = rw.new_message_id(self.settings.relay.domain)
-        try:
-            delivered = await self.content.run(
-                rw.rewrite_message, verdict.message, self._rewrite(inbound, res, relay_id, index)
-            )
-        except BudgetExceeded as over:
-            return _Judged(res, "refused", over.reply.text, auth=check.auth, refusal=over.reply)
-        return _Judged(
-            res, verdict.action, verdict.reason if verdict.action == "hold" else "", findings,
-            check.auth, delivered, relay_id=relay_id,
-            reply=is_reply,
-        )
-
-    async def _context(self, res: Resolution, index: ThreadIndex) -> PolicyContext:
-        days = None
-        if res.delivered_at is not None:
-            days = (utcnow() - res.delivered_at).days
-        return PolicyContext(
-            direction=res.direction,
-            order_id=res.order_id,
-            buyer_locale=res.buyer_locale,
-            thread="reply" if index.answers(res.stands_for) else "proactive",
-            # Only seller messages can be review requests; spare the buyer's a query.
-            prior_review_requests=(
-                await prior_review_requests(self.engine, res.order_id)
-                if res.sender_role == "seller"
-                else 0
-            ),
-            days_since_delivery=days,
-            relay_domain=self.settings.relay.domain,
-        )
-
-    async def _evaluate(self, raw: bytes, ctx: PolicyContext) -> Verdict:
-        if self.policy is None or not self.settings.policy.enabled:
-            return Verdict("deliver", (), raw)
-        return await self.policy.evaluate(raw, ctx)
-
-    def _rewrite(
-        self, inbound: Inbound, res: Resolution, relay_id: str, index: ThreadIndex
-    ) -> rw.Rewrite:
-        market = self.settings.relay.marketplace
-        role = res.stands_for
-        return rw.Rewrite(
-            from_name=rw.display_name(res.sender_name, res.sender_role.capitalize(), market),
-            from_alias=res.sender_alias,
-            to_name=res.recipient_name,
-            to_address=res.recipient_email,
-            marketplace=market,
-            message_id=relay_id,
-            in_reply_to=rw.map_thread_ids(index.in_reply_to, lambda i: index.for_reader(i, role)),
-            references=rw.map_thread_ids(index.references, lambda i: index.for_reader(i, role)),
-            hops=inbound.hops,
-            relay_host=self.settings.relay.helo_name,
-            now=utcnow(),
-            sender_addresses=tuple(sorted(res.sender_emails)),
-        )
-
-    def _entry(
-        self,
-        inbound: Inbound,
-        info: SessionInfo,
-        j: _Judged,
-        now: datetime,
-        prepared: Prepared,
-        *,
-        refused: bool,
-    ) -> Entry:
-        res = j.res
-        delivered = None if refused else j.message
-        verdict = j.verdict
-        reason = j.reason
-        if refused and j.refusal is None:
-            verdict, reason = "refused", "another recipient of the same transaction refused it"
-        charges = self.limits.charges(
-            res, client_ip=info.client_ip, proven=j.proven, refusal=j.refusal,
-            delivering=delivered is not None, reply=j.reply, size=len(inbound.raw),
-            delivered_size=len(delivered or b""), now=now,
-        )
-        record = _envelope_record(
-            info, res, raw=inbound.raw, sha256=inbound.sha256, now=now, verdict=verdict,
-            reason=reason, keep=None if j.proven else self.settings.archive.refused_keep,
-            delivered=delivered,
-            from_header=inbound.first("From")[:2000],
-            subject=prepared.subject[:2000],
-            message_id=inbound.first("Message-ID")[:998],
-            relay_message_id=j.relay_id if delivered else "",
-            findings=json.dumps(j.findings, ensure_ascii=False),
-            auth=json.dumps(j.auth, ensure_ascii=False, default=str),
-            # Decoded text for full-text search, extracted here rather than under the
-            # archive's chain lock, where it would hold up every other session's commit.
-            extra={"search": prepared.search_text},
-        )  # fmt: skip
-        if delivered is None or verdict == "hold":  # held: archived, queued on release
-            return Entry(record, charges=charges)
-        token = new_token()
-        original_ids = rw.message_ids(inbound.first("Message-ID"))
-        outgoing = Outgoing(
-            mail_from=return_path(
-                token,
-                key=self.verp_key,
-                domain=self.settings.relay.domain,
-                prefix=self.settings.bounce.local_prefix,
-            ),
-            rcpt=res.recipient_email,
-            token=token,
-            # No backscatter: an automatic reply, or mail from the null sender, is delivered
-            # but a failure is never answered with a notice.
-            notify=info.mail_from.strip("<> ") != "" and not is_automatic(inbound.headers),
-            author=res.sender_role,
-            original_message_id=original_ids[0] if original_ids else "",
-        )
-        return Entry(
-            record, outgoing, charges=charges,
-            no_reply_needed=wants_no_reply(inbound.headers, res.direction),
-        )
-
-    async def _archive_refused(
+    async def _refuse_unread(
         self, info: SessionInfo, rcpts: list[Resolution], raw: bytes, reply: Reply, now: datetime
     ) -> None:
         digest = hashlib.sha256(raw).hexdigest()
         keep = self.settings.archive.refused_keep  # no sender was proven yet
-        entries = [
-            Entry(_envelope_record(info, res, raw=raw, sha256=digest, now=now, verdict="refused",
-                                   reason=reply.text, keep=keep,
-                                   # refused before parsing: never parsed for search either
-                                   # (that would run under the chain lock, on the loop)
-                                   extra={"search": ("", False)}))
-            for res in rcpts
-        ]  # fmt: skip
-        await self.committer.submit(entries)
+        await self.committer.submit(
+            decide.refused_before_parsing(info, rcpts, raw, digest, reply, now, keep)
+        )
 
+    # -- the ports the chain is given ----------------------------------------------------
 
-def _envelope_record(
-    info: SessionInfo,
-    res: Resolution,
-    *,
-    raw: bytes,
-    sha256: str,
-    now: datetime,
-    verdict: str,
-    reason: str,
-    keep: int | None = None,
-    **fields: Any,
-) -> Record:
-    """The archive record of one recipient: what every record shares, plus ``fields``.
-    With ``keep`` (a sender not proven to be a party) only ``bounded(raw, keep)`` is
-    stored; ``sha256`` and ``size`` always describe the whole message."""
-    original = raw if keep is None else bounded(raw, keep)
-    return Record(
-        created_at=now, verdict=verdict, original=original, sha256=sha256,
-        size=len(raw), truncated=len(original) < len(raw),
-        session_id=info.session_id, order_id=res.order_id, direction=res.direction,
-        alias=res.alias, mail_from=info.mail_from.lower(), rcpt=res.recipient_email,
-        client_ip=info.client_ip, helo=info.helo[:255], reason=reason, **fields,
-    )  # fmt: skip
+    async def _read(self, raw: bytes) -> Message | Reply:
+        return await self.content.run(read, raw, self.settings.relay.max_hops, self.structure)
+
+    async def _authenticate(
+        self, message: Message, info: SessionInfo, res: Resolution, sender: str | None
+    ) -> SenderCheck:
+        return await self.authenticator(message, info, res, sender)
+
+    async def _thread_index(self, order_id: str, message: Message) -> ThreadIndex:
+        return await load_thread_index(self.engine, order_id, message)
+
+    async def _review_requests(self, order_id: str) -> int:
+        return await prior_review_requests(self.engine, order_id)
+
+    async def _evaluate(self, message: Message, ctx: PolicyContext) -> Verdict:
+        if self.policy is None or not self.settings.policy.enabled:
+            return Verdict("deliver", (), message.raw)
+        return await self.policy.evaluate(message.raw, ctx)
+
+    def _is_reply(self, res: Resolution, index: ThreadIndex) -> bool:
+        return self.limits.is_reply(res, index)
+
+    async def _opt_out(
+        self, res: Resolution, reply: bool, findings: tuple[Finding, ...]
+    ) -> Reply | None:
+        return await self.limits.opt_out(self.engine, res, reply=reply, findings=findings)
+
+    async def _rewrite(self, message: bytes, plan: rw.Rewrite) -> bytes:
+        return await self.content.run(rw.rewrite_message, message, plan)
 
 
 def _ours(err: Exception) -> bool:

@@ -1,6 +1,6 @@
 """Plugging sender authentication and DKIM signing into the pipeline and the worker.
 
-Kept apart from relay.service so the pipeline stays testable without DNS, and so the
+Kept apart from relay.app so the pipeline stays testable without DNS, and so the
 choice of ``auth.mode`` is made in one place.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from relay.authn import authenticate, header_values, judge_sender
+from relay.authn import authenticate, judge_sender
 from relay.core.replies import Reply
 from relay.delivery.route import make_resolver
 from relay.dkim import DkimKeyError, load_signer
@@ -40,11 +40,12 @@ def make_authenticator(settings: Settings) -> Authenticator:
             resolver=resolver,
             timeout=budget,
             recipients=[res.alias],
+            message=inbound,  # the intake's reading: no second parse of From, To, Cc
         )
         evidence = results.as_dict()
         decision = judge_sender(
             results,
-            from_header_values=header_values(inbound.raw),
+            message=inbound,
             registered=set(res.sender_emails),
             allow_spf_only=res.sender_allow_spf_only,
             mode=settings.auth.mode,
@@ -58,7 +59,8 @@ def make_authenticator(settings: Settings) -> Authenticator:
 
 
 def auth_parts(settings: Settings) -> dict[str, Any]:
-    """Keyword arguments for relay.service.Relay: authenticator and DKIM signer."""
+    """Keyword arguments for relay.app.Parts (and relay.service.Relay): authenticator
+    and DKIM signer."""
     try:
         signer = load_signer(settings)
     except DkimKeyError as err:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Collection
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import dns.asyncresolver
 
@@ -21,6 +21,9 @@ from relay.authn.dnsutil import Deadline, DnsTempError
 from relay.authn.fromaddr import FromError, header_values, single_from
 from relay.authn.replay import replay_check
 from relay.authn.spf import check_host, is_domain
+
+if TYPE_CHECKING:
+    from relay.core.values import Message
 
 __all__ = [
     "AuthResults",
@@ -102,6 +105,7 @@ async def authenticate(
     resolver: dns.asyncresolver.Resolver,
     timeout: float = 5.0,
     recipients: Collection[str] = (),
+    message: Message | None = None,
 ) -> AuthResults:
     """Check SPF (MAIL FROM and HELO), every DKIM signature and DMARC for ``raw``.
 
@@ -113,6 +117,9 @@ async def authenticate(
     Downgraded signatures read ``fail`` with reason REPLAYED or UNSIGNED_TO. This stops a
     stranger from replaying a genuinely signed message of the seller, written to someone
     else, into a buyer alias.
+
+    ``message``: the intake's reading of ``raw`` (relay.core.values.Message); its strict
+    From and its To/Cc values are used instead of reading the header section again.
     """
     deadline = Deadline.after(timeout)
     helo_domain = helo.strip().rstrip(".").lower()
@@ -122,10 +129,13 @@ async def authenticate(
         sender = mail_from
     else:  # null sender: RFC 7208 §2.4 uses the HELO identity
         spf_domain, sender = helo_domain, f"postmaster@{helo_domain}"
-    try:
-        from_domain = single_from(header_values(raw)).rpartition("@")[2]
-    except FromError:
-        from_domain = ""
+    if message is not None:
+        from_domain = message.from_domain
+    else:
+        try:
+            from_domain = single_from(header_values(raw)).rpartition("@")[2]
+        except FromError:
+            from_domain = ""
 
     async def spf_for(domain: str, who: str) -> str:
         if not is_domain(domain):
@@ -159,7 +169,7 @@ async def authenticate(
     strict_dkim = rec.strict_dkim if rec else False
     spf_ok = spf == "pass" and _dmarc.aligned(spf_domain, from_domain, strict_spf)
     if recipients:
-        dkim = replay_check(raw, dkim, recipients, spf_ok)
+        dkim = replay_check(raw, dkim, recipients, spf_ok, message=message)
     dkim_ok = [
         d for d in dkim if d.result == "pass" and _dmarc.aligned(d.domain, from_domain, strict_dkim)
     ]

@@ -37,6 +37,7 @@ from relay.authn.replay import REPLAYED, UNSIGNED_TO
 
 if TYPE_CHECKING:
     from relay.authn import AuthResults, SenderDecision
+    from relay.core.values import Message
 
 TEMP = (451, "4.4.3", "temporary DNS failure while authenticating the sender; try again later")
 NOT_PARTICIPANT = (550, "5.7.1", "the From address is not a participant in this conversation")
@@ -44,14 +45,20 @@ NOT_PARTICIPANT = (550, "5.7.1", "the From address is not a participant in this 
 
 def _decide(
     results: AuthResults,
-    from_header_values: list[str],
+    from_header_values: list[str] | None,
     registered: set[str],
     allow_spf_only: bool,
+    message: Message | None,
 ) -> tuple[int, str, str]:
-    try:
-        mailbox = single_from(from_header_values)
-    except FromError as err:
-        return 550, "5.7.1", str(err)
+    if message is not None:  # the intake's strict From, read once
+        if not message.from_mailbox:
+            return 550, "5.7.1", message.from_error
+        mailbox = message.from_mailbox
+    else:
+        try:
+            mailbox = single_from(from_header_values or [])
+        except FromError as err:
+            return 550, "5.7.1", str(err)
     if not any(same_address(mailbox, r) for r in registered):
         return NOT_PARTICIPANT
     if mailbox.rpartition("@")[2] != results.from_domain:
@@ -88,21 +95,25 @@ def _decide(
 def judge_sender(
     results: AuthResults,
     *,
-    from_header_values: list[str],
+    from_header_values: list[str] | None = None,
     registered: set[str],
     allow_spf_only: bool,
     mode: str,
+    message: Message | None = None,
 ) -> SenderDecision:
     """Decide whether the message comes from a participant; see the module docstring.
 
     ``from_header_values`` must be the raw, undecoded values (``relay.authn.header_values``),
-    not ``EmailMessage.get_all("From")``, which decodes encoded-words.
+    not ``EmailMessage.get_all("From")``, which decodes encoded-words. With ``message``
+    (the intake's relay.core.values.Message) its strict From reading is used instead.
     """
     from relay.authn import SenderDecision
 
     if mode == "off":
         return SenderDecision(True, 250, "2.0.0", "sender authentication is off")
-    code, enhanced, reason = _decide(results, from_header_values, registered, allow_spf_only)
+    code, enhanced, reason = _decide(
+        results, from_header_values, registered, allow_spf_only, message
+    )
     if code == 250:
         return SenderDecision(True, code, enhanced, reason)
     if mode == "report":

@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Collection
+from typing import TYPE_CHECKING
 
 from relay.authn.dkimverify import DkimResult
 from relay.authn.fromaddr import canonical_address, header_values, mailboxes
+
+if TYPE_CHECKING:
+    from relay.core.values import Message
 
 REPLAYED = "signed for other recipients"
 UNSIGNED_TO = "To not signed and no aligned SPF pass"
@@ -23,7 +27,12 @@ def _named(values: list[str]) -> set[str]:
 
 
 def replay_check(
-    raw: bytes, results: tuple[DkimResult, ...], recipients: Collection[str], spf_ok: bool
+    raw: bytes,
+    results: tuple[DkimResult, ...],
+    recipients: Collection[str],
+    spf_ok: bool,
+    *,
+    message: Message | None = None,
 ) -> tuple[DkimResult, ...]:
     """Downgrade DKIM passes that a stranger could be replaying (RFC 6376 §8.6).
 
@@ -36,8 +45,14 @@ def replay_check(
       neither): the addressees could have been swapped, so the pass only counts together
       with an aligned SPF pass (the message left the sender's own infrastructure).
     * It is not named at all: replayed, whatever was signed.
+
+    ``message`` (the intake's reading of ``raw``) gives the To/Cc values without reading
+    the header section again.
     """
-    to, cc = header_values(raw, b"to"), header_values(raw, b"cc")
+    if message is not None:
+        to, cc = message.header_values("to"), message.header_values("cc")
+    else:
+        to, cc = header_values(raw, b"to"), header_values(raw, b"cc")
     doubled = len(to) > 1 or len(cc) > 1
     wanted = {canonical_address(r.strip().strip("<>")) for r in recipients}
     named_to, named_cc = _named(to), _named(cc)

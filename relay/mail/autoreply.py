@@ -6,13 +6,20 @@ or bounce in reply to one, or two auto-responders can loop forever.
 
 from __future__ import annotations
 
-import email.message
+from typing import Any, Protocol
 
 _PRECEDENCE = {"bulk", "junk", "list", "auto_reply"}
 _FLAG_HEADERS = ("x-autoreply", "x-autorespond", "x-autoresponse", "x-auto-response-suppress")
 
 
-def is_automatic(message: email.message.Message) -> bool:
+class Headers(Protocol):
+    """A header section to ask: ``email.message.Message`` or the intake's
+    relay.core.values.Message (whose fields were read once, at intake)."""
+
+    def get(self, name: str, failobj: Any = None) -> Any: ...
+
+
+def is_automatic(message: Headers) -> bool:
     """True for auto-generated or auto-replied mail, list traffic and bulk mail.
 
     Signals: ``Auto-Submitted`` other than ``no`` (RFC 3834 §5), ``Precedence: bulk | junk |

@@ -1,116 +1,34 @@
-"""DATA intake: raw bytes -> Inbound, refusing smuggling and ambiguous headers first.
+"""DATA intake: raw bytes -> the one Message, refusing smuggling and ambiguous headers first.
 
 Bare CR, bare LF and NUL are refused outright rather than repaired: different parsers
 split such lines differently, which is how SMTP smuggling and header injection work.
+``intake`` is the only reader of a message's header section on the way in: it splits the
+fields once (``header_fields``), reads the From strictly once (relay.authn.fromaddr) and
+decodes the Subject once, and every later stage reads the ``Message`` it returns
+(relay.core.values).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
-from dataclasses import dataclass
-from email import policy
-from email.errors import HeaderParseError
-from email.header import decode_header, make_header
-from email.message import Message
-from email.parser import BytesHeaderParser
 
+from relay.authn.fromaddr import FromError, canonical_address, single_from
 from relay.core import replies
 from relay.core.replies import Reply
+from relay.core.values import HOPS_HEADER as HOPS_HEADER
+from relay.core.values import Message, decode_words
+from relay.core.values import clean_text as clean_text
+from relay.core.values import header_text as header_text
 
 _HEADER_END = re.compile(rb"\r\n\r\n")
-HOPS_HEADER = "X-Relay-Hops"
 # RFC 5322 §3.6: fields a message carries at most once.
 ONCE_ONLY = (
     "from", "sender", "reply-to", "to", "cc", "bcc", "message-id", "in-reply-to",
     "references", "subject", "date",
 )  # fmt: skip
-# compat32 keeps header values as plain strings: the structured header registry of
-# policy.default costs milliseconds per message on the event loop, so only the few
-# headers that need it are parsed structurally (``structured``).
-_PARSER = BytesHeaderParser(policy=policy.compat32)
-
-
-@dataclass(frozen=True)
-class Inbound:
-    raw: bytes
-    sha256: str
-    headers: Message  # the header section only (compat32); the body stays bytes in ``raw``
-    header_bytes: bytes
-    body: bytes
-    # Every field as (lower-case name, raw unfolded value bytes), in order: the one reading
-    # of the header section that intake checked, and what the accessors below decode.
-    fields: tuple[tuple[str, bytes], ...] = ()
-
-    def decoded(self, name: str) -> str:
-        """The first ``name`` field, RFC 2047-decoded ("" when absent). The stdlib's
-        header registry would build a class per call; decode_header does not."""
-        values = self.raw_values(name)
-        if not values:
-            return ""
-        value = values[0]
-        if "=?" not in value:
-            return value
-        try:
-            if value.isascii():
-                return clean_text(str(make_header(decode_header(value))))
-            # Raw UTF-8 beside encoded-words (RFC 6532 and 2047 mixed): decode_header only
-            # decodes the words of an ASCII string, so carry the raw bytes through Latin-1.
-            parts = decode_header(value.encode("utf-8").decode("latin-1"))
-            text = str(make_header([
-                (p, c) if c not in (None, "unknown-8bit") else (_raw(p), "utf-8")
-                for p, c in parts
-            ]))  # fmt: skip
-            return clean_text(" ".join(text.split()))
-        except (HeaderParseError, UnicodeError, LookupError, ValueError):
-            return value
-
-    def first(self, name: str) -> str:
-        values = self.raw_values(name)
-        return values[0] if values else ""
-
-    def raw_values(self, name: str) -> list[str]:
-        """Header values as sent (unfolded, not RFC 2047-decoded), as text: raw 8-bit bytes
-        read as UTF-8 (RFC 6532), else as Windows-1252; never a lone surrogate."""
-        key = name.lower()
-        return [" ".join(header_text(v).split()) for n, v in self.fields if n == key]
-
-    @property
-    def hops(self) -> int:
-        received = sum(1 for n, _ in self.fields if n == "received")
-        carried = self.first(HOPS_HEADER).strip()
-        return received + (int(carried) if carried.isdigit() and len(carried) < 4 else 0)
-
-
-def _raw(part: bytes | str) -> bytes:
-    """A part decode_header left undecoded, back to UTF-8 bytes (from the Latin-1 carry)."""
-    data = part.encode("latin-1") if isinstance(part, str) else part
-    return header_text(data).encode("utf-8")
-
-
-def header_text(value: bytes) -> str:
-    """Header bytes as text, total over any bytes. UTF-8 first (RFC 6532, and what nearly
-    every 8-bit header is today); legacy clients' raw Latin-1 then reads as Windows-1252
-    (its superset), and the few bytes that are neither become U+FFFD."""
-    try:
-        return value.decode("utf-8")
-    except UnicodeDecodeError:
-        pass
-    try:
-        return value.decode("cp1252")
-    except UnicodeDecodeError:
-        return value.decode("utf-8", "replace")
-
-
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def clean_text(value: str) -> str:
-    """No lone surrogates (what the stdlib makes of undecodable bytes) and no NUL: such a
-    string cannot be encoded, hashed or stored, and must never fail a stage."""
-    if value.isascii():
-        return value.replace("\x00", "\ufffd")
-    return _SURROGATE.sub("\ufffd", value).replace("\x00", "\ufffd")
+Inbound = Message  # the name the stages used before the Message moved to relay.core
 
 
 def has_bare_line_ending_or_nul(raw: bytes) -> bool:
@@ -174,25 +92,34 @@ def header_fields(header_bytes: bytes) -> list[tuple[str, bytes]] | Reply:
     return [(name.decode("ascii"), value) for name, value, _ in fields]
 
 
-def intake(raw: bytes, *, max_hops: int) -> Inbound | Reply:
+def intake(raw: bytes, *, max_hops: int) -> Message | Reply:
+    """The one reading of ``raw``, or the refusal: line endings, the header section
+    (``header_fields``), the hop count; then the strict From and the decoded Subject."""
     if has_bare_line_ending_or_nul(raw):
         return replies.BAD_LINE_ENDINGS
     header_bytes, body = split_message(raw)
     fields = header_fields(header_bytes)
     if isinstance(fields, Reply):
         return fields
-    try:
-        headers = _PARSER.parsebytes(header_bytes + b"\r\n")
-    except Exception:  # the stdlib parser is lenient; anything it raises is malformed input
-        return replies.BAD_HEADER
-    inbound = Inbound(
+    message = Message(
         raw=raw,
         sha256=hashlib.sha256(raw).hexdigest(),
-        headers=headers,
         header_bytes=header_bytes,
-        body=body,
+        body_offset=len(raw) - len(body),
         fields=tuple(fields),
     )
-    if inbound.hops > max_hops:
+    if message.hops > max_hops:
         return replies.LOOP
-    return inbound
+    from_mailbox, from_error, sender = "", "", None
+    try:
+        from_mailbox = single_from(message.header_values("from"))
+        sender = canonical_address(from_mailbox)
+    except FromError as err:
+        from_error = str(err)
+    return dataclasses.replace(
+        message,
+        from_mailbox=from_mailbox,
+        from_error=from_error,
+        sender=sender,
+        subject=decode_words(message.first("subject")),
+    )
