@@ -34,10 +34,9 @@ habit of making room for a newcomer:
 One sweeper task walks the open sessions a few times a second: cheaper than a timer per
 session and per command, and it sees the whole picture (the stress level) at once.
 
-Under stress a session that never sends a command gets no log line of its own (no start,
-end, eviction or timeout): a flood of them is counted, and the counts are logged as one
-``smtp.gate.summary`` line every ``SUMMARY_EVERY`` seconds. A flood must not cost the
-relay more per connection than it costs the attacker, and three log lines did.
+Under stress a session that never sends a command gets no log line of its own: a flood is
+counted and summarised (relay.smtp.quietlog). What the gate knows of each session, and
+the limits, are relay.smtp.activity's.
 """
 
 from __future__ import annotations
@@ -46,13 +45,9 @@ import asyncio
 import contextlib
 import contextvars
 import heapq
-import ipaddress
 import itertools
-import socket
 import time
-from collections import Counter, deque
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections import Counter
 from typing import Any
 
 import structlog
@@ -60,175 +55,30 @@ import structlog
 from relay import metrics
 from relay.core import replies
 from relay.core.replies import Reply
+from relay.smtp.activity import (
+    BUSY,
+    DATA,
+    JUNK,
+    PREAMBLE,
+    SILENT,
+    WAITING,
+    Activity,
+    Limits,
+    client_key,
+    socket_alive,
+)
 from relay.smtp.anvil import TOO_FAST, ConnectionRate
-from relay.smtp.proxy import Network, allowed, parse_networks
+from relay.smtp.proxy import allowed
+from relay.smtp.quietlog import QuietLog
+
+__all__ = [
+    "BUSY", "DATA", "JUNK", "PREAMBLE", "SILENT", "WAITING", "Activity", "ConnectionGate",
+    "Limits", "client_key", "socket_alive",
+]  # fmt: skip
 
 log = structlog.get_logger("relay.smtp")
 
-# Phases of a session, as the gate sees them.
-WAITING = "waiting"  # for the client's next command (or its TLS handshake)
-BUSY = "busy"  # we are working on a command: never timed out, never evicted
-DATA = "data"  # reading the message: subject to the data-rate check
-PREAMBLE = "preamble"  # before the banner (PROXY header): aiosmtpd's own timer
-JUNK = frozenset({"NOOP", "RSET", "VRFY", "EXPN", "HELP"})  # move no transaction forward
-SUMMARY_EVERY = 10.0  # seconds between two smtp.gate.summary lines (when there is news)
 SWEEP_BATCH = 100  # sessions the sweeper closes per turn of the loop
-SHED_QUIET = 50  # connections shed by the listener within a summary period: a flood
-
-
-@dataclass(frozen=True)
-class Limits:
-    """The [smtp] settings the gate enforces, in seconds and bytes."""
-
-    max_connections: int = 2000
-    per_client: int = 50
-    timeout: float = 300.0
-    stress_threshold: float = 0.5
-    stress_timeout: float = 10.0
-    min_data_rate: int = 500
-    data_rate_grace: float = 10.0
-    data_rate_window: float = 30.0
-    hard_errors: int = 20
-    junk_commands: int = 100
-    rate_per_client: int = 0  # connections a minute per client address; 0: unlimited
-    rate_exceptions: tuple[Network, ...] = ()  # client networks whose rate is not counted
-
-    @classmethod
-    def from_settings(cls, smtp: Any) -> Limits:
-        return cls(
-            max_connections=smtp.max_connections,
-            per_client=smtp.max_connections_per_client,
-            timeout=smtp.timeout.total_seconds(),
-            stress_threshold=smtp.stress_threshold,
-            stress_timeout=smtp.stress_timeout.total_seconds(),
-            min_data_rate=smtp.min_data_rate,
-            data_rate_grace=smtp.data_rate_grace.total_seconds(),
-            data_rate_window=smtp.data_rate_window.total_seconds(),
-            hard_errors=smtp.hard_error_limit,
-            junk_commands=smtp.junk_command_limit,
-            rate_per_client=smtp.max_connection_rate_per_client,
-            rate_exceptions=tuple(parse_networks(smtp.connection_rate_exceptions)),
-        )
-
-    @property
-    def tick(self) -> float:
-        """How often the sweeper looks: a fraction of the shortest limit, within reason."""
-        shortest = min(self.stress_timeout, self.data_rate_grace, self.data_rate_window)
-        return max(0.05, min(1.0, shortest / 5))
-
-
-def client_key(host: str) -> str:
-    """What the per-client cap counts: the address, IPv6 by its /64."""
-    try:
-        ip = ipaddress.ip_address(host.split("%", 1)[0])
-    except ValueError:
-        return host
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            return str(ip.ipv4_mapped)
-        return str(ipaddress.IPv6Network((ip, 64), strict=False))
-    return str(ip)
-
-
-@dataclass(eq=False)
-class Activity:
-    """What the gate knows of one session; the session updates it, the gate reads it.
-
-    ``hang_up`` sends a final reply and closes the connection (the session's side).
-    """
-
-    hang_up: Callable[[Reply], None]
-    begin_drain: Callable[[], None] = lambda: None
-    session: str = ""  # the session id, for the gate's own log lines
-    phase: str = WAITING
-    since: float = field(default_factory=time.monotonic)  # start of the current wait
-    key: str | None = None  # the per-client key; None: a trusted front end, not counted
-    data_started: float = 0.0
-    data_bytes: int = 0
-    last_byte: float = 0.0
-    samples: deque[tuple[float, int]] = field(default_factory=deque)
-    writing_since: float | None = None  # a reply is stuck: the client does not read
-    gone: bool = False
-    # The gate's: told each time the session becomes evictable (its eviction heap), and
-    # the session's latest entry there (the only one that counts).
-    on_evictable: Callable[[Activity], None] | None = None
-    heap_entry: tuple[tuple[bool, float], int, Activity] | None = None
-    proven: bool = False  # a productive command succeeded: evicted after those without
-    alive: Callable[[], bool] | None = None  # the socket, asked before evicting for it
-    errors: int = 0  # error replies so far (relay.smtp.gate: hard_errors)
-    junk: int = 0  # NOOP/RSET/VRFY/EXPN/HELP so far
-    quiet: bool = False  # admitted under stress, no command yet: counted, not logged
-
-    # --- called by the session -----------------------------------------------------
-
-    def busy(self) -> None:
-        self.phase = BUSY
-
-    def waiting(self, *, productive: bool = True) -> None:
-        """Back to waiting for the client; an unproductive command keeps the old clock."""
-        now = time.monotonic()
-        if productive or self.phase == PREAMBLE:
-            self.since = now
-            self.proven = self.proven or self.phase == BUSY
-        self.phase = WAITING
-        if self.on_evictable is not None:
-            self.on_evictable(self)
-
-    def data_begins(self) -> None:
-        now = time.monotonic()
-        self.phase = DATA
-        self.data_started = self.last_byte = self.since = now
-        self.data_bytes = 0
-        self.samples.clear()
-        self.samples.append((now, 0))
-
-    def data_received(self, n: int) -> None:
-        self.data_bytes += n
-        self.last_byte = time.monotonic()
-
-    # --- read by the gate ----------------------------------------------------------
-
-    def writing(self, stuck: bool) -> None:
-        """A reply waits for the client to read (pipelining without reading): the
-        client's turn, timed and evictable like a wait for a command."""
-        self.writing_since = time.monotonic() if stuck else None
-        if stuck and self.on_evictable is not None:
-            self.on_evictable(self)
-
-    @property
-    def evictable(self) -> bool:
-        return self.phase == WAITING or self.writing_since is not None
-
-    @property
-    def idle_since(self) -> float:
-        """When the wait the gate would evict for began."""
-        return self.writing_since if self.writing_since is not None else self.since
-
-    @property
-    def evict_key(self) -> tuple[bool, float]:
-        """Eviction order: sessions that never did anything useful first (a flood's),
-        then by how long they have waited."""
-        return (self.proven, self.idle_since)
-
-    def idle_for(self, now: float) -> float:
-        if self.writing_since is not None:
-            return now - self.writing_since
-        if self.phase == WAITING:
-            return now - self.since
-        if self.phase == DATA:
-            return now - self.last_byte
-        return 0.0
-
-    def data_rate(self, now: float, limits: Limits) -> float | None:
-        """Bytes/s over the window; None while still in the grace period."""
-        if self.phase != DATA or now - self.data_started < limits.data_rate_grace:
-            return None
-        horizon = now - limits.data_rate_window
-        while len(self.samples) > 1 and self.samples[1][0] <= horizon:
-            self.samples.popleft()
-        t0, b0 = self.samples[0]
-        span = now - t0
-        return (self.data_bytes - b0) / span if span > 0 else None
 
 
 def _forget(entry: tuple[tuple[bool, float], int, Activity]) -> None:
@@ -258,10 +108,7 @@ class ConnectionGate:
         self._rate_exempt = list(self.limits.rate_exceptions)
         self._exempt_hosts: dict[str, bool] = {}  # parsing addresses costs more than a flood
         self._refused_rate = metrics.SMTP_CONNECTIONS.labels(outcome="refused_rate")
-        self._shed = 0  # connections the listener shed since the last summary
-        self._quiet_until = 0.0
-        self.tally: Counter[str] = Counter()  # events counted, not logged (quiet sessions)
-        self._summary_at = time.monotonic() + SUMMARY_EVERY
+        self.quietlog = QuietLog()
 
     @property
     def limit(self) -> int:
@@ -279,7 +126,7 @@ class ConnectionGate:
     def quiet(self) -> bool:
         """Whether a new session is logged only once it sends a command: under stress,
         or while the listener is shedding a flood."""
-        return self.stressed or time.monotonic() < self._quiet_until
+        return self.stressed or self.quietlog.flooded
 
     def idle_limit(self) -> float:
         return self.limits.stress_timeout if self.stressed else self.limits.timeout
@@ -503,30 +350,13 @@ class ConnectionGate:
         for act in list(self.sessions):
             if budget and closed >= budget:
                 break
-            if act.phase in (BUSY, PREAMBLE) and act.writing_since is None:
-                continue
-            if act.idle_for(now) > idle_limit:
-                self.note(
-                    "smtp.session.timeout",
-                    act,
-                    phase=act.phase,
-                    idle=round(act.idle_for(now), 1),
-                    stressed=self.stressed,
-                )
-                metrics.SMTP_CONNECTIONS.labels(outcome="timeout").inc()
-                self._close(act, replies.TIMEOUT)
-                closed += 1
-                continue
-            if act.phase != DATA or limits.min_data_rate <= 0:
-                continue
-            act.samples.append((now, act.data_bytes))
-            rate = act.data_rate(now, limits)
-            if rate is not None and rate < limits.min_data_rate:
-                self.note(
-                    "smtp.data.too_slow", act, rate=round(rate, 1), received=act.data_bytes
-                )
-                metrics.SMTP_CONNECTIONS.labels(outcome="too_slow").inc()
-                self._close(act, replies.TOO_SLOW)
+            over = act.overdue(now, limits, idle_limit)
+            if over is not None:
+                event, outcome, reply, fields = over
+                fields = {**fields, "stressed": self.stressed} if outcome == "timeout" else fields
+                self.note(event, act, **fields)
+                metrics.SMTP_CONNECTIONS.labels(outcome=outcome).inc()
+                self._close(act, reply)
                 closed += 1
         return closed
 
@@ -547,32 +377,17 @@ class ConnectionGate:
     # --- log lines under stress ----------------------------------------------------
 
     def shed(self, event: str) -> None:
-        """The listener dropped a connection before it became a session: counted; many
-        of them make the gate quiet for a while (a flood is on)."""
-        self.tally[event] += 1
-        self._shed += 1
-        if self._shed >= SHED_QUIET:
-            self._quiet_until = time.monotonic() + SUMMARY_EVERY
+        """The listener dropped a connection before it became a session: counted."""
+        self.quietlog.shed(event)
         self.summarise()
 
     def note(self, event: str, act: Activity | None = None, **fields: Any) -> None:
         """Log ``event`` for a session, or only count it when the session is quiet
         (admitted under stress, not a command yet) or there is none (the listener's)."""
-        if act is None or act.quiet:
-            self.tally[event] += 1
-            return
-        log.info(event, session=act.session, **fields)
+        self.quietlog.note(event, None if act is None or act.quiet else act.session, **fields)
 
     def summarise(self, *, force: bool = False, now: float | None = None) -> None:
-        """One line with what was counted instead of logged, every SUMMARY_EVERY s."""
-        now = time.monotonic() if now is None else now
-        if not self.tally or (not force and now < self._summary_at):
-            return
-        self._summary_at = now + SUMMARY_EVERY
-        counts = {event.replace(".", "_"): n for event, n in sorted(self.tally.items())}
-        self.tally.clear()
-        self._shed = 0
-        log.info("smtp.gate.summary", open=self.open, rate_tracked=len(self.rate), **counts)
+        self.quietlog.summarise(force=force, now=now, open=self.open, rate_tracked=len(self.rate))
 
     # --- shutdown ------------------------------------------------------------------
 
@@ -596,22 +411,3 @@ class ConnectionGate:
                 self._sweeper.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._sweeper
-
-
-SILENT = Reply(421, "4.7.0", "")  # screen(): close without a reply (far over the rate)
-
-
-def socket_alive(sock: socket.socket | Any) -> bool:
-    """False if the peer has already closed or reset the connection (a peek, no read)."""
-    try:
-        probe = socket.socket(fileno=sock.fileno())
-    except OSError:
-        return False
-    try:
-        return probe.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) != b""
-    except (BlockingIOError, InterruptedError):
-        return True  # nothing to read yet: alive
-    except OSError:
-        return False  # ECONNRESET and the like
-    finally:
-        probe.detach()
