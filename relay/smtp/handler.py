@@ -1,6 +1,9 @@
 """aiosmtpd hooks: refuse at RCPT whatever can be refused there, hand DATA to the pipeline.
 
-Every reply comes from relay.replies. Database trouble at any step answers 451 4.3.0:
+``handle_DATA`` is where a message's path begins; relay.intake's docstring follows it
+from here to the commit.
+
+Every reply comes from relay.core.replies. Database trouble at any step answers 451 4.3.0:
 the sender's MTA keeps the message and tries again, and nothing is lost.
 """
 
@@ -15,8 +18,9 @@ from aiosmtpd.smtp import SMTP
 
 from relay import metrics
 from relay.core import replies
+from relay.core.values import SessionInfo
 from relay.log import mask
-from relay.pipeline import Pipeline, SessionInfo
+from relay.pipeline import Pipeline
 from relay.settings import Settings
 from relay.smtp.postmaster import OpsMailbox
 from relay.smtp.proxy import client_peer
