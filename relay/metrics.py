@@ -18,24 +18,24 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import sqlalchemy as sa
 import structlog
 from prometheus_client import CollectorRegistry, Gauge, Histogram
 from prometheus_client import Counter as PCounter
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from relay.core import replies
-from relay.db import read_tx
-from relay.store.tables import UTCDateTime, archive, deliveries, delivery_events, utcnow
+from relay.clock import utcnow
+from relay.core.outcomes import DeliveryStatus, ReasonCode, Verdict
+
+if TYPE_CHECKING:  # a handle passed through to relay.store; no SQL here
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 log = structlog.get_logger("relay.metrics")
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -43,7 +43,7 @@ SETTLE = 60.0  # seconds before a row is folded into the running totals
 PAGE = 5000
 MAX_PAGES = 40  # per table and scrape: the first scrape of a big archive stays short
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 3600, 14400, 86400)
-QUEUE_STATES = ("queued", "sending", "deferred")
+QUEUE_STATES = (DeliveryStatus.QUEUED, DeliveryStatus.SENDING, DeliveryStatus.DEFERRED)
 RESPONSES_EVERY = 300.0  # seconds between recomputing the response-time gauges
 RESPONSES_DAYS = 30
 
@@ -116,27 +116,23 @@ def observe_delivery_attempt(seconds: float, outcome: str) -> None:
 
 # --- labels that stay bounded ----------------------------------------------------------
 
-_ENHANCED = re.compile(r"^([245]\.\d{1,3}\.\d{1,3})\b")
-_TEXT_CODES = {r.text: r.enhanced for r in vars(replies).values() if isinstance(r, replies.Reply)}
+_REFUSING = (Verdict.REFUSED, Verdict.TEMPFAIL)
+_CODES = {str(c) for c in ReasonCode}
 
 
-def reason_label(verdict: str, reason: str, findings: str) -> str:
-    """A label for why a message was refused, from a small set: never the free text."""
-    if verdict == "reject":
+def reason_label(verdict: str, code: str | None, findings: str) -> str:
+    """A label for why a message was refused, from a small set: the record's reason code
+    (relay.core.outcomes.ReasonCode), never its free text. A policy rejection is labelled
+    with the rule that rejected it (from the findings); a refusal archived before reason
+    codes existed (migration 0007r) is ``other``."""
+    if verdict == Verdict.REJECT:
         for f in _findings(findings):
             if f.get("action") == "reject" and f.get("rule"):
                 return str(f["rule"])[:64]
-        return "policy"
-    if verdict not in ("refused", "tempfail"):
+        return str(ReasonCode.POLICY)
+    if verdict not in _REFUSING:
         return ""
-    if reason == "stranger":
-        return "stranger"
-    if reason.startswith("another recipient"):
-        return "co-recipient"
-    m = _ENHANCED.match(reason)
-    if m:
-        return m.group(1)
-    return _TEXT_CODES.get(reason, "other")
+    return code if code is not None and code in _CODES else "other"
 
 
 def _findings(text: str) -> list[dict[str, Any]]:
@@ -180,14 +176,18 @@ class _Tail:
         self.settled = _Totals()
         self.behind = False
 
-    async def read(self, conn: Any, query: Any, id_col: Any, at_of: Any, add: Any) -> _Totals:
-        """Fold settled rows into ``self.settled``; return totals of the unsettled tail."""
+    async def read(
+        self,
+        page: Callable[[int, int], Awaitable[Sequence[Any]]],
+        at_of: Callable[[Any], Any],
+        add: Callable[[_Totals, Any], None],
+    ) -> _Totals:
+        """Fold settled rows into ``self.settled``; return totals of the unsettled tail.
+        ``page(after, limit)`` reads rows with ``id > after`` in id order (relay.store.stats)."""
         cutoff = utcnow() - timedelta(seconds=SETTLE)
         live, after, settling = _Totals(), self.cursor, True
         for _ in range(MAX_PAGES):
-            rows = (
-                await conn.execute(query.where(id_col > after).order_by(id_col).limit(PAGE))
-            ).all()
+            rows = await page(after, PAGE)
             for row in rows:
                 if settling and at_of(row) < cutoff:
                     add(self.settled, row)
@@ -206,8 +206,9 @@ class _Tail:
 
 
 def _add_record(t: _Totals, row: Any) -> None:
-    t.messages[(row.kind, row.verdict, reason_label(row.verdict, row.reason, row.findings))] += 1
-    if row.verdict == "redact":
+    label = reason_label(row.verdict, row.reason_code, row.findings)
+    t.messages[(row.kind, row.verdict, label)] += 1
+    if row.verdict == Verdict.REDACT:
         for f in _findings(row.findings):
             if f.get("action") == "redact":
                 t.redactions[str(f.get("kind", "unknown"))[:64]] += 1
@@ -256,32 +257,18 @@ class DatabaseCollector(Collector):
             return bool(self._up)
 
     async def _read(self) -> None:
-        a, e, d = archive.c, delivery_events.c, deliveries.c
-        findings = sa.case((a.verdict.in_(("redact", "reject")), a.findings), else_="")
-        records = sa.select(
-            a.id, a.created_at, a.kind, a.verdict, a.reason, findings.label("findings")
-        )
-        events = sa.select(e.id, e.at, e.event, d.created_at).select_from(
-            delivery_events.outerjoin(deliveries, deliveries.c.id == e.delivery_id)
-        )
-        async with read_tx(self.engine) as conn:
+        from relay.store import stats
+
+        async with stats.reader(self.engine) as db:
             live_records = await self._archive.read(
-                conn, records, a.id, lambda r: r.created_at, _add_record
+                db.records_page, lambda r: r.created_at, _add_record
             )
-            live_events = await self._events.read(conn, events, e.id, lambda r: r.at, _add_event)
-            queue = (
-                await conn.execute(
-                    sa.select(
-                        d.status, sa.func.count(), sa.func.min(d.created_at, type_=UTCDateTime())
-                    )
-                    .where(d.status.in_(QUEUE_STATES))
-                    .group_by(d.status)
-                )
-            ).all()
+            live_events = await self._events.read(db.events_page, lambda r: r.at, _add_event)
+            queue = await db.queue_depth(QUEUE_STATES)
         self._totals = self._archive.settled.merged(live_records).merged(
             self._events.settled.merged(live_events)
         )
-        self._queue = {state: 0 for state in QUEUE_STATES}
+        self._queue = {str(state): 0 for state in QUEUE_STATES}
         oldest = None
         for status, count, first in queue:
             self._queue[status] = int(count)

@@ -498,3 +498,10 @@ async def bodies(engine: AsyncEngine, ids: list[int]) -> dict[int, tuple[bytes, 
         rows = (await conn.execute(q.where(archive.c.id.in_(ids)))).all()
     return {int(r.id): (bytes(r.original), None if r.delivered is None else bytes(r.delivered))
             for r in rows}  # fmt: skip
+
+
+async def session_record_ids(engine: AsyncEngine, session_id: str) -> list[int]:
+    """The records one SMTP (or template) session archived, in chain order."""
+    q = sa.select(archive.c.id).where(archive.c.session_id == session_id).order_by(archive.c.id)
+    async with read_tx(engine) as conn:
+        return [int(r.id) for r in await conn.execute(q)]
