@@ -1,7 +1,8 @@
 """Serving the API with uvicorn, alone (``relay api``) or beside the SMTP listener.
 
-``serve_api`` runs on the caller's event loop, so ``relay serve`` can start it as one more
-task next to the listener and the worker, sharing their database engine.
+``ApiServer`` runs on the caller's event loop, so the composition root (relay.app) can
+start it as one more component next to the listener and the worker, sharing their
+database engine; the process's signals are relay.app's, never uvicorn's.
 """
 
 from __future__ import annotations
@@ -78,61 +79,70 @@ def bound_port(server: uvicorn.Server) -> int:
     return int(server.servers[0].sockets[0].getsockname()[1])
 
 
+class ApiServer:
+    """The API as a component of the process (relay.app): ``start()`` returns once it
+    listens (or raises SettingsError), ``stop()`` finishes open requests. ``done`` is
+    the serving task, so the host notices if uvicorn stops on its own."""
+
+    def __init__(self, settings: Settings, engine: AsyncEngine) -> None:
+        self.settings = settings
+        self.server = make_server(settings, engine)
+        self.done: asyncio.Task[None] | None = None
+
+    @property
+    def port(self) -> int:
+        """The port actually bound (``api.listen`` may say port 0)."""
+        return bound_port(self.server)
+
+    async def start(self) -> None:
+        # Bind here, not in uvicorn: its bind failure is sys.exit(), which would escape
+        # the task and stop the whole event loop (the SMTP relay too, when embedded).
+        sock = bind(self.settings)
+        self.done = asyncio.create_task(self.server.serve(sockets=[sock]), name="api")
+        while not self.server.started and not self.done.done():  # noqa: ASYNC110 - no event
+            await asyncio.sleep(0.01)
+        if not self.server.started:
+            sock.close()
+            done, self.done = self.done, None
+            await done
+            listen = self.settings.api.listen
+            raise SettingsError(f"setting 'api.listen': cannot serve on {listen}")
+        log.info("api.started", port=self.port)
+
+    async def stop(self) -> None:
+        if self.done is None:
+            return
+        self.server.should_exit = True
+        await self.done
+
+
 async def serve_api(
     settings: Settings,
     engine: AsyncEngine,
     stop: asyncio.Event,
     on_start: Callable[[int], None] | None = None,
 ) -> None:
-    """Serve until ``stop`` is set, then finish open requests and return.
+    """Serve until ``stop`` is set, then finish open requests and return (tests and
+    embedders; the processes run the API as an ApiServer of relay.app).
 
     ``on_start`` receives the bound port once listening (``api.listen`` may say port 0).
     """
-    server = make_server(settings, engine)
-    # Bind here, not in uvicorn: its bind failure is sys.exit(), which would escape the
-    # task and stop the whole event loop (the SMTP relay too, when embedded).
-    sock = bind(settings)
-    task = asyncio.create_task(server.serve(sockets=[sock]), name="api")
-    while not server.started and not task.done():  # noqa: ASYNC110 - uvicorn has no event
-        await asyncio.sleep(0.01)
-    if not server.started:
-        sock.close()
-        await task
-        raise SettingsError(f"setting 'api.listen': cannot serve on {settings.api.listen}")
-    log.info("api.started", port=bound_port(server))
+    api = ApiServer(settings, engine)
+    await api.start()
+    assert api.done is not None
     if on_start is not None:
-        on_start(bound_port(server))
+        on_start(api.port)
     waiter = asyncio.create_task(stop.wait())
-    await asyncio.wait([task, waiter], return_when="FIRST_COMPLETED")
+    await asyncio.wait([api.done, waiter], return_when="FIRST_COMPLETED")
     waiter.cancel()
-    server.should_exit = True
-    await task
+    await api.stop()
 
 
 async def run_relay_and_api(relay: Any) -> None:
-    """``relay.service.run_forever`` plus the API on the same loop and database engine.
+    """``relay.app.run`` of a relay with the API added: SMTP relay, worker and API on one
+    loop and one database engine, until SIGTERM/SIGINT. If the API cannot listen, the
+    relay is stopped again and the error raised, so a bad ``api.listen`` never leaves a
+    half-started process."""
+    from relay.app import run
 
-    Runs until SIGTERM/SIGINT; if the API cannot listen, the relay is stopped again and
-    the error raised, so a bad ``api.listen`` never leaves a half-started process.
-    """
-    import signal
-
-    check_tokens(relay.settings)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    if hasattr(relay, "reload_tls"):  # as in run_forever: SIGHUP reloads the certificate
-        loop.add_signal_handler(signal.SIGHUP, relay.reload_tls)
-    await relay.start()
-    api = asyncio.create_task(serve_api(relay.settings, relay.engine, stop), name="api")
-    waiter = asyncio.create_task(stop.wait())
-    try:
-        await asyncio.wait([api, waiter], return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        stop.set()
-        waiter.cancel()
-        try:
-            await api
-        finally:
-            await relay.stop()
+    await run(relay.with_api())

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import click
 
-from relay.cli import CliState, StartupError, run_async
-from relay.cli.serve import with_fresh_statistics
-from relay.cli.startup import build, check_signing, explain, guard_start
+from relay.cli import CliState
+from relay.cli.startup import check_signing
 
 _LISTEN = click.option("--listen", default=None, help="host:port, overriding api.listen")
 _WITH_RELAY = click.option(
@@ -33,12 +32,8 @@ def api(ctx: click.Context, listen: str | None, with_relay: bool) -> None:
 @click.pass_obj
 def serve(state: CliState, listen: str | None, with_relay: bool) -> None:
     """Serve until SIGINT/SIGTERM; migrates the schema first."""
-    import asyncio
-    import signal
-
-    from relay.api.server import serve_api
-    from relay.db import create_engine
-    from relay.db.migrate import upgrade
+    from relay.app import Roles
+    from relay.cli.serve import serve_roles
     from relay.log import configure
 
     settings = state.settings
@@ -53,38 +48,9 @@ def serve(state: CliState, listen: str | None, with_relay: bool) -> None:
         settings = settings.model_copy(update={"api": api_section})
     configure(settings.log.format, settings.log.level)
     if with_relay:
-        from relay.api.server import run_relay_and_api
-        from relay.service import Relay
-        from relay.wiring import auth_parts
-
         check_signing(settings)
-        relay = build(lambda: Relay(settings, **auth_parts(settings)), settings)
-        guard_start(relay)
-        run_async(with_fresh_statistics(relay.engine, run_relay_and_api(relay)))
-        return
-
-    async def main() -> None:
-        engine = build(
-            lambda: create_engine(settings.database.url, pool_size=settings.database.pool_size),
-            settings,
-        )
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        try:
-            try:
-                await upgrade(engine)
-            except Exception as err:
-                raise StartupError(explain(err, settings) or str(err)) from None
-            from relay.db.statistics import fresh_statistics
-
-            async with fresh_statistics(engine):
-                await serve_api(settings, engine, stop)
-        finally:
-            await engine.dispose()
-
-    run_async(main())
+    # --with-relay: the relay and its worker in this process (delivery.processes aside).
+    serve_roles(state, settings, Roles(smtp=with_relay, worker=with_relay, api=True))
 
 
 @api.command("openapi")

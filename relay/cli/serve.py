@@ -1,4 +1,5 @@
-"""``relay serve`` and ``relay worker``."""
+"""``relay serve`` and ``relay worker`` (and `relay api serve`): relay.app's process with
+the roles the command names."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from relay.cli.startup import build, check_signing, guard_start
 from relay.log import configure
 
 if TYPE_CHECKING:
+    from relay.app import Roles
     from relay.settings import Settings
 
 
@@ -29,28 +31,31 @@ def _settings(state: CliState, config: str | None) -> Settings:
 @click.pass_obj
 def serve(state: CliState, config: str | None, no_worker: bool, with_api: bool) -> None:
     """Run the SMTP relay (and, unless --no-worker, the delivery worker)."""
-    from relay.service import Relay, run_forever
+    from relay.app import Roles
 
     settings = _settings(state, config)
     configure(settings.log.format, settings.log.level)
     processes = 0 if no_worker else settings.delivery.processes
     if not no_worker:
         check_signing(settings)
-    relay = build(
-        lambda: Relay(
-            settings, worker=not no_worker and processes == 0, **_auth_parts(settings)
-        ),
-        settings,
+    roles = Roles(
+        smtp=True,
+        worker=not no_worker and processes == 0,
+        api=with_api,
+        worker_processes=processes,
     )
-    guard_start(relay)
-    if with_api:
-        from relay.api.server import run_relay_and_api
+    serve_roles(state, settings, roles)
 
-        main = run_relay_and_api(relay)
-    else:
-        main = run_forever(relay)
-    main = with_fresh_statistics(relay.engine, main)
-    run_async(_with_worker_processes(main, processes, state.config))
+
+def serve_roles(state: CliState, settings: Settings, roles: Roles) -> None:
+    """Build the process for ``roles`` (relay.app) and run it until a signal, naming
+    start-up failures in one line (relay.cli.startup)."""
+    from relay.app import build as build_app
+    from relay.app import run
+
+    app = build(lambda: build_app(settings, roles, config=state.config), settings)
+    guard_start(app)
+    run_async(with_fresh_statistics(app.engine, run(app)))
 
 
 async def with_fresh_statistics(engine: Any, main: Any) -> None:
@@ -61,20 +66,6 @@ async def with_fresh_statistics(engine: Any, main: Any) -> None:
         await main
 
 
-async def _with_worker_processes(main: Any, count: int, config: str | None) -> None:
-    if count == 0:
-        await main
-        return
-    from relay.supervisor import WorkerProcesses
-
-    workers = WorkerProcesses(count, config)
-    await workers.start()
-    try:
-        await main
-    finally:
-        await workers.stop()
-
-
 @click.command()
 @click.option(
     "--config", "-c", "config", type=click.Path(dir_okay=False), help="settings TOML file"
@@ -82,17 +73,9 @@ async def _with_worker_processes(main: Any, count: int, config: str | None) -> N
 @click.pass_obj
 def worker(state: CliState, config: str | None) -> None:
     """Run the delivery worker alone."""
-    from relay.service import Relay, run_forever
+    from relay.app import Roles
 
     settings = _settings(state, config)
     configure(settings.log.format, settings.log.level)
     check_signing(settings)
-    relay = build(lambda: Relay(settings, smtp=False, **_auth_parts(settings)), settings)
-    guard_start(relay)
-    run_async(with_fresh_statistics(relay.engine, run_forever(relay)))
-
-
-def _auth_parts(settings: Settings) -> dict[str, Any]:
-    from relay.wiring import auth_parts
-
-    return auth_parts(settings)
+    serve_roles(state, settings, Roles(smtp=False, worker=True))

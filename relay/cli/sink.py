@@ -91,36 +91,32 @@ def sink() -> None:
 def serve(listen: str, maildir: str) -> None:
     """Accept every message on LISTEN into MAILDIR until interrupted."""
     import asyncio
-    import signal
 
-    from aiosmtpd.controller import Controller
-    from aiosmtpd.handlers import Mailbox
-
+    from relay.app import install_signals
     from relay.settings import parse_hostport
+    from relay.smtp.sink import Sink
 
     try:
         host, port = parse_hostport(listen, 2526)
     except ValueError as err:
         raise StartupError(f"--listen: {err}") from None
     Path(maildir).parent.mkdir(parents=True, exist_ok=True)
-    controller = Controller(Mailbox(Path(maildir)), hostname=host, port=port)
+    server = Sink(host, port, Path(maildir))
     try:
-        controller.start()
+        server.start()
     except (OSError, RuntimeError) as err:
         raise StartupError(f"--listen: cannot listen on {listen}: {err}") from None
     click.echo(f"relay sink: accepting mail on {listen} into {maildir}/", err=True)
 
     async def wait() -> None:
         stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
+        install_signals(stop)
         await stop.wait()
 
     try:
         asyncio.run(wait())
     finally:
-        controller.stop()
+        server.stop()
 
 
 @sink.command("list")
