@@ -31,7 +31,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from types import MethodType
-from typing import Any
+from typing import Any, Protocol, cast
 
 import structlog
 from aiosmtpd.smtp import MISSING, SMTP, TLSSetupException, syntax
@@ -109,12 +109,23 @@ def _clean_argument(arg: str) -> bool:
     return True
 
 
+class _ReaderInternals(Protocol):
+    """The private parts of asyncio.StreamReader that _read_data uses (pinned in
+    tests/core/test_aiosmtpd_pins.py)."""
+
+    _limit: int
+    _buffer: bytearray
+
+
 class RelaySMTP(SMTP):
     # What _create_session/_create_envelope below make (aiosmtpd declares its base
     # classes), and the transport of a stream protocol (aiosmtpd says BaseTransport).
     session: RelaySession | None
     envelope: RelayEnvelope | None
     transport: asyncio.Transport | None
+    # aiosmtpd leaves these unannotated; their types as we use them (pinned, with every
+    # other aiosmtpd internal we rely on, in tests/core/test_aiosmtpd_pins.py).
+    _set_post_data_state: Callable[[], None]
 
     def __init__(
         self,
@@ -438,7 +449,7 @@ class RelaySMTP(SMTP):
                 status = "250 OK" if status is MISSING else status
         finally:
             self._in_data = False
-        self._set_post_data_state()  # type: ignore[no-untyped-call]  # unannotated in aiosmtpd
+        self._set_post_data_state()
         await self.push(status)
         metrics.observe_data(time.monotonic() - started, status)
         if data is not None and len(data) >= malloc.TRIM_AFTER:
@@ -448,11 +459,12 @@ class RelaySMTP(SMTP):
     async def _read_data(self) -> bytes | None:
         """Read to CRLF.CRLF and undo dot-stuffing; None if over the size limit."""
         reader = self._reader
+        # StreamReader has no public way to change its limit or push bytes back: its
+        # private attributes, typed by _ReaderInternals (typeshed does not declare them)
+        inside = cast(_ReaderInternals, reader)
         limit = self.data_size_limit or 0
-        # StreamReader has no public way to change its limit or push bytes back: private
-        # attributes, which typeshed does not declare (hence the ignores below)
-        saved_limit = reader._limit  # type: ignore[attr-defined]  # private StreamReader
-        reader._limit = DATA_CHUNK * 4  # type: ignore[attr-defined]  # private; fewer pauses
+        saved_limit = inside._limit
+        inside._limit = DATA_CHUNK * 4  # fewer pauses between chunks
         buf = bytearray(b"\r\n")  # stands for the CRLF ending "DATA", so ".\r\n" ends at once
         scan_from, too_big, chunks = 0, False, 0
         try:
@@ -470,7 +482,7 @@ class RelaySMTP(SMTP):
                 if end >= 0:
                     leftover = bytes(buf[end + len(_TERMINATOR) :])
                     if leftover:  # pipelined commands after the data: give them back
-                        reader._buffer[:0] = leftover  # type: ignore[attr-defined]  # private buffer
+                        inside._buffer[:0] = leftover
                     del buf[end + 2 :]
                     break
                 if too_big or (limit and len(buf) - 2 > limit):
@@ -478,7 +490,7 @@ class RelaySMTP(SMTP):
                     del buf[: len(buf) - 4]
                 scan_from = max(0, len(buf) - 4)
         finally:
-            reader._limit = saved_limit  # type: ignore[attr-defined]  # private StreamReader
+            inside._limit = saved_limit
         if too_big:
             return None
         data = bytes(buf[2:])
