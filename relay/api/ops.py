@@ -12,7 +12,8 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from relay.api import models as m
-from relay.api.errors import not_found, require, responses
+from relay.api.errors import ApiError, not_found, require, responses
+from relay.db.engine import StatementTimeout
 from relay.store import archive, reports
 from relay.store.search import QueryError
 
@@ -25,12 +26,23 @@ ArchiveId = Annotated[int, Path(ge=1, le=m.MAX_ID, description="archive record i
             response_model=m.ArchivePage, responses=responses())  # fmt: skip
 async def search_archive(request: Request, query: Annotated[m.ArchiveQuery, Query()]) -> Any:
     f = archive.SearchFilter(**query.model_dump())
+    limit = request.app.state.settings.archive.search_timeout.total_seconds()
     try:
-        rows = await archive.search(request.app.state.engine, f)
+        rows = await archive.search(request.app.state.engine, f, timeout=limit)
     except QueryError:  # text without a searchable word (only punctuation) matches nothing
         rows = []
+    except StatementTimeout as err:  # the database cancelled it: a plain reason, no hang
+        raise ApiError(503, "search_timeout", timeout_reason(err.seconds)) from None
     more = len(rows) == f.limit
     return JSONResponse({"items": rows, "next_before_id": rows[-1]["id"] if more else None})
+
+
+def timeout_reason(seconds: float) -> str:
+    """What a client (or the CLI) is told about a search the database cancelled."""
+    return (
+        f"the search ran longer than archive.search_timeout ({seconds:g} s) and was "
+        "cancelled; narrow it (an order, a seller, a time range) or raise the setting"
+    )
 
 
 @router.get("/archive/{archive_id}", summary="One archive record with its events",

@@ -58,14 +58,23 @@ def _utc(value: datetime | None) -> datetime | None:
 @click.pass_obj
 def search(state: CliState, /, as_json: bool, **options: Any) -> None:
     """Find archived messages, newest first."""
+    from relay.db.engine import StatementTimeout
     from relay.store.search import QueryError
 
     options["since"], options["until"] = _utc(options["since"]), _utc(options["until"])
     f = store.SearchFilter(**options)
+    limit = state.database()[1]
     try:
-        rows = run_async(with_engine(state, lambda e: store.search(e, f), readonly=True))
+        rows = run_async(
+            with_engine(state, lambda e: store.search(e, f, timeout=limit), readonly=True)
+        )
     except QueryError as err:
         raise click.BadParameter(str(err), param_hint="--text") from None
+    except StatementTimeout as err:
+        raise click.ClickException(
+            f"the search ran longer than archive.search_timeout ({err.seconds:g} s) and "
+            "was cancelled; narrow it (--order, --seller, --since) or raise the setting"
+        ) from None
     if as_json:
         echo_json(rows)
         return

@@ -13,11 +13,14 @@ import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import CursorResult, make_url
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.exc import DBAPIError
+
+if TYPE_CHECKING:  # imported when needed: the extension imports the ORM (relay.db.lite)
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 
 def is_sqlite(engine: AsyncEngine) -> bool:
@@ -33,7 +36,13 @@ def inserted_id(result: CursorResult[Any]) -> int:
     return int(key[0])
 
 
-def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+def create_engine(url: str, *, pool_size: int = 10, lite: bool = False) -> AsyncEngine:
+    """An AsyncEngine; ``lite`` for a short read-only command: the same engine without
+    SQLAlchemy's asyncio extension (relay.db.lite), which costs a CLI call ~0.1 s."""
+    if lite:
+        from relay.db.lite import create_lite_engine as create_async_engine
+    else:
+        from sqlalchemy.ext.asyncio import create_async_engine
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database or ""
@@ -123,3 +132,75 @@ async def write_tx(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
 async def read_tx(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
     async with engine.connect() as conn, conn.begin():
         yield conn
+
+
+_INTERRUPT_AGAIN = 0.005  # seconds between SQLite interrupts once past the limit
+
+
+class StatementTimeout(Exception):
+    """The database cancelled a statement that ran past its time limit (``time_limit``)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"cancelled after {seconds:g} s")
+        self.seconds = seconds
+
+
+def _cancelled(err: DBAPIError) -> bool:
+    """PostgreSQL's query_canceled (57014: statement_timeout, or a cancel request)."""
+    orig = err.orig
+    code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    cause = getattr(orig, "__cause__", None)
+    return code == "57014" or type(cause).__name__ == "QueryCanceledError"
+
+
+@asynccontextmanager
+async def time_limit(conn: AsyncConnection, seconds: float | None) -> AsyncIterator[None]:
+    """Have the database cancel what ``conn`` runs in this block after ``seconds``
+    (None or 0: no limit), raised as StatementTimeout, so a search whose plan goes wrong
+    answers an error instead of holding a connection for minutes.
+
+    PostgreSQL: ``SET LOCAL statement_timeout`` (so inside a transaction, each statement
+    of it). SQLite has no statement timeout: a timer calls sqlite3's ``interrupt()``
+    (thread-safe, aiosqlite runs it at once), which stops the running statement at its
+    next step; the limit covers the whole block.
+    """
+    if not seconds or seconds <= 0:
+        yield
+        return
+    if conn.dialect.name != "sqlite":
+        await conn.exec_driver_sql(f"SET LOCAL statement_timeout = {max(1, round(seconds * 1000))}")
+        try:
+            yield
+        except DBAPIError as err:
+            if _cancelled(err):
+                raise StatementTimeout(seconds) from None
+            raise
+        return
+    driver = (await conn.get_raw_connection()).driver_connection  # aiosqlite.Connection
+    if driver is None:
+        raise RuntimeError("the connection is closed")
+    loop = asyncio.get_running_loop()
+    fired: list[asyncio.Task[None]] = []
+    timer: asyncio.TimerHandle | None = None
+
+    def fire() -> None:
+        # interrupt() only stops a statement running at that moment (one not yet sent,
+        # still being compiled here, is not hit), so past the limit it is sent again
+        # every few ms until the block ends.
+        nonlocal timer
+        fired[:] = [t for t in fired if not t.done()]
+        fired.append(loop.create_task(driver.interrupt()))
+        timer = loop.call_later(_INTERRUPT_AGAIN, fire)
+
+    timer = loop.call_later(seconds, fire)
+    try:
+        yield
+    except DBAPIError as err:
+        if fired and "interrupted" in str(err.orig):
+            raise StatementTimeout(seconds) from None
+        raise
+    finally:
+        if timer is not None:
+            timer.cancel()
+        for task in fired:  # an interrupt not yet sent must not hit a later statement
+            task.cancel()

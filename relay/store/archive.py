@@ -19,10 +19,12 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+if TYPE_CHECKING:  # the extension imports the ORM: not at start-up of a CLI read
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from relay.db import read_tx
 from relay.mail.address import canonical_address
@@ -328,14 +330,21 @@ def search_query(
     return q
 
 
-async def search(engine: AsyncEngine, f: SearchFilter) -> list[dict[str, Any]]:
+async def search(
+    engine: AsyncEngine, f: SearchFilter, *, timeout: float | None = None
+) -> list[dict[str, Any]]:
     """Newest first. A text search first indexes records not yet indexed (relay.store.search).
 
     On PostgreSQL a text search of a party goes in one of two forms: a small party's
     record ids as an array, searched on bitmap scans (relay.store.search.BITMAP_ONLY); a big
     party by its party id written into the statement, so the planner sees its size and
     walks the text newest first (through the join to parties it assumed an average seller
-    and walked all 100,000 records of the largest: 2.6 s at 1M)."""
+    and walked all 100,000 records of the largest: 2.6 s at 1M).
+
+    ``timeout`` (seconds; the API and CLI pass ``archive.search_timeout``): the database
+    cancels the search's statements past it and StatementTimeout is raised
+    (relay.db.engine.time_limit), whatever plan the database chose."""
+    from relay.db.engine import time_limit
     from relay.store import search as text_search
 
     big, candidates = False, None
@@ -351,7 +360,7 @@ async def search(engine: AsyncEngine, f: SearchFilter) -> list[dict[str, Any]]:
     if f.text:
         await text_search.catch_up(engine)
     postgres = engine.dialect.name == "postgresql"
-    async with read_tx(engine) as conn:
+    async with read_tx(engine) as conn, time_limit(conn, timeout):
         keys = None
         if postgres and big:
             keys = await _party_keys(conn, f)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -276,3 +277,73 @@ async def test_the_relay_analyses_tables_it_changed(engine, monkeypatch) -> None
         assert last.scalar() is not None
     await asyncio.sleep(1.5)
     assert await statistics.analyze_stale(engine) == []  # fresh now: nothing to do
+
+
+async def test_time_limit_cancels_a_statement_and_the_connection_goes_on(engine) -> None:
+    """A statement past its limit is cancelled by the database itself (PostgreSQL's
+    statement_timeout; SQLite's interrupt()) and raised as StatementTimeout, promptly;
+    the same connection then answers the next statement."""
+    from relay.db.engine import StatementTimeout, time_limit
+
+    slow = (
+        "SELECT pg_sleep(30)" if engine.dialect.name == "postgresql" else
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 10000000000)"
+        " SELECT count(*) FROM n"
+    )  # fmt: skip
+    async with engine.connect() as conn:
+        started = time.perf_counter()
+        with pytest.raises(StatementTimeout) as caught:
+            async with conn.begin(), time_limit(conn, 0.2):
+                await conn.exec_driver_sql(slow)
+        assert time.perf_counter() - started < 5
+        assert caught.value.seconds == 0.2
+        async with conn.begin(), time_limit(conn, 5):
+            assert (await conn.exec_driver_sql("SELECT 1")).scalar() == 1
+        async with conn.begin(), time_limit(conn, 0):  # 0: no limit
+            assert (await conn.exec_driver_sql("SELECT 2")).scalar() == 2
+
+
+async def _bulk_archive(engine: Any, order_id: str, n: int, subject: str) -> None:
+    """``n`` records written straight into the archive (not the commit path: the chain is
+    not what these tests are about), indexed by catch_up as a search would."""
+    now = utcnow()
+    rows = [{"created_at": now, "verdict": "deliver", "original": b"Subject: s\r\n\r\nx\r\n",
+             "sha256": "x", "prev_hash": "x", "hash": "x", "subject": subject,
+             "order_id": order_id, "direction": "buyer-to-seller"} for _ in range(n)]  # fmt: skip
+    async with write_tx(engine) as conn:
+        await conn.execute(schema.archive.insert(), rows)
+    await catch_up(engine, batch=5000)
+
+
+async def test_a_search_past_its_time_limit_is_a_503_with_the_reason(settings, engine, order):
+    """archive.search_timeout bounds every search: past it the API answers 503 naming the
+    setting (not a hang, not a 500), and the next search works."""
+    import httpx
+
+    from relay.api import create_app
+    from tests.api.conftest import OPS_TOKEN
+
+    await _bulk_archive(engine, order.id, 20_000, "tracking parcel")
+    limited = settings.model_copy(update={"archive": settings.archive.model_copy(
+        update={"search_timeout": timedelta(milliseconds=1)})})  # fmt: skip
+    app = create_app(limited, engine)
+    blocker = None
+    if engine.dialect.name == "postgresql":  # a lock held elsewhere: waiting on it counts
+        blocker = await engine.connect()
+        await blocker.begin()
+        await blocker.exec_driver_sql("LOCK TABLE archive IN ACCESS EXCLUSIVE MODE")
+    transport = httpx.ASGITransport(app=app)
+    headers = {"Authorization": f"Bearer {OPS_TOKEN}"}
+    async with httpx.AsyncClient(transport=transport, base_url="http://t", headers=headers) as c:
+        # a filter no index serves and nothing matches walks every record
+        r = await c.get("/v1/archive", params={"finding_kind": "phone_number"})
+        assert r.status_code == 503, r.text
+        error = r.json()["error"]
+        assert error["code"] == "search_timeout"
+        assert "archive.search_timeout" in error["message"] and "cancelled" in error["message"]
+        if blocker is not None:
+            await blocker.rollback()
+            await blocker.close()
+        app.state.settings = settings  # 10 s: the same search answers
+        r = await c.get("/v1/archive", params={"text": "tracking", "limit": 3})
+        assert r.status_code == 200 and len(r.json()["items"]) == 3
