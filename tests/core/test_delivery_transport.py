@@ -201,7 +201,7 @@ async def test_the_pool_forgets_idle_connections_and_hosts(sink, monkeypatch) ->
 async def test_a_database_blip_while_recording_sends_nothing_twice(
     lite_settings, sink, monkeypatch
 ) -> None:
-    real = queue.record_many
+    real = queue.settle
     failures = [1]
 
     async def flaky(*args: Any, **kwargs: Any) -> list[bool]:
@@ -210,7 +210,7 @@ async def test_a_database_blip_while_recording_sends_nothing_twice(
             raise ConnectionError("database went away")
         return await real(*args, **kwargs)
 
-    monkeypatch.setattr(queue, "record_many", flaky)
+    monkeypatch.setattr(queue, "settle", flaky)
     async with running_relay(smarthost(lite_settings, sink), policy=None) as relay:
         await buyer_writes(relay, await make_order(relay))
         rows = await wait_until(lambda: all_status(relay.engine, "delivered", 1))
