@@ -42,7 +42,7 @@ from typing import Any, Protocol, TypeVar
 
 from relay import malloc
 from relay.core import replies
-from relay.core.replies import Reply
+from relay.core.errors import BudgetExceeded as BudgetExceeded
 from relay.policy.language import warm
 from relay.policy.model import PolicyContext, Verdict
 
@@ -59,20 +59,9 @@ _ENGINE: _Engine | None = None
 _MB = 1024 * 1024
 
 
-class _CpuOver(BaseException):
+class _CpuOver(BaseException):  # outside relay.core.errors on purpose (see there)
     """Raised inside the worker when its CPU budget is spent. A BaseException so that the
     ``except Exception`` of parsers and of the policy engine cannot swallow it."""
-
-
-class BudgetExceeded(Exception):
-    """A message went over its CPU or memory budget; ``reply`` is the permanent refusal."""
-
-    def __init__(self, reply: Reply) -> None:
-        super().__init__(reply.text)
-        self.reply = reply
-
-    def __reduce__(self) -> tuple[Any, ...]:  # raised in a worker process, read in ours
-        return (type(self), (self.reply,))
 
 
 @dataclass(frozen=True)

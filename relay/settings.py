@@ -28,12 +28,10 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from relay.core.errors import SettingsError as SettingsError
+
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-class SettingsError(Exception):
-    """A configuration problem, worded for the operator (names the key)."""
 
 
 def parse_duration(value: Any) -> timedelta:
@@ -326,18 +324,6 @@ class ArchiveSection(_Section):
         ge=0,
         description="body bytes kept of a message refused before its sender was proven a party",
     )
-    search_timeout: Duration = Field(
-        default=timedelta(seconds=10),
-        description="a search running longer is cancelled by the database and answered "
-        "with an error (API 503, CLI exit 1) instead of holding a connection; 0 = no limit",
-    )
-
-    @field_validator("search_timeout")
-    @classmethod
-    def _not_negative(cls, v: timedelta) -> timedelta:
-        if v.total_seconds() < 0:
-            raise ValueError("must not be negative (0 turns the limit off)")
-        return v
 
 
 class LimitsSection(_Section):

@@ -24,34 +24,32 @@ from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
 from email.utils import format_datetime, formataddr, make_msgid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from relay.clock import utcnow
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from relay.core.errors import (
+    TemplateBroken,
+    TemplateConflict,
+    TemplateInvalid,
+    TemplateNotFound,
+    TemplateRefused,
+)
+from relay.core.errors import TemplateError as TemplateError
 from relay.core.replies import Reply
+from relay.db import read_tx
 from relay.mail.parse import Inbound
 from relay.pipeline import Pipeline, SenderCheck, SessionInfo, registered_sender
 from relay.settings import Settings
 from relay.store import orders, secrets_store
-from relay.store.archive import session_record_ids
 from relay.store.commit import GroupCommitter
 from relay.store.resolve import Resolution, resolve_alias
-
-if TYPE_CHECKING:  # a handle passed through to relay.store; no SQL here
-    from sqlalchemy.ext.asyncio import AsyncEngine
+from relay.store.tables import archive, utcnow
 
 AUTOMATIC = ("order_id",)
 LOCALES = ("en", "de", "fr", "es", "it", "ja")
 MAX_VALUE = 2000
-
-
-class TemplateError(ValueError):
-    """An unknown template, a missing or unexpected variable, or a template that cannot be
-    sent; ``field`` names the input at fault and ``status`` the HTTP status to answer."""
-
-    def __init__(self, message: str, field: str | None = None, status: int = 422) -> None:
-        super().__init__(message)
-        self.field = field
-        self.status = status
 
 
 def templates_dir() -> Path:
@@ -93,7 +91,7 @@ class Template:
         for locale, (subject, body) in self.texts.items():
             found = _placeholders(subject) | _placeholders(body)
             if found - expected or set(self.variables) - found:
-                raise TemplateError(
+                raise TemplateBroken(
                     f"template {self.name} [{locale}] uses {sorted(found)}, "
                     f"declares {sorted(expected)}"
                 )
@@ -106,18 +104,18 @@ class Template:
     def render(self, locale: str, order_id: str, given: dict[str, str]) -> tuple[str, str, str]:
         missing = [v for v in self.variables if v not in given]
         if missing:
-            raise TemplateError(
+            raise TemplateInvalid(
                 f"template {self.name} needs {', '.join(missing)}", f"vars.{missing[0]}"
             )
         for key, value in given.items():
             if key not in self.variables:
-                raise TemplateError(
+                raise TemplateInvalid(
                     f"template {self.name} has no variable {key!r}"
                     + (" (it is filled in from the order)" if key in AUTOMATIC else ""),
                     f"vars.{key}",
                 )
             if len(value) > MAX_VALUE or any(not ch.isprintable() for ch in value):
-                raise TemplateError(
+                raise TemplateInvalid(
                     f"{key}: at most {MAX_VALUE} printable characters, no line breaks",
                     f"vars.{key}",
                 )
@@ -135,8 +133,8 @@ def load_all(directory: Path | None = None) -> dict[str, Template]:
 def get(name: str, directory: Path | None = None) -> Template:
     found = load_all(directory)
     if name not in found:
-        raise TemplateError(
-            f"unknown template {name!r}; known: {', '.join(sorted(found))}", "template", 404
+        raise TemplateNotFound(
+            f"unknown template {name!r}; known: {', '.join(sorted(found))}", "template"
         )
     return found[name]
 
@@ -202,18 +200,21 @@ class TemplateSender:
         try:
             view = await orders.get_order(self.engine, domain, order_id)
         except orders.OrderError as err:
-            raise TemplateError(str(err), "order_id", 404) from None
+            raise TemplateNotFound(str(err), "order_id") from None
         lang, subject, body = template.render(locale or view.buyer_locale, view.id, given)
         target = await resolve_alias(self.engine, domain, view.buyer_alias)
         if isinstance(target, Reply):
-            raise TemplateError(f"order {order_id} is {view.status}", "order_id", 409)
+            raise TemplateConflict(f"order {order_id} is {view.status}", "order_id")
         raw = build_message(view, subject, body, domain)
         session = f"tpl-{secrets.token_hex(8)}"
         info = SessionInfo(session, "127.0.0.1", self.settings.relay.helo_name, view.seller)
         reply = await (await self._get_pipeline()).accept(info, [target], raw)
-        ids = await session_record_ids(self.engine, session)
+        async with read_tx(self.engine) as conn:
+            query = sa.select(archive.c.id).where(archive.c.session_id == session)
+            rows = await conn.execute(query.order_by(archive.c.id))
+            ids = [r.id for r in rows]
         if reply.code != 250:
-            raise TemplateError(f"refused: {reply}", "template", 422)
+            raise TemplateRefused(f"refused: {reply}", "template")
         return Sent(view.id, name, lang, str(reply), ids)
 
 

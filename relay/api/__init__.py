@@ -25,6 +25,7 @@ def build_api(settings: Settings | None = None) -> Any:
     from starlette.exceptions import HTTPException
 
     from relay.api import choices, errors, holds, marketplace, ops
+    from relay.core.errors import RelayError
 
     class RelayApi(FastAPI):
         def openapi(self) -> dict[str, Any]:
@@ -56,6 +57,7 @@ def build_api(settings: Settings | None = None) -> Any:
         redoc_url=None,
         exception_handlers={
             errors.ApiError: errors.api_error,
+            RelayError: errors.relay_error,  # by type (relay.core.errors), never by text
             RequestValidationError: errors.validation_error,
             HTTPException: errors.http_exception,
         },

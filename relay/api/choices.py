@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from relay.api import models as m
-from relay.api.errors import ApiError, not_found, require, responses
+from relay.api.errors import answer, require, responses
 from relay.store import choices
 
 router = APIRouter(prefix="/v1")
@@ -70,7 +70,7 @@ async def _call(fn: Any) -> JSONResponse:
     try:
         return JSONResponse(await fn)
     except choices.ChoiceError as err:
-        raise not_found(str(err).strip("'\"")) from None
+        raise answer(err) from None
 
 
 @router.get("/orders/{order_id}/opt-out", summary="The order's and its buyer's opt-outs",
@@ -128,10 +128,11 @@ async def no_reply_needed(request: Request, order_id: OrderId, body: NoReplyNeed
             operation_id="partyLimits", response_model=PartyLimits, responses=responses(404),
             dependencies=[require("ops")])  # fmt: skip
 async def party_limits(request: Request, party: Party) -> Any:
+    from relay.core.errors import PartyNotFound
     from relay.ratelimits import party_view
 
     state = request.app.state
     try:
         return JSONResponse(await party_view(state.engine, state.settings, party))
-    except LookupError as err:
-        raise ApiError(404, "not_found", str(err).strip("'\"")) from None
+    except PartyNotFound as err:
+        raise answer(err) from None

@@ -3,7 +3,8 @@
 Order of answers: no or a wrong token is 401 before anything else (the middleware, so
 not even a malformed body or an unknown path is revealed), a token of the wrong scope
 403 (a dependency), then FastAPI's validation 422 naming the field; our own errors are
-the same JSON shape, and nothing internal ever reaches a response body.
+the same JSON shape, and nothing internal ever reaches a response body. An error of the
+relay's (relay.core.errors) is answered by its type (``STATUS``), never by its words.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from relay.api import models as m
+from relay.core.errors import Conflict, Invalid, NotFound, Refusal, RelayError, TemporaryError
 
 log = structlog.get_logger("relay.api")
 SCOPES = ("marketplace", "ops")
@@ -34,8 +36,9 @@ def is_public(path: str) -> bool:
     return path == "/" or path in PUBLIC or path.startswith("/ui/")
 
 
-class ApiError(Exception):
-    """An answer other than success, worded for the API client."""
+class ApiError(RelayError):
+    """An answer other than success, worded for the API client: the API's own (401, 403,
+    413, 422 of validation) or one of our errors translated by ``answer``."""
 
     def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
         super().__init__(message)
@@ -48,6 +51,40 @@ def error_response(err: ApiError, headers: dict[str, str] | None = None) -> JSON
     if err.status == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="relay"'
     return JSONResponse({"error": body}, status_code=err.status, headers=headers or None)
+
+
+# The HTTP answer to each category of relay.core.errors, by type: an error's words are for
+# the client to read, never for choosing the status.
+STATUS: tuple[tuple[type[RelayError], int, str], ...] = (
+    (NotFound, 404, "not_found"),
+    (Conflict, 409, "conflict"),
+    (Invalid, 422, "invalid"),
+    (Refusal, 422, "invalid"),
+    (TemporaryError, 503, "unavailable"),
+)
+
+
+def status_of(err: RelayError) -> tuple[int, str] | None:
+    """(status, code) for an error of ours; None for one that is our own fault (500)."""
+    for cls, status, code in STATUS:
+        if isinstance(err, cls):
+            return status, code
+    return None
+
+
+def answer(err: RelayError, field: str | None = None) -> ApiError:
+    """The client's answer to one of our errors. ``field`` names the input a route
+    validated, for an Invalid error that names none itself; 404 and 409 name a field only
+    when the error does. No category: our fault, 500 and nothing internal said."""
+    found = status_of(err)
+    if found is None:
+        log.error("api.error", error=type(err).__name__)
+        return ApiError(500, "internal", "internal error")
+    status, code = found
+    if status == 503:
+        return ApiError(503, code, "temporarily unavailable, retry")
+    named = err.field if err.field is not None else field if isinstance(err, Invalid) else None
+    return ApiError(status, code, str(err), named)
 
 
 def not_found(what: str) -> ApiError:
@@ -183,6 +220,15 @@ def _field_of(err: RequestValidationError) -> tuple[str | None, str]:
 async def api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
     return error_response(exc)
+
+
+async def relay_error(request: Request, exc: Exception) -> Response:
+    """One of our errors that no route translated: its status by its type (``STATUS``);
+    one of no category is ours to fix (``server_error``: 500, logged by type)."""
+    assert isinstance(exc, RelayError)
+    if status_of(exc) is None:
+        return await server_error(request, exc)
+    return error_response(answer(exc))
 
 
 async def validation_error(request: Request, exc: Exception) -> Response:

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from relay.api.errors import ApiError, not_found, require, responses
+from relay.api.errors import answer, require, responses
 from relay.store import holds
 
 router = APIRouter(prefix="/v1")
@@ -52,11 +52,6 @@ def _who(request: Request) -> str:
     return "api:" + ",".join(sorted(getattr(request.state, "scopes", set()) or {"ops"}))
 
 
-def _decided(err: holds.HoldError) -> ApiError:
-    text = str(err).strip("'\"")
-    return ApiError(409, "conflict", text) if "already decided" in text else not_found(text)
-
-
 @router.get("/holds", summary="Held messages, oldest first", operation_id="listHolds",
             response_model=list[HoldOut], responses=responses(),
             dependencies=[require("ops")])  # fmt: skip
@@ -73,7 +68,7 @@ async def get_hold(request: Request, hold_id: HoldId) -> Any:
     try:
         return JSONResponse((await holds.get_hold(request.app.state.engine, hold_id)).as_dict())
     except holds.HoldError as err:
-        raise not_found(str(err).strip("'\"")) from None
+        raise answer(err) from None
 
 
 @router.post("/holds/{hold_id}/release", summary="Deliver a held message",
@@ -90,7 +85,7 @@ async def release_hold(request: Request, hold_id: HoldId) -> Any:
         delivery = await holds.release(engine, hold_id, by=_who(request), verp_key=key,
                                        domain=s.relay.domain, bounce_prefix=s.bounce.local_prefix)
     except holds.HoldError as err:
-        raise _decided(err) from None
+        raise answer(err) from None
     return JSONResponse({"id": hold_id, "delivery_id": delivery})
 
 
@@ -104,5 +99,5 @@ async def refuse_hold(request: Request, hold_id: HoldId, body: RefuseIn) -> Any:
                                   reason=body.reason, domain=s.relay.domain,
                                   marketplace=s.relay.marketplace)
     except holds.HoldError as err:
-        raise _decided(err) from None
+        raise answer(err) from None
     return JSONResponse({"id": hold_id, "notified": sent})

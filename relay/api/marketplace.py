@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 
 from relay import templates
 from relay.api import models as m
-from relay.api.errors import ApiError, invalid, not_found, require, responses
+from relay.api.errors import answer, require, responses
 from relay.store import orders, reports
 
 M = ("marketplace",)
@@ -39,19 +39,6 @@ def order_out(view: orders.OrderView) -> dict[str, Any]:
     return {"order_id": view.id, **view.as_dict()}
 
 
-def _order_error(err: orders.OrderError, field: str | None = None) -> ApiError:
-    text = str(err)
-    if text.startswith("no such order"):
-        return not_found(text)
-    if "already exists" in text:
-        return ApiError(409, "conflict", text, "order_id")
-    if "different addresses" in text:  # a rule across two fields: no schema can say it
-        return ApiError(409, "conflict", text, "seller")
-    if text.startswith("no such party") or "is not an authorised sender" in text:
-        return not_found(text)
-    return invalid(field, text)
-
-
 @router.post("/orders", summary="Create an order and mint its two aliases",
              operation_id="createOrder", status_code=201, response_model=m.Order,
              responses=responses(409), dependencies=[require(*M)])  # fmt: skip
@@ -69,7 +56,7 @@ async def create_order(request: Request, body: m.CreateOrder) -> Any:
             delivered_at=body.delivered_at,
         )
     except orders.OrderError as err:
-        raise _order_error(err) from None
+        raise answer(err) from None
     return JSONResponse(order_out(view), status_code=201)
 
 
@@ -91,7 +78,7 @@ async def get_order(request: Request, order_id: OrderId) -> Any:
     try:
         view = await orders.get_order(request.app.state.engine, _domain(request), order_id)
     except orders.OrderError as err:
-        raise _order_error(err) from None
+        raise answer(err) from None
     return JSONResponse(order_out(view))
 
 
@@ -104,7 +91,7 @@ def _status(status: str, name: str, summary: str) -> None:
         try:
             view = await orders.set_status(engine, _domain(request), order_id, status)
         except orders.OrderError as err:
-            raise _order_error(err) from None
+            raise answer(err) from None
         return JSONResponse(order_out(view))
 
 
@@ -120,7 +107,7 @@ async def get_thread(request: Request, order_id: OrderId) -> Any:
     try:
         await orders.get_order(engine, _domain(request), order_id)
     except orders.OrderError as err:
-        raise _order_error(err) from None
+        raise answer(err) from None
     return JSONResponse({"order_id": order_id, "messages": await reports.thread(engine, order_id)})
 
 
@@ -137,9 +124,7 @@ async def exempt_message(
             request.app.state.engine, order_id, archive_id, reason=body.reason, by=by
         )
     except reports.ReportError as err:
-        if err.missing:
-            raise not_found(str(err)) from None
-        raise invalid(err.field, str(err)) from None
+        raise answer(err) from None
     return JSONResponse(out, status_code=201)
 
 
@@ -147,7 +132,7 @@ def _party(party: str) -> str:
     try:
         return orders.normalize_email(party)
     except orders.OrderError as err:
-        raise invalid("party", str(err)) from None
+        raise answer(err, "party") from None
 
 
 @router.get("/parties/{party}/senders", summary="A party's authorised senders",
@@ -167,7 +152,7 @@ async def add_sender(request: Request, party: Party, body: m.AddSender) -> Any:
     try:
         await orders.add_sender(engine, party, body.sender)
     except orders.OrderError as err:
-        raise _order_error(err, "sender") from None
+        raise answer(err, "sender") from None
     senders = await orders.list_senders(engine, party)
     return JSONResponse({"party": party, "senders": senders}, status_code=201)
 
@@ -186,7 +171,7 @@ async def remove_sender(
         sender = orders.normalize_email(sender)
         await orders.remove_sender(engine, party, sender)
     except orders.OrderError as err:
-        raise _order_error(err, "sender") from None
+        raise answer(err, "sender") from None
     return JSONResponse({"party": party, "senders": await orders.list_senders(engine, party)})
 
 
@@ -215,6 +200,5 @@ async def send_template(
     try:
         sent = await sender.send(order_id, template, body.vars, body.locale)
     except templates.TemplateError as err:
-        code = {404: "not_found", 409: "conflict"}.get(err.status, "invalid")
-        raise ApiError(err.status, code, str(err), err.field) from None
+        raise answer(err) from None
     return JSONResponse(sent.as_dict(), status_code=202)

@@ -18,11 +18,9 @@ import dns.rdata
 import dns.resolver
 from dns.rdtypes.txtbase import TXTBase
 
+from relay.core.errors import DnsTempError as DnsTempError
+
 R = TypeVar("R", bound=dns.rdata.Rdata)
-
-
-class DnsTempError(Exception):
-    """A lookup that may succeed later: timeout, SERVFAIL, no reachable server."""
 
 
 @dataclass

@@ -43,6 +43,7 @@ from dns.rdtypes.IN.A import A
 from dns.rdtypes.IN.AAAA import AAAA
 
 from relay.authn.dnsutil import Deadline, DnsTempError, lookup, of_type, txt_bytes
+from relay.core.errors import SpfPermError
 
 MAX_LOOKUPS = 10
 MAX_VOID = 2
@@ -66,8 +67,7 @@ _IP6 = re.compile(r":([0-9A-Fa-f:.]+)(?:/(0|[1-9][0-9]{0,2}))?")
 _DUAL_CIDR = re.compile(r"(.*?)(?:/(0|[1-9][0-9]?))?(?://(0|[1-9][0-9]{0,2}))?", re.DOTALL)
 
 
-class PermError(Exception):
-    """The record is broken or over a limit: the SPF result is permerror."""
+PermError = SpfPermError  # relay.core.errors: the SPF result is permerror
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from relay.core.errors import CallerError, ConfigError, RelayError, TemporaryError
+from relay.core.errors import StartupError as StartupError
+
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -59,7 +62,48 @@ _SHORT_HELP: dict[str, str] = {
 }
 
 
+class _CallerFailure(click.ClickException):
+    exit_code = 1
+
+
+class _ConfigFailure(click.ClickException):
+    exit_code = 2
+
+
+class _TemporaryFailure(click.ClickException):
+    exit_code = 75  # EX_TEMPFAIL (sysexits.h): try again later
+
+
+# The exit status for each category of relay.core.errors, by type (never by its words):
+# the caller's mistake 1 (click's own), a setting or start-up problem 2, a temporary
+# failure EX_TEMPFAIL. An error of ours in no category is a bug and keeps its traceback.
+EXIT_STATUS: tuple[tuple[type[RelayError], type[click.ClickException]], ...] = (
+    (ConfigError, _ConfigFailure),
+    (CallerError, _CallerFailure),
+    (TemporaryError, _TemporaryFailure),
+)
+
+
+def as_click(err: RelayError) -> click.ClickException | None:
+    """``err`` as click shows it (``Error: <text>`` on stderr, its category's exit
+    status); None for an error of no category."""
+    for cls, failure in EXIT_STATUS:
+        if isinstance(err, cls):
+            return failure(str(err))
+    return None
+
+
 class _LazyGroup(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        """Every command runs under here: our errors leave with their category's status."""
+        try:
+            return super().invoke(ctx)
+        except RelayError as err:
+            failure = as_click(err)
+            if failure is None:
+                raise
+            raise failure from None
+
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = []
         for name in self.list_commands(ctx):
@@ -90,13 +134,6 @@ class _LazyGroup(click.Group):
         return super().get_command(ctx, name)
 
 
-class StartupError(click.ClickException):
-    """A problem the operator must fix before the command can run (a setting, a port in
-    use, a database that is missing or down): one line naming it, exit status 2."""
-
-    exit_code = 2
-
-
 class CliState:
     """Settings are loaded on first use so that commands needing none start fast."""
 
@@ -114,19 +151,6 @@ class CliState:
             except SettingsError as err:
                 raise StartupError(str(err)) from None
         return self._settings
-
-    def database(self) -> tuple[str, float]:
-        """``database.url`` and ``archive.search_timeout`` (seconds), for read-only
-        commands: read without pydantic when the file is plain (relay.settings_lite,
-        ~0.2 s less start-up), else from the full settings, which then name the error."""
-        if self._settings is None:
-            from relay import settings_lite
-
-            view = settings_lite.read(self.config)
-            if view is not None:
-                return view.url, view.search_timeout
-        db, archive = self.settings.database, self.settings.archive
-        return db.url, archive.search_timeout.total_seconds()
 
 
 @click.group(cls=_LazyGroup)
@@ -147,17 +171,14 @@ def run_async(coro: Any) -> Any:
     """Run a coroutine for a CLI command, turning our own errors into clean messages."""
     import asyncio
 
+    from relay.settings import SettingsError
+
     try:
         return asyncio.run(coro)
+    except SettingsError as err:
+        raise StartupError(str(err)) from None
     except KeyboardInterrupt:
         sys.exit(130)
-    except Exception as err:
-        # Only a command that loaded the settings can have a SettingsError to show; the
-        # others (relay.settings_lite) must not pay pydantic's import to check.
-        loaded = sys.modules.get("relay.settings")
-        if loaded is not None and isinstance(err, loaded.SettingsError):
-            raise StartupError(str(err)) from None
-        raise
 
 
 def sqlite_path(url: str) -> str | None:
@@ -222,10 +243,10 @@ async def with_engine(
 
     from relay.db import create_engine
 
-    url = state.database()[0] if readonly else state.settings.database.url
+    url = state.settings.database.url
     label = database_label(url)
     prepare_sqlite(url, readonly=readonly)
-    engine = create_engine(url, pool_size=2, lite=readonly)
+    engine = create_engine(url, pool_size=2)
     try:
         try:
             if readonly:

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 
 import click
 
+from relay.core.errors import StartupError
+
 if TYPE_CHECKING:
     from relay.policy import PolicyEngine
 
@@ -24,7 +26,7 @@ def _engine(ctx: click.Context, policy_file: str | None) -> PolicyEngine:
     if path is None and ctx.obj is not None:
         try:
             path = ctx.obj.settings.policy.file
-        except click.ClickException:
+        except StartupError:
             if ctx.obj.config:
                 raise
             path = None

@@ -15,6 +15,7 @@ import dns.name
 import dns.rdatatype
 import dns.resolver
 
+from relay.core.errors import RouteError as RouteError
 from relay.settings import DeliverySection, DnsSection, parse_hostport
 
 
@@ -30,13 +31,6 @@ class Target:
     @property
     def key(self) -> tuple[str, int]:
         return (self.host, self.port)
-
-
-class RouteError(Exception):
-    def __init__(self, message: str, *, permanent: bool, enhanced: str) -> None:
-        super().__init__(message)
-        self.permanent = permanent
-        self.enhanced = enhanced
 
 
 def make_resolver(dns_settings: DnsSection) -> dns.asyncresolver.Resolver:

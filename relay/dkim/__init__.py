@@ -17,6 +17,8 @@ import dkim
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
+from relay.core.errors import DkimKeyError as DkimKeyError
+
 if TYPE_CHECKING:
     from relay.settings import Settings
 
@@ -26,10 +28,6 @@ SIGNED = (
 )  # fmt: skip
 OVERSIGNED = ("from", "to", "subject", "date", "message-id")
 ALGORITHMS = ("rsa-sha256", "ed25519-sha256")
-
-
-class DkimKeyError(ValueError):
-    """The key file is missing, unreadable, or does not match the algorithm."""
 
 
 def _header_names(message: bytes) -> list[str]:

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import unicodedata
 
-
-class FromError(ValueError):
-    """The From header is not exactly one plain mailbox; ``str()`` is a safe reason."""
+from relay.core.errors import FromError as FromError
 
 
 def _visible(text: str) -> bool:

@@ -19,6 +19,7 @@ import re
 from dataclasses import dataclass
 
 from relay.core import replies
+from relay.core.errors import MessageLimitExceeded
 from relay.core.replies import Reply
 
 _FIELD_NAME = re.compile(rb"[!-9;-~]+[ \t]*:")
@@ -43,12 +44,7 @@ class StructureLimits:
     max_mime_params: int = 4000
 
 
-class LimitExceeded(Exception):
-    """A message is over one of the structural limits; ``reply`` names it."""
-
-    def __init__(self, reply: Reply) -> None:
-        super().__init__(reply.text)
-        self.reply = reply
+LimitExceeded = MessageLimitExceeded  # relay.core.errors: over a structural limit
 
 
 def structure_refusal(what: str, setting: str, limit: int) -> Reply:

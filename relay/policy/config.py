@@ -16,6 +16,7 @@ import regex
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 import relay
+from relay.core.errors import PolicyError as PolicyError
 
 KindAction = Literal["allow", "redact", "hold", "reject"]
 # A lexicon pattern is compiled by the stdlib where it can (faster), else by ``regex``.
@@ -34,10 +35,6 @@ LEXICON_KEYS = (
     "upsell",
     "critical_cancellation", "critical_delivery", "critical_return", "critical_safety",
 )
-
-
-class PolicyError(ValueError):
-    """A bad policy file; the message names the offending key."""
 
 
 class _Strict(BaseModel):

@@ -17,13 +17,13 @@ from typing import cast
 
 import regex
 
+from relay.core.errors import ContentRefused
 from relay.policy.config import Limits
 
 POLICY = email.policy.default.clone(linesep="\r\n", max_line_length=998)
 
 
-class Refused(Exception):
-    """The message cannot be judged safely; the text is the plain reason."""
+Refused = ContentRefused  # relay.core.errors: the message cannot be judged safely
 
 
 _HDR_END = regex.compile(rb"\r?\n\r?\n")

@@ -14,13 +14,10 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from relay.authn.fromaddr import canonical_address
+from relay.core.errors import ChoiceError as ChoiceError
 from relay.db import read_tx, write_tx
 from relay.store import optouts
 from relay.store.tables import archive, orders, parties, utcnow
-
-
-class ChoiceError(LookupError):
-    """An order or party the relay does not know."""
 
 
 async def _order_exists(engine: AsyncEngine, order_id: str) -> None:

@@ -27,6 +27,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from relay import bounce
+from relay.core.errors import HoldDecided, HoldNotFound
+from relay.core.errors import HoldError as HoldError
 from relay.core.outcomes import Direction, Role, Verdict
 from relay.db import read_tx, write_tx
 from relay.mail.verp import new_token, return_path
@@ -48,10 +50,6 @@ hold_decisions = sa.Table(
 )
 
 ALERT_AFTER = timedelta(hours=24)   # relay.settings policy.hold_alert_after (configure)
-
-
-class HoldError(LookupError):
-    """No such hold, or it was already decided (the message says which)."""
 
 
 @dataclass(frozen=True)
@@ -122,7 +120,7 @@ async def get_hold(engine: AsyncEngine, archive_id: int) -> Hold:
     async with read_tx(engine) as conn:
         row = (await conn.execute(_select().where(archive.c.id == archive_id))).first()
     if row is None:
-        raise HoldError(f"no held message {archive_id}")
+        raise HoldNotFound(f"no held message {archive_id}")
     return _hold(row)
 
 
@@ -149,7 +147,7 @@ async def release(
         async with write_tx(engine) as conn:
             row = await _undecided(conn, archive_id)
             if row.delivered is None:
-                raise HoldError(f"held message {archive_id} has no copy to deliver")
+                raise HoldNotFound(f"held message {archive_id} has no copy to deliver")
             token = new_token()
             rp = return_path(token, key=verp_key, domain=domain, prefix=bounce_prefix)
             delivery_id = await queue.enqueue_one(
@@ -168,7 +166,7 @@ async def release(
                 archive_id=archive_id, decision="release", reason="", decided_by=by[:64],
                 decided_at=now, delivery_id=delivery_id))  # fmt: skip
     except IntegrityError:
-        raise HoldError(f"held message {archive_id} was already decided") from None
+        raise HoldDecided(f"held message {archive_id} was already decided") from None
     return delivery_id
 
 
@@ -192,7 +190,7 @@ async def refuse(
                 decided_by=by[:64], decided_at=now))  # fmt: skip
             original = bounce.original_from(await originals.head(conn, archive_id))
     except IntegrityError:
-        raise HoldError(f"held message {archive_id} was already decided") from None
+        raise HoldDecided(f"held message {archive_id} was already decided") from None
     if original is None:
         return False
     rules = ", ".join(_rules(row.findings)) or "policy"
@@ -220,7 +218,7 @@ async def _undecided(conn: Any, archive_id: int) -> Any:
         )
     ).first()
     if row is None or row.verdict != Verdict.HOLD or row.kind != "message":
-        raise HoldError(f"no held message {archive_id}")
+        raise HoldNotFound(f"no held message {archive_id}")
     if row.decided is not None:
-        raise HoldError(f"held message {archive_id} was already decided")
+        raise HoldDecided(f"held message {archive_id} was already decided")
     return row

@@ -17,16 +17,14 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from relay.authn.fromaddr import FromError, canonical_address, parse_mailbox
+from relay.core.errors import OrderConflict, OrderInvalid, OrderNotFound
+from relay.core.errors import OrderError as OrderError
 from relay.db import inserted_id, read_tx, write_tx
 from relay.store.tables import aliases, orders, parties, party_senders, utcnow
 
 ORDER_ID = re.compile(r"^\d{3}-\d{7}-\d{7}$")
 LOCALE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
 ROLES = ("buyer", "seller")
-
-
-class OrderError(ValueError):
-    """A provisioning request that cannot be honoured; the message says why."""
 
 
 def parse_email(value: str) -> tuple[str, str]:
@@ -39,11 +37,11 @@ def parse_email(value: str) -> tuple[str, str]:
     """
     value = value.strip()
     if not value or "<" in value or any(ch.isspace() for ch in value):
-        raise OrderError(f"not an email address: {value!r}")
+        raise OrderInvalid(f"not an email address: {value!r}")
     try:
         parse_mailbox(value)
     except FromError:
-        raise OrderError(f"not an email address: {value!r}") from None
+        raise OrderInvalid(f"not an email address: {value!r}") from None
     return canonical_address(value), value.rstrip(".")
 
 
@@ -110,7 +108,7 @@ async def _party_id(conn: AsyncConnection, email: tuple[str, str], name: str) ->
 def _check_not_ours(email: str, relay_domain: str) -> None:
     domain = email.rpartition("@")[2]
     if domain == relay_domain or domain.endswith("." + relay_domain):
-        raise OrderError(f"a party address cannot be on the relay domain: {email}")
+        raise OrderInvalid(f"a party address cannot be on the relay domain: {email}")
 
 
 async def create_order(
@@ -126,19 +124,19 @@ async def create_order(
     delivered_at: datetime | None = None,
 ) -> OrderView:
     if not ORDER_ID.match(order_id):
-        raise OrderError(f"order id must look like NNN-NNNNNNN-NNNNNNN: {order_id!r}")
+        raise OrderInvalid(f"order id must look like NNN-NNNNNNN-NNNNNNN: {order_id!r}")
     if not LOCALE.match(buyer_locale):
-        raise OrderError(f"not a BCP 47 locale: {buyer_locale!r}")
+        raise OrderInvalid(f"not a BCP 47 locale: {buyer_locale!r}")
     buyer_addr, seller_addr = parse_email(buyer), parse_email(seller)
     if buyer_addr[0] == seller_addr[0]:
-        raise OrderError("buyer and seller must have different addresses")
+        raise OrderConflict("buyer and seller must have different addresses", "seller")
     for key, _ in (buyer_addr, seller_addr):
         _check_not_ours(key, relay_domain)
     buyer_name, seller_name = _clean_name(buyer_name), _clean_name(seller_name)
     async with write_tx(engine) as conn:
         exists = await conn.execute(sa.select(orders.c.id).where(orders.c.id == order_id))
         if exists.first():
-            raise OrderError(f"order {order_id} already exists")
+            raise OrderConflict(f"order {order_id} already exists", "order_id")
         now = utcnow()
         await conn.execute(
             orders.insert().values(
@@ -216,7 +214,7 @@ async def get_order(engine: AsyncEngine, relay_domain: str, order_id: str) -> Or
     async with read_tx(engine) as conn:
         view = await _load(conn, relay_domain, order_id)
     if view is None:
-        raise OrderError(f"no such order: {order_id}")
+        raise OrderNotFound(f"no such order: {order_id}")
     return view
 
 
@@ -251,7 +249,7 @@ async def set_status(
             .values(status=status, closed_at=utcnow() if status == "closed" else None)
         )
         if result.rowcount == 0:
-            raise OrderError(f"no such order: {order_id}")
+            raise OrderNotFound(f"no such order: {order_id}")
         view = await _load(conn, relay_domain, order_id)
     assert view is not None
     return view
@@ -264,7 +262,7 @@ async def add_sender(engine: AsyncEngine, party: str, sender: str) -> None:
     async with write_tx(engine) as conn:
         row = (await conn.execute(sa.select(parties.c.id).where(parties.c.email == party))).first()
         if row is None:
-            raise OrderError(f"no such party: {party}")
+            raise OrderNotFound(f"no such party: {party}")
         present = await conn.execute(
             sa.select(party_senders.c.id).where(
                 party_senders.c.party_id == row.id, party_senders.c.email == sender
@@ -286,7 +284,7 @@ async def set_party(engine: AsyncEngine, party: str, *, allow_spf_only: bool) ->
             parties.update().where(parties.c.email == party).values(allow_spf_only=allow_spf_only)
         )
         if result.rowcount == 0:
-            raise OrderError(f"no such party: {party}")
+            raise OrderNotFound(f"no such party: {party}")
 
 
 async def remove_sender(engine: AsyncEngine, party: str, sender: str) -> None:
@@ -299,7 +297,7 @@ async def remove_sender(engine: AsyncEngine, party: str, sender: str) -> None:
             )
         )
         if result.rowcount == 0:
-            raise OrderError(f"{sender} is not an authorised sender of {party}")
+            raise OrderNotFound(f"{sender} is not an authorised sender of {party}")
 
 
 async def list_senders(engine: AsyncEngine, party: str) -> list[str]:

@@ -24,6 +24,8 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from relay.authn.fromaddr import canonical_address
+from relay.core.errors import ReportError as ReportError
+from relay.core.errors import ReportInvalid, ReportNotFound
 from relay.db import read_tx, write_tx
 from relay.store.search import archive_text, catch_up
 from relay.store.tables import UTCDateTime, archive, orders, parties, utcnow
@@ -42,15 +44,6 @@ response_exemptions = sa.Table(
     sa.Column("created_by", sa.String(20), nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
 )
-
-
-class ReportError(ValueError):
-    """A request the report cannot honour; ``field`` names the input at fault."""
-
-    def __init__(self, message: str, field: str | None = None, *, missing: bool = False) -> None:
-        super().__init__(message)
-        self.field = field
-        self.missing = missing
 
 
 @dataclass
@@ -92,7 +85,7 @@ async def response_times(
 ) -> dict[str, Any]:
     """Per seller: late-response rate, average response time, open overdue messages."""
     if days not in WINDOWS:
-        raise ReportError(f"days must be one of {', '.join(map(str, WINDOWS))}", "days")
+        raise ReportInvalid(f"days must be one of {', '.join(map(str, WINDOWS))}", "days")
     now = now or utcnow()
     since = now - timedelta(days=days)
     seller = canonical_address(seller) if seller else None  # the parties.email key
@@ -191,9 +184,9 @@ async def exempt(
             )
         ).first()
         if row is None or row.order_id != order_id:
-            raise ReportError(f"order {order_id} has no message {archive_id}", missing=True)
+            raise ReportNotFound(f"order {order_id} has no message {archive_id}")
         if row.direction != "buyer-to-seller" or row.kind != "message":
-            raise ReportError("only a buyer's message can need no response", "archive_id")
+            raise ReportInvalid("only a buyer's message can need no response", "archive_id")
         found = (
             await conn.execute(
                 sa.select(response_exemptions).where(response_exemptions.c.archive_id == archive_id)

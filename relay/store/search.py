@@ -32,13 +32,12 @@ import html
 import math
 import re
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-
+from relay.core.errors import QueryError as QueryError
 from relay.db import read_tx, write_tx
 from relay.mail.autoreply import is_automatic
 from relay.mail.limits import StructureLimits
@@ -64,10 +63,6 @@ _TAG = re.compile(r"<(script|style)\b.*?</\1\s*>|<[^>]*>", re.S | re.I)
 _WS = re.compile(r"\s+")
 _WORD = re.compile(r"[^\W_]+\*?")
 _TERM = re.compile(r'"([^"]*)"|(\S+)')
-
-
-class QueryError(ValueError):
-    """A search text with nothing searchable in it."""
 
 
 def _parts(msg: email.message.Message) -> Iterator[email.message.Message]:

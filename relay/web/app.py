@@ -26,6 +26,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from relay.api.models import MAX_ID, ORDER_ID_PATTERN, ArchiveQuery
+from relay.core.errors import ReportInvalid
 from relay.settings import Settings
 from relay.store import archive, orders, reports
 from relay.store.search import QueryError
@@ -219,7 +220,7 @@ async def response_times(request: Request) -> Response:
     days = int(days_text) if days_text in ("7", "30", "90") else 0
     try:
         if not days:
-            raise reports.ReportError("days must be one of 7, 30, 90", "days")
+            raise ReportInvalid("days must be one of 7, 30, 90", "days")
         if seller:
             seller = orders.normalize_email(seller)
         data = await reports.response_times(request.app.state.engine, days=days,

@@ -73,7 +73,7 @@ async def test_exemption_rules(engine, order, archive_msg) -> None:
         await reports.exempt(engine, ORDER, reply)
     with pytest.raises(reports.ReportError) as err:
         await reports.exempt(engine, "999-9999999-9999999", reply)
-    assert err.value.missing
+    assert isinstance(err.value, reports.ReportNotFound)
 
 
 async def test_report_over_api_and_cli(settings, engine, order, archive_msg) -> None:

@@ -65,7 +65,7 @@ def test_rendering_errors_are_clear() -> None:
         t.render("en", ORDER, {"new_date": "x\r\nBcc: evil@x.example"})
     with pytest.raises(templates.TemplateError, match="unknown template 'nope'") as err:
         templates.get("nope")
-    assert err.value.status == 404
+    assert isinstance(err.value, templates.TemplateNotFound)  # the API answers 404
     assert t.render("pt-BR", ORDER, {"new_date": "x"})[0] == "en"  # fallback
     assert t.render("de-AT", ORDER, {"new_date": "x"})[0] == "de"
 
@@ -167,7 +167,7 @@ async def test_policy_still_applies_to_templates(make_settings, sink) -> None:
         sender = templates.TemplateSender(settings, relay.engine)
         with pytest.raises(templates.TemplateError, match=r"refused: 550 5\.7\.1") as err:
             await sender.send(ORDER, "review_request", {})
-        assert err.value.status == 422
+        assert isinstance(err.value, templates.TemplateRefused)  # the API answers 422
         other = "113-0000000-0000009"
         await orders.create_order(
             relay.engine,
