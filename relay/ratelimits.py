@@ -36,20 +36,21 @@ import dataclasses
 import time
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import sqlalchemy as sa
 import structlog
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from relay.clock import utcnow
 from relay.core.errors import PartyNotFound, RateLimitExceeded
+from relay.core.outcomes import ReasonCode, Verdict
 from relay.core.replies import Reply
-from relay.db import read_tx
 from relay.settings import LimitsSection, Settings
-from relay.store import counters, optouts
+from relay.store import counters, optouts, stats
 from relay.store.archive import bounded
 from relay.store.counters import Charge
+
+if TYPE_CHECKING:  # handles passed through to relay.store; no SQL here
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 log = structlog.get_logger("relay.limits")
 
@@ -158,8 +159,8 @@ class RateLimits:
         if not limit or _aligned(mail_from, res.sender_emails):
             return None
         ident = ("stranger:h", _local(res.alias), counters.window_start(now or utcnow(), HOUR))
-        async with read_tx(engine) as conn:
-            seen = (await counters.read(conn, [ident]))[ident]
+        async with stats.ops_reader(engine) as db:
+            seen = (await db.counters([ident]))[ident]
         if seen < limit:
             return None
         _hit("stranger_per_alias_hour")
@@ -277,10 +278,12 @@ async def settle(
 def _refused(entry: Any, reply: Reply) -> Any:
     record = entry.record
     kept = bounded(record.original, 0)
+    storage = reply is TOO_BIG_FOR_ALLOWANCE or reply is REPLIES["archive_bytes_per_party_day"]
     record = dataclasses.replace(
         record,
-        verdict="tempfail" if reply.code < 500 else "refused",
+        verdict=Verdict.TEMPFAIL if reply.code < 500 else Verdict.REFUSED,
         reason=f"{reply.enhanced} {reply.text}",
+        reason_code=ReasonCode.STORAGE if storage else ReasonCode.RATE_LIMIT,
         original=kept,
         truncated=record.truncated or len(kept) < len(record.original),
         delivered=None,
@@ -289,21 +292,6 @@ def _refused(entry: Any, reply: Reply) -> Any:
     return dataclasses.replace(
         entry, record=record, outgoing=None, charges=(), no_reply_needed=False
     )
-
-
-async def after_write(conn: AsyncConnection, ids: Sequence[int], entries: Sequence[Any]) -> None:
-    """Exempt from the response report the buyer messages that said they need no reply
-    (``X-Marketplace-No-Reply-Needed: yes``), in the transaction that archived them."""
-    from relay.store.reports import response_exemptions
-
-    rows = [
-        {"archive_id": i, "order_id": e.record.order_id or "", "created_at": e.record.created_at,
-         "reason": f"{NO_REPLY_HEADER} header", "created_by": "buyer"}
-        for i, e in zip(ids, entries, strict=True)
-        if getattr(e, "no_reply_needed", False) and e.outgoing is not None
-    ]  # fmt: skip
-    if rows:
-        await conn.execute(response_exemptions.insert(), rows)
 
 
 def wants_no_reply(headers: Any, direction: str) -> bool:
@@ -329,33 +317,15 @@ async def prune(conn: AsyncConnection, now: datetime | None = None) -> int:
 async def party_view(engine: AsyncEngine, settings: Settings, email: str) -> dict[str, Any]:
     """A party's counters against its limits now, and today's refusals by limit."""
     from relay.authn.fromaddr import canonical_address
-    from relay.store.tables import aliases, orders, parties
 
     cfg = settings.limits
     now = utcnow()
-    async with read_tx(engine) as conn:
-        row = (
-            await conn.execute(
-                sa.select(parties.c.id).where(parties.c.email == canonical_address(email))
-            )
-        ).first()
-        if row is None:
+    async with stats.ops_reader(engine) as db:
+        found = await db.party(canonical_address(email))
+        if found is None:
             raise PartyNotFound(f"no party {email}")
-        pid = str(row.id)
-        mine = sa.or_(orders.c.buyer_id == row.id, orders.c.seller_id == row.id)
-        order_ids = (await conn.execute(sa.select(orders.c.id).where(mine))).scalars().all()
-        own_aliases = (
-            await conn.execute(
-                sa.select(aliases.c.local_part)
-                .join(orders, orders.c.id == aliases.c.order_id)
-                .where(
-                    sa.or_(
-                        sa.and_(orders.c.buyer_id == row.id, aliases.c.stands_for == "buyer"),
-                        sa.and_(orders.c.seller_id == row.id, aliases.c.stands_for == "seller"),
-                    )
-                )
-            )
-        ).scalars().all()
+        pid = str(found.party_id)
+        order_ids, own_aliases = found.order_ids, found.aliases
 
         def ident(name: str, key: str) -> tuple[str, str, int]:
             scope, seconds = SCOPES[name]
@@ -368,7 +338,7 @@ async def party_view(engine: AsyncEngine, settings: Settings, email: str) -> dic
         wanted += [ident("proactive_per_order", o) for o in order_ids]
         wanted += [ident("stranger_per_alias_hour", a) for a in own_aliases]
         wanted += [(HIT_SCOPE, f"{pid}:{n}", day) for n in SCOPES]
-        values = await counters.read(conn, wanted)
+        values = await db.counters(wanted)
     out: dict[str, Any] = {
         "party": canonical_address(email),
         "at": now.isoformat(),

@@ -324,6 +324,18 @@ class ArchiveSection(_Section):
         ge=0,
         description="body bytes kept of a message refused before its sender was proven a party",
     )
+    search_timeout: Duration = Field(
+        default=timedelta(seconds=10),
+        description="a search running longer is cancelled by the database and answered "
+        "with an error (API 503, CLI exit 1) instead of holding a connection; 0 = no limit",
+    )
+
+    @field_validator("search_timeout")
+    @classmethod
+    def _not_negative(cls, v: timedelta) -> timedelta:
+        if v.total_seconds() < 0:
+            raise ValueError("must not be negative (0 turns the limit off)")
+        return v
 
 
 class LimitsSection(_Section):

@@ -24,11 +24,9 @@ from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
 from email.utils import format_datetime, formataddr, make_msgid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine
-
+from relay.clock import utcnow
 from relay.core.errors import (
     TemplateBroken,
     TemplateConflict,
@@ -38,14 +36,16 @@ from relay.core.errors import (
 )
 from relay.core.errors import TemplateError as TemplateError
 from relay.core.replies import Reply
-from relay.db import read_tx
 from relay.mail.parse import Inbound
 from relay.pipeline import Pipeline, SenderCheck, SessionInfo, registered_sender
 from relay.settings import Settings
 from relay.store import orders, secrets_store
+from relay.store.archive import session_record_ids
 from relay.store.commit import GroupCommitter
 from relay.store.resolve import Resolution, resolve_alias
-from relay.store.tables import archive, utcnow
+
+if TYPE_CHECKING:  # a handle passed through to relay.store; no SQL here
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 AUTOMATIC = ("order_id",)
 LOCALES = ("en", "de", "fr", "es", "it", "ja")
@@ -209,10 +209,7 @@ class TemplateSender:
         session = f"tpl-{secrets.token_hex(8)}"
         info = SessionInfo(session, "127.0.0.1", self.settings.relay.helo_name, view.seller)
         reply = await (await self._get_pipeline()).accept(info, [target], raw)
-        async with read_tx(self.engine) as conn:
-            query = sa.select(archive.c.id).where(archive.c.session_id == session)
-            rows = await conn.execute(query.order_by(archive.c.id))
-            ids = [r.id for r in rows]
+        ids = await session_record_ids(self.engine, session)
         if reply.code != 250:
             raise TemplateRefused(f"refused: {reply}", "template")
         return Sent(view.id, name, lang, str(reply), ids)

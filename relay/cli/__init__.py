@@ -152,6 +152,19 @@ class CliState:
                 raise StartupError(str(err)) from None
         return self._settings
 
+    def database(self) -> tuple[str, float]:
+        """``database.url`` and ``archive.search_timeout`` (seconds), for read-only
+        commands: read without pydantic when the file is plain (relay.settings_lite,
+        ~0.2 s less start-up), else from the full settings, which then name the error."""
+        if self._settings is None:
+            from relay import settings_lite
+
+            view = settings_lite.read(self.config)
+            if view is not None:
+                return view.url, view.search_timeout
+        db, archive = self.settings.database, self.settings.archive
+        return db.url, archive.search_timeout.total_seconds()
+
 
 @click.group(cls=_LazyGroup)
 @click.option(
@@ -171,14 +184,17 @@ def run_async(coro: Any) -> Any:
     """Run a coroutine for a CLI command, turning our own errors into clean messages."""
     import asyncio
 
-    from relay.settings import SettingsError
-
     try:
         return asyncio.run(coro)
-    except SettingsError as err:
-        raise StartupError(str(err)) from None
     except KeyboardInterrupt:
         sys.exit(130)
+    except Exception as err:
+        # Only a command that loaded the settings can have a SettingsError to show; the
+        # others (relay.settings_lite) must not pay pydantic's import to check.
+        loaded = sys.modules.get("relay.settings")
+        if loaded is not None and isinstance(err, loaded.SettingsError):
+            raise StartupError(str(err)) from None
+        raise
 
 
 def sqlite_path(url: str) -> str | None:
@@ -243,10 +259,10 @@ async def with_engine(
 
     from relay.db import create_engine
 
-    url = state.settings.database.url
+    url = state.database()[0] if readonly else state.settings.database.url
     label = database_label(url)
     prepare_sqlite(url, readonly=readonly)
-    engine = create_engine(url, pool_size=2)
+    engine = create_engine(url, pool_size=2, lite=readonly)
     try:
         try:
             if readonly:

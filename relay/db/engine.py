@@ -19,6 +19,8 @@ from sqlalchemy import event
 from sqlalchemy.engine import CursorResult, make_url
 from sqlalchemy.exc import DBAPIError
 
+from relay.core.errors import StatementTimeout as StatementTimeout
+
 if TYPE_CHECKING:  # imported when needed: the extension imports the ORM (relay.db.lite)
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -135,14 +137,6 @@ async def read_tx(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
 
 
 _INTERRUPT_AGAIN = 0.005  # seconds between SQLite interrupts once past the limit
-
-
-class StatementTimeout(Exception):
-    """The database cancelled a statement that ran past its time limit (``time_limit``)."""
-
-    def __init__(self, seconds: float) -> None:
-        super().__init__(f"cancelled after {seconds:g} s")
-        self.seconds = seconds
 
 
 def _cancelled(err: DBAPIError) -> bool:
