@@ -154,7 +154,8 @@ class Pipeline:
     # -- the ports the chain is given ----------------------------------------------------
 
     async def _read(self, raw: bytes) -> Message | Reply:
-        return await self.content.run(read, raw, self.settings.relay.max_hops, self.structure)
+        read_ = await self.content.run(read, raw, self.settings.relay.max_hops, self.structure)
+        return read_ if isinstance(read_, Reply) else read_.with_raw(raw)
 
     async def _authenticate(
         self, message: Message, info: SessionInfo, res: Resolution, sender: str | None
@@ -168,6 +169,9 @@ class Pipeline:
         return await prior_review_requests(self.engine, order_id)
 
     async def _evaluate(self, message: Message, ctx: PolicyContext) -> Verdict:
+        """The policy is given the Message's bytes: in a worker process its own MIME tree
+        is the one parse there, and pickling the Message's fields over costs more (0.1-0.2
+        ms at 50 KB) than the bytes alone (0.01 ms)."""
         if self.policy is None or not self.settings.policy.enabled:
             return Verdict("deliver", (), message.raw)
         return await self.policy.evaluate(message.raw, ctx)

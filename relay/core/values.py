@@ -16,6 +16,7 @@ the sender check never needs it, so ``text_parts`` parses the body only when ask
 
 from __future__ import annotations
 
+import dataclasses
 import email
 import email.message
 import email.policy
@@ -126,6 +127,26 @@ class Message:
         received = sum(1 for n, _ in self.fields if n == "received")
         carried = self.first(HOPS_HEADER).strip()
         return received + (int(carried) if carried.isdigit() and len(carried) < 4 else 0)
+
+    # -- crossing a process boundary ----------------------------------------------------
+
+    def without_raw(self) -> Message:
+        """This Message without its bytes (and with what was decoded of them), for the way
+        back from a content worker to the process that sent them (relay.intake.read):
+        that process holds the bytes already, and a second copy of a 25 MB message there
+        would double its memory. Only ``with_raw`` may be asked of the result."""
+        return self._copy(b"")
+
+    def with_raw(self, raw: bytes) -> Message:
+        """The Message again, with ``raw``: the very bytes it was read from."""
+        return self._copy(raw)
+
+    def _copy(self, raw: bytes) -> Message:
+        copy = dataclasses.replace(self, raw=raw)
+        for cached in ("text_parts", "readable_text"):
+            if cached in self.__dict__:
+                copy.__dict__[cached] = self.__dict__[cached]
+        return copy
 
     # -- the body, lazily ---------------------------------------------------------------
 

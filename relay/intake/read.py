@@ -5,7 +5,8 @@
 quadratic ever sees a message over a limit; then the one parse (relay.mail.parse.intake:
 header section, hop count, strict From, decoded Subject); then the text parts the search
 index needs, decoded here so the event loop never parses a body. The Message comes back
-with its decoded text cached on it, and no later stage parses the bytes again.
+with its decoded text cached on it (and without the bytes, which the caller has), and
+no later stage parses the bytes again.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from relay.mail.parse import has_bare_line_ending_or_nul, intake
 
 
 def read(raw: bytes, max_hops: int, limits: StructureLimits) -> Message | Reply:
-    """The Message of ``raw`` with its readable text decoded, or the refusal."""
+    """The Message of ``raw`` with its readable text decoded, or the refusal. The
+    Message comes without the bytes (``Message.without_raw``): the caller gives them
+    back with ``with_raw(raw)``, so a worker process never copies a message back."""
     if has_bare_line_ending_or_nul(raw):
         return replies.BAD_LINE_ENDINGS
     refusal = check_structure(raw, limits)
@@ -30,7 +33,7 @@ def read(raw: bytes, max_hops: int, limits: StructureLimits) -> Message | Reply:
     if isinstance(message, Reply):
         return message
     message.readable_text  # noqa: B018  # decoded here, off the loop, and cached on it
-    return message
+    return message.without_raw()  # the caller has the bytes: they need not travel back
 
 
 def search_text(message: Message) -> tuple[str, bool]:

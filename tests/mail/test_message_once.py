@@ -87,6 +87,10 @@ def test_text_parts_are_decoded_once_off_the_loop_and_travel_with_the_message() 
     assert "readable_text" in message.__dict__  # decoded in read(), in the worker
     assert "text_parts" not in message.__dict__  # only the text crosses back, not twice
     assert message.readable_text == "Grüße aus Berlin"
+    assert message.raw == b""  # the caller has the bytes: a worker does not send them back
+    whole = message.with_raw(raw)
+    assert whole.raw == raw and whole.body.startswith(b"--b") and whole.sender == message.sender
+    assert "text_parts" not in whole.__dict__ and whole.readable_text == "Grüße aus Berlin"
 
 
 def test_the_stages_are_a_table_in_path_order() -> None:
