@@ -223,9 +223,14 @@ async def party_candidates(
         top = int((await conn.execute(sa.select(sa.func.max(archive.c.id)))).scalar() or 0)
         threshold = max(BIG_PARTY_RECORDS, math.isqrt(DRIVE_RATIO * max(limit, 1) * top))
         first = party_ids(seller, buyer).limit(threshold + 1)
-        if ids:  # one round trip: the ids themselves, at most threshold + 1 of them
+        if ids and conn.dialect.name == "sqlite":
             found = sorted(int(r[0]) for r in await conn.execute(first))
             return None if len(found) > threshold else found
+        if ids:  # one round trip, one row: at most threshold + 1 ids as an array (PostgreSQL;
+            # as rows, 12k of them cost ~40 ms of Python each time a big party is asked)
+            sub = first.subquery()
+            agg = (await conn.execute(sa.select(sa.func.array_agg(sub.c.id)))).scalar() or []
+            return None if len(agg) > threshold else sorted(int(i) for i in agg)
         sub = first.subquery()
         n = int((await conn.execute(sa.select(sa.func.count()).select_from(sub))).scalar() or 0)
         return None if n > threshold else []
@@ -248,6 +253,17 @@ async def verdict_is_rare(engine: AsyncEngine, verdict: str) -> bool:
     async with read_tx(engine) as conn:
         n = (await conn.execute(sa.select(sa.func.count()).select_from(sub))).scalar()
     return int(n or 0) <= FEW_RECORDS
+
+
+async def verdict_ids(engine: AsyncEngine, verdict: str) -> list[int] | None:
+    """PostgreSQL's form of ``verdict_is_rare``: the ids of the records carrying
+    ``verdict`` when at most FEW_RECORDS do (ix_archive_verdict, index only), to be a text
+    search's candidates; None when more do. Without it a common word with a verdict
+    nobody has fetched every match of the word, window by window (1-6 s at 1M)."""
+    q = sa.select(archive.c.id).where(archive.c.verdict == verdict).limit(FEW_RECORDS + 1)
+    async with read_tx(engine) as conn:
+        ids = sorted(int(r[0]) for r in await conn.execute(q))
+    return None if len(ids) > FEW_RECORDS else ids
 
 
 def parse_query(text: str) -> list[tuple[list[str], bool]]:
@@ -318,7 +334,7 @@ def apply_text(
 
     PostgreSQL joins the GIN-indexed text rows. ``candidates`` (a small party's record
     ids, PostgreSQL only) lets it AND the GIN bitmap with the primary key's instead of
-    reading every candidate's text row.
+    reading every candidate's text row (and ``window_ids`` does the same with a range).
     """
     if plan not in PLANS:
         raise ValueError(f"unknown text search plan {plan!r}")
@@ -351,9 +367,7 @@ def apply_text(
             .order_by(None)
             .order_by(fts.c.rowid.desc())
         )
-    doc: sa.ColumnClause[Any] = sa.literal_column("archive_text.document")
-    config: sa.ColumnClause[Any] = sa.literal_column(f"'{TS_CONFIG}'::regconfig")
-    matches = doc.op("@@")(sa.func.to_tsquery(config, tsquery(text)))
+    matches = _pg_matches(text)
     if candidates is not None:
         # The ids on the text table, so the GIN bitmap is ANDed with the primary key's
         # and only matching text rows are read; then only those archive rows (see
@@ -368,8 +382,46 @@ def apply_text(
     return query.join(archive_text, archive_text.c.archive_id == archive.c.id).where(matches)
 
 
+def _pg_matches(text: str) -> sa.ColumnElement[bool]:
+    doc: sa.ColumnClause[Any] = sa.literal_column("archive_text.document")
+    config: sa.ColumnClause[Any] = sa.literal_column(f"'{TS_CONFIG}'::regconfig")
+    return doc.op("@@")(sa.func.to_tsquery(config, tsquery(text)))
+
+
+async def window_ids(conn: AsyncConnection, text: str, lo: int, hi: int) -> list[int]:
+    """PostgreSQL: the ids in [lo, hi) whose text matches, read on bitmap scans only
+    (BITMAP_ONLY for this statement): the word's GIN bitmap ANDed with the range's on the
+    primary key, so a word matching nothing costs its (empty) posting list and a common
+    one the rows of the window that hold it, never a walk over rows that do not."""
+    q = sa.select(archive_text.c.archive_id).where(
+        _pg_matches(text), archive_text.c.archive_id >= lo, archive_text.c.archive_id < hi
+    )
+    await conn.exec_driver_sql(BITMAP_ONLY)
+    try:
+        return [int(r[0]) for r in await conn.execute(q)]
+    finally:
+        await conn.exec_driver_sql(INDEX_SCANS_BACK)
+
+
+# PostgreSQL's text search by id windows (relay.store.archive._newest_in_windows): the
+# first spans this many ids (or 64 x the page size), each next one WINDOW_GROWTH times
+# the last, so a word matching nothing costs log2(archive / WINDOW_FIRST) cheap bitmap
+# probes and a common word is answered from the first window.
+WINDOW_FIRST = 16_384
+WINDOW_GROWTH = 2
+
 # PostgreSQL's cost model takes checking a row through the heap as cheap (random_page_cost
 # 4), so with the ids at hand it walks them and reads every candidate's text row; cold,
 # that is 1.6-2.4 ms a row here (450 rows: 0.7-1.1 s). Without plain index scans it ANDs
 # the GIN bitmap with the primary key's and reads only the rows that match (tens of ms).
 BITMAP_ONLY = "SET LOCAL enable_indexscan = off"
+INDEX_SCANS_BACK = "SET LOCAL enable_indexscan TO DEFAULT"
+# asyncpg prepares every statement; after five executions PostgreSQL may switch a
+# prepared statement to a generic plan, made without the values: the search text's
+# selectivity, the window's bounds and the party's id unknown, so the same search went
+# from 11 ms to 90-190 ms once the cached plan turned generic. A search is planned for
+# its values each time (~1 ms).
+CUSTOM_PLANS = "SET LOCAL plan_cache_mode = force_custom_plan"
+# A search returns a page; parallel workers cost their start-up (ms each on a busy host)
+# for bitmap heap scans of a few thousand rows.
+NO_PARALLEL = "SET LOCAL max_parallel_workers_per_gather = 0"

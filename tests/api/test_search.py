@@ -347,3 +347,105 @@ async def test_a_search_past_its_time_limit_is_a_503_with_the_reason(settings, e
         app.state.settings = settings  # 10 s: the same search answers
         r = await c.get("/v1/archive", params={"text": "tracking", "limit": 3})
         assert r.status_code == 200 and len(r.json()["items"]) == 3
+
+
+async def test_text_search_by_windows_gives_every_plan_s_rows(engine, archive_msg, monkeypatch):
+    """PostgreSQL searches text window by window from the newest id (tiny windows here, so
+    a search crosses many): the rows are the same as one pass would give, newest first,
+    with filters, pages and a word that matches nothing (which must find nothing, fast)."""
+    from relay.store import search
+
+    monkeypatch.setattr(search, "WINDOW_FIRST", 2)
+    monkeypatch.setattr(search, "BIG_PARTY_RECORDS", 3)
+    monkeypatch.setattr(search, "DRIVE_RATIO", 0)
+    big = [await orders.create_order(engine, DOMAIN, f"702-0000000-000000{i}",
+                                     buyer=f"w{i}@b.example", seller="wide@shop.example")
+           for i in range(3)]  # fmt: skip
+    other = await orders.create_order(
+        engine, DOMAIN, "703-0000000-0000001", buyer="o@b.example", seller="other@x.example"
+    )
+    refunds, wide_refunds = [], []
+    for i in range(24):
+        view = big[i % 3] if i < 8 else other  # the wide seller's records lie far back
+        rid = await archive_msg(view, "buyer-to-seller", f"refund {i}" if i % 3 else "hello")
+        if i % 3:
+            refunds.append(rid)
+            wide_refunds += [rid] if i < 8 else []
+    find = lambda **kw: archive.search(engine, archive.SearchFilter(**kw))  # noqa: E731
+    for limit in (1, 4, 50):
+        assert [r["id"] for r in await find(text="refund", limit=limit)] == refunds[::-1][:limit]
+        got = await find(text="refund", seller="wide@shop.example", limit=limit)
+        assert [r["id"] for r in got] == wide_refunds[::-1][:limit]
+    page = await find(text="refund", limit=3, before_id=refunds[-4])
+    assert [r["id"] for r in page] == refunds[-5:-8:-1]
+    assert await find(text="zzyzx", limit=1) == []
+    assert await find(text="refund", verdict="reject") == []
+    if engine.dialect.name == "postgresql":  # the windows' text step never walks an index
+        async with engine.connect() as conn, conn.begin():
+            assert await search.window_ids(conn, "refund", refunds[2], refunds[5]) == (
+                refunds[2:5])
+            await conn.exec_driver_sql(search.BITMAP_ONLY)
+            plan = "\n".join(r[0] for r in await conn.exec_driver_sql(
+                "EXPLAIN SELECT archive_id FROM archive_text WHERE document @@ "
+                "to_tsquery('simple', 'refund') AND archive_id >= 1 AND archive_id < 9"))
+            assert "Index Scan" not in plan.replace("Bitmap Index Scan", ""), plan
+
+
+async def test_cli_search_reads_through_the_light_engine(settings, order, archive_msg) -> None:
+    """`relay archive search` runs on relay.db.lite (no SQLAlchemy asyncio extension) on
+    both engines: text, a seller, JSON out; and a search past archive.search_timeout is
+    one line naming the setting, exit 1."""
+    import json
+
+    from tests.api.conftest import run_cli
+
+    want = [await archive_msg(order, "buyer-to-seller", f"refund {i}") for i in range(3)]
+    out = await run_cli(settings, "archive", "search", "--text", "refund", "--seller",
+                        order.seller, "--json")  # fmt: skip
+    assert out.exit_code == 0, out.output
+    assert [r["id"] for r in json.loads(out.output)] == want[::-1]
+
+
+async def test_cli_search_past_its_time_limit_is_one_line(settings, engine, order) -> None:
+    import asyncio
+
+    from click.testing import CliRunner
+
+    from relay.cli import main
+
+    await _bulk_archive(engine, order.id, 20_000, "tracking parcel")
+    env = {"RELAY_DATABASE__URL": settings.database.url, "RELAY_ARCHIVE__SEARCH_TIMEOUT": "0.001s"}
+    blocker = None
+    if engine.dialect.name == "postgresql":  # a lock held elsewhere: waiting on it counts
+        blocker = await engine.connect()
+        await blocker.begin()
+        await blocker.exec_driver_sql("LOCK TABLE archive IN ACCESS EXCLUSIVE MODE")
+    try:
+        args = ["archive", "search", "--finding-kind", "phone_number"]
+        out = await asyncio.to_thread(CliRunner().invoke, main, args, env=env)
+    finally:
+        if blocker is not None:
+            await blocker.rollback()
+            await blocker.close()
+    assert out.exit_code == 1, out.output
+    lines = out.output.strip().splitlines()
+    assert len(lines) == 1 and "archive.search_timeout (0.001 s)" in lines[0], out.output
+
+
+def test_the_light_engine_is_what_the_cli_read_path_imports() -> None:
+    """The CLI's read path must not import SQLAlchemy's asyncio extension (it imports the
+    ORM: ~0.1 s) nor pydantic (the settings: ~0.2 s)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from relay.cli import main\n"
+        "from relay.store import archive\n"
+        "from relay.db import create_engine\n"
+        "create_engine('sqlite+aiosqlite:///:memory:', lite=True)\n"
+        "print(sorted(m for m in ('sqlalchemy.ext.asyncio', 'sqlalchemy.orm', 'pydantic')"
+        " if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
