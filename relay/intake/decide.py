@@ -57,6 +57,8 @@ def _entry(
     outcome: Context | Refusal, message: Message, info: SessionInfo, now: datetime,
     terms: Terms, search: tuple[str, bool], *, refused: bool,
 ) -> Entry:
+    """One recipient's entry: what the chain decided for it (or, when another recipient
+    refused, "refused" in its place), the limits it charges, and its delivery."""
     ctx = outcome.ctx if isinstance(outcome, Refusal) else outcome
     res = ctx.rcpt
     proven = ctx.check is not None and ctx.check.refusal is None  # archived in full
@@ -93,9 +95,17 @@ def _entry(
     )  # fmt: skip
     if delivered is None or verdict == "hold":  # held: archived, queued on release
         return Entry(record, charges=charges)
+    outgoing = _outgoing(message, info, res, terms)
+    return Entry(
+        record, outgoing, charges=charges, no_reply_needed=wants_no_reply(message, res.direction)
+    )
+
+
+def _outgoing(message: Message, info: SessionInfo, res: Resolution, terms: Terms) -> Outgoing:
+    """The delivery of one recipient's copy: a fresh VERP return path for its bounces."""
     token = new_token()
     original_ids = rw.message_ids(message.first("Message-ID"))
-    outgoing = Outgoing(
+    return Outgoing(
         mail_from=return_path(
             token, key=terms.verp_key, domain=terms.domain, prefix=terms.bounce_prefix
         ),
@@ -106,9 +116,6 @@ def _entry(
         notify=info.mail_from.strip("<> ") != "" and not is_automatic(message),
         author=res.sender_role,
         original_message_id=original_ids[0] if original_ids else "",
-    )
-    return Entry(
-        record, outgoing, charges=charges, no_reply_needed=wants_no_reply(message, res.direction)
     )
 
 
