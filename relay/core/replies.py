@@ -16,6 +16,8 @@ class Reply:
     text: str
 
     def __str__(self) -> str:
+        if not self.enhanced:  # 220 and 354 go before a transaction's outcome: none
+            return f"{self.code} {self.text}"
         return f"{self.code} {self.enhanced} {self.text}"
 
     def with_text(self, text: str) -> Reply:
@@ -81,6 +83,21 @@ BAD_COMMAND_BYTES = Reply(
 NEEDS_SMTPUTF8 = Reply(553, "5.6.7", "Non-ASCII address needs the SMTPUTF8 parameter on MAIL FROM")
 OPS_SEPARATELY = Reply(
     452, "4.5.3", "Postmaster and abuse mail go in a transaction of their own: retry this one"
+)
+
+# Answers of the commands relay.smtp.server adds or overrides, word for word as before.
+COMMAND_OK = Reply(250, "2.0.0", "Ok")
+START_DATA = Reply(354, "", "End data with <CR><LF>.<CR><LF>")
+START_TLS = Reply(220, "", "Ready to start TLS")
+NOT_IMPLEMENTED = Reply(502, "5.5.1", "Command not implemented")
+XFORWARD_IN_TRANSACTION = Reply(503, "5.5.1", "XFORWARD not allowed inside a transaction")
+XFORWARD_SYNTAX = Reply(501, "5.5.4", "Syntax: XFORWARD attribute=value...")
+STARTTLS_UNAVAILABLE = Reply(502, "5.5.1", "STARTTLS not available")
+STARTTLS_SYNTAX = Reply(501, "5.5.4", "Syntax: STARTTLS")
+NEED_RCPT = Reply(503, "5.5.1", "Error: need RCPT command")
+DATA_SYNTAX = Reply(501, "5.5.4", "Syntax: DATA")
+TOO_FAST = Reply(  # relay.smtp.anvil: the connection rate per client address
+    421, "4.7.0", "Too many connections from your address in a short time, try again later"
 )
 
 # A message over a structural limit or over its CPU/memory budget is the message's fault,

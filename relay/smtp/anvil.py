@@ -15,11 +15,7 @@ from __future__ import annotations
 
 import time
 
-from relay.core.replies import Reply
-
-TOO_FAST = Reply(
-    421, "4.7.0", "Too many connections from your address in a short time, try again later"
-)
+from relay.core.replies import TOO_FAST as TOO_FAST
 
 
 class ConnectionRate:

@@ -325,15 +325,15 @@ class RelaySMTP(SMTP):
         address and HELO then stand in for Postfix's, exactly as with a PROXY header."""
         assert self.session is not None  # made in connection_made
         if not self.xforward_trusted:
-            await self.push("502 5.5.1 Command not implemented")
+            await self.push(str(replies.NOT_IMPLEMENTED))
             return
         if self.envelope is not None and self.envelope.mail_from is not None:
-            await self.push("503 5.5.1 XFORWARD not allowed inside a transaction")
+            await self.push(str(replies.XFORWARD_IN_TRANSACTION))
             return
         try:
             attrs = parse_xforward(arg or "")
         except ValueError:
-            await self.push("501 5.5.4 Syntax: XFORWARD attribute=value...")
+            await self.push(str(replies.XFORWARD_SYNTAX))
             return
         if "addr" in attrs:
             refusal = self._gate.rekey(self.activity, client_key(attrs["addr"]), attrs["addr"])
@@ -346,7 +346,7 @@ class RelaySMTP(SMTP):
             log.info("smtp.xforward", client=attrs["addr"])
         if "helo" in attrs:
             self.session.host_name = attrs["helo"]
-        await self.push("250 2.0.0 Ok")
+        await self.push(str(replies.COMMAND_OK))
 
     @syntax("STARTTLS", when="tls_context")
     async def smtp_STARTTLS(self, arg: str) -> None:
@@ -356,10 +356,10 @@ class RelaySMTP(SMTP):
             await self.push(str(replies.TLS_ACTIVE))
             return
         if not self.tls_context:  # not offered in EHLO either: not a temporary condition
-            await self.push("502 5.5.1 STARTTLS not available")
+            await self.push(str(replies.STARTTLS_UNAVAILABLE))
             return
         if arg:
-            await self.push("501 5.5.4 Syntax: STARTTLS")
+            await self.push(str(replies.STARTTLS_SYNTAX))
             return
         self.activity.waiting()
         await start_tls(self)  # aiosmtpd's upgrade with a lean TLS layer (relay.smtp.tls)
@@ -429,14 +429,14 @@ class RelaySMTP(SMTP):
             return
         assert self.envelope is not None
         if not self.envelope.rcpt_tos:
-            await self.push("503 5.5.1 Error: need RCPT command")
+            await self.push(str(replies.NEED_RCPT))
             return
         if arg:
-            await self.push("501 5.5.4 Syntax: DATA")
+            await self.push(str(replies.DATA_SYNTAX))
             return
         self._in_data = True
         try:
-            await self.push("354 End data with <CR><LF>.<CR><LF>")
+            await self.push(str(replies.START_DATA))
             self.activity.data_begins()  # the gate now watches the data rate
             data = await self._read_data()
             self.activity.busy()

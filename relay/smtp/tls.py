@@ -24,6 +24,7 @@ import structlog
 from aiosmtpd.smtp import TLSSetupException
 
 from relay import metrics
+from relay.core import replies
 from relay.health import cert_expiry
 from relay.settings import Settings, SettingsError
 
@@ -90,7 +91,7 @@ async def start_tls(server: Any) -> None:
     """Answer 220 and take the handshake over the session's transport (as aiosmtpd does);
     the handshake is the client's to finish, timed by the gate like a wait for a command.
     Raises TLSSetupException when it fails."""
-    await server.push("220 Ready to start TLS")
+    await server.push(str(replies.START_TLS))
     waiter = server.loop.create_future()
     server._tls_protocol = LeanSSLProtocol(
         server.loop, server, server.tls_context, waiter, server_side=True
