@@ -17,7 +17,14 @@ kept-alive client (median / p90 over ``--repeat`` calls), and ``relay archive se
 end to end as a subprocess (start-up included, with its CPU time). On PostgreSQL it first
 waits for the relay process to analyse and vacuum the fresh archive
 (``relay.db.statistics``); nobody runs ANALYZE by hand. Goal: < 100 ms through the API,
-< 0.5 s through the CLI. ``--reuse`` measures an existing archive.
+< 0.5 s through the CLI.
+
+The archive is kept between runs (a 1M build takes 15-30 minutes): a run measures the
+existing database when its marker file (``var/bench/<database>.bench.json``) says it
+holds the same number of messages made by the same generator (``GENERATOR``); otherwise,
+or with ``--rebuild``, it builds afresh. A newer schema needs no rebuild: every run starts
+with ``relay db upgrade``, as an operator's would. The load average is printed with every
+figure (the host is shared).
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
+import json
 import os
 import random
 import resource
@@ -48,6 +56,7 @@ BATCH = 500
 TOKEN = "bench-token-0123456789abcdef"
 TOPICS = {"refund": 0.02, "tracking": 0.05, "invoice": 0.01, "damaged": 0.003}
 NOW = datetime.now(UTC)
+GENERATOR = 1  # bump when make_batch or _prepare change what is built (forces a rebuild)
 
 
 def order_id(n: int) -> str:
@@ -202,6 +211,29 @@ def build(url: str, messages: int, *, writers: int, batch: int, seed: int = 7) -
     return time.perf_counter() - started
 
 
+def _marker(url: str) -> Path:
+    name = url.rpartition("/")[2] or "bench"
+    return ROOT / "var" / "bench" / f"{name}.bench.json"
+
+
+def _kept(url: str, messages: int) -> bool:
+    """Whether the database at ``url`` is a finished build of this size and generator."""
+    try:
+        meta = json.loads(_marker(url).read_text())
+    except (OSError, ValueError):
+        return False
+    if meta.get("messages") != messages or meta.get("generator") != GENERATOR:
+        return False
+    if url.startswith("sqlite"):
+        return Path(url.split("///", 1)[1]).is_file()
+    return True  # the database itself: _ensure_database keeps it when it exists
+
+
+def _load() -> str:
+    one, five, _ = os.getloadavg()
+    return f"load {one:.1f}/{five:.1f}"
+
+
 def _ensure_database(url: str, fresh: bool) -> None:
     """The bench makes (and on a rebuild, remakes) its own database; never ``postgres``."""
     if url.startswith("sqlite"):
@@ -318,6 +350,7 @@ def measure(url: str, repeat: int, messages: int) -> list[tuple[str, float, floa
                 "word + largest seller (10 %)": lambda: {"text": "refund", "seller": big},
                 "word + small seller": lambda: {
                     "text": "refund", "seller": seller_email(1 + rng.randrange(SELLERS - 1))},
+                "word matching nothing, limit 1": lambda: {"text": "zzqxjw", "limit": "1"},
                 "common word + filter matching nothing": lambda: {
                     "text": "tracking", "verdict": "reject"},
                 "one-week listing": lambda: {"since": week},
@@ -333,7 +366,7 @@ def measure(url: str, repeat: int, messages: int) -> list[tuple[str, float, floa
                     assert r.status_code == 200, r.text
                     count = len(r.json()["items"])
                 med, p90 = _stats(samples)
-                rows.append((f"API {name}", med, p90, f"{count} rows"))
+                rows.append((f"API {name}", med, p90, f"{count} rows, {_load()}"))
                 print(f"{rows[-1][0]:48} {med:8.1f} {p90:8.1f} ms  {rows[-1][3]}", flush=True)
     finally:
         proc.terminate()
@@ -357,7 +390,7 @@ def measure(url: str, repeat: int, messages: int) -> list[tuple[str, float, floa
             after = resource.getrusage(resource.RUSAGE_CHILDREN)
             cpu.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
         med, p90 = _stats(samples)
-        note = f"end to end; CPU {statistics.median(cpu) * 1000:.0f} ms"
+        note = f"end to end; CPU {statistics.median(cpu) * 1000:.0f} ms; {_load()}"
         rows.append((f"CLI archive search --text --seller ({label})", med, p90, note))
         print(f"{rows[-1][0]:48} {med:8.1f} {p90:8.1f} ms  {note}", flush=True)
     samples = []
@@ -366,8 +399,8 @@ def measure(url: str, repeat: int, messages: int) -> list[tuple[str, float, floa
         subprocess.run([relay, "--help"], env=env, check=True, stdout=subprocess.DEVNULL)
         samples.append(time.perf_counter() - t0)
     med, p90 = _stats(samples)
-    rows.append(("CLI relay --help", med, p90, "start-up"))
-    print(f"{rows[-1][0]:48} {med:8.1f} {p90:8.1f} ms", flush=True)
+    rows.append(("CLI relay --help", med, p90, f"start-up, {_load()}"))
+    print(f"{rows[-1][0]:48} {med:8.1f} {p90:8.1f} ms  {rows[-1][3]}", flush=True)
     return rows
 
 
@@ -378,18 +411,27 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=30)
     ap.add_argument("--writers", type=int, default=2, help="writer processes (chain-locked)")
     ap.add_argument("--batch", type=int, default=BATCH, help="records per commit")
-    ap.add_argument("--reuse", action="store_true", help="measure an existing archive")
+    ap.add_argument("--rebuild", action="store_true", help="build afresh even if kept")
+    ap.add_argument("--reuse", action="store_true", help="measure the database as it is")
     ap.add_argument("--build-only", action="store_true", help="build, do not measure")
     args = ap.parse_args()
-    _ensure_database(args.url, fresh=not args.reuse)
-    if not args.reuse:
+    build_it = args.rebuild or not (args.reuse or _kept(args.url, args.messages))
+    _ensure_database(args.url, fresh=build_it)
+    if build_it:
+        _marker(args.url).unlink(missing_ok=True)
         print(f"building {args.messages:,} messages at {args.url} "
               f"({args.writers} writers, {args.batch} per commit) ...", flush=True)  # fmt: skip
         took = build(args.url, args.messages, writers=args.writers, batch=args.batch)
         print(f"built in {took:.0f} s", flush=True)
+        _marker(args.url).write_text(json.dumps({
+            "messages": args.messages, "generator": GENERATOR, "built_s": round(took),
+            "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }) + "\n")  # fmt: skip
+    else:
+        print(f"measuring the kept archive at {args.url} ({_marker(args.url).name})", flush=True)
     if args.build_only:
         return
-    print(f"{'case':48} {'median':>8} {'p90':>8}", flush=True)
+    print(f"{'case':48} {'median':>8} {'p90':>8}   (machine {_load()})", flush=True)
     measure(args.url, args.repeat, args.messages)
 
 

@@ -26,9 +26,9 @@ import sqlalchemy as sa
 if TYPE_CHECKING:  # the extension imports the ORM: not at start-up of a CLI read
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from relay.core.values import clean_text
 from relay.db import read_tx
 from relay.mail.address import canonical_address
-from relay.mail.parse import clean_text, split_message
 from relay.store.tables import archive, deliveries, delivery_events, orders, parties
 
 GENESIS = "0" * 64
@@ -102,6 +102,8 @@ class Record:
 def bounded(raw: bytes, keep: int) -> bytes:
     """What is kept of a message from a sender not proven to be a party: the header section
     (up to HEADER_KEEP) and the first ``keep`` bytes of the body."""
+    from relay.mail.parse import split_message  # imports relay.authn: not for a CLI read
+
     header, body = split_message(raw)
     if len(header) > HEADER_KEEP:
         return raw[:HEADER_KEEP]
