@@ -53,6 +53,7 @@ from relay.store.commit import GroupCommitter
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
+    from relay.acceptors import AcceptorProcesses
     from relay.api.server import ApiServer
     from relay.supervisor import WorkerProcesses
 
@@ -156,6 +157,11 @@ class App:
             from relay.supervisor import WorkerProcesses
 
             self.processes = WorkerProcesses(roles.worker_processes, config)
+        self.acceptors: AcceptorProcesses | None = None
+        if roles.smtp and s.smtp.acceptors > 1:
+            from relay.acceptors import AcceptorProcesses
+
+            self.acceptors = AcceptorProcesses(s.smtp.acceptors - 1, config)
         self.ops: OpsServer | None = None
         self.server: Listener | None = None
         self.handler: RelayHandler | None = None
@@ -238,6 +244,8 @@ class App:
             self.handler = RelayHandler(s, pipeline, bounces, ops)
             self.certificate.load()
             self.server = await listen(s, self.handler, self.gate, self.certificate)
+            if self.acceptors is not None:  # after our bind: a port in use stops us first
+                await self.acceptors.start()
         log.info(
             "relay.started",
             smtp=self.roles.smtp,
@@ -281,6 +289,11 @@ class App:
                 if self.processes is not None:
                     await self.processes.stop()
 
+    async def _stop_acceptors(self, grace: float) -> None:
+        """SIGTERM the acceptor children; they drain their own sessions meanwhile."""
+        if self.acceptors is not None:
+            await self.acceptors.stop(grace)
+
     async def _stop_relay(self, grace: float | None) -> None:
         if grace is None:
             grace = self.settings.relay.shutdown_grace.total_seconds()
@@ -291,7 +304,9 @@ class App:
         if self.server is not None:
             self.server.close()  # new connections are refused from here on
         worker_stop = self._stop_worker(grace) if self.worker is not None else asyncio.sleep(0)
-        aborted, _ = await asyncio.gather(self.gate.drain(grace), worker_stop)
+        aborted, _, _ = await asyncio.gather(
+            self.gate.drain(grace), worker_stop, self._stop_acceptors(grace)
+        )
         await self.committer.stop()
         if self.runner is not None:
             self.runner.close()

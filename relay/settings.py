@@ -168,6 +168,17 @@ class SmtpSection(_Section):
     xforward: bool = False
     proxy_networks: list[str] = Field(default_factory=list)
     proxy_timeout: Duration = timedelta(seconds=5)
+    # Both cores for the SMTP side: ``relay serve`` runs ``acceptors - 1`` more SMTP-only
+    # processes on the same port (SO_REUSEPORT: the kernel spreads connections over
+    # them). Each has its own group committer and content workers; the database's write
+    # lock (SQLite) or the chain lock (PostgreSQL) keeps one writer of the hash chain.
+    acceptors: int = Field(
+        default=1, ge=1, le=16, description="SMTP processes on smtp.listen (SO_REUSEPORT)"
+    )
+    reuse_port: bool = Field(
+        default=False,
+        description="bind smtp.listen with SO_REUSEPORT (set for you when acceptors > 1)",
+    )
 
     @field_validator("listen")
     @classmethod

@@ -56,4 +56,5 @@ async def listen(
     return await Listener.start(
         factory, host, port, gate, backlog=backlog,
         trusted=trusted if s.smtp.proxy_protocol or s.smtp.xforward else None,
+        reuse_port=s.smtp.reuse_port or s.smtp.acceptors > 1,
     )  # fmt: skip

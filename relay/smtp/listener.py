@@ -53,9 +53,10 @@ ACCEPT_RETRY = 1.0  # seconds without accepting after EMFILE and the like (as as
 _RESOURCES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 
 
-def bind(host: str, port: int, backlog: int) -> list[socket.socket]:
+def bind(host: str, port: int, backlog: int, *, reuse_port: bool = False) -> list[socket.socket]:
     """Listening sockets for ``host:port``, as ``loop.create_server`` makes them (every
-    address the name resolves to; SO_REUSEADDR; IPv6 sockets IPv6 only)."""
+    address the name resolves to; SO_REUSEADDR; IPv6 sockets IPv6 only); with
+    ``reuse_port`` SO_REUSEPORT too, so several acceptor processes share the port."""
     infos = socket.getaddrinfo(
         host, port, socket.AF_UNSPEC, socket.SOCK_STREAM, 0, socket.AI_PASSIVE
     )
@@ -67,6 +68,8 @@ def bind(host: str, port: int, backlog: int) -> list[socket.socket]:
             sock = socket.socket(family, type_, proto)
             sockets.append(sock)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, True)
+            if reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, True)
             if family == socket.AF_INET6 and hasattr(socket, "IPPROTO_IPV6"):
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, True)
             try:
@@ -123,8 +126,10 @@ class Listener:
         *,
         backlog: int = 100,
         trusted: list[Network] | None = None,
+        reuse_port: bool = False,
     ) -> Listener:
-        listener = cls(bind(host, port, backlog), factory, gate, trusted=trusted)
+        sockets = bind(host, port, backlog, reuse_port=reuse_port)
+        listener = cls(sockets, factory, gate, trusted=trusted)
         listener.serve()
         return listener
 

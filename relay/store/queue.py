@@ -230,6 +230,16 @@ async def message_bytes(engine: AsyncEngine, archive_id: int) -> bytes:
     return bytes(row.delivered)
 
 
+async def messages_bytes(engine: AsyncEngine, archive_ids: Sequence[int]) -> dict[int, bytes]:
+    """Several messages' delivered copies in one round trip (the worker's loader); an id
+    without a copy is left out."""
+    async with read_tx(engine) as conn:
+        rows = await conn.execute(
+            sa.select(archive.c.id, archive.c.delivered).where(archive.c.id.in_(archive_ids))
+        )
+        return {int(r.id): bytes(r.delivered) for r in rows if r.delivered is not None}
+
+
 @dataclass(frozen=True)
 class Attempt:
     """The outcome of one attempt, to be recorded."""
