@@ -56,6 +56,7 @@ class _Engine(Protocol):
 
 
 _ENGINE: _Engine | None = None
+_PRELOADED: _Engine | None = None  # the shipped policy, loaded by the fork server
 _MB = 1024 * 1024
 
 
@@ -203,20 +204,43 @@ def _on_sigprof(signum: int, frame: object) -> None:
 _BASE_RSS = 0
 
 
+def preload() -> None:
+    """Run once in the workers' fork server (relay.policy_preload), before it forks any
+    worker: the content stages' imports, the shipped policy and the language model (2-3 s
+    of CPU) are then paid once per relay, not once per worker, and a worker replacing a
+    crashed one starts in milliseconds. A worker for another policy file loads its own."""
+    global _PRELOADED
+    try:
+        _import_stages()
+        from relay.policy import PolicyEngine
+
+        _PRELOADED = PolicyEngine.load(None)
+        warm()
+    except Exception:  # the server must come up regardless: each worker then loads its own
+        _PRELOADED = None
+
+
+def _import_stages() -> None:
+    import relay.bounces_in
+    import relay.mail.rewrite
+    import relay.pipeline
+    import relay.smtp.postmaster  # noqa: F401
+
+
 def _load(path: str | None, max_pixels: int) -> None:
     """A worker's start: the engine loaded once, and every content stage imported, so
     no message pays for it."""
     global _ENGINE, _BASE_RSS
     _tie_to_parent()
     malloc.tune()
-    import relay.bounces_in
-    import relay.mail.rewrite
-    import relay.pipeline
-    import relay.smtp.postmaster  # noqa: F401
+    _import_stages()
     from relay.policy import PolicyEngine, images
 
     images.set_pixel_budget(max_pixels)
-    _ENGINE = PolicyEngine.load(Path(path) if path else None)
+    if path is None and _PRELOADED is not None:
+        _ENGINE = _PRELOADED
+    else:
+        _ENGINE = PolicyEngine.load(Path(path) if path else None)
     warm()
     signal.signal(signal.SIGPROF, _on_sigprof)
     malloc.trim()
@@ -226,17 +250,24 @@ def _load(path: str | None, max_pixels: int) -> None:
 def _tie_to_parent() -> None:
     """A worker ends with the relay: SIGTERM/SIGINT (systemd signals the whole cgroup, a
     terminal the whole process group) are left to the relay, which drains and then shuts
-    the pool down; if the relay itself is killed, the kernel kills the worker
-    (PR_SET_PDEATHSIG), which would otherwise wait on its queue forever."""
+    the pool down; if the relay itself is killed, the kernel kills the worker. A worker's
+    parent is the fork server, which outlives its last worker by design (each holds its
+    liveness pipe), so the server is tied to the relay (relay.policy_preload) and each
+    worker to the server: SIGKILL to the relay takes both down (PR_SET_PDEATHSIG)."""
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    die_with_parent()
+
+
+def die_with_parent() -> None:
+    """SIGKILL this process when its parent dies; exit now if that already happened."""
+    parent = os.getppid()
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
-    parent = multiprocessing.parent_process()
-    if parent is not None and os.getppid() != parent.pid:  # it died before the line above
+    if os.getppid() != parent:  # it died before the line above
         os._exit(0)
 
 
@@ -293,11 +324,19 @@ class _Pool:
 _POOLS: dict[tuple[str | None, int, int], _Pool] = {}
 
 
+def _context() -> multiprocessing.context.BaseContext:
+    """Workers fork from a fork server, never from the relay (a process with an event loop
+    and threads must not fork); the server preloads what every worker needs, once."""
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["relay.policy_preload"])
+    return ctx
+
+
 def _new_executor(key: tuple[str | None, int, int]) -> ProcessPoolExecutor:
     path, pixels, workers = key
     return ProcessPoolExecutor(
         max_workers=workers,
-        mp_context=multiprocessing.get_context("spawn"),
+        mp_context=_context(),
         initializer=_load,
         initargs=(path, pixels),
     )
