@@ -17,6 +17,29 @@ PG_URL = os.environ.get("RELAY_TEST_DATABASE_URL", "")
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
 
+# Tests that time a window (a session served beside a flood, a probe's median, a relay
+# that must answer within N s of a kill, RSS after a burst): they would measure the test
+# beside them, not the relay. `make test` runs them after the rest, one at a time; the
+# rest run two at a time (pytest-xdist), since most of their time is waiting on sockets.
+SERIAL_MODULES = {
+    "tests/core/test_slow_clients.py",
+    "tests/core/test_redteam_slow.py",
+    "tests/core/test_hostile_messages.py",
+    "tests/ops/test_scale_out.py",
+    "tests/ops/test_limits_scale_out.py",
+    "tests/ops/test_db_outage.py",
+    "tests/ops/test_logs.py",
+    "tests/ops/test_memory_baseline.py",
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    root = Path(__file__).resolve().parents[1]
+    for item in items:
+        if item.path.relative_to(root).as_posix() in SERIAL_MODULES:
+            item.add_marker(pytest.mark.serial)
+
+
 def _pg_admin_dsn(url: str) -> str:
     return url.replace("postgresql+asyncpg://", "postgresql://", 1)
 

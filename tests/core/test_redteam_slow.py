@@ -240,11 +240,16 @@ async def test_a_session_is_built_without_aiosmtpd_introspection() -> None:
     }
     assert all(m.__self__ is lean for m in lean._smtp_methods.values())
 
-    def cost(build: Any, n: int = 300) -> float:
-        started = time.process_time()
-        for _ in range(n):
-            build()
-        return (time.process_time() - started) / n
+    def cost(build: Any, n: int = 100) -> float:
+        """The best of five rounds: a round that shared its core with something else says
+        nothing about the code."""
+        rounds = []
+        for _ in range(5):
+            started = time.process_time()
+            for _ in range(n):
+                build()
+            rounds.append((time.process_time() - started) / n)
+        return min(rounds)
 
     ours = cost(lambda: RelaySMTP(handler, gate=gate, **kwargs))
     theirs = cost(lambda: SMTP(handler, **kwargs))
