@@ -11,7 +11,7 @@ import sqlite3
 import sys
 from pathlib import Path
 
-GOALS = {"plain_1k": 0.35, "html_50k": 0.45}
+GOALS = {"plain_1k": 0.5, "outlook_50k": 0.5, "html_50k": 0.2}  # issue 11, policy on
 
 
 def rates(run: Path) -> dict[tuple[str, int], tuple[float, float, int]]:

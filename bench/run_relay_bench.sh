@@ -6,15 +6,18 @@
 #   bench/run_relay_bench.sh                       # policy on and off, 1 KB + 50 KB, c=10
 #   VARIANTS=policy-on CONCS="1 10 50" REPS=5 bench/run_relay_bench.sh
 #
-# Env: VARIANTS ("policy-on policy-off"), FIXTURES ("plain_1k html_50k"), CONCS (10),
-# REPS (3), DRAIN (seconds the sink waits for a queueing relay, 20), RESULTS (output dir),
+# Env: VARIANTS ("policy-on policy-off"), FIXTURES ("plain_1k outlook_50k html_50k"),
+# CONCS (10), REPS (3), DURATION (s per load run, 0.8), ACCEPTORS (smtp.acceptors, 1),
+# DRAIN (seconds the sink waits for a queueing relay, 20), RESULTS (output dir),
 # SHARED_BENCH (../shared/bench), BENCH_HOME (~/.cache/relay-bench), ports RELAY_PORT,
 # RELAY_SINK_PORT, PROXY_PORT, PROXY_SINK_PORT (25250/25260/25270/25280).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 shared=$(cd "${SHARED_BENCH:-$root/../shared/bench}" && pwd)
 VARIANTS=${VARIANTS:-"policy-on policy-off"}
-export FIXTURES=${FIXTURES:-"plain_1k html_50k"} CONCS=${CONCS:-10} REPS=${REPS:-3}
+export FIXTURES=${FIXTURES:-"plain_1k outlook_50k html_50k"} CONCS=${CONCS:-10} REPS=${REPS:-3}
+export DURATION=${DURATION:-0.8}
+ACCEPTORS=${ACCEPTORS:-1}
 DRAIN=${DRAIN:-20}
 RELAY_PORT=${RELAY_PORT:-25250} RELAY_SINK_PORT=${RELAY_SINK_PORT:-25260}
 PROXY_PORT=${PROXY_PORT:-25270} PROXY_SINK_PORT=${PROXY_SINK_PORT:-25280}
@@ -58,6 +61,8 @@ run_relay() {  # $1: variant name (policy-on | policy-off)
   rm -f "$db" "$db"-*
   export RELAY_SMTP__LISTEN=127.0.0.1:$RELAY_PORT RELAY_DATABASE__URL=sqlite+aiosqlite:///$db \
     RELAY_DELIVERY__SMARTHOST=127.0.0.1:$RELAY_SINK_PORT RELAY_POLICY__ENABLED=$enabled
+  # only when asked: a relay older than the setting would refuse the unknown key
+  [ "$ACCEPTORS" = 1 ] || export RELAY_SMTP__ACCEPTORS=$ACCEPTORS
   "$relay_bin" --config "$config" db upgrade >/dev/null
   local alias
   alias=$("$relay_bin" --config "$config" order create $order --buyer $buyer \
@@ -72,7 +77,8 @@ run_relay() {  # $1: variant name (policy-on | policy-off)
     "$bench/bench_relay.sh" 127.0.0.1 "$RELAY_PORT" --drain-wait "$DRAIN" 2>&1 |
     tee "$results/relay-$variant.out"
   kill -TERM "$pid" && wait "$pid" || true
-  unset RELAY_SMTP__LISTEN RELAY_DATABASE__URL RELAY_DELIVERY__SMARTHOST RELAY_POLICY__ENABLED
+  unset RELAY_SMTP__LISTEN RELAY_DATABASE__URL RELAY_DELIVERY__SMARTHOST RELAY_POLICY__ENABLED \
+    RELAY_SMTP__ACCEPTORS
 }
 
 run_proxy() {
@@ -88,7 +94,8 @@ run_proxy() {
   kill -TERM "$pid" && wait "$pid" || true
 }
 
-echo "results in $results ($(nproc) CPUs; FIXTURES=$FIXTURES CONCS=$CONCS REPS=$REPS)"
+echo "results in $results ($(nproc) CPUs; FIXTURES=$FIXTURES CONCS=$CONCS REPS=$REPS" \
+  "DURATION=$DURATION ACCEPTORS=$ACCEPTORS; $(uptime))"
 run_proxy
 for variant in $VARIANTS; do run_relay "$variant"; done
 "$root/.venv/bin/python" "$root/bench/bench_report.py" "$results" | tee "$results/ratios.md"
