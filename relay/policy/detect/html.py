@@ -102,150 +102,206 @@ def _remote(url: str) -> bool:
     return url.strip().lower().startswith(("http:", "https:", "//"))
 
 
+@dataclass
+class _Walk:
+    """What one walk over a document has seen so far: which elements hide or quote their
+    content, their colours (white-on-white is hidden), the text as a reader sees it, and
+    where each text node sits in that text (so a hit is cut from the nodes it spans)."""
+
+    res: HtmlResult = field(default_factory=HtmlResult)
+    changed: bool = False
+    hid_cls: set[str] = field(default_factory=set)  # selectors a <style> sheet hides
+    hid_ids: set[str] = field(default_factory=set)
+    hid_tags: set[str] = field(default_factory=set)
+    hidden: dict[int, bool] = field(default_factory=dict)
+    fg: dict[int, str | None] = field(default_factory=dict)
+    bg: dict[int, str | None] = field(default_factory=dict)
+    remove: list[LexborNode] = field(default_factory=list)
+    segs: list[tuple[LexborNode, int, int]] = field(default_factory=list)
+    buf: list[str] = field(default_factory=list)
+    own: list[str] = field(default_factory=list)  # text outside quoted earlier messages
+    quoted: set[int] = field(default_factory=set)
+    skip: set[int] = field(default_factory=set)  # no text of theirs is read (script, head)
+    pos: int = 0
+    brk: bool = False
+
+    def hit(self, kind: str, rule: str, excerpt: str, allowed: bool = False) -> None:
+        self.res.hits.append(HtmlHit(kind, rule, excerpt, allowed))
+
+    def text(self, node: LexborNode, pid: int) -> None:
+        if pid in self.skip or self.hidden.get(pid):
+            return
+        txt = node.text_content or ""
+        if self.brk and self.buf:
+            self.buf.append("\n")
+            self.own.append("\n")
+            self.pos += 1
+        self.brk = False
+        self.buf.append(txt)
+        if pid not in self.quoted:
+            self.own.append(txt)
+        self.segs.append((node, self.pos, self.pos + len(txt)))
+        self.pos += len(txt)
+
+
 class HtmlJudge:
     def __init__(self, scanner: TextScanner) -> None:
         self.scanner = scanner
         self.policy = scanner.policy
 
     def judge(self, source: str, ctx: PolicyContext) -> HtmlResult:
+        """One walk over the parsed tree finds hidden content and remote resources and
+        gathers the visible text; the text is then scanned as a whole and each hit cut."""
         tree = LexborHTMLParser(source)
-        res = HtmlResult()
-        changed = False
-        sheets = [n.text() for n in tree.css("style")]
-        hid_cls, hid_ids, hid_tags = set(), set(), set()
-        for sheet in sheets:
-            c, i, t = css.hidden_selectors(sheet)
-            hid_cls |= c
-            hid_ids |= i
-            hid_tags |= t
-            for url, printing in css.remote_urls(sheet):
-                kind = "tracking_pixel" if printing or links.is_tracky(url) else "remote_image"
-                res.hits.append(HtmlHit(kind, f"html.{kind}", url))
-                changed = True
-        hidden: dict[int, bool] = {}
-        fg: dict[int, str | None] = {}
-        bg: dict[int, str | None] = {}
-        remove: list[LexborNode] = []
-        segs: list[tuple[LexborNode, int, int]] = []
-        buf: list[str] = []
-        own: list[str] = []            # text outside quoted earlier messages
-        quoted: set[int] = set()
-        pos = 0
-        brk = False
-        skip_depth_nodes: set[int] = set()
+        walk = _Walk()
+        self._sheets(tree, walk)
         for node in tree.root.traverse(include_text=True) if tree.root else []:
             tag = node.tag or ""  # selectolax types it optional
             parent = node.parent
             pid = parent.mem_id if parent is not None else 0
             if tag == "-text":
-                if pid in skip_depth_nodes or hidden.get(pid):
-                    continue
-                txt = node.text_content or ""
-                if brk and buf:
-                    buf.append("\n")
-                    own.append("\n")
-                    pos += 1
-                brk = False
-                buf.append(txt)
-                if pid not in quoted:
-                    own.append(txt)
-                segs.append((node, pos, pos + len(txt)))
-                pos += len(txt)
+                walk.text(node, pid)
+            elif tag == "-comment":
+                walk.changed = True
+                walk.remove.append(node)
+            elif not tag.startswith("-"):
+                self._element(node, tag, pid, ctx, walk)
+        return self._finish(tree, walk, ctx)
+
+    def _sheets(self, tree: LexborHTMLParser, walk: _Walk) -> None:
+        """<style> sheets: the selectors they hide, and the remote URLs they load."""
+        for sheet in (n.text() for n in tree.css("style")):
+            c, i, t = css.hidden_selectors(sheet)
+            walk.hid_cls |= c
+            walk.hid_ids |= i
+            walk.hid_tags |= t
+            for url, printing in css.remote_urls(sheet):
+                kind = "tracking_pixel" if printing or links.is_tracky(url) else "remote_image"
+                walk.hit(kind, f"html.{kind}", url)
+                walk.changed = True
+
+    def _element(
+        self, node: LexborNode, tag: str, pid: int, ctx: PolicyContext, walk: _Walk
+    ) -> None:
+        nid = node.mem_id
+        if pid in walk.skip or tag in _SKIP_TEXT:
+            walk.skip.add(nid)
+        attrs = node.attributes
+        decl = css.declarations(attrs.get("style") or "")
+        is_hidden = self._hides(tag, pid, nid, attrs, decl, walk)
+        if tag not in _INLINE:
+            walk.brk = True
+        self._remote_attributes(node, tag, attrs, decl, is_hidden or bool(walk.hidden.get(pid)),
+                                walk)  # fmt: skip
+        self._remote_style(node, attrs, is_hidden, walk)
+        if tag in _DROP or tag in _MEDIA:
+            self._drop(node, tag, attrs, walk)
+            walk.skip.add(nid)
+            return
+        if tag == "a" and (href := attrs.get("href")):
+            walk.changed |= self._anchor(node, href, ctx, walk.res)
+        for att in _TEXT_ATTRS:
+            val = attrs.get(att)
+            if val:
+                new = self._redact_string(val, ctx, walk.res, "attr")
+                if new != val:
+                    node.attrs[att] = new
+                    walk.changed = True
+        if is_hidden and not walk.hidden.get(pid):
+            self._hidden(node, ctx, walk)
+        walk.hidden[nid] = is_hidden or bool(walk.hidden.get(pid))
+
+    def _hides(
+        self, tag: str, pid: int, nid: int, attrs: dict[str, str | None],
+        decl: dict[str, str], walk: _Walk,
+    ) -> bool:  # fmt: skip
+        """Whether this element hides its content (and note whether it quotes an earlier
+        message: that text is visible but not the sender's own)."""
+        p_fg, p_bg = walk.fg.get(pid), walk.bg.get(pid)
+        my_fg = css.colour(decl.get("color") or attrs.get("color")) or p_fg
+        my_bg = css.background_of(decl) or css.colour(attrs.get("bgcolor")) or p_bg
+        walk.fg[nid], walk.bg[nid] = my_fg, my_bg
+        classes = {c.lower() for c in (attrs.get("class") or "").split()}
+        if pid in walk.quoted or tag == "blockquote" or classes & _QUOTE_CLASSES or (
+                attrs.get("id") or "") in _QUOTE_IDS:
+            walk.quoted.add(nid)
+        return (
+            css.hides(decl) or "hidden" in attrs
+            or bool(classes & walk.hid_cls) or (attrs.get("id") or "").lower() in walk.hid_ids
+            or tag in walk.hid_tags
+            or (my_fg is not None and decl.get("color") is not None
+                and my_fg == (my_bg or "#ffffff"))
+        )  # fmt: skip
+
+    def _remote_attributes(
+        self, node: LexborNode, tag: str, attrs: dict[str, str | None],
+        decl: dict[str, str], hidden: bool, walk: _Walk,
+    ) -> None:  # fmt: skip
+        """Images and other loads named in attributes: beacons or remote images, cut."""
+        for att in ("src", "background", "srcset", "poster", "data-src"):
+            val = attrs.get(att)
+            if not val or not _remote(val.split(",")[0].split()[0] if val.split() else val):
                 continue
-            if tag.startswith("-"):
-                if tag == "-comment":
-                    changed = True
-                    remove.append(node)
-                continue
-            nid = node.mem_id
-            if pid in skip_depth_nodes or tag in _SKIP_TEXT:
-                skip_depth_nodes.add(nid)
-            attrs = node.attributes
-            decl = css.declarations(attrs.get("style") or "")
-            p_fg, p_bg = fg.get(pid), bg.get(pid)
-            my_fg = css.colour(decl.get("color") or attrs.get("color")) or p_fg
-            my_bg = css.background_of(decl) or css.colour(attrs.get("bgcolor")) or p_bg
-            fg[nid], bg[nid] = my_fg, my_bg
-            classes = {c.lower() for c in (attrs.get("class") or "").split()}
-            if pid in quoted or tag == "blockquote" or classes & _QUOTE_CLASSES or (
-                    attrs.get("id") or "") in _QUOTE_IDS:
-                quoted.add(nid)
-            is_hidden = (
-                css.hides(decl) or "hidden" in attrs
-                or bool(classes & hid_cls) or (attrs.get("id") or "").lower() in hid_ids
-                or tag in hid_tags
-                or (my_fg is not None and decl.get("color") is not None
-                    and my_fg == (my_bg or "#ffffff"))
-            )
-            if tag not in _INLINE:
-                brk = True
-            # remote resources in attributes
-            for att in ("src", "background", "srcset", "poster", "data-src"):
-                val = attrs.get(att)
-                if not val or not _remote(val.split(",")[0].split()[0] if val.split() else val):
-                    continue
-                if tag in ("img", "image", "input") or att != "src":
-                    kind = self._image_kind(val, attrs, decl, is_hidden or bool(hidden.get(pid)))
-                    res.hits.append(HtmlHit(kind, f"html.{kind}", val))
-                    changed = True
-                    if tag in ("img", "image", "input"):
-                        remove.append(node)
-                    else:
-                        del node.attrs[att]
-            style = attrs.get("style") or ""
-            if "url(" in style.lower() and css.remote_urls(style):
-                for url, _ in css.remote_urls(style):
-                    kind = "tracking_pixel" if links.is_tracky(url) or is_hidden else "remote_image"
-                    res.hits.append(HtmlHit(kind, f"html.{kind}", url))
-                node.attrs["style"] = css.strip_remote(style)
-                changed = True
-            if tag in _DROP or tag in _MEDIA:
-                # remote loads on open (stylesheets, frames, media) are beacons or images
-                for att in ("src", "href", "data"):
-                    val = attrs.get(att) or ""
-                    if _remote(val) and tag not in ("base", "form", "meta"):
-                        kind = "remote_image" if tag in _MEDIA and not links.is_tracky(
-                            val) else "tracking_pixel"
-                        res.hits.append(HtmlHit(kind, f"html.{kind}", val))
-                remove.append(node)
-                changed = True
-                skip_depth_nodes.add(nid)
-                continue
-            if tag == "a" and (href := attrs.get("href")):
-                changed |= self._anchor(node, href, ctx, res)
-            for att in _TEXT_ATTRS:
-                val = attrs.get(att)
-                if val:
-                    new = self._redact_string(val, ctx, res, "attr")
-                    if new != val:
-                        node.attrs[att] = new
-                        changed = True
-            if is_hidden and not hidden.get(pid):
-                text = node.text(deep=True, separator=" ").strip()
-                if text:
-                    res.hits.append(HtmlHit("hidden_content", "html.hidden", text[:80]))
-                    # what it hides is judged too: an address in it is an address (and
-                    # still goes when an operator allows hidden text itself)
-                    for h in self.scanner.scan(_reading_text(node), ctx):
-                        res.hits.append(HtmlHit(h.kind, h.rule, h.excerpt, h.allowed))
-                remove.append(node)
-                changed = True
-            hidden[nid] = is_hidden or bool(hidden.get(pid))
-        visible = "".join(buf)
-        res.text = "".join(own)
-        scanned = self.scanner.scan(visible, ctx)
+            if tag in ("img", "image", "input") or att != "src":
+                kind = self._image_kind(val, attrs, decl, hidden)
+                walk.hit(kind, f"html.{kind}", val)
+                walk.changed = True
+                if tag in ("img", "image", "input"):
+                    walk.remove.append(node)
+                else:
+                    del node.attrs[att]
+
+    def _remote_style(
+        self, node: LexborNode, attrs: dict[str, str | None], hidden: bool, walk: _Walk
+    ) -> None:
+        style = attrs.get("style") or ""
+        if "url(" in style.lower() and css.remote_urls(style):
+            for url, _ in css.remote_urls(style):
+                kind = "tracking_pixel" if links.is_tracky(url) or hidden else "remote_image"
+                walk.hit(kind, f"html.{kind}", url)
+            node.attrs["style"] = css.strip_remote(style)
+            walk.changed = True
+
+    def _drop(self, node: LexborNode, tag: str, attrs: dict[str, str | None], walk: _Walk) -> None:
+        """Scripts, frames, forms, media: removed; what they load on open is a beacon or
+        an image."""
+        for att in ("src", "href", "data"):
+            val = attrs.get(att) or ""
+            if _remote(val) and tag not in ("base", "form", "meta"):
+                tracky = tag not in _MEDIA or links.is_tracky(val)
+                kind = "tracking_pixel" if tracky else "remote_image"
+                walk.hit(kind, f"html.{kind}", val)
+        walk.remove.append(node)
+        walk.changed = True
+
+    def _hidden(self, node: LexborNode, ctx: PolicyContext, walk: _Walk) -> None:
+        text = node.text(deep=True, separator=" ").strip()
+        if text:
+            walk.hit("hidden_content", "html.hidden", text[:80])
+            # what it hides is judged too: an address in it is an address (and still goes
+            # when an operator allows hidden text itself)
+            for h in self.scanner.scan(_reading_text(node), ctx):
+                walk.hit(h.kind, h.rule, h.excerpt, h.allowed)
+        walk.remove.append(node)
+        walk.changed = True
+
+    def _finish(self, tree: LexborHTMLParser, walk: _Walk, ctx: PolicyContext) -> HtmlResult:
+        """Scan the visible text as one, cut each hit from its nodes, then sanitise."""
+        res = walk.res
+        res.text = "".join(walk.own)
+        scanned = self.scanner.scan("".join(walk.buf), ctx)
         hits = [h for h in scanned if h.cut and not h.allowed]
         for h in scanned:
-            res.hits.append(HtmlHit(h.kind, h.rule, h.excerpt, h.allowed))
+            walk.hit(h.kind, h.rule, h.excerpt, h.allowed)
         if hits:
-            changed = True
-            self._cut(segs, hits)
-        for node in remove:
+            walk.changed = True
+            self._cut(walk.segs, hits)
+        for node in walk.remove:
             try:
                 node.decompose()
             except Exception:
                 pass
-        if changed:
+        if walk.changed:
             res.html = sanitise(tree.html or "")
         return res
 
