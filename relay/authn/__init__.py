@@ -122,20 +122,8 @@ async def authenticate(
     From and its To/Cc values are used instead of reading the header section again.
     """
     deadline = Deadline.after(timeout)
-    helo_domain = helo.strip().rstrip(".").lower()
-    mail_from = mail_from.strip().strip("<>")
-    if "@" in mail_from:
-        spf_domain = mail_from.rpartition("@")[2].rstrip(".").lower()
-        sender = mail_from
-    else:  # null sender: RFC 7208 §2.4 uses the HELO identity
-        spf_domain, sender = helo_domain, f"postmaster@{helo_domain}"
-    if message is not None:
-        from_domain = message.from_domain
-    else:
-        try:
-            from_domain = single_from(header_values(raw)).rpartition("@")[2]
-        except FromError:
-            from_domain = ""
+    helo_domain, spf_domain, sender = _identities(mail_from, helo)
+    from_domain = _from_domain(raw, message)
 
     async def spf_for(domain: str, who: str) -> str:
         if not is_domain(domain):
@@ -165,25 +153,11 @@ async def authenticate(
         else (DkimResult("", "", "temperror", "verification timed out"),)
     )
     rec = record if isinstance(record, _dmarc.DmarcRecord) else None
-    strict_spf = rec.strict_spf if rec else False
-    strict_dkim = rec.strict_dkim if rec else False
-    spf_ok = spf == "pass" and _dmarc.aligned(spf_domain, from_domain, strict_spf)
+    spf_ok = spf == "pass" and _dmarc.aligned(spf_domain, from_domain, bool(rec and rec.strict_spf))
     if recipients:
         dkim = replay_check(raw, dkim, recipients, spf_ok, message=message)
-    dkim_ok = [
-        d for d in dkim if d.result == "pass" and _dmarc.aligned(d.domain, from_domain, strict_dkim)
-    ]
-    passed_by = (
-        f"dkim:{dkim_ok[0].domain}" if dkim_ok else (f"spf:{spf_domain}" if spf_ok else None)
-    )
-    if not from_domain:
-        dmarc_result = "permerror"
-    elif record == "temperror":
-        dmarc_result = "temperror"
-    elif rec is None:
-        dmarc_result = "none"
-    else:
-        dmarc_result = "pass" if passed_by else "fail"
+    passed_by = _passed_by(dkim, from_domain, bool(rec and rec.strict_dkim), spf_ok, spf_domain)
+    dmarc_result = _dmarc_result(from_domain, record, rec, passed_by)
     return AuthResults(
         spf=spf,
         spf_domain=spf_domain,
@@ -198,6 +172,49 @@ async def authenticate(
         or dmarc_result == "temperror"
         or any(d.result == "temperror" for d in dkim),
     )
+
+
+def _identities(mail_from: str, helo: str) -> tuple[str, str, str]:
+    """(HELO domain, SPF domain, SPF sender): the null sender is checked as
+    postmaster@HELO (RFC 7208 §2.4)."""
+    helo_domain = helo.strip().rstrip(".").lower()
+    mail_from = mail_from.strip().strip("<>")
+    if "@" in mail_from:
+        return helo_domain, mail_from.rpartition("@")[2].rstrip(".").lower(), mail_from
+    return helo_domain, helo_domain, f"postmaster@{helo_domain}"
+
+
+def _from_domain(raw: bytes, message: Message | None) -> str:
+    """The domain of the one strict From ('' when there is none: DMARC's permerror)."""
+    if message is not None:
+        return message.from_domain
+    try:
+        return single_from(header_values(raw)).rpartition("@")[2]
+    except FromError:
+        return ""
+
+
+def _passed_by(
+    dkim: tuple[DkimResult, ...], from_domain: str, strict_dkim: bool, spf_ok: bool,
+    spf_domain: str,
+) -> str | None:  # fmt: skip
+    """What made DMARC pass: an aligned DKIM signature first, else aligned SPF."""
+    for d in dkim:
+        if d.result == "pass" and _dmarc.aligned(d.domain, from_domain, strict_dkim):
+            return f"dkim:{d.domain}"
+    return f"spf:{spf_domain}" if spf_ok else None
+
+
+def _dmarc_result(
+    from_domain: str, record: object, rec: _dmarc.DmarcRecord | None, passed_by: str | None
+) -> str:
+    if not from_domain:
+        return "permerror"
+    if record == "temperror":
+        return "temperror"
+    if rec is None:
+        return "none"
+    return "pass" if passed_by else "fail"
 
 
 from relay.authn.judge import judge_sender  # noqa: E402
