@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from relay.authn.fromaddr import canonical_address
 from relay.clock import utcnow
 from relay.core import replies
+from relay.core.outcomes import ReasonCode
 from relay.core.replies import Reply
 from relay.core.values import Message, SenderCheck, SessionInfo
 from relay.intake import chain, decide
@@ -113,7 +114,9 @@ class Pipeline:
             log.error("message.unprocessable", error=type(err).__name__, at=at)
             reply = replies.UNPROCESSABLE
             reason = f"internal processing error ({type(err).__name__})"
-            await self._refuse_unread(info, rcpts, raw, reply.with_text(reason), now)
+            await self._refuse_unread(
+                info, rcpts, raw, reply.with_text(reason), ReasonCode.INTERNAL, now
+            )
             return reply
 
     async def _accept(
@@ -121,7 +124,7 @@ class Pipeline:
     ) -> Reply:
         parsed = await chain.run(Context(info, raw), self.ports, chain.MESSAGE)
         if isinstance(parsed, Refusal):
-            await self._refuse_unread(info, rcpts, raw, parsed.reply, now)
+            await self._refuse_unread(info, rcpts, raw, parsed.reply, parsed.code, now)
             log.info("message.refused", reply=str(parsed.reply), recipients=len(rcpts))
             return parsed.reply
         outcomes = [
@@ -143,12 +146,13 @@ class Pipeline:
         return replies.QUEUED.with_text(f"Queued as {ids}")
 
     async def _refuse_unread(
-        self, info: SessionInfo, rcpts: list[Resolution], raw: bytes, reply: Reply, now: datetime
+        self, info: SessionInfo, rcpts: list[Resolution], raw: bytes, reply: Reply,
+        code: ReasonCode, now: datetime,
     ) -> None:
         digest = hashlib.sha256(raw).hexdigest()
         keep = self.settings.archive.refused_keep  # no sender was proven yet
         await self.committer.submit(
-            decide.refused_before_parsing(info, rcpts, raw, digest, reply, now, keep)
+            decide.refused_before_parsing(info, rcpts, raw, digest, reply, code, now, keep)
         )
 
     # -- the ports the chain is given ----------------------------------------------------

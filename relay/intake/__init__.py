@@ -23,10 +23,12 @@
    ``relay.policy.PolicyEngine.evaluate`` builds its document); ``chain.check_opt_out``
    (``RateLimits.is_reply`` and ``RateLimits.opt_out``); ``chain.rewrite``
    (``relay.mail.rewrite.rewrite_message`` in a worker, on the bytes the policy let
-   through). Each returns the next frozen ``chain.Context`` or a ``chain.Refusal``.
+   through). Each returns the next frozen ``chain.Context`` or a ``chain.Refusal``,
+   which names its ``relay.core.outcomes.ReasonCode`` where it is made (intake, budget,
+   stranger, sender, policy, opted-out); the archive stores that code as given.
 4. ``relay.intake.decide.entries`` turns the outcomes into one commit entry per
    recipient (``decide.envelope_record``, and an ``Outgoing`` when it is delivered);
-   one refusal refuses the whole transaction.
+   one refusal refuses the whole transaction (the others: ``co-recipient``).
 5. ``relay.store.commit.GroupCommitter.submit`` hands them to the store's one writer,
    which commits the group durably; only then does ``Pipeline.accept`` return the 250
    (or the refusal, or a limit's reply at commit), and ``handle_DATA`` sends it.

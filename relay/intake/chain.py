@@ -21,6 +21,7 @@ from datetime import datetime
 from typing import Any
 
 from relay.core import replies
+from relay.core.outcomes import ReasonCode
 from relay.core.replies import Reply
 from relay.core.values import Message, SenderCheck, SessionInfo
 from relay.mail import rewrite as rw
@@ -90,10 +91,13 @@ class Context:
 @dataclass(frozen=True)
 class Refusal:
     """Why the chain stopped: the SMTP reply, and what the archive records for it
-    (``verdict``: refused, tempfail or reject; ``reason``; ``ctx``: how far it got)."""
+    (``verdict``: refused, tempfail or reject; ``code``, named by the stage that refused,
+    so nothing reads ``reason`` back; ``reason``, the text for a person; ``ctx``: how far
+    it got)."""
 
     reply: Reply
     verdict: str
+    code: ReasonCode
     reason: str
     ctx: Context
     findings: tuple[Finding, ...] = field(default=())
@@ -108,9 +112,9 @@ async def parse(ctx: Context, ports: Ports) -> Context | Refusal:
     try:
         message = await ports.read(ctx.raw)
     except BudgetExceeded as over:
-        message = over.reply
+        return Refusal(over.reply, "refused", ReasonCode.BUDGET, over.reply.text, ctx)
     if isinstance(message, Reply):
-        return Refusal(message, "refused", message.text, ctx)
+        return Refusal(message, "refused", ReasonCode.INTAKE, message.text, ctx)
     return dataclasses.replace(ctx, message=message)
 
 
@@ -122,8 +126,10 @@ async def check_sender(ctx: Context, ports: Ports) -> Context | Refusal:
     reply = check.refusal
     if reply is None:
         return ctx
-    reason = "stranger" if reply == replies.STRANGER else f"{reply.enhanced} {reply.text}"
-    return Refusal(reply, "tempfail" if reply.code < 500 else "refused", reason, ctx)
+    verdict = "tempfail" if reply.code < 500 else "refused"
+    if reply == replies.STRANGER:  # not a party of the order at all
+        return Refusal(reply, verdict, ReasonCode.STRANGER, "stranger", ctx)
+    return Refusal(reply, verdict, ReasonCode.SENDER, f"{reply.enhanced} {reply.text}", ctx)
 
 
 async def load_thread(ctx: Context, ports: Ports) -> Context | Refusal:
@@ -156,11 +162,11 @@ async def judge(ctx: Context, ports: Ports) -> Context | Refusal:
     try:
         verdict = await ports.evaluate(ctx.msg, ctx.policy)
     except BudgetExceeded as over:
-        return Refusal(over.reply, "refused", over.reply.text, ctx)
+        return Refusal(over.reply, "refused", ReasonCode.BUDGET, over.reply.text, ctx)
     ctx = dataclasses.replace(ctx, verdict=verdict)
     if verdict.action == "reject" or verdict.message is None:
         reply = replies.POLICY_REJECT.with_text(verdict.reason or replies.POLICY_REJECT.text)
-        return Refusal(reply, "reject", verdict.reason, ctx, verdict.findings)
+        return Refusal(reply, "reject", ReasonCode.POLICY, verdict.reason, ctx, verdict.findings)
     return ctx
 
 
@@ -171,7 +177,7 @@ async def check_opt_out(ctx: Context, ports: Ports) -> Context | Refusal:
     is_reply = ports.is_reply(ctx.rcpt, ctx.thread)
     opted = await ports.opt_out(ctx.rcpt, is_reply, ctx.findings)
     if opted is not None:
-        return Refusal(opted, "refused", opted.text, ctx, ctx.findings)
+        return Refusal(opted, "refused", ReasonCode.OPTED_OUT, opted.text, ctx, ctx.findings)
     return dataclasses.replace(ctx, reply=is_reply)
 
 
@@ -199,7 +205,7 @@ async def rewrite(ctx: Context, ports: Ports) -> Context | Refusal:
     try:
         delivered = await ports.rewrite(ctx.verdict.message, plan)
     except BudgetExceeded as over:
-        return Refusal(over.reply, "refused", over.reply.text, ctx)
+        return Refusal(over.reply, "refused", ReasonCode.BUDGET, over.reply.text, ctx)
     return dataclasses.replace(ctx, relay_id=relay_id, delivered=delivered)
 
 

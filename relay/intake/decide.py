@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from relay.core.outcomes import ReasonCode, Verdict
 from relay.core.replies import Reply
 from relay.core.values import Message, SessionInfo
 from relay.intake.chain import Context, Refusal
@@ -25,6 +26,13 @@ from relay.ratelimits import RateLimits, wants_no_reply
 from relay.store.archive import Record, bounded
 from relay.store.commit import Entry, Outgoing
 from relay.store.resolve import Resolution
+
+# The code of a recipient the chain let through, by the policy's verdict.
+_ACCEPTED = {
+    Verdict.DELIVER: ReasonCode.NONE,
+    Verdict.REDACT: ReasonCode.NONE,
+    Verdict.HOLD: ReasonCode.HELD,
+}
 
 
 @dataclass(frozen=True)
@@ -66,13 +74,15 @@ def _entry(
     delivered = None if refused else ctx.delivered
     findings = outcome.findings if isinstance(outcome, Refusal) else ctx.findings
     if isinstance(outcome, Refusal):
-        verdict, reason = outcome.verdict, outcome.reason
+        verdict, code, reason = outcome.verdict, outcome.code, outcome.reason
     else:
         assert ctx.verdict is not None
-        verdict = ctx.verdict.action
-        reason = ctx.verdict.reason if verdict == "hold" else ""
+        verdict = Verdict(ctx.verdict.action)
+        code = _ACCEPTED[verdict]
+        reason = ctx.verdict.reason if verdict is Verdict.HOLD else ""
         if refused:
-            verdict, reason = "refused", "another recipient of the same transaction refused it"
+            verdict, code = Verdict.REFUSED, ReasonCode.CO_RECIPIENT
+            reason = "another recipient of the same transaction refused it"
     charges = terms.limits.charges(
         res, client_ip=info.client_ip, proven=proven, refusal=reply,
         delivering=delivered is not None, reply=ctx.reply, size=len(message.raw),
@@ -80,7 +90,7 @@ def _entry(
     )  # fmt: skip
     record = envelope_record(
         info, res, raw=message.raw, sha256=message.sha256, now=now, verdict=verdict,
-        reason=reason, keep=None if proven else terms.refused_keep,
+        code=code, reason=reason, keep=None if proven else terms.refused_keep,
         delivered=delivered,
         from_header=message.first("From")[:2000],
         subject=message.subject[:2000],
@@ -121,13 +131,15 @@ def _outgoing(message: Message, info: SessionInfo, res: Resolution, terms: Terms
 
 def refused_before_parsing(
     info: SessionInfo, rcpts: list[Resolution], raw: bytes, sha256: str, reply: Reply,
-    now: datetime, keep: int,
+    code: ReasonCode, now: datetime, keep: int,
 ) -> list[Entry]:
-    """The entries of a message refused before it was read (or when a stage failed):
-    bounded, and without search text (that would be a parse under the chain lock)."""
+    """The entries of a message refused before it was read (``code`` intake or budget),
+    or when a stage failed (internal): bounded, and without search text (that would be a
+    parse under the chain lock)."""
     return [
-        Entry(envelope_record(info, res, raw=raw, sha256=sha256, now=now, verdict="refused",
-                              reason=reply.text, keep=keep, extra={"search": ("", False)}))
+        Entry(envelope_record(info, res, raw=raw, sha256=sha256, now=now,
+                              verdict=Verdict.REFUSED, code=code, reason=reply.text, keep=keep,
+                              extra={"search": ("", False)}))
         for res in rcpts
     ]  # fmt: skip
 
@@ -140,11 +152,13 @@ def envelope_record(
     sha256: str,
     now: datetime,
     verdict: str,
+    code: ReasonCode,
     reason: str,
     keep: int | None = None,
     **fields: Any,
 ) -> Record:
     """The archive record of one recipient: what every record shares, plus ``fields``.
+    ``code`` is the reason code its producer named (never derived from ``reason``).
     With ``keep`` (a sender not proven to be a party) only ``bounded(raw, keep)`` is
     stored; ``sha256`` and ``size`` always describe the whole message."""
     original = raw if keep is None else bounded(raw, keep)
@@ -153,5 +167,6 @@ def envelope_record(
         size=len(raw), truncated=len(original) < len(raw),
         session_id=info.session_id, order_id=res.order_id, direction=res.direction,
         alias=res.alias, mail_from=info.mail_from.lower(), rcpt=res.recipient_email,
-        client_ip=info.client_ip, helo=info.helo[:255], reason=reason, **fields,
+        client_ip=info.client_ip, helo=info.helo[:255], reason=reason, reason_code=code,
+        **fields,
     )  # fmt: skip

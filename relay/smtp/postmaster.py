@@ -25,6 +25,7 @@ import structlog
 
 from relay.clock import utcnow
 from relay.core import replies
+from relay.core.outcomes import ReasonCode, Verdict
 from relay.core.replies import Reply
 from relay.mail.limits import StructureLimits
 from relay.mail.limits import check as check_structure
@@ -88,12 +89,16 @@ class OpsMailbox:
         relay = self.settings.relay
         alias = ", ".join(f"{m}@{relay.domain}" for m in dict.fromkeys(mailboxes))
         now = utcnow()
+        code = ReasonCode.INTAKE  # a refusal below: malformed or over a limit, unless...
         try:
             fields, digest = await self.content.run(prepare, raw, relay.max_hops, self.structure)
-        except BudgetExceeded as over:
+        except BudgetExceeded as over:  # ...reading it took more than its budget
             fields, digest = over.reply, hashlib.sha256(raw).hexdigest()
+            code = ReasonCode.BUDGET
         if isinstance(fields, Reply):
-            record = self._record(info, raw, alias, digest, verdict="refused", reason=fields.text)
+            record = self._record(
+                info, raw, alias, digest, verdict=Verdict.REFUSED, code=code, reason=fields.text
+            )
             await self.committer.submit([Entry(record)])
             log.info("ops.refused", reply=str(fields))
             return fields
@@ -101,8 +106,9 @@ class OpsMailbox:
         if not target:
             reason = "relay.postmaster is not set: archived only"
             record = self._record(
-                info, raw, alias, digest, verdict="absorbed", reason=reason, **fields
-            )
+                info, raw, alias, digest, verdict=Verdict.ABSORBED, code=ReasonCode.OPS,
+                reason=reason, **fields,
+            )  # fmt: skip
             await self.committer.submit([Entry(record)])
             log.warning("ops.archived_only", mailbox=alias)
             return replies.QUEUED.with_text("Accepted for the postmaster")
@@ -112,8 +118,8 @@ class OpsMailbox:
             f"\tfor <{alias.split(',')[0]}>; {format_datetime(now)}\r\n"
         ).encode()
         record = self._record(
-            info, raw, alias, digest, verdict="deliver", delivered=trace + raw, rcpt=target,
-            **fields,
+            info, raw, alias, digest, verdict=Verdict.DELIVER, code=ReasonCode.OPS,
+            delivered=trace + raw, rcpt=target, **fields,
         )  # fmt: skip
         token = new_token()
         outgoing = Outgoing(
@@ -138,7 +144,8 @@ class OpsMailbox:
         alias: str,
         digest: str,
         *,
-        verdict: str,
+        verdict: Verdict,
+        code: ReasonCode,
         reason: str = "",
         delivered: bytes | None = None,
         rcpt: str = "",
@@ -158,6 +165,7 @@ class OpsMailbox:
             client_ip=info.client_ip,
             helo=info.helo[:255],
             reason=reason,
+            reason_code=code,
             **fields,
         )
 

@@ -127,14 +127,13 @@ async def _insert(
     commit holds the chain lock while this runs, so round trips here are paid by every
     waiting session.
     """
-    from relay.store.reasons import derived
     from relay.store.search import index_many
 
     rows = []
     for record in records:
+        # ``reason_code`` is the code its producer named (relay.core.outcomes.ReasonCode),
+        # written as given: nothing here reads the reason text to find one.
         row = record.row()
-        if row["reason_code"] is None:  # a producer that names no code yet (store.reasons)
-            row["reason_code"] = str(derived(record))
         digest = archive.chain_hash(prev_hash, row)
         rows.append({**row, "prev_hash": prev_hash, "hash": digest})
         prev_hash = digest
