@@ -26,12 +26,10 @@ spaces is indexed as long runs, so Japanese matches whole runs only.
 
 from __future__ import annotations
 
-import email
+import email.parser
 import email.policy
-import html
 import math
 import re
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -40,16 +38,17 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from relay.core.errors import QueryError as QueryError
+from relay.core.values import MAX_TEXT, TEXT_SCAN, readable_text, text_parts
 from relay.db import read_tx, write_tx
 from relay.mail.autoreply import is_automatic
 from relay.mail.limits import StructureLimits
 from relay.mail.limits import check as check_structure
 from relay.store.tables import archive
 
-MAX_TEXT = 100_000  # characters of body text indexed per message
-MAX_SCAN = 512 * 1024  # bytes of a message parsed for its text
+MAX_SCAN = TEXT_SCAN  # bytes of a message parsed for its text (relay.core.values)
 TS_CONFIG = "simple"
 _LIMITS = StructureLimits()  # the defaults: search text never parses more than intake allows
+_HEADERS = email.parser.BytesParser(policy=email.policy.compat32)  # for is_automatic
 
 _meta = sa.MetaData()  # not relay.store.tables's: this table belongs to migration 0002
 archive_text = sa.Table(
@@ -61,56 +60,28 @@ archive_text = sa.Table(
     sa.Column("automatic", sa.Boolean, nullable=False, server_default=sa.false()),
 )
 
-_TAG = re.compile(r"<(script|style)\b.*?</\1\s*>|<[^>]*>", re.S | re.I)
-_WS = re.compile(r"\s+")
 _WORD = re.compile(r"[^\W_]+\*?")
 _TERM = re.compile(r'"([^"]*)"|(\S+)')
 
 
-def _parts(msg: email.message.Message) -> Iterator[email.message.Message]:
-    if msg.is_multipart():
-        for part in msg.get_payload():
-            if isinstance(part, email.message.Message):
-                yield from _parts(part)
-    else:
-        yield msg
-
-
-def _decode(part: email.message.Message) -> str:
-    data = part.get_payload(decode=True) or b""
-    if not isinstance(data, bytes):
-        return ""
-    try:
-        return data.decode(part.get_content_charset() or "utf-8", errors="replace")
-    except LookupError:
-        return data.decode("utf-8", errors="replace")
-
-
 def extract(raw: bytes) -> tuple[str, bool]:
-    """(decoded body text, automatic reply?) of a message as received.
+    """(readable text, automatic reply?) of a message as received, for a record that
+    comes without its search text (``catch_up``, a notice, a DSN, ops mail).
 
-    Plain-text parts are what a reader reads; HTML parts are used, tag-stripped, only when
-    there is no plain text. Attachments are not indexed. Never raises: a message the
-    parser chokes on is still archived and still findable by subject.
+    The text is the one rule of relay.core.values (``readable_text`` of ``text_parts``:
+    the plain parts, else the tag-stripped HTML; attachments not indexed), the same the
+    intake path stores from its Message. Never raises: a message the parser chokes on is
+    still archived and still findable by subject.
     """
     head = raw[:MAX_SCAN]
     if check_structure(head, _LIMITS) is not None:  # parsing it would cost seconds
         return "", False
-    try:
-        msg = email.message_from_bytes(head, policy=email.policy.compat32)
-        automatic = is_automatic(msg)
-        plain, htmls = [], []
-        for part in _parts(msg):
-            if part.get_content_maintype() != "text" or part.get_filename():
-                continue
-            if part.get_content_subtype() == "html":
-                htmls.append(html.unescape(_TAG.sub(" ", _decode(part))))
-            else:
-                plain.append(_decode(part))
-        text = " ".join(plain or htmls)
+    try:  # the header section only: the body is read once, by text_parts
+        headers = _HEADERS.parsebytes(head, headersonly=True)
+        automatic = is_automatic(headers)
     except Exception:  # indexing must never fail an archive commit
         return "", False
-    return _WS.sub(" ", text).strip()[:MAX_TEXT], automatic
+    return readable_text(text_parts(head), MAX_TEXT), automatic
 
 
 def text_row(
