@@ -14,8 +14,8 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from relay.core.values import Message
 from relay.db import read_tx
-from relay.mail.parse import Inbound
 from relay.mail.rewrite import message_ids as parse_ids
 from relay.store.archive import count_review_requests
 from relay.store.tables import message_ids
@@ -67,9 +67,11 @@ class ThreadIndex:
         )
 
 
-async def load_thread_index(engine: AsyncEngine, order_id: str, inbound: Inbound) -> ThreadIndex:
-    irt = tuple(parse_ids(" ".join(inbound.raw_values("In-Reply-To"))))[:MAX_REFERENCES]
-    refs = tuple(parse_ids(" ".join(inbound.raw_values("References"))))[-MAX_REFERENCES:]
+async def load_thread_index(engine: AsyncEngine, order_id: str, message: Message) -> ThreadIndex:
+    """The ids ``message`` refers to (the one reading of its header section), and which of
+    them the relay carried in this order."""
+    irt = tuple(parse_ids(" ".join(message.raw_values("In-Reply-To"))))[:MAX_REFERENCES]
+    refs = tuple(parse_ids(" ".join(message.raw_values("References"))))[-MAX_REFERENCES:]
     ids = {i for i in (*irt, *refs) if i}
     if not ids:
         return ThreadIndex(irt, refs, ())
