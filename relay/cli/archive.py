@@ -11,10 +11,12 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from relay.cli import CliState, echo_json, run_async, with_engine
-from relay.store import archive as store
+from relay.core.errors import QueryError, StatementTimeout
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the store imports SQLAlchemy: each command loads it when it runs
     from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from relay.store import archive as store_types
 
 
 @click.group("archive")
@@ -58,16 +60,21 @@ def _utc(value: datetime | None) -> datetime | None:
 @click.pass_obj
 def search(state: CliState, /, as_json: bool, **options: Any) -> None:
     """Find archived messages, newest first."""
-    from relay.db.engine import StatementTimeout
-    from relay.store.search import QueryError
+    from relay.cli import quick_search
 
     options["since"], options["until"] = _utc(options["since"]), _utc(options["until"])
-    f = store.SearchFilter(**options)
-    limit = state.database()[1]
+    url, limit = state.database()
     try:
-        rows = run_async(
-            with_engine(state, lambda e: store.search(e, f, timeout=limit), readonly=True)
-        )
+        # The store's statements on the bare driver (no SQLAlchemy to import: most of a
+        # call's time); None when the store's own path must answer (relay.cli.quick_search).
+        rows = quick_search.search(url, options, limit)
+        if rows is None:
+            from relay.store import archive as store
+
+            f = store.SearchFilter(**options)
+            rows = run_async(
+                with_engine(state, lambda e: store.search(e, f, timeout=limit), readonly=True)
+            )
     except QueryError as err:
         raise click.BadParameter(str(err), param_hint="--text") from None
     except StatementTimeout as err:
@@ -106,6 +113,8 @@ def search(state: CliState, /, as_json: bool, **options: Any) -> None:
 @click.pass_obj
 def export(state: CliState, order_id: str, fmt: str, part: str, output: str | None) -> None:
     """Export an order's thread, oldest first, as an mbox file or a directory of .eml."""
+    from relay.store import archive as store
+
     rows = run_async(
         with_engine(state, lambda e: store.order_messages(e, order_id, part), readonly=True)
     )
@@ -134,6 +143,8 @@ def export(state: CliState, order_id: str, fmt: str, part: str, output: str | No
 @click.pass_obj
 def show(state: CliState, record_id: int, part: str | None, as_json: bool) -> None:
     """Show a record, or print its original or delivered .eml."""
+    from relay.store import archive as store
+
     rec = run_async(with_engine(state, lambda e: store.get_record(e, record_id), readonly=True))
     if rec is None:
         raise click.ClickException(f"no archive record {record_id}")
@@ -162,8 +173,9 @@ def show(state: CliState, record_id: int, part: str | None, as_json: bool) -> No
 @click.pass_obj
 def verify(state: CliState) -> None:
     """Walk the hash chain; exit 1 at the first record that does not verify."""
+    from relay.store import archive as store
 
-    async def run(engine: AsyncEngine) -> store.VerifyResult:
+    async def run(engine: AsyncEngine) -> store_types.VerifyResult:
         total = await store.count_records(engine)
         with click.progressbar(length=total, label="verifying", file=sys.stderr) as bar:
             return await store.verify(engine, progress=bar.update)
