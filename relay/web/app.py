@@ -26,7 +26,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from relay.api.models import MAX_ID, ORDER_ID_PATTERN, ArchiveQuery
-from relay.core.errors import ReportInvalid
+from relay.core.errors import ReportInvalid, StatementTimeout
 from relay.settings import Settings
 from relay.store import archive, orders, reports
 from relay.store.search import QueryError
@@ -138,10 +138,29 @@ async def search(request: Request) -> Response:
         return html(views.results(shown, [], False, msg), 422)
     f = archive.SearchFilter(**parsed.model_dump())
     try:
-        rows = await archive.search(request.app.state.engine, f)
+        rows = await _search(request, f)
     except QueryError as err:
         return html(views.results(shown, [], False, f"text: {err}"), 422)
+    except StatementTimeout as err:  # the database cancelled it: say so, plainly
+        return html(views.results(shown, [], False, timed_out(err)), 503)
     return html(views.results(shown, rows, len(rows) == f.limit, ""))
+
+
+async def _search(request: Request, f: archive.SearchFilter) -> list[dict[str, Any]]:
+    """archive.search bounded by ``archive.search_timeout``, as the API's and the CLI's
+    searches are: a search whose plan goes wrong is cancelled by the database, not left
+    to hold a connection (and the page) for minutes."""
+    settings: Settings = request.app.state.settings
+    limit = settings.archive.search_timeout.total_seconds()
+    return await archive.search(request.app.state.engine, f, timeout=limit)
+
+
+def timed_out(err: StatementTimeout) -> str:
+    """The page's words for a search the database cancelled (the API's are the same)."""
+    return (
+        f"The search ran longer than archive.search_timeout ({err.seconds:g} s) and was "
+        "cancelled. Narrow it (an order, a seller, a time range) or raise the setting."
+    )
 
 
 @authed
@@ -158,8 +177,10 @@ async def thread(request: Request) -> Response:
         ).as_dict()
     except orders.OrderError:
         order = None
-    rows = await archive.search(engine, archive.SearchFilter(order_id=order_id,
-                                                             limit=THREAD_LIMIT))  # fmt: skip
+    try:
+        rows = await _search(request, archive.SearchFilter(order_id=order_id, limit=THREAD_LIMIT))
+    except StatementTimeout as err:
+        return html(views.message(f"Order {order_id}", timed_out(err)), 503)
     if order is None and not rows:
         raise HTTPException(404)
     bodies = await archive.bodies(engine, [int(r["id"]) for r in rows])
