@@ -22,16 +22,23 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from relay.db import write_tx
-from relay.store import archive, queue
+from relay.store import archive, dbthread, queue
 from relay.store.archive import Record
 from relay.store.counters import Charge
 from relay.store.tables import archive as archive_table
 from relay.store.tables import message_ids, utcnow
+
+if TYPE_CHECKING:
+    import sqlite3
 
 CHAIN_LOCK = 0x72656C6179  # "relay": PostgreSQL advisory lock serialising the hash chain
 
@@ -67,31 +74,49 @@ class Ledger:
 
     async def append(self, entries: Sequence[Entry]) -> list[int]:
         """Archive the records in chain order, queue their deliveries, map their
-        Message-IDs and exemptions: a few multi-row statements however many entries."""
+        Message-IDs and exemptions: a few multi-row statements however many entries,
+        and on SQLite all of them in one call to the database thread (relay.store.dbthread:
+        the group commit holds the chain lock while this runs)."""
         if not entries:
             return []
+        now = utcnow()
+        if self.conn.dialect.name == "sqlite":
+            write = partial(_append_sqlite, entries, self._prev, now, self.conn.dialect)
+            ids, self._prev = await dbthread.run(self.conn, write)
+            return ids
         if self._prev is None:
             self._prev = await _last_hash(self.conn)
         ids, self._prev = await _insert(self.conn, [e.record for e in entries], self._prev)
-        now = utcnow()
-        queued, mapped = [], []
-        for record_id, entry in zip(ids, entries, strict=True):
-            out = entry.outgoing
-            if out is None:
-                continue
-            queued.append(queue.NewDelivery(record_id, out.token, out.mail_from, out.rcpt,
-                                            out.notify))  # fmt: skip
-            if out.author and entry.record.relay_message_id:
-                mapped.append({
-                    "relay_id": entry.record.relay_message_id,
-                    "original_id": out.original_message_id,
-                    "order_id": entry.record.order_id or "", "author": out.author,
-                    "archive_id": record_id, "created_at": now,
-                })  # fmt: skip
+        queued, mapped, exempt = _implied(ids, entries, now)
         await queue.enqueue(self.conn, queued, now=now)
         await map_message_ids(self.conn, mapped)
-        await _exempt(self.conn, ids, entries)
+        if exempt:
+            from relay.store.reports import response_exemptions
+
+            await self.conn.execute(response_exemptions.insert(), exempt)
         return ids
+
+
+def _implied(
+    ids: Sequence[int], entries: Sequence[Entry], now: datetime
+) -> tuple[list[queue.NewDelivery], list[dict[str, Any]], list[dict[str, Any]]]:
+    """What committing the records implies: their delivery rows, Message-ID mappings
+    and "no reply needed" exemptions."""
+    queued, mapped = [], []
+    for record_id, entry in zip(ids, entries, strict=True):
+        out = entry.outgoing
+        if out is None:
+            continue
+        queued.append(queue.NewDelivery(record_id, out.token, out.mail_from, out.rcpt,
+                                        out.notify))  # fmt: skip
+        if out.author and entry.record.relay_message_id:
+            mapped.append({
+                "relay_id": entry.record.relay_message_id,
+                "original_id": out.original_message_id,
+                "order_id": entry.record.order_id or "", "author": out.author,
+                "archive_id": record_id, "created_at": now,
+            })  # fmt: skip
+    return queued, mapped, _exempt_rows(ids, entries)
 
 
 @asynccontextmanager
@@ -118,6 +143,19 @@ async def _last_hash(conn: AsyncConnection) -> str:
     return row.hash if row else archive.GENESIS
 
 
+def _chained(records: Sequence[Record], prev_hash: str) -> tuple[list[dict[str, Any]], str]:
+    """The archive rows of ``records``, each chained onto the one before it."""
+    rows = []
+    for record in records:
+        # ``reason_code`` is the code its producer named (relay.core.outcomes.ReasonCode),
+        # written as given: nothing here reads the reason text to find one.
+        row = record.row()
+        digest = archive.chain_hash(prev_hash, row)
+        rows.append({**row, "prev_hash": prev_hash, "hash": digest})
+        prev_hash = digest
+    return rows, prev_hash
+
+
 async def _insert(
     conn: AsyncConnection, records: list[Record], prev_hash: str
 ) -> tuple[list[int], str]:
@@ -129,14 +167,7 @@ async def _insert(
     """
     from relay.store.search import index_many
 
-    rows = []
-    for record in records:
-        # ``reason_code`` is the code its producer named (relay.core.outcomes.ReasonCode),
-        # written as given: nothing here reads the reason text to find one.
-        row = record.row()
-        digest = archive.chain_hash(prev_hash, row)
-        rows.append({**row, "prev_hash": prev_hash, "hash": digest})
-        prev_hash = digest
+    rows, prev_hash = _chained(records, prev_hash)
     result = await conn.execute(
         archive_table.insert().returning(archive_table.c.id, sort_by_parameter_order=True), rows
     )
@@ -145,17 +176,47 @@ async def _insert(
     return ids, prev_hash
 
 
-async def _exempt(conn: AsyncConnection, ids: Sequence[int], entries: Sequence[Entry]) -> None:
-    """Exempt from the response report the buyer messages that said they need no reply,
-    in the transaction that archives them (relay.ratelimits.wants_no_reply)."""
-    from relay.ratelimits import NO_REPLY_HEADER
+_LAST_HASH = "SELECT hash FROM archive ORDER BY id DESC LIMIT 1"
+
+
+def _append_sqlite(
+    entries: Sequence[Entry], prev: str | None, now: datetime, dialect: Dialect,
+    db: sqlite3.Connection,
+) -> tuple[list[int], str]:  # fmt: skip
+    """``Ledger.append``'s statements on SQLite, run in the database thread in the
+    ledger's transaction (under BEGIN IMMEDIATE, so the last hash read here is the last):
+    the same rows, through the same column types, as the path above."""
+    from relay.store import search
     from relay.store.reports import response_exemptions
 
-    rows = [
+    if prev is None:
+        last = db.execute(_LAST_HASH).fetchone()
+        prev = str(last[0]) if last else archive.GENESIS
+    records = [e.record for e in entries]
+    rows, prev = _chained(records, prev)
+    insert = dbthread.rows_insert(archive_table, rows, dialect)
+    ids = [insert.one(db, row) for row in rows]  # rowids in chain order
+    # The search text as search.index_many writes it on SQLite (its statement, its rows).
+    texts = [search.text_row(i, r.subject, r.original, r.extra.get("search") if r.extra else None)
+             for i, r in zip(ids, records, strict=True)]  # fmt: skip
+    db.executemany(search._SQLITE_INSERT, [tuple(t[c] for c in search._COLUMNS) for t in texts])
+    queued, mapped, exempt = _implied(ids, entries, now)
+    queue.enqueue_sqlite(db, queued, now=now, dialect=dialect)
+    if mapped:
+        dbthread.rows_insert(message_ids, mapped, dialect).many(db, mapped)
+    if exempt:
+        dbthread.rows_insert(response_exemptions, exempt, dialect).many(db, exempt)
+    return ids, prev
+
+
+def _exempt_rows(ids: Sequence[int], entries: Sequence[Entry]) -> list[dict[str, Any]]:
+    """Exemptions from the response report for the buyer messages that said they need no
+    reply, written in the transaction that archives them (relay.ratelimits.wants_no_reply)."""
+    from relay.ratelimits import NO_REPLY_HEADER
+
+    return [
         {"archive_id": i, "order_id": e.record.order_id or "", "created_at": e.record.created_at,
          "reason": f"{NO_REPLY_HEADER} header", "created_by": "buyer"}
         for i, e in zip(ids, entries, strict=True)
         if e.no_reply_needed and e.outgoing is not None
     ]  # fmt: skip
-    if rows:
-        await conn.execute(response_exemptions.insert(), rows)

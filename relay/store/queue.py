@@ -29,16 +29,20 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 import structlog
+from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from relay.core.outcomes import INITIAL, DeliveryStatus, may_move, sources
 from relay.db import inserted_id, read_tx, write_tx
-from relay.store import ledger
+from relay.store import dbthread, ledger
 from relay.store.tables import archive, deliveries, delivery_events, utcnow
+
+if TYPE_CHECKING:
+    import sqlite3
 
 log = structlog.get_logger("relay.delivery")
 S = DeliveryStatus
@@ -73,6 +77,16 @@ async def enqueue(
     multi-row INSERT however many: the group commit waits on it)."""
     if items:
         await conn.execute(deliveries.insert(), [_new_row(i, now or utcnow()) for i in items])
+
+
+def enqueue_sqlite(
+    db: sqlite3.Connection, items: Sequence[NewDelivery], *, now: datetime, dialect: Dialect
+) -> None:
+    """``enqueue`` inside the ledger's one call to SQLite's database thread
+    (relay.store.dbthread): the same rows, written through the same column types."""
+    if items:
+        rows = [_new_row(i, now) for i in items]
+        dbthread.rows_insert(deliveries, rows, dialect).many(db, rows)
 
 
 async def enqueue_one(conn: AsyncConnection, item: NewDelivery, *, now: datetime) -> int:
