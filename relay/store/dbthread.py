@@ -7,9 +7,11 @@ was ~38 % of `relay serve`'s Python time (bench/README.md, H6). The hot statemen
 RCPT lookup, the ledger's appends) instead run here as one plain ``sqlite3`` function
 handed to the connection's thread once: one hand-off however many statements.
 
-The function runs on the very connection, and so in the very transaction, that the
-caller's ``AsyncConnection`` holds (BEGIN IMMEDIATE and COMMIT stay SQLAlchemy's), and
-values go in and come out through the columns' own SQLAlchemy types (``Insert``), so the
+``run`` uses the very connection, and so the very transaction, that the caller's
+``AsyncConnection`` holds (BEGIN IMMEDIATE and COMMIT stay SQLAlchemy's); ``run_pooled``
+takes a pool connection for one autocommit statement without an ``AsyncConnection``
+around it (measured: the wrapper's checkout cost as much as the RCPT lookup itself); and
+values go in and come out through the columns' own SQLAlchemy types (``Insert``, ``Select``), so the
 stored bytes are the ones SQLAlchemy would have written. PostgreSQL (asyncpg, no thread)
 keeps the ordinary path.
 
@@ -28,7 +30,8 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.util import greenlet_spawn
 
 T = TypeVar("T")
 
@@ -38,7 +41,21 @@ async def run(conn: AsyncConnection, fn: Callable[[sqlite3.Connection], T]) -> T
     A driver error comes back as SQLAlchemy's (IntegrityError, OperationalError...), as
     it would from ``conn.execute``."""
     raw = await conn.get_raw_connection()
-    driver: Any = raw.driver_connection  # aiosqlite.Connection
+    return await _call(raw.driver_connection, fn)
+
+
+async def run_pooled(engine: AsyncEngine, fn: Callable[[sqlite3.Connection], T]) -> T:
+    """``run`` on a connection of the engine's pool taken for this call alone, for one
+    statement in autocommit (SQLite: its own read transaction, one snapshot)."""
+    fairy = await engine.raw_connection()
+    try:
+        return await _call(fairy.driver_connection, fn)
+    finally:
+        await greenlet_spawn(fairy.close)  # back to the pool (its reset: a rollback)
+
+
+async def _call(driver: Any, fn: Callable[[sqlite3.Connection], T]) -> T:
+    """``fn`` in the thread of ``driver`` (an aiosqlite.Connection)."""
     if driver is None:
         raise RuntimeError("the connection is closed")
     try:

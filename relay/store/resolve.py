@@ -152,8 +152,7 @@ async def _rows(engine: AsyncEngine, local: str) -> list[Any]:
     select = _SQLITE.get(engine.dialect)
     if select is None:
         select = _SQLITE[engine.dialect] = dbthread.Select(_QUERY, engine.dialect)
-    async with engine.connect() as conn:
-        rows = await dbthread.run(conn, partial(select.all, params={"local": local}))
+    rows = await dbthread.run_pooled(engine, partial(select.all, params={"local": local}))
     return [_Row._make(r) for r in rows]
 
 

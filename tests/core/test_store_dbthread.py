@@ -158,3 +158,27 @@ async def test_rcpt_and_append_cross_to_the_thread_a_few_times(
         await engine.dispose()
     assert rcpt <= 2, counted  # the SELECT (and the pool's reset)
     assert in_append == 1  # every statement of the append in one call
+
+
+async def test_a_change_takes_effect_at_the_next_rcpt(tmp_path: Path) -> None:
+    """No cache: a sender authorised, or an order closed, from any connection, is what
+    the very next lookup sees (one statement, its own snapshot)."""
+    from relay.core import replies
+    from relay.store.orders import add_sender, get_order, set_status
+
+    engine, order_id = await _database(tmp_path / "r.sqlite3")
+    try:
+        alias = (await get_order(engine, "relay.example", order_id)).seller_alias
+        found = await resolve.resolve_alias(engine, "relay.example", alias)
+        assert isinstance(found, resolve.Resolution)
+        assert found.sender_emails == {"b@x.example"} and found.stands_for == "seller"
+        assert found.recipient_email == "s@shop.example" and found.delivered_at is None
+        await add_sender(engine, "b@x.example", "orders@x.example")
+        found = await resolve.resolve_alias(engine, "relay.example", alias.upper())
+        assert isinstance(found, resolve.Resolution)
+        assert found.sender_emails == {"b@x.example", "orders@x.example"}
+        await set_status(engine, "relay.example", order_id, "closed")
+        gone = await resolve.resolve_alias(engine, "relay.example", alias)
+        assert gone is replies.NO_SUCH_ALIAS
+    finally:
+        await engine.dispose()
