@@ -36,7 +36,7 @@ from relay.db.migrate import upgrade
 from relay.delivery.route import Router, make_resolver
 from relay.delivery.transport import Transport, smtp_transport
 from relay.delivery.worker import DeliveryWorker, Signer
-from relay.health import Check, OpsServer, check_certificate, check_database
+from relay.health import Check, OpsServer, check_certificate, check_database, check_policy_workers
 from relay.log import set_hash_key
 from relay.pipeline import Authenticator, Pipeline, Policy, registered_sender
 from relay.policy_pool import Budget, PolicyRunner
@@ -267,6 +267,8 @@ class App:
             checks.append(
                 check_certificate(self.certificate.expires, self.settings.metrics.cert_min_days)
             )
+            if self.runner is not None:  # set before the listener binds
+                checks.append(await check_policy_workers(self.runner))
         if self.roles.worker:
             alive = self._worker_task is not None and not self._worker_task.done()
             checks.append(Check("worker", alive))

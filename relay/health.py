@@ -6,19 +6,22 @@ collector are async and need the loop's engine), with prometheus_client's ASGI a
 
 ``/healthz`` answers 200 while the process runs its loop (liveness: restart if not).
 ``/readyz`` answers 200 only when this process should get traffic: database reachable,
-SMTP listener bound (when it runs one), TLS certificate not about to expire, not draining.
+SMTP listener bound (when it runs one), content worker processes started and answering
+(``policy.workers``), TLS certificate not about to expire, not draining.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
+import weakref
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 import structlog
@@ -28,6 +31,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from relay import metrics
 from relay.clock import utcnow
 from relay.settings import SettingsError
+
+if TYPE_CHECKING:
+    from relay.policy_pool import PolicyRunner, ProcessRunner
 
 log = structlog.get_logger("relay.health")
 MAX_REQUEST = 8192
@@ -50,6 +56,52 @@ async def check_database(engine: AsyncEngine, timeout: float = 3.0) -> Check:
     except Exception as err:
         return Check("database", False, type(err).__name__)
     return Check("database", True)
+
+
+# How long one /readyz waits for the content workers to answer before saying "not yet"
+# (a warm worker answers a ping in milliseconds; a health checker's timeout is seconds).
+READY_WAIT = 0.5
+# Per policy runner: the executor last verified and the task verifying it.
+_VERIFIED: weakref.WeakKeyDictionary[Any, tuple[Any, asyncio.Task[None]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+async def _answered(content: ProcessRunner) -> None:
+    """One call through the runner (a pool broken by a dead worker is replaced there, as a
+    message would replace it: otherwise a relay out of rotation would never heal), then
+    every worker started and answered (ProcessRunner.ready)."""
+    await content.run(os.getpid)
+    await content.ready()
+
+
+async def check_policy_workers(runner: PolicyRunner) -> Check:
+    """Ready once every content worker process has started and answered; again not
+    ready when one dies (its pool breaks), until the replacements have. Messages would
+    otherwise wait in the queue behind a worker still loading, or fail on a broken pool."""
+    content = runner.content
+    if content is None:
+        return Check("policy_workers", True, "in this process (policy.workers = 0)")
+    executor = content.pool.executor
+    entry = _VERIFIED.get(runner)
+    # ProcessPoolExecutor sets _broken when a worker dies (its management thread notices).
+    stale = entry is None or entry[0] is not executor or bool(getattr(executor, "_broken", False))
+    failed = entry is not None and entry[1].done() and (
+        entry[1].cancelled() or entry[1].exception() is not None
+    )
+    if stale or failed:
+        task = asyncio.create_task(_answered(content), name="policy-ready")
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved
+        entry = _VERIFIED[runner] = (executor, task)
+    assert entry is not None
+    task = entry[1]
+    await asyncio.wait({task}, timeout=READY_WAIT)
+    if not task.done():
+        return Check("policy_workers", False, f"starting {content.workers} worker(s)")
+    err = asyncio.CancelledError() if task.cancelled() else task.exception()
+    if err is not None:
+        return Check("policy_workers", False, type(err).__name__)
+    return Check("policy_workers", True, f"{content.workers} worker(s) answered")
 
 
 def cert_expiry(path: Path) -> datetime:

@@ -98,7 +98,8 @@ async def test_metrics_after_real_traffic(make_settings, sink, monkeypatch) -> N
         status, body = await http_get(port, "/readyz")
         ready = json.loads(body)
         assert status == 200 and ready["ready"], body
-        assert set(ready["checks"]) == {"running", "database", "listener", "tls", "worker"}
+        assert set(ready["checks"]) == {
+            "running", "database", "listener", "tls", "policy_workers", "worker"}  # fmt: skip
         assert (await http_get(port, "/nope"))[0] == 404
 
 
