@@ -52,7 +52,8 @@ _TERM = re.compile(r'"([^"]*)"|(\S+)')
 
 
 class Fallback(Exception):
-    """The store's path decides (and words whatever went wrong)."""
+    """The store's path decides (and words whatever went wrong). Control flow that never
+    leaves this module, so outside relay.core.errors' tree (tests/core/test_errors.py)."""
 
 
 def parse_query(text: str) -> list[tuple[list[str], bool]]:

@@ -98,9 +98,11 @@ Delivery (``DeliveryError``):
 - ``RouteError`` (``relay.delivery.route``): no route to the recipient's domain;
   ``permanent`` and ``enhanced`` become the delivery's bounce or retry.
 
-One exception stays outside on purpose: ``relay.policy_pool._CpuOver`` is a
+Two exceptions stay outside on purpose: ``relay.policy_pool._CpuOver`` is a
 ``BaseException`` so that no ``except Exception`` in a parser can swallow the CPU alarm
 inside a policy worker; it never leaves that process (it becomes ``BudgetExceeded``).
+``relay.cli.quick_search.Fallback`` hands a CLI search to the store's path (which words
+any error); it never leaves that module.
 
 Errors that keep a builtin base (``ValueError``, ``LookupError``) keep it for callers
 that catch the builtin. This module imports nothing outside ``relay.core`` and does no

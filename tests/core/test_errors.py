@@ -31,7 +31,9 @@ from tests.helpers import BUYER, DOMAIN, ORDER, SELLER
 RELAY = Path(relay.__file__).parent
 # A BaseException on purpose: the CPU alarm inside a policy worker must get past every
 # `except Exception` of the parsers (relay.core.errors says so).
-OUTSIDE = {("relay.policy_pool", "_CpuOver")}
+# The CLI's quick search signals "let the store's path answer" with Fallback: control flow
+# that never leaves relay.cli.quick_search, so no face ever answers it.
+OUTSIDE = {("relay.policy_pool", "_CpuOver"), ("relay.cli.quick_search", "Fallback")}
 # Groups that `except` may name but no module raises; ApiError carries its own status.
 FAMILIES = {errors.RelayError, errors.CallerError, errors.OrderError, errors.HoldError,
             errors.ReportError, errors.TemplateError}  # fmt: skip
@@ -66,7 +68,8 @@ def test_exception_classes_are_defined_in_core_errors_only() -> None:
     """By source, so a module that fails to import cannot hide a class: a class whose
     bases name an exception lives in relay/core/errors.py (the API's ApiError, which
     carries its own status, and the one outsider excepted)."""
-    allowed = {("api/errors.py", "ApiError"), ("policy_pool.py", "_CpuOver")}
+    allowed = {("api/errors.py", "ApiError"), ("policy_pool.py", "_CpuOver"),
+               ("cli/quick_search.py", "Fallback")}  # fmt: skip
     elsewhere = set()
     for path in RELAY.rglob("*.py"):
         rel = path.relative_to(RELAY).as_posix()
