@@ -228,7 +228,7 @@ def postgres_query(
     window: list[int] | None = None,
 ) -> tuple[str, list[Any]]:
     """The store's SELECT on PostgreSQL; ``window``: one id window's matches
-    (relay.store.archive._newest_in_windows; ``f`` then without text)."""
+    (relay.store.archive_search._newest_in_windows; ``f`` then without text)."""
     s = Sql(True)
     text = f.get("text")
     w = _where(s, f, keys, party=not (party_in_candidates and text))
@@ -496,7 +496,7 @@ async def _postgres_search(conn: Any, f: dict[str, Any], timeout: float) -> list
 
 
 async def _windows(conn: Any, f: dict[str, Any], keys: dict[str, int] | None) -> list[Any]:
-    """relay.store.archive._newest_in_windows."""
+    """relay.store.archive_search._newest_in_windows."""
     limit = int(f["limit"])
     hi = f.get("before_id")
     if hi is None:

@@ -188,7 +188,7 @@ async def party_candidates(
     the party's size (its ids, read off ix_archive_order, ~3-5 us each). They cross where
     records^2 ~ DRIVE_RATIO * limit * archive size (~12k records for 50 rows at 1M); the
     count stops there, so deciding costs at most that many index entries."""
-    from relay.store.archive import party_ids
+    from relay.store.archive_search import party_ids
 
     async with read_tx(engine) as conn:
         top = int((await conn.execute(sa.select(sa.func.max(archive.c.id)))).scalar() or 0)
@@ -374,7 +374,7 @@ async def window_ids(conn: AsyncConnection, text: str, lo: int, hi: int) -> list
         await conn.exec_driver_sql(INDEX_SCANS_BACK)
 
 
-# PostgreSQL's text search by id windows (relay.store.archive._newest_in_windows): the
+# PostgreSQL's text search by id windows (relay.store.archive_search._newest_in_windows): the
 # first spans this many ids (or 64 x the page size), each next one WINDOW_GROWTH times
 # the last, so a word matching nothing costs log2(archive / WINDOW_FIRST) cheap bitmap
 # probes and a common word is answered from the first window.

@@ -15,7 +15,7 @@ import pytest
 
 from relay.cli import quick_search as quick
 from relay.db import write_tx
-from relay.store import archive, orders
+from relay.store import archive, archive_search, orders
 from relay.store import search as store_search
 from relay.store import tables as schema
 from tests.helpers import DOMAIN
@@ -29,7 +29,7 @@ def test_the_mirrored_constants_and_grammar_are_the_store_s() -> None:
                  "WINDOW_GROWTH", "TS_CONFIG", "CUSTOM_PLANS", "NO_PARALLEL", "BITMAP_ONLY",
                  "INDEX_SCANS_BACK"):  # fmt: skip
         assert getattr(quick, name) == getattr(store_search, name), name
-    assert quick.COLUMNS == archive._LIST_COLS
+    assert quick.COLUMNS == archive_search._LIST_COLS
     for text in ("refund", "Refund  please", '"wo ist" paket*', "ab*c d_e", "Rückerstattung",
                  'x "" y', "a* *", "über-weisung 3"):  # fmt: skip
         assert quick.fts5_query(text) == store_search.fts5_query(text), text
