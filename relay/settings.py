@@ -30,22 +30,8 @@ from pydantic_settings import (
 
 from relay.core.errors import SettingsError as SettingsError
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_duration(value: Any) -> timedelta:
-    """Accept ``30s``, ``5m``, ``1h``, ``5d`` or a number of seconds."""
-    if isinstance(value, timedelta):
-        return value
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return timedelta(seconds=value)
-    if isinstance(value, str):
-        m = _DURATION.match(value)
-        if m:
-            return timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)])
-    raise ValueError(f"not a duration: {value!r} (use e.g. 30s, 5m, 1h, 5d)")
-
+# one duration grammar for both loaders (relay.settings_lite imports no pydantic)
+from relay.settings_lite import parse_duration as parse_duration
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 
