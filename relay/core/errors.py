@@ -101,8 +101,8 @@ Delivery (``DeliveryError``):
 Two exceptions stay outside on purpose: ``relay.policy_pool._CpuOver`` is a
 ``BaseException`` so that no ``except Exception`` in a parser can swallow the CPU alarm
 inside a policy worker; it never leaves that process (it becomes ``BudgetExceeded``).
-``relay.cli.quick_search.Fallback`` hands a CLI search to the store's path (which words
-any error); it never leaves that module.
+``relay.cli.quick_sql.Fallback`` hands a CLI search to the store's path (which words
+any error); it never leaves the CLI's quick search.
 
 Errors that keep a builtin base (``ValueError``, ``LookupError``) keep it for callers
 that catch the builtin. This module imports nothing outside ``relay.core`` and does no

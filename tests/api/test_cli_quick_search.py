@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from relay.cli import quick_search as quick
+from relay.cli import quick_sql
 from relay.db import write_tx
 from relay.store import archive, archive_search, orders
 from relay.store import search as store_search
@@ -28,14 +29,14 @@ def test_the_mirrored_constants_and_grammar_are_the_store_s() -> None:
     for name in ("BIG_PARTY_RECORDS", "DRIVE_RATIO", "FEW_RECORDS", "WINDOW_FIRST",
                  "WINDOW_GROWTH", "TS_CONFIG", "CUSTOM_PLANS", "NO_PARALLEL", "BITMAP_ONLY",
                  "INDEX_SCANS_BACK"):  # fmt: skip
-        assert getattr(quick, name) == getattr(store_search, name), name
-    assert quick.COLUMNS == archive_search._LIST_COLS
+        assert getattr(quick_sql, name) == getattr(store_search, name), name
+    assert quick_sql.COLUMNS == archive_search._LIST_COLS
     for text in ("refund", "Refund  please", '"wo ist" paket*', "ab*c d_e", "Rückerstattung",
                  'x "" y', "a* *", "über-weisung 3"):  # fmt: skip
-        assert quick.fts5_query(text) == store_search.fts5_query(text), text
-        assert quick.tsquery(text) == store_search.tsquery(text), text
-    with pytest.raises(quick.Fallback):
-        quick.fts5_query("*** --")
+        assert quick_sql.fts5_query(text) == store_search.fts5_query(text), text
+        assert quick_sql.tsquery(text) == store_search.tsquery(text), text
+    with pytest.raises(quick_sql.Fallback):
+        quick_sql.fts5_query("*** --")
     with pytest.raises(store_search.QueryError):
         store_search.fts5_query("*** --")
 
@@ -46,10 +47,10 @@ def _filter(**given: Any) -> dict[str, Any]:
 
 async def _quick(url: str, f: dict[str, Any], timeout: float = 10.0) -> list[dict[str, Any]]:
     """The bare-driver search itself (a Fallback fails the test: no silent store path)."""
-    if url.startswith(quick.SQLITE):
-        path = url[len(quick.SQLITE) :]
+    if url.startswith(quick_sql.SQLITE):
+        path = url[len(quick_sql.SQLITE) :]
         return await asyncio.to_thread(quick.search_sqlite, path, f, timeout)
-    return await quick.search_postgres("postgresql://" + url[len(quick.POSTGRES) :], f, timeout)
+    return await quick.search_postgres("postgresql://" + url[len(quick_sql.POSTGRES) :], f, timeout)
 
 
 @pytest.fixture
@@ -115,7 +116,7 @@ async def test_the_bare_driver_answers_what_the_store_answers(
     engine: Any, varied: dict[str, Any], settings: Any, monkeypatch: Any, plans: str
 ) -> None:
     if plans != "as shipped":  # every party counts as big, every verdict as rare
-        for module in (quick, store_search):
+        for module in (quick_sql, store_search):
             monkeypatch.setattr(module, "BIG_PARTY_RECORDS", 1)
             monkeypatch.setattr(module, "DRIVE_RATIO", 0)
             monkeypatch.setattr(module, "FEW_RECORDS", 10)

@@ -32,8 +32,8 @@ RELAY = Path(relay.__file__).parent
 # A BaseException on purpose: the CPU alarm inside a policy worker must get past every
 # `except Exception` of the parsers (relay.core.errors says so).
 # The CLI's quick search signals "let the store's path answer" with Fallback: control flow
-# that never leaves relay.cli.quick_search, so no face ever answers it.
-OUTSIDE = {("relay.policy_pool", "_CpuOver"), ("relay.cli.quick_search", "Fallback")}
+# that never leaves the CLI's quick search, so no face ever answers it.
+OUTSIDE = {("relay.policy_pool", "_CpuOver"), ("relay.cli.quick_sql", "Fallback")}
 # Groups that `except` may name but no module raises; ApiError carries its own status.
 FAMILIES = {errors.RelayError, errors.CallerError, errors.OrderError, errors.HoldError,
             errors.ReportError, errors.TemplateError}  # fmt: skip
@@ -69,7 +69,7 @@ def test_exception_classes_are_defined_in_core_errors_only() -> None:
     bases name an exception lives in relay/core/errors.py (the API's ApiError, which
     carries its own status, and the one outsider excepted)."""
     allowed = {("api/errors.py", "ApiError"), ("policy_pool.py", "_CpuOver"),
-               ("cli/quick_search.py", "Fallback")}  # fmt: skip
+               ("cli/quick_sql.py", "Fallback")}  # fmt: skip
     elsewhere = set()
     for path in RELAY.rglob("*.py"):
         rel = path.relative_to(RELAY).as_posix()
